@@ -1,0 +1,45 @@
+//! Exit codes, so a scheduler can tell "fix the input" from "try again later" from "page
+//! someone". Airflow retries on any non-zero code; operators read the distinction in logs
+//! and alerts.
+
+use std::process::ExitCode;
+
+/// A job's failure as the operator needs to see it.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The input is wrong; re-running will not help until it is fixed.
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// What the job needs is not there yet (a NAV file not published): retry later.
+    #[error("missing upstream: {0}")]
+    MissingUpstream(String),
+}
+
+pub const SUCCESS: u8 = 0;
+/// An internal error: a bug, the database or the store unreachable.
+pub const INTERNAL: u8 = 1;
+pub const BAD_INPUT: u8 = 3;
+pub const MISSING_UPSTREAM: u8 = 4;
+
+/// The exit code for an error, from the first classified cause in its chain.
+pub fn code_for(error: &anyhow::Error) -> ExitCode {
+    for cause in error.chain() {
+        if let Some(failure) = cause.downcast_ref::<JobFailure>() {
+            return ExitCode::from(match failure {
+                JobFailure::BadInput(_) => BAD_INPUT,
+                JobFailure::MissingUpstream(_) => MISSING_UPSTREAM,
+            });
+        }
+        if cause.is::<pipeline::nav::NavFileError>()
+            || cause.is::<pipeline::nav::collect::ConflictingNav>()
+        {
+            return ExitCode::from(BAD_INPUT);
+        }
+        if let Some(fetch) = cause.downcast_ref::<crate::fetch::FetchError>() {
+            if fetch.is_not_published() {
+                return ExitCode::from(MISSING_UPSTREAM);
+            }
+        }
+    }
+    ExitCode::from(INTERNAL)
+}

@@ -1,0 +1,147 @@
+//! Downloads a NAV file over HTTP(S) into a temporary file, with timeouts and a bounded number
+//! of retries with exponential backoff. Only failures that a retry can cure are retried
+//! (connection errors, timeouts, 5xx, 429); a 404 means "not published yet" and is reported as
+//! a missing upstream so the scheduler retries later, not this process now.
+
+use std::io::Write;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: not published (HTTP {status})")]
+    NotPublished { url: String, status: StatusCode },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: StatusCode },
+    #[error("{url}: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{url}: writing the download: {source}")]
+    Io { url: String, source: std::io::Error },
+    #[error("{url}: gave up after {attempts} attempts; last error: {last}")]
+    GaveUp {
+        url: String,
+        attempts: u32,
+        last: Box<FetchError>,
+    },
+}
+
+impl FetchError {
+    fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Status { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
+            FetchError::Http { source, .. } => {
+                source.is_timeout()
+                    || source.is_connect()
+                    || source.is_request()
+                    || source.is_body()
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the file is simply not there yet (the scheduler should retry later).
+    pub fn is_not_published(&self) -> bool {
+        match self {
+            FetchError::NotPublished { .. } => true,
+            FetchError::GaveUp { last, .. } => last.is_not_published(),
+            _ => false,
+        }
+    }
+}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            first_backoff: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Fetches `url` into a new temporary file and returns it, rewound.
+pub async fn download(
+    url: &str,
+    policy: RetryPolicy,
+) -> Result<tempfile::NamedTempFile, FetchError> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(policy.connect_timeout)
+        .timeout(policy.timeout)
+        .user_agent(concat!("sipline/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|source| FetchError::Http {
+            url: url.to_string(),
+            source,
+        })?;
+    let mut backoff = policy.first_backoff;
+    let mut attempt = 1;
+    loop {
+        match download_once(&client, url).await {
+            Ok(file) => return Ok(file),
+            Err(e) if e.is_transient() && attempt < policy.attempts => {
+                tracing::warn!(url, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "download failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+                attempt += 1;
+            }
+            Err(e) if attempt > 1 => {
+                return Err(FetchError::GaveUp {
+                    url: url.to_string(),
+                    attempts: attempt,
+                    last: Box::new(e),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn download_once(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<tempfile::NamedTempFile, FetchError> {
+    let http = |source| FetchError::Http {
+        url: url.to_string(),
+        source,
+    };
+    let io = |source| FetchError::Io {
+        url: url.to_string(),
+        source,
+    };
+    let response = client.get(url).send().await.map_err(http)?;
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND {
+        return Err(FetchError::NotPublished {
+            url: url.to_string(),
+            status,
+        });
+    }
+    if !status.is_success() {
+        return Err(FetchError::Status {
+            url: url.to_string(),
+            status,
+        });
+    }
+    // Stream to disk: a history report can be tens of megabytes.
+    let mut file = tempfile::NamedTempFile::new().map_err(io)?;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        file.write_all(&chunk.map_err(http)?).map_err(io)?;
+    }
+    file.flush().map_err(io)?;
+    Ok(file)
+}

@@ -1,0 +1,275 @@
+//! `sipline nav ingest`: a NAV file (path or URL) into the warehouse's `schemes` and `navs`
+//! tables and, when a database is configured, into PostgreSQL.
+//!
+//! The whole file is read and checked before anything is written, so a bad file leaves every
+//! partition as it was. Each affected `nav_date=` partition is then merged with what it held
+//! (a daily file also carries stale NAVs of earlier dates, which must not wipe those days) and
+//! rewritten with one atomic put; an unchanged partition is not rewritten at all.
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use pipeline::nav::amfi::AmfiReader;
+use pipeline::nav::bse::BseReader;
+use pipeline::nav::collect::{merge_navs, merge_schemes, IsinIndex, NavCollector};
+use pipeline::nav::{Entry, NavSource};
+use pipeline::schema::{
+    navs_from_batch, navs_to_batch, schemes_from_batch, schemes_to_batch, NavRow, SchemeRow,
+};
+use sqlx::PgPool;
+use warehouse::{Table, Warehouse};
+
+use crate::exit::JobFailure;
+use crate::fetch::{self, RetryPolicy};
+use crate::postgres;
+
+/// The file formats `--source` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceFormat {
+    /// AMFI's daily `NAVAll.txt`.
+    Amfi,
+    /// AMFI's NAV history report.
+    AmfiHistory,
+    /// BSE StAR MF's NAV export.
+    Bse,
+}
+
+impl SourceFormat {
+    fn nav_source(self) -> NavSource {
+        match self {
+            SourceFormat::Amfi | SourceFormat::AmfiHistory => NavSource::Amfi,
+            SourceFormat::Bse => NavSource::Bse,
+        }
+    }
+}
+
+/// An input ready to read: its name for messages, and its bytes.
+pub struct NavInput {
+    pub name: String,
+    pub reader: Box<dyn BufRead + Send>,
+    /// Keeps a downloaded file alive until it has been read.
+    _download: Option<tempfile::NamedTempFile>,
+}
+
+impl NavInput {
+    pub fn from_reader(name: impl Into<String>, reader: Box<dyn BufRead + Send>) -> Self {
+        Self {
+            name: name.into(),
+            reader,
+            _download: None,
+        }
+    }
+
+    /// Opens a local path, or downloads an `http(s)://` URL first.
+    pub async fn open(location: &str, retry: RetryPolicy) -> anyhow::Result<Self> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            let download = fetch::download(location, retry).await?;
+            let file = download
+                .reopen()
+                .with_context(|| format!("reopening the download of {location}"))?;
+            Ok(Self {
+                name: location.to_string(),
+                reader: Box::new(std::io::BufReader::new(file)),
+                _download: Some(download),
+            })
+        } else {
+            let file = std::fs::File::open(location)
+                .map_err(|e| JobFailure::BadInput(format!("{location}: {e}")))?;
+            Ok(Self::from_reader(
+                location,
+                Box::new(std::io::BufReader::with_capacity(1 << 16, file)),
+            ))
+        }
+    }
+}
+
+/// What an ingest did, for the log line and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub file: String,
+    pub navs: usize,
+    pub first_date: Option<NaiveDate>,
+    pub last_date: Option<NaiveDate>,
+    pub dates: usize,
+    pub schemes_in_file: usize,
+    pub set_aside: usize,
+    pub duplicates: u64,
+    pub partitions_written: usize,
+    pub partitions_unchanged: usize,
+    pub schemes_written: bool,
+    pub database_rows_changed: Option<u64>,
+}
+
+impl std::fmt::Display for IngestSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let range = match (self.first_date, self.last_date) {
+            (Some(a), Some(b)) => format!("{a}..{b}"),
+            _ => "-".to_string(),
+        };
+        write!(
+            f,
+            "nav ingest ok: file={} navs={} dates={} ({range}) schemes={} set_aside={} duplicates={} partitions_written={} unchanged={} schemes_table={}",
+            self.file,
+            self.navs,
+            self.dates,
+            self.schemes_in_file,
+            self.set_aside,
+            self.duplicates,
+            self.partitions_written,
+            self.partitions_unchanged,
+            if self.schemes_written { "written" } else { "unchanged" },
+        )?;
+        if let Some(rows) = self.database_rows_changed {
+            write!(f, " postgres_rows_changed={rows}")?;
+        }
+        Ok(())
+    }
+}
+
+async fn read_schemes(warehouse: &Warehouse) -> anyhow::Result<Vec<SchemeRow>> {
+    let mut rows = Vec::new();
+    for batch in warehouse
+        .read(Table::Schemes, None)
+        .await?
+        .unwrap_or_default()
+    {
+        rows.extend(schemes_from_batch(&batch)?);
+    }
+    Ok(rows)
+}
+
+async fn read_navs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<Vec<NavRow>> {
+    let mut rows = Vec::new();
+    for batch in warehouse
+        .read(Table::Navs, Some(date))
+        .await?
+        .unwrap_or_default()
+    {
+        rows.extend(navs_from_batch(&batch)?);
+    }
+    Ok(rows)
+}
+
+/// Parses the whole input into a collector; the first malformed line is an error.
+fn collect(
+    format: SourceFormat,
+    input: NavInput,
+    isins: &IsinIndex,
+) -> anyhow::Result<NavCollector> {
+    let mut collector = NavCollector::new(&input.name, format.nav_source());
+    match format {
+        SourceFormat::Amfi | SourceFormat::AmfiHistory => {
+            for entry in AmfiReader::new(&input.name, input.reader) {
+                match entry? {
+                    Entry::Nav(row) => collector.add_amfi(row)?,
+                    Entry::SetAside(row) => collector.set_aside(row),
+                }
+            }
+        }
+        SourceFormat::Bse => {
+            for entry in BseReader::new(&input.name, input.reader) {
+                match entry? {
+                    Entry::Nav(row) => collector.add_bse(row, isins)?,
+                    Entry::SetAside(row) => collector.set_aside(row),
+                }
+            }
+        }
+    }
+    Ok(collector)
+}
+
+/// Runs the ingest. `expect_date`, when given, must be among the file's NAV dates: a file
+/// without it is not yet the day's file.
+pub async fn ingest(
+    format: SourceFormat,
+    input: NavInput,
+    expect_date: Option<NaiveDate>,
+    warehouse: &Warehouse,
+    database: Option<&PgPool>,
+) -> anyhow::Result<IngestSummary> {
+    let existing_schemes = read_schemes(warehouse).await?;
+    let isins = IsinIndex::new(&existing_schemes);
+    if format == SourceFormat::Bse && isins.is_empty() {
+        return Err(JobFailure::MissingUpstream(
+            "BSE NAVs are matched to AMFI schemes by ISIN, and the warehouse has no scheme master yet: ingest an AMFI file first".into(),
+        )
+        .into());
+    }
+    let file = input.name.clone();
+    // Parsing is CPU-bound and reads a blocking file: keep it off the async workers.
+    let collector = tokio::task::spawn_blocking(move || collect(format, input, &isins)).await??;
+    for row in &collector.set_aside {
+        tracing::warn!(file = %file, line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
+    }
+    if let Some(date) = expect_date {
+        if !collector.dates().any(|d| d == date) {
+            return Err(JobFailure::MissingUpstream(format!(
+                "{file} holds no NAV dated {date}: the file for that day is not published yet"
+            ))
+            .into());
+        }
+    }
+
+    let by_date = collector.navs_by_date();
+    let (mut written, mut unchanged) = (0, 0);
+    for (date, incoming) in &by_date {
+        let existing = read_navs(warehouse, *date).await?;
+        let merged = merge_navs(&existing, incoming);
+        if merged == existing {
+            unchanged += 1;
+            continue;
+        }
+        warehouse
+            .write(Table::Navs, Some(*date), &[navs_to_batch(&merged)?])
+            .await?;
+        written += 1;
+    }
+    let merged_schemes = merge_schemes(&existing_schemes, collector.schemes());
+    let schemes_written = merged_schemes != existing_schemes;
+    if schemes_written {
+        warehouse
+            .write(Table::Schemes, None, &[schemes_to_batch(&merged_schemes)?])
+            .await?;
+    }
+
+    let database_rows_changed = match database {
+        None => None,
+        Some(pool) => {
+            let incoming_codes: BTreeSet<i64> =
+                collector.schemes().map(|s| s.scheme_code).collect();
+            let schemes: Vec<SchemeRow> = merged_schemes
+                .into_iter()
+                .filter(|s| incoming_codes.contains(&s.scheme.scheme_code))
+                .collect();
+            let navs: Vec<(NaiveDate, NavRow)> = by_date
+                .iter()
+                .flat_map(|(d, rows)| rows.iter().map(|r| (*d, *r)))
+                .collect();
+            let changed_schemes = postgres::upsert_schemes(pool, &schemes)
+                .await
+                .context("upserting schemes into PostgreSQL")?;
+            let changed_navs = postgres::upsert_navs(pool, &navs)
+                .await
+                .context("upserting NAVs into PostgreSQL")?;
+            Some(changed_schemes + changed_navs)
+        }
+    };
+
+    let dates: Vec<NaiveDate> = by_date.keys().copied().collect();
+    Ok(IngestSummary {
+        file,
+        navs: collector.nav_count(),
+        first_date: dates.first().copied(),
+        last_date: dates.last().copied(),
+        dates: dates.len(),
+        schemes_in_file: collector.schemes().count(),
+        set_aside: collector.set_aside.len(),
+        duplicates: collector.duplicates,
+        partitions_written: written,
+        partitions_unchanged: unchanged,
+        schemes_written,
+        database_rows_changed,
+    })
+}

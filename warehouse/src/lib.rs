@@ -1,0 +1,372 @@
+//! The Parquet warehouse: tables on an `object_store` (a local folder by default, `s3://…` in
+//! production), written one atomic file per partition and read through DataFusion.
+//!
+//! Why one file per partition: an object store has no atomic directory rename, but a single
+//! put is atomic on every store (a local put is a temp file plus rename). So a rewrite of a
+//! partition replaces its one file, and a reader sees the old data or the new, never a mix.
+//! The `_SUCCESS` marker follows the data file; readers skip partitions that lack it.
+
+pub mod layout;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::TableProvider;
+use datafusion::error::DataFusionError;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::errors::ParquetError;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::{col, lit, SessionContext};
+use datafusion::scalar::ScalarValue;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+pub use layout::{Layout, Table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("warehouse location '{location}': {reason}")]
+    Location { location: String, reason: String },
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("parquet file {path}: {source}")]
+    Parquet { path: String, source: ParquetError },
+    #[error("{path}: schema is not the {table} contract: {reason}")]
+    Schema {
+        path: String,
+        table: &'static str,
+        reason: String,
+    },
+    #[error("datafusion: {0}")]
+    DataFusion(#[from] DataFusionError),
+}
+
+/// A partition of a table as found in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub date: NaiveDate,
+    /// Whether its `_SUCCESS` marker exists (only published partitions are read).
+    pub published: bool,
+}
+
+/// A warehouse: an object store, the prefix the tables live under, and the URL DataFusion
+/// knows it by.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    store: Arc<dyn ObjectStore>,
+    layout: Layout,
+    url: Url,
+}
+
+impl Warehouse {
+    /// Opens a warehouse from a folder path (created if missing) or an object-store URL
+    /// (`file:///…`, `s3://bucket/prefix` with the usual `AWS_*` environment, `memory://`).
+    pub fn open(location: &str) -> Result<Self, WarehouseError> {
+        let err = |reason: String| WarehouseError::Location {
+            location: location.to_string(),
+            reason,
+        };
+        let url = match Url::parse(location) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            // Not a URL (or a Windows drive letter): a local folder.
+            _ => {
+                std::fs::create_dir_all(location).map_err(|e| err(e.to_string()))?;
+                let absolute = std::fs::canonicalize(location).map_err(|e| err(e.to_string()))?;
+                Url::from_directory_path(&absolute)
+                    .map_err(|()| err("not an absolute path".into()))?
+            }
+        };
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| err("not a local path".into()))?;
+                std::fs::create_dir_all(&path).map_err(|e| err(e.to_string()))?;
+                let prefix = Path::from_filesystem_path(&path).map_err(|e| err(e.to_string()))?;
+                (Arc::new(LocalFileSystem::new()), prefix)
+            }
+            "s3" | "s3a" => {
+                let store = object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .build()
+                    .map_err(|e| err(e.to_string()))?;
+                (Arc::new(store), Path::from(url.path()))
+            }
+            "memory" => (Arc::new(InMemory::new()), Path::from(url.path())),
+            other => {
+                return Err(err(format!(
+                    "unsupported scheme '{other}' (use a folder, file://, s3:// or memory://)"
+                )))
+            }
+        };
+        // DataFusion resolves table URLs by scheme and host; keep the path with a trailing slash.
+        let mut url = url;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(Self {
+            store,
+            layout: Layout::new(prefix),
+            url,
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Replaces a partition (or an unpartitioned table) with `batches`, atomically: one put of
+    /// the data file, then the `_SUCCESS` marker. The bytes depend only on the rows, so writing
+    /// the same rows twice leaves the same files.
+    pub async fn write(
+        &self,
+        table: Table,
+        partition: Option<NaiveDate>,
+        batches: &[RecordBatch],
+    ) -> Result<u64, WarehouseError> {
+        let path = self.layout.data_file(table, partition);
+        let (bytes, rows) = encode_parquet(table, &path, batches)?;
+        self.store.put(&path, PutPayload::from(bytes)).await?;
+        let marker = serde_json::json!({ "files": [layout::DATA_FILE], "rows": rows }).to_string();
+        self.store
+            .put(
+                &self.layout.success_marker(table, partition),
+                PutPayload::from(marker.into_bytes()),
+            )
+            .await?;
+        tracing::debug!(table = table.name(), path = %path, rows, "partition written");
+        Ok(rows)
+    }
+
+    /// Reads a published partition back, or `None` if it has never been published.
+    pub async fn read(
+        &self,
+        table: Table,
+        partition: Option<NaiveDate>,
+    ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
+        match self
+            .store
+            .head(&self.layout.success_marker(table, partition))
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let path = self.layout.data_file(table, partition);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        decode_parquet(table, &path, bytes).map(Some)
+    }
+
+    /// The partitions of a table, by date, with whether each is published.
+    pub async fn partitions(&self, table: Table) -> Result<Vec<PartitionStatus>, WarehouseError> {
+        let mut found: BTreeMap<NaiveDate, bool> = BTreeMap::new();
+        let mut listing = self.store.list(Some(&self.layout.table_dir(table)));
+        while let Some(meta) = listing.try_next().await? {
+            if let Some(date) = self.layout.partition_of(table, &meta.location) {
+                let is_marker = meta.location.filename() == Some(layout::SUCCESS_MARKER);
+                *found.entry(date).or_default() |= is_marker;
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|(date, published)| PartitionStatus { date, published })
+            .collect())
+    }
+
+    /// Whether a table has anything published.
+    async fn has_table(&self, table: Table) -> Result<bool, WarehouseError> {
+        Ok(match table.partition_column() {
+            None => self.read_marker_exists(table).await?,
+            Some(_) => self.partitions(table).await?.iter().any(|p| p.published),
+        })
+    }
+
+    async fn read_marker_exists(&self, table: Table) -> Result<bool, WarehouseError> {
+        match self
+            .store
+            .head(&self.layout.success_marker(table, None))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A DataFusion table over a warehouse table's published files; partitioned tables get
+    /// their partition column (`nav_date` …) from the Hive-style paths.
+    pub async fn table_provider(
+        &self,
+        ctx: &SessionContext,
+        table: Table,
+    ) -> Result<Arc<dyn TableProvider>, WarehouseError> {
+        let dir_url =
+            self.url
+                .join(&format!("{}/", table.name()))
+                .map_err(|e| WarehouseError::Location {
+                    location: self.url.to_string(),
+                    reason: e.to_string(),
+                })?;
+        let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(layout::PARQUET_EXTENSION);
+        if let Some(column) = table.partition_column() {
+            options = options
+                .with_table_partition_cols(vec![(column.to_string(), table.partition_type())]);
+        }
+        let config = ListingTableConfig::new(ListingTableUrl::parse(dir_url.as_str())?)
+            .with_listing_options(options)
+            .with_schema(table.file_schema());
+        let listing: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
+        let Some(column) = table.partition_column() else {
+            return Ok(listing);
+        };
+        let partitions = self.partitions(table).await?;
+        if partitions.iter().all(|p| p.published) {
+            return Ok(listing);
+        }
+        // A partition a job is still writing (or died writing) is not part of the table.
+        let published: Vec<_> = partitions
+            .iter()
+            .filter(|p| p.published)
+            .map(|p| lit(ScalarValue::Date32(Some(days_since_epoch(p.date)))))
+            .collect();
+        Ok(ctx
+            .read_table(listing)?
+            .filter(col(column).in_list(published, false))?
+            .into_view())
+    }
+
+    /// A session with every published table registered under its name, and this
+    /// warehouse's object store available to DataFusion.
+    pub async fn session_context(&self) -> Result<SessionContext, WarehouseError> {
+        let ctx = SessionContext::new();
+        self.register_tables(&ctx).await?;
+        Ok(ctx)
+    }
+
+    pub async fn register_tables(&self, ctx: &SessionContext) -> Result<(), WarehouseError> {
+        if self.url.scheme() != "file" {
+            let base = Url::parse(&format!(
+                "{}://{}",
+                self.url.scheme(),
+                self.url.host_str().unwrap_or_default()
+            ))
+            .map_err(|e| WarehouseError::Location {
+                location: self.url.to_string(),
+                reason: e.to_string(),
+            })?;
+            ctx.register_object_store(&base, Arc::clone(&self.store));
+        }
+        for table in Table::ALL {
+            if self.has_table(table).await? {
+                let provider = self.table_provider(ctx, table).await?;
+                ctx.register_table(table.name(), provider)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn days_since_epoch(date: NaiveDate) -> i32 {
+    // Date32 counts days from 1970-01-01; every date sipline handles fits in i32.
+    (date - NaiveDate::default()).num_days() as i32
+}
+
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // A fixed writer name keeps files byte-identical across sipline builds of one format.
+        .set_created_by(concat!("sipline ", env!("CARGO_PKG_VERSION")).to_string())
+        .build()
+}
+
+fn encode_parquet(
+    table: Table,
+    path: &Path,
+    batches: &[RecordBatch],
+) -> Result<(Bytes, u64), WarehouseError> {
+    let schema = table.file_schema();
+    let parquet = |source| WarehouseError::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties()))
+            .map_err(parquet)?;
+    let mut rows = 0;
+    for batch in batches {
+        check_schema(table, path, &schema, &batch.schema())?;
+        writer.write(batch).map_err(parquet)?;
+        rows += batch.num_rows() as u64;
+    }
+    Ok((Bytes::from(writer.into_inner().map_err(parquet)?), rows))
+}
+
+fn decode_parquet(
+    table: Table,
+    path: &Path,
+    bytes: Bytes,
+) -> Result<Vec<RecordBatch>, WarehouseError> {
+    let parquet = |source| WarehouseError::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(parquet)?
+        .build()
+        .map_err(parquet)?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| parquet(e.into()))?;
+    let expected = table.file_schema();
+    for batch in &batches {
+        check_schema(table, path, &expected, &batch.schema())?;
+    }
+    Ok(batches)
+}
+
+fn check_schema(
+    table: Table,
+    path: &Path,
+    expected: &SchemaRef,
+    found: &SchemaRef,
+) -> Result<(), WarehouseError> {
+    let same = expected.fields().len() == found.fields().len()
+        && expected
+            .fields()
+            .iter()
+            .zip(found.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    if same {
+        Ok(())
+    } else {
+        Err(WarehouseError::Schema {
+            path: path.to_string(),
+            table: table.name(),
+            reason: format!("expected {expected:?}, found {found:?}"),
+        })
+    }
+}
