@@ -281,23 +281,6 @@ fn parse_row(
                 Problem::BadSchemeCode(code_text.to_string()),
             )
         })?;
-    let nav = match unusable_nav(fields[layout.nav]) {
-        Ok(nav) => nav,
-        Err(reason) => {
-            return Ok(Entry::SetAside(SetAside {
-                line,
-                scheme: scheme_code.to_string(),
-                reason,
-            }))
-        }
-    };
-    let date_text = fields[layout.date].trim();
-    let nav_date = NaiveDate::parse_from_str(date_text, AMFI_DATE_FORMAT).map_err(|_| {
-        (
-            Some(Column::Date.header_name()),
-            Problem::BadDate(date_text.to_string()),
-        )
-    })?;
     let scheme_name = fields[layout.scheme_name].trim();
     if scheme_name.is_empty() {
         return Err((
@@ -314,19 +297,38 @@ fn parse_row(
         Some(i) => optional_text(fields[i]),
         None => option_from_name(scheme_name),
     };
+    let scheme = Scheme {
+        scheme_code,
+        isin_growth: column(layout.isin_growth),
+        isin_reinvestment: column(layout.isin_reinvestment),
+        scheme_name: scheme_name.to_string(),
+        fund_house: section.fund_house.clone(),
+        category: section.category.clone(),
+        scheme_type: section.scheme_type.clone(),
+        plan,
+        option,
+    };
+    let nav = match unusable_nav(fields[layout.nav]) {
+        Ok(nav) => nav,
+        Err(reason) => {
+            return Ok(Entry::SetAside(SetAside {
+                line,
+                scheme: scheme_code.to_string(),
+                reason,
+                described: Some(Box::new(scheme)),
+            }))
+        }
+    };
+    let date_text = fields[layout.date].trim();
+    let nav_date = NaiveDate::parse_from_str(date_text, AMFI_DATE_FORMAT).map_err(|_| {
+        (
+            Some(Column::Date.header_name()),
+            Problem::BadDate(date_text.to_string()),
+        )
+    })?;
     Ok(Entry::Nav(AmfiNav {
         line,
-        scheme: Scheme {
-            scheme_code,
-            isin_growth: column(layout.isin_growth),
-            isin_reinvestment: column(layout.isin_reinvestment),
-            scheme_name: scheme_name.to_string(),
-            fund_house: section.fund_house.clone(),
-            category: section.category.clone(),
-            scheme_type: section.scheme_type.clone(),
-            plan,
-            option,
-        },
+        scheme,
         nav,
         nav_date,
     }))

@@ -100,6 +100,7 @@ impl<R: BufRead> BseReader<R> {
                         line,
                         scheme: bse_scheme_code.to_string(),
                         reason,
+                        described: None,
                     })))
                 }
             };

@@ -111,13 +111,18 @@ impl NavCollector {
                 line: row.line,
                 scheme: row.bse_scheme_code,
                 reason,
+                described: None,
             });
             return Ok(());
         };
         self.add(row.line, scheme_code, row.nav_date, row.nav)
     }
 
-    pub fn set_aside(&mut self, row: SetAside) {
+    /// A row without a usable NAV; the scheme it describes still joins the scheme master.
+    pub fn set_aside(&mut self, mut row: SetAside) {
+        if let Some(scheme) = row.described.take() {
+            self.schemes.entry(scheme.scheme_code).or_insert(*scheme);
+        }
         self.set_aside.push(row);
     }
 

@@ -89,6 +89,8 @@ pub struct SetAside {
     /// The scheme as the file names it (an AMFI scheme code or a BSE scheme code).
     pub scheme: String,
     pub reason: String,
+    /// The scheme an AMFI row describes: a scheme without today's NAV is still a scheme.
+    pub described: Option<Box<Scheme>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,6 @@
+//! Integration tests of the `sipline` jobs: the real binary against real files, a real local
+//! HTTP server and a real PostgreSQL. One test crate, so it links once.
+
+mod nav_ingest;
+mod sql;
+mod support;

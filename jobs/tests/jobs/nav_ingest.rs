@@ -1,0 +1,550 @@
+use std::path::Path;
+
+use datafusion::parquet::basic::{ConvertedType, Type as PhysicalType};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::support::{fixture, sipline, sipline_async, snapshot, FixtureServer, Postgres};
+
+fn ingest(warehouse: &Path, source: &str, input: &str, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec![
+        "nav",
+        "ingest",
+        "--source",
+        source,
+        "--input",
+        input,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sipline(&args)
+}
+
+fn fixture_str(name: &str) -> String {
+    fixture(name).to_str().unwrap().to_string()
+}
+
+fn query_csv(warehouse: &Path, query: &str) -> String {
+    let run = sipline(&[
+        "sql",
+        "--format",
+        "csv",
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        query,
+    ]);
+    run.assert_ok();
+    run.stdout
+}
+
+#[test]
+fn amfi_daily_file_lands_as_typed_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    );
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .contains("navs=6 dates=2 (2024-12-20..2024-12-27) schemes=8 set_aside=2 duplicates=1"),
+        "{}",
+        run.stdout
+    );
+    // Every set-aside row is reported with file and line.
+    assert!(
+        run.stderr.contains("line=9") && run.stderr.contains("NAV 'N.A.' is not a number"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("line=15") && run.stderr.contains("zero or negative"),
+        "{}",
+        run.stderr
+    );
+
+    // The stale NAV of 20-Dec goes to its own date's partition.
+    for date in ["2024-12-20", "2024-12-27"] {
+        let partition = dir.path().join(format!("navs/nav_date={date}"));
+        assert!(
+            partition.join("part-00000.parquet").is_file() && partition.join("_SUCCESS").is_file(),
+            "{date}"
+        );
+    }
+    let csv = query_csv(
+        dir.path(),
+        "SELECT scheme_code, nav_date, nav, source FROM navs ORDER BY nav_date, scheme_code",
+    );
+    assert_eq!(
+        csv,
+        "scheme_code,nav_date,nav,source\n\
+         120466,2024-12-20,18.1200,amfi\n\
+         119551,2024-12-27,105.0576,amfi\n\
+         119552,2024-12-27,359.8211,amfi\n\
+         120001,2024-12-27,27.1433,amfi\n\
+         120465,2024-12-27,62.5800,amfi\n\
+         130503,2024-12-27,11.9876,amfi\n"
+    );
+    let csv = query_csv(dir.path(), "SELECT scheme_code, fund_house, category, scheme_type, plan, option, unit_decimals FROM schemes WHERE scheme_code IN (120001, 130503) ORDER BY 1");
+    assert_eq!(
+        csv,
+        "scheme_code,fund_house,category,scheme_type,plan,option,unit_decimals\n\
+         120001,Bank of India Mutual Fund (formerly BOI AXA Mutual Fund),Debt Scheme - Banking and PSU Fund,Open Ended,Direct,Growth,3\n\
+         130503,HDFC Mutual Fund,Income,Close Ended,Direct,Growth,3\n"
+    );
+}
+
+#[test]
+fn files_use_standard_parquet_types() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    let file = std::fs::File::open(
+        dir.path()
+            .join("navs/nav_date=2024-12-27/part-00000.parquet"),
+    )
+    .unwrap();
+    let reader = SerializedFileReader::new(file).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let nav = schema.columns().iter().find(|c| c.name() == "nav").unwrap();
+    assert_eq!(nav.physical_type(), PhysicalType::INT64);
+    assert_eq!(
+        (nav.converted_type(), nav.type_precision(), nav.type_scale()),
+        (ConvertedType::DECIMAL, 18, 4)
+    );
+    let code = schema
+        .columns()
+        .iter()
+        .find(|c| c.name() == "scheme_code")
+        .unwrap();
+    assert_eq!(
+        (code.physical_type(), code.converted_type()),
+        (PhysicalType::INT64, ConvertedType::NONE)
+    );
+    assert_eq!(
+        reader.metadata().row_group(0).column(0).compression(),
+        datafusion::parquet::basic::Compression::ZSTD(Default::default())
+    );
+    // Through DataFusion, the partition column is a DATE.
+    let csv = query_csv(
+        dir.path(),
+        "SELECT arrow_typeof(nav_date) AS d, arrow_typeof(nav) AS n FROM navs LIMIT 1",
+    );
+    assert_eq!(csv, "d,n\nDate32,\"Decimal128(18, 4)\"\n");
+}
+
+#[test]
+fn re_running_an_ingest_changes_no_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest(
+        dir.path(),
+        "amfi-history",
+        &fixture_str("amfi_history.txt"),
+        &[],
+    )
+    .assert_ok();
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    let before = snapshot(dir.path());
+    let again = ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    );
+    again.assert_ok();
+    assert!(
+        again
+            .stdout
+            .contains("partitions_written=0 unchanged=2 schemes_table=unchanged"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(snapshot(dir.path()), before);
+
+    // The same rows written into a fresh warehouse in the same order give the same bytes.
+    let other = tempfile::tempdir().unwrap();
+    ingest(
+        other.path(),
+        "amfi-history",
+        &fixture_str("amfi_history.txt"),
+        &[],
+    )
+    .assert_ok();
+    ingest(
+        other.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    assert_eq!(snapshot(other.path()), before);
+}
+
+#[test]
+fn a_daily_file_merges_into_history_without_wiping_it() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest(
+        dir.path(),
+        "amfi-history",
+        &fixture_str("amfi_history.txt"),
+        &[],
+    )
+    .assert_ok();
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_8col.txt"),
+        &[],
+    )
+    .assert_ok();
+    let csv = query_csv(
+        dir.path(),
+        "SELECT nav_date, count(*) AS navs FROM navs GROUP BY nav_date ORDER BY nav_date",
+    );
+    assert_eq!(
+        csv,
+        "nav_date,navs\n2024-12-23,3\n2024-12-24,1\n2024-12-26,2\n2024-12-27,2\n"
+    );
+    let csv = query_csv(dir.path(), "SELECT count(*) AS schemes FROM schemes");
+    assert_eq!(csv, "schemes\n7\n", "schemes from both files are kept");
+}
+
+#[test]
+fn bad_input_exits_3_naming_file_and_line_and_leaves_partitions_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    let before = snapshot(dir.path());
+    for (source, name, expected) in [
+        (
+            "amfi",
+            "amfi_unknown_header.txt",
+            "amfi_unknown_header.txt:1: unknown header column 'ISIN'",
+        ),
+        (
+            "amfi",
+            "amfi_truncated.txt",
+            "amfi_truncated.txt:8: expected 6 fields, found 4",
+        ),
+        (
+            "amfi",
+            "amfi_bad_date.txt",
+            "amfi_bad_date.txt:8: field `Date`: '31-Feb-2024' is not a date",
+        ),
+        (
+            "amfi-history",
+            "amfi_history_header_only.txt",
+            "holds only a header",
+        ),
+        ("amfi", "amfi_empty.txt", "the file is empty"),
+        (
+            "bse",
+            "bse_bad_date.txt",
+            "bse_bad_date.txt:2: field `NAV Date`: '27.12.2024' is not a date",
+        ),
+    ] {
+        let run = ingest(dir.path(), source, &fixture_str(name), &[]);
+        assert_eq!(run.code, 3, "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{name}: {}", run.stderr);
+        assert_eq!(snapshot(dir.path()), before, "{name} changed the warehouse");
+    }
+    let run = ingest(dir.path(), "amfi", "/no/such/NAVAll.txt", &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+}
+
+#[test]
+fn a_file_without_the_expected_date_is_not_published_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &["--date", "2024-12-30"],
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("holds no NAV dated 2024-12-30"),
+        "{}",
+        run.stderr
+    );
+    assert!(snapshot(dir.path()).is_empty());
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &["--date", "2024-12-27"],
+    )
+    .assert_ok();
+}
+
+#[test]
+fn bse_navs_join_by_isin_and_never_replace_amfi() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ingest(dir.path(), "bse", &fixture_str("bse_navs.txt"), &[]);
+    assert_eq!(run.code, 4, "no scheme master yet: {}", run.stderr);
+
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    let run = ingest(dir.path(), "bse", &fixture_str("bse_navs.txt"), &[]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("navs=3") && run.stdout.contains("set_aside=3"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("ISIN INF846K01DR4 matches no AMFI scheme"),
+        "{}",
+        run.stderr
+    );
+    let csv = query_csv(dir.path(), "SELECT scheme_code, nav, source FROM navs WHERE nav_date = DATE '2024-12-27' AND scheme_code IN (119552, 119553) ORDER BY 1");
+    // 119552: AMFI published 359.8211 and BSE 359.9000; AMFI stays. 119553: AMFI had N.A., BSE fills it.
+    assert_eq!(
+        csv,
+        "scheme_code,nav,source\n119552,359.8211,amfi\n119553,341.1000,bse\n"
+    );
+}
+
+#[test]
+fn partitions_without_success_marker_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    ingest(
+        dir.path(),
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    // A job that died after writing its data file but before publishing it.
+    let unpublished = dir.path().join("navs/nav_date=2024-12-30");
+    std::fs::create_dir_all(&unpublished).unwrap();
+    std::fs::copy(
+        dir.path()
+            .join("navs/nav_date=2024-12-27/part-00000.parquet"),
+        unpublished.join("part-00000.parquet"),
+    )
+    .unwrap();
+    let csv = query_csv(
+        dir.path(),
+        "SELECT count(*) AS navs, max(nav_date) AS last FROM navs",
+    );
+    assert_eq!(csv, "navs,last\n6,2024-12-27\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingests_by_url_retrying_a_server_that_fails_twice() {
+    let server = FixtureServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let url = format!("{}/flaky/2/amfi_history.txt", server.base);
+    let run = sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi-history",
+        "--input",
+        &url,
+        "--warehouse",
+        warehouse,
+        "--retry-backoff-ms",
+        "10",
+    ])
+    .await;
+    run.assert_ok();
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(
+        run.stdout.contains(&format!("file={url} navs=5")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stderr.matches("download failed; retrying").count(),
+        2,
+        "{}",
+        run.stderr
+    );
+
+    // Errors in a downloaded file name the URL and the line.
+    let url = format!("{}/files/amfi_truncated.txt", server.base);
+    let run = sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        &url,
+        "--warehouse",
+        warehouse,
+    ])
+    .await;
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains(&format!("{url}:8:")), "{}", run.stderr);
+
+    // Not there (404): not published yet, exit 4, not retried by the job itself.
+    let before = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let url = format!("{}/files/NAVAll_2099-01-01.txt", server.base);
+    let run = sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        &url,
+        "--warehouse",
+        warehouse,
+    ])
+    .await;
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1
+    );
+
+    // A server that keeps failing: bounded attempts, then an error.
+    let url = format!("{}/flaky/100/amfi_history.txt", server.base);
+    let run = sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi-history",
+        "--input",
+        &url,
+        "--warehouse",
+        warehouse,
+        "--retries",
+        "3",
+        "--retry-backoff-ms",
+        "10",
+    ])
+    .await;
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("gave up after 3 attempts"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_upserts_navs_and_schemes_into_postgres() {
+    let pg = Postgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap();
+    let args = |file: &'static str, source: &'static str| {
+        let path = fixture_str(file);
+        let url = pg.url.clone();
+        let warehouse = warehouse.to_string();
+        async move {
+            sipline_async(&[
+                "nav",
+                "ingest",
+                "--source",
+                source,
+                "--input",
+                &path,
+                "--warehouse",
+                &warehouse,
+                "--database-url",
+                &url,
+            ])
+            .await
+        }
+    };
+    let run = args("amfi_navall_6col.txt", "amfi").await;
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("postgres_rows_changed=14"),
+        "7 schemes + 7 NAVs: {}",
+        run.stdout
+    );
+    args("bse_navs.txt", "bse").await.assert_ok();
+
+    let pool = pg.pool().await;
+    let rows: Vec<(i64, chrono::NaiveDate, String, String)> = sqlx::query_as(
+        "SELECT scheme_code, nav_date, nav::text, source FROM navs ORDER BY nav_date, scheme_code",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let shown: Vec<String> = rows
+        .iter()
+        .map(|(c, d, n, s)| format!("{c} {d} {n} {s}"))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "120466 2024-12-20 18.1200 amfi",
+            "119551 2024-12-27 105.0576 amfi",
+            "119552 2024-12-27 359.8211 amfi",
+            "119553 2024-12-27 341.1000 bse",
+            "120001 2024-12-27 27.1433 amfi",
+            "120465 2024-12-27 62.5800 amfi",
+            "130503 2024-12-27 11.9876 amfi",
+        ]
+    );
+    let (name, house): (String, Option<String>) =
+        sqlx::query_as("SELECT scheme_name, fund_house FROM schemes WHERE scheme_code = 120001")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (name.as_str(), house.as_deref()),
+        (
+            "Bank of India Short Term Income Fund-Direct Plan- Growth",
+            Some("Bank of India Mutual Fund (formerly BOI AXA Mutual Fund)")
+        )
+    );
+    // Plain PostgreSQL here: NAVs live in monthly range partitions.
+    let partition: Option<String> = sqlx::query_scalar("SELECT to_regclass('navs_y2024m12')::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(partition.as_deref(), Some("navs_y2024m12"));
+
+    // Re-running changes no row.
+    let run = args("amfi_navall_6col.txt", "amfi").await;
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("postgres_rows_changed=0"),
+        "{}",
+        run.stdout
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM navs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 7);
+
+    // A history spanning two months gets both partitions.
+    args("amfi_history.txt", "amfi-history").await.assert_ok();
+    let migrated: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(migrated >= 1);
+    pool.close().await;
+}
