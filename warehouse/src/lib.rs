@@ -166,14 +166,11 @@ impl Warehouse {
         table: Table,
         partition: Option<NaiveDate>,
     ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
-        match self
-            .store
-            .head(&self.layout.success_marker(table, partition))
-            .await
+        if !self
+            .exists(&self.layout.success_marker(table, partition))
+            .await?
         {
-            Ok(_) => {}
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+            return Ok(None);
         }
         let path = self.layout.data_file(table, partition);
         let bytes = self.store.get(&path).await?.bytes().await?;
@@ -196,33 +193,38 @@ impl Warehouse {
             .collect())
     }
 
-    /// Whether a table has anything published.
-    async fn has_table(&self, table: Table) -> Result<bool, WarehouseError> {
-        Ok(match table.partition_column() {
-            None => self.read_marker_exists(table).await?,
-            Some(_) => self.partitions(table).await?.iter().any(|p| p.published),
-        })
-    }
-
-    async fn read_marker_exists(&self, table: Table) -> Result<bool, WarehouseError> {
-        match self
-            .store
-            .head(&self.layout.success_marker(table, None))
-            .await
-        {
+    async fn exists(&self, path: &Path) -> Result<bool, WarehouseError> {
+        match self.store.head(path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// A DataFusion table over a warehouse table's published files; partitioned tables get
-    /// their partition column (`nav_date` …) from the Hive-style paths.
+    /// A DataFusion table over a warehouse table's published files, or `None` when nothing
+    /// is published yet. Partitioned tables get their partition column (`nav_date` …) from
+    /// the Hive-style paths.
     pub async fn table_provider(
         &self,
         ctx: &SessionContext,
         table: Table,
-    ) -> Result<Arc<dyn TableProvider>, WarehouseError> {
+    ) -> Result<Option<Arc<dyn TableProvider>>, WarehouseError> {
+        let partitions = match table.partition_column() {
+            None if self
+                .exists(&self.layout.success_marker(table, None))
+                .await? =>
+            {
+                Vec::new()
+            }
+            None => return Ok(None),
+            Some(_) => {
+                let partitions = self.partitions(table).await?;
+                if !partitions.iter().any(|p| p.published) {
+                    return Ok(None);
+                }
+                partitions
+            }
+        };
         let dir_url =
             self.url
                 .join(&format!("{}/", table.name()))
@@ -241,11 +243,10 @@ impl Warehouse {
             .with_schema(table.file_schema());
         let listing: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
         let Some(column) = table.partition_column() else {
-            return Ok(listing);
+            return Ok(Some(listing));
         };
-        let partitions = self.partitions(table).await?;
         if partitions.iter().all(|p| p.published) {
-            return Ok(listing);
+            return Ok(Some(listing));
         }
         // A partition a job is still writing (or died writing) is not part of the table.
         let published: Vec<_> = partitions
@@ -253,10 +254,11 @@ impl Warehouse {
             .filter(|p| p.published)
             .map(|p| lit(ScalarValue::Date32(Some(days_since_epoch(p.date)))))
             .collect();
-        Ok(ctx
-            .read_table(listing)?
-            .filter(col(column).in_list(published, false))?
-            .into_view())
+        Ok(Some(
+            ctx.read_table(listing)?
+                .filter(col(column).in_list(published, false))?
+                .into_view(),
+        ))
     }
 
     /// A session with every published table registered under its name, and this
@@ -281,8 +283,7 @@ impl Warehouse {
             ctx.register_object_store(&base, Arc::clone(&self.store));
         }
         for table in Table::ALL {
-            if self.has_table(table).await? {
-                let provider = self.table_provider(ctx, table).await?;
+            if let Some(provider) = self.table_provider(ctx, table).await? {
                 ctx.register_table(table.name(), provider)?;
             }
         }

@@ -33,7 +33,10 @@ fn sql_prints_tables_csv_and_json() {
     let json = sipline(&["sql", "--format", "json", "--warehouse", warehouse, query]);
     json.assert_ok();
     // Decimals are written as JSON numbers with their exact digits.
-    assert_eq!(json.stdout, "{\"scheme_code\":122639,\"nav\":89.1234}\n{\"scheme_code\":122640,\"nav\":82.0011}\n");
+    assert_eq!(
+        json.stdout,
+        "{\"scheme_code\":122639,\"nav\":89.1234}\n{\"scheme_code\":122640,\"nav\":82.0011}\n"
+    );
 
     let bad = sipline(&["sql", "--warehouse", warehouse, "SELECT nope FROM navs"]);
     assert_eq!(bad.code, 1);

@@ -1,0 +1,137 @@
+//! The warehouse on a real local folder and on an object-store URL (`memory://`, the same code
+//! path as `s3://`): atomic partition writes, reading back, and DataFusion registration.
+
+use chrono::NaiveDate;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use pipeline::money::Nav;
+use pipeline::nav::NavSource;
+use pipeline::schema::{navs_from_batch, navs_to_batch, NavRow};
+use warehouse::{PartitionStatus, Table, Warehouse};
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 12, d).unwrap()
+}
+
+fn rows(navs: &[(i64, i64)]) -> Vec<NavRow> {
+    navs.iter()
+        .map(|&(scheme_code, nav)| NavRow {
+            scheme_code,
+            nav: Nav::from_scaled(nav),
+            source: NavSource::Amfi,
+        })
+        .collect()
+}
+
+async fn query(warehouse: &Warehouse, sql: &str) -> String {
+    let ctx = warehouse.session_context().await.unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    pretty_format_batches(&batches).unwrap().to_string()
+}
+
+async fn round_trip(warehouse: Warehouse) {
+    assert_eq!(
+        warehouse.read(Table::Navs, Some(day(27))).await.unwrap(),
+        None
+    );
+    warehouse
+        .write(
+            Table::Navs,
+            Some(day(26)),
+            &[navs_to_batch(&rows(&[(1, 10_0000)])).unwrap()],
+        )
+        .await
+        .unwrap();
+    warehouse
+        .write(
+            Table::Navs,
+            Some(day(27)),
+            &[navs_to_batch(&rows(&[(1, 10_5000), (2, 20_0000)])).unwrap()],
+        )
+        .await
+        .unwrap();
+    // A rewrite replaces the partition's rows.
+    warehouse
+        .write(
+            Table::Navs,
+            Some(day(27)),
+            &[navs_to_batch(&rows(&[(1, 11_0000), (2, 20_0000)])).unwrap()],
+        )
+        .await
+        .unwrap();
+
+    let back = warehouse
+        .read(Table::Navs, Some(day(27)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        navs_from_batch(&back[0]).unwrap(),
+        rows(&[(1, 11_0000), (2, 20_0000)])
+    );
+    assert_eq!(
+        warehouse.partitions(Table::Navs).await.unwrap(),
+        vec![
+            PartitionStatus {
+                date: day(26),
+                published: true
+            },
+            PartitionStatus {
+                date: day(27),
+                published: true
+            }
+        ]
+    );
+    let table = query(
+        &warehouse,
+        "SELECT nav_date, sum(nav) AS total FROM navs GROUP BY nav_date ORDER BY nav_date",
+    )
+    .await;
+    assert_eq!(
+        table,
+        "+------------+---------+\n\
+         | nav_date   | total   |\n\
+         +------------+---------+\n\
+         | 2024-12-26 | 10.0000 |\n\
+         | 2024-12-27 | 31.0000 |\n\
+         +------------+---------+"
+    );
+}
+
+#[tokio::test]
+async fn local_folder_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().join("wh").to_str().unwrap()).unwrap();
+    assert_eq!(warehouse.url().scheme(), "file");
+    round_trip(warehouse).await;
+    assert!(dir
+        .path()
+        .join("wh/navs/nav_date=2024-12-27/part-00000.parquet")
+        .is_file());
+    assert!(dir
+        .path()
+        .join("wh/navs/nav_date=2024-12-27/_SUCCESS")
+        .is_file());
+}
+
+#[tokio::test]
+async fn object_store_url_round_trip() {
+    let warehouse = Warehouse::open("memory://bucket/warehouse").unwrap();
+    round_trip(warehouse).await;
+}
+
+#[tokio::test]
+async fn nothing_published_means_no_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let ctx = warehouse.session_context().await.unwrap();
+    let err = ctx.sql("SELECT * FROM navs").await.unwrap_err().to_string();
+    assert!(err.contains("navs") && err.contains("not found"), "{err}");
+}
+
+#[test]
+fn unsupported_locations_are_refused() {
+    let err = Warehouse::open("ftp://example/warehouse")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsupported scheme 'ftp'"), "{err}");
+}
