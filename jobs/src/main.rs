@@ -3,9 +3,13 @@
 
 mod exit;
 mod fetch;
+mod generate;
 mod nav_ingest;
 mod nav_sample;
 mod postgres;
+mod progress;
+mod shard;
+mod sip_execute;
 mod sql;
 
 use std::io::Write;
@@ -55,8 +59,135 @@ enum Command {
     /// PostgreSQL schema management.
     #[command(subcommand)]
     Db(DbCommand),
-    /// The quick start: ingest the sample NAV file shipped with sipline and query it.
+    /// A deterministic synthetic universe: scheme master, NAV history, users and SIPs.
+    Generate(GenerateArgs),
+    /// The SIP execution batch.
+    #[command(subcommand)]
+    Sip(SipCommand),
+    /// The quick start: generate a universe, execute its SIP history, and query it.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct CalendarArgs {
+    /// A holiday list (one YYYY-MM-DD per line) replacing the embedded NSE holidays.
+    #[arg(long, env = "SIPLINE_HOLIDAYS")]
+    holidays: Option<std::path::PathBuf>,
+}
+
+impl CalendarArgs {
+    fn calendar(&self) -> anyhow::Result<pipeline::calendar::BusinessCalendar> {
+        let Some(path) = &self.holidays else {
+            return Ok(pipeline::calendar::BusinessCalendar::nse());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        pipeline::calendar::BusinessCalendar::parse(&text)
+            .map_err(|e| exit::JobFailure::BadInput(format!("{}: {e}", path.display())).into())
+    }
+}
+
+#[derive(Debug, Args)]
+struct ParallelArgs {
+    /// Buckets worked on at once (default: the number of CPUs).
+    #[arg(long, env = "SIPLINE_PARALLELISM")]
+    parallelism: Option<usize>,
+}
+
+impl ParallelArgs {
+    fn get(&self) -> usize {
+        self.parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Number of users.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Months of history (SIP start dates and NAVs) before --end-date.
+    #[arg(long, default_value_t = 12)]
+    months: u32,
+    /// The last day of the history.
+    #[arg(long, default_value = "2025-06-30")]
+    end_date: NaiveDate,
+    /// Generate only this shard's buckets of users (i/N); shard 0 also writes schemes and NAVs.
+    #[arg(long, default_value = "0/1")]
+    shard: shard::Shard,
+    #[command(flatten)]
+    warehouse: WarehouseArgs,
+    #[command(flatten)]
+    calendar: CalendarArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum SipCommand {
+    /// Execute every instalment due on --date (and every earlier one still pending).
+    Execute(ExecuteArgs),
+    /// Execute each business day in [--from, --to], in order.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecuteCommon {
+    /// Only this shard's buckets of users (i/N).
+    #[arg(long, default_value = "0/1")]
+    shard: shard::Shard,
+    /// Simulate the bank's failed-debit report at this bounce rate (0..1) and write it to
+    /// `debit_failures` before executing; without it, a report already there is used.
+    #[arg(long, default_value_t = 0.0)]
+    simulate_failures: f64,
+    /// Seed of the simulated failures.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[command(flatten)]
+    warehouse: WarehouseArgs,
+    #[command(flatten)]
+    calendar: CalendarArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
+}
+
+impl ExecuteCommon {
+    fn options(&self) -> anyhow::Result<sip_execute::ExecuteOptions> {
+        if !(0.0..=1.0).contains(&self.simulate_failures) {
+            anyhow::bail!(exit::JobFailure::BadInput(format!(
+                "--simulate-failures {} is not a rate between 0 and 1",
+                self.simulate_failures
+            )));
+        }
+        Ok(sip_execute::ExecuteOptions {
+            shard: self.shard,
+            simulate_failures: self.simulate_failures,
+            seed: self.seed,
+            parallelism: self.parallel.get(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct ExecuteArgs {
+    /// The run date.
+    #[arg(long)]
+    date: NaiveDate,
+    #[command(flatten)]
+    common: ExecuteCommon,
+}
+
+#[derive(Debug, Args)]
+struct BackfillArgs {
+    #[arg(long)]
+    from: NaiveDate,
+    #[arg(long)]
+    to: NaiveDate,
+    #[command(flatten)]
+    common: ExecuteCommon,
 }
 
 #[derive(Debug, Args)]
@@ -149,13 +280,12 @@ enum DbCommand {
 
 #[derive(Debug, Args)]
 struct DemoArgs {
+    /// Users in the generated universe.
+    #[arg(long, default_value_t = 20_000)]
+    users: u64,
     #[command(flatten)]
     warehouse: WarehouseArgs,
 }
-
-/// The sample `NAVAll.txt` the quick start ingests (made by `sipline nav sample`).
-const SAMPLE_NAV_FILE: &[u8] = include_bytes!("../../samples/NAVAll_2024-12-27.txt");
-const SAMPLE_NAV_NAME: &str = "samples/NAVAll_2024-12-27.txt";
 
 fn init_logging(format: LogFormat) {
     let filter =
@@ -231,28 +361,123 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 postgres::MIGRATOR.iter().count()
             );
         }
-        Command::Demo(args) => demo(&args.warehouse.warehouse).await?,
+        Command::Generate(args) => {
+            let started = Instant::now();
+            let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+            let spec = pipeline::generate::UniverseSpec {
+                seed: args.seed,
+                users: args.users,
+                months: args.months,
+                end_date: args.end_date,
+            };
+            let summary = generate::generate(
+                spec,
+                args.shard,
+                &args.calendar.calendar()?,
+                &warehouse,
+                args.parallel.get(),
+            )
+            .await?;
+            println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+        }
+        Command::Sip(SipCommand::Execute(args)) => {
+            let started = Instant::now();
+            let warehouse = Warehouse::open(&args.common.warehouse.warehouse)?;
+            let summary = sip_execute::execute(
+                &warehouse,
+                &args.common.calendar.calendar()?,
+                args.date,
+                args.common.options()?,
+            )
+            .await?;
+            println!(
+                "{summary} shard={} elapsed_ms={}",
+                args.common.shard,
+                started.elapsed().as_millis()
+            );
+        }
+        Command::Sip(SipCommand::Backfill(args)) => {
+            let started = Instant::now();
+            let warehouse = Warehouse::open(&args.common.warehouse.warehouse)?;
+            let (days, total) = sip_execute::backfill(
+                &warehouse,
+                &args.common.calendar.calendar()?,
+                args.from,
+                args.to,
+                args.common.options()?,
+            )
+            .await?;
+            println!(
+                "sip backfill ok: from={} to={} days={days} executed={} pending_rows={} failed={} cancelled={} amount={} shard={} elapsed_ms={}",
+                args.from,
+                args.to,
+                total.executed,
+                total.pending,
+                total.failed,
+                total.cancelled,
+                pipeline::sip::Paise(total.executed_amount),
+                args.common.shard,
+                started.elapsed().as_millis()
+            );
+        }
+        Command::Demo(args) => demo(&args.warehouse.warehouse, args.users).await?,
     }
     Ok(())
 }
 
-async fn demo(location: &str) -> anyhow::Result<()> {
+async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
     let warehouse = Warehouse::open(location)?;
-    let input = NavInput::from_reader(SAMPLE_NAV_NAME, Box::new(SAMPLE_NAV_FILE));
-    let summary = nav_ingest::ingest(SourceFormat::Amfi, input, None, &warehouse, None).await?;
+    let calendar = pipeline::calendar::BusinessCalendar::nse();
+    let parallelism = ParallelArgs { parallelism: None }.get();
+    let spec = pipeline::generate::UniverseSpec {
+        seed: 42,
+        users,
+        months: 12,
+        end_date: NaiveDate::from_ymd_opt(2025, 6, 30).context("demo end date")?,
+    };
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{summary}")?;
+    let generated =
+        generate::generate(spec, shard::Shard::ALL, &calendar, &warehouse, parallelism).await?;
+    writeln!(out, "{generated}")?;
+    let options = sip_execute::ExecuteOptions {
+        shard: shard::Shard::ALL,
+        simulate_failures: 0.02,
+        seed: 42,
+        parallelism,
+    };
+    let (days, total) = sip_execute::backfill(
+        &warehouse,
+        &calendar,
+        spec.start_date(),
+        spec.end_date,
+        options,
+    )
+    .await?;
+    writeln!(
+        out,
+        "sip backfill ok: days={days} executed={} failed={} cancelled={} amount={}",
+        total.executed,
+        total.failed,
+        total.cancelled,
+        pipeline::sip::Paise(total.executed_amount)
+    )?;
     let queries = [
         (
-            "Schemes and NAVs per fund house on the latest NAV date",
-            "SELECT s.fund_house, count(*) AS schemes, min(n.nav) AS lowest_nav, max(n.nav) AS highest_nav \
-             FROM navs n JOIN schemes s USING (scheme_code) \
-             WHERE n.nav_date = (SELECT max(nav_date) FROM navs) \
-             GROUP BY s.fund_house ORDER BY schemes DESC, s.fund_house LIMIT 5",
+            "Instalments by month and outcome",
+            "SELECT date_trunc('month', exec_date) AS month, status, count(*) AS instalments, sum(amount) AS amount \
+             FROM investments WHERE status <> 'pending' GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 8",
         ),
         (
-            "NAV dates in the warehouse",
-            "SELECT nav_date, count(*) AS navs, source FROM navs GROUP BY nav_date, source ORDER BY nav_date",
+            "Largest holdings by fund house at the last month end",
+            "SELECT s.fund_house, count(DISTINCT h.user_id) AS investors, sum(h.invested) AS invested \
+             FROM holdings h JOIN schemes s USING (scheme_code) \
+             WHERE h.as_of = (SELECT max(as_of) FROM holdings) \
+             GROUP BY s.fund_house ORDER BY invested DESC LIMIT 5",
+        ),
+        (
+            "SIP events for notifications, by kind",
+            "SELECT kind, count(*) AS events FROM sip_events GROUP BY kind ORDER BY kind",
         ),
     ];
     for (title, query) in queries {
@@ -262,6 +487,11 @@ async fn demo(location: &str) -> anyhow::Result<()> {
         )?;
         sql::run(&warehouse, query, sql::OutputFormat::Table, &mut out).await?;
     }
+    writeln!(
+        out,
+        "\ndemo ok: elapsed_ms={}",
+        started.elapsed().as_millis()
+    )?;
     Ok(())
 }
 

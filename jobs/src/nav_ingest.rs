@@ -19,7 +19,7 @@ use pipeline::schema::{
     navs_from_batch, navs_to_batch, schemes_from_batch, schemes_to_batch, NavRow, SchemeRow,
 };
 use sqlx::PgPool;
-use warehouse::{Table, Warehouse};
+use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::fetch::{self, RetryPolicy};
@@ -131,7 +131,7 @@ impl std::fmt::Display for IngestSummary {
 async fn read_schemes(warehouse: &Warehouse) -> anyhow::Result<Vec<SchemeRow>> {
     let mut rows = Vec::new();
     for batch in warehouse
-        .read(Table::Schemes, None)
+        .read(Table::Schemes, Part::WHOLE)
         .await?
         .unwrap_or_default()
     {
@@ -143,7 +143,7 @@ async fn read_schemes(warehouse: &Warehouse) -> anyhow::Result<Vec<SchemeRow>> {
 async fn read_navs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<Vec<NavRow>> {
     let mut rows = Vec::new();
     for batch in warehouse
-        .read(Table::Navs, Some(date))
+        .read(Table::Navs, Part::date(date))
         .await?
         .unwrap_or_default()
     {
@@ -222,7 +222,7 @@ pub async fn ingest(
             continue;
         }
         warehouse
-            .write(Table::Navs, Some(*date), &[navs_to_batch(&merged)?])
+            .write(Table::Navs, Part::date(*date), &[navs_to_batch(&merged)?])
             .await?;
         written += 1;
     }
@@ -230,7 +230,11 @@ pub async fn ingest(
     let schemes_written = merged_schemes != existing_schemes;
     if schemes_written {
         warehouse
-            .write(Table::Schemes, None, &[schemes_to_batch(&merged_schemes)?])
+            .write(
+                Table::Schemes,
+                Part::WHOLE,
+                &[schemes_to_batch(&merged_schemes)?],
+            )
             .await?;
     }
 

@@ -14,35 +14,131 @@ pub enum Table {
     Schemes,
     /// One partition per NAV date.
     Navs,
+    /// One file per bucket.
+    Users,
+    /// Mandate snapshots, per `as_of` date and bucket.
+    Sips,
+    /// The bank's failed-debit report, per run date and bucket.
+    DebitFailures,
+    /// Instalment attempts, per run date and bucket.
+    Investments,
+    /// Failure streaks and batch cancellations carried from run to run.
+    SipState,
+    /// Facts for notifications, per run date and bucket.
+    SipEvents,
+    /// Month-end checkpoints of units and cost per user and scheme.
+    Holdings,
 }
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::Schemes, Table::Navs];
+    pub const ALL: [Table; 9] = [
+        Table::Schemes,
+        Table::Navs,
+        Table::Users,
+        Table::Sips,
+        Table::DebitFailures,
+        Table::Investments,
+        Table::SipState,
+        Table::SipEvents,
+        Table::Holdings,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Table::Schemes => "schemes",
             Table::Navs => "navs",
+            Table::Users => "users",
+            Table::Sips => "sips",
+            Table::DebitFailures => "debit_failures",
+            Table::Investments => "investments",
+            Table::SipState => "sip_state",
+            Table::SipEvents => "sip_events",
+            Table::Holdings => "holdings",
         }
     }
 
-    /// The Hive partition column, if the table is partitioned. Always a date.
+    /// The Hive date partition column, if the table is partitioned by date.
     pub const fn partition_column(self) -> Option<&'static str> {
         match self {
-            Table::Schemes => None,
+            Table::Schemes | Table::Users => None,
             Table::Navs => Some("nav_date"),
+            Table::Sips | Table::Holdings => Some("as_of"),
+            Table::DebitFailures | Table::Investments | Table::SipState | Table::SipEvents => {
+                Some("exec_date")
+            }
         }
+    }
+
+    /// Whether the table is split into `bucket=` directories by user (below the date, if
+    /// any), so a shard reads and writes only its own users' files.
+    pub const fn is_bucketed(self) -> bool {
+        !matches!(self, Table::Schemes | Table::Navs)
     }
 
     pub const fn partition_type(self) -> DataType {
         DataType::Date32
     }
 
-    /// The columns stored in the Parquet files (the partition column lives in the path).
+    /// Rows per Parquet row group. Small for `sips`, which is sorted by `sip_day` so a run
+    /// can skip the row groups of days it does not execute; the default elsewhere.
+    pub const fn row_group_rows(self) -> usize {
+        match self {
+            Table::Sips => 8_192,
+            _ => 1_048_576,
+        }
+    }
+
+    /// The columns stored in the Parquet files (partition columns live in the path).
     pub fn file_schema(self) -> SchemaRef {
         match self {
             Table::Schemes => schema::schemes_schema(),
             Table::Navs => schema::navs_file_schema(),
+            Table::Users => schema::users_schema(),
+            Table::Sips => schema::sips_file_schema(),
+            Table::DebitFailures => schema::debit_failures_file_schema(),
+            Table::Investments => schema::investments_file_schema(),
+            Table::SipState => schema::sip_state_file_schema(),
+            Table::SipEvents => schema::sip_events_file_schema(),
+            Table::Holdings => schema::holdings_file_schema(),
+        }
+    }
+}
+
+/// The Hive column of bucketed tables.
+pub const BUCKET_COLUMN: &str = "bucket";
+
+/// One partition of a table: its date (for date-partitioned tables) and bucket (for
+/// bucketed ones). An unpartitioned, unbucketed table has one partition, `Part::WHOLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Part {
+    pub date: Option<NaiveDate>,
+    pub bucket: Option<u32>,
+}
+
+impl Part {
+    pub const WHOLE: Part = Part {
+        date: None,
+        bucket: None,
+    };
+
+    pub const fn date(date: NaiveDate) -> Self {
+        Part {
+            date: Some(date),
+            bucket: None,
+        }
+    }
+
+    pub const fn bucket(bucket: u32) -> Self {
+        Part {
+            date: None,
+            bucket: Some(bucket),
+        }
+    }
+
+    pub const fn dated_bucket(date: NaiveDate, bucket: u32) -> Self {
+        Part {
+            date: Some(date),
+            bucket: Some(bucket),
         }
     }
 }
@@ -80,32 +176,52 @@ impl Layout {
         self.root.clone().join(table.name())
     }
 
-    /// The directory of one partition, or the table's own directory when it is unpartitioned.
-    pub fn partition_dir(&self, table: Table, partition: Option<NaiveDate>) -> Path {
-        match (table.partition_column(), partition) {
-            (Some(column), Some(date)) => self
-                .table_dir(table)
-                .join(format!("{column}={}", partition_value(date))),
-            _ => self.table_dir(table),
+    /// The directory of one partition: `table/<date column>=<date>/bucket=<n>`, with the
+    /// levels the table does not have left out.
+    pub fn partition_dir(&self, table: Table, part: Part) -> Path {
+        let mut dir = self.table_dir(table);
+        if let (Some(column), Some(date)) = (table.partition_column(), part.date) {
+            dir = dir.join(format!("{column}={}", partition_value(date)));
         }
+        if let (true, Some(bucket)) = (table.is_bucketed(), part.bucket) {
+            dir = dir.join(format!("{BUCKET_COLUMN}={bucket}"));
+        }
+        dir
     }
 
-    pub fn data_file(&self, table: Table, partition: Option<NaiveDate>) -> Path {
-        self.partition_dir(table, partition).join(DATA_FILE)
+    /// The directory of a date partition of a bucketed table (all its buckets).
+    pub fn date_dir(&self, table: Table, date: NaiveDate) -> Path {
+        self.partition_dir(table, Part::date(date))
     }
 
-    pub fn success_marker(&self, table: Table, partition: Option<NaiveDate>) -> Path {
-        self.partition_dir(table, partition).join(SUCCESS_MARKER)
+    pub fn data_file(&self, table: Table, part: Part) -> Path {
+        self.partition_dir(table, part).join(DATA_FILE)
     }
 
-    /// The partition a path under the table's directory belongs to, if it is in one.
-    pub fn partition_of(&self, table: Table, path: &Path) -> Option<NaiveDate> {
-        let column = table.partition_column()?;
+    pub fn success_marker(&self, table: Table, part: Part) -> Path {
+        self.partition_dir(table, part).join(SUCCESS_MARKER)
+    }
+
+    /// The partition a path under the table's directory belongs to, if it is in one of the
+    /// table's partitions (date and bucket levels both present where the table has them).
+    pub fn part_of(&self, table: Table, path: &Path) -> Option<Part> {
         let table_dir = self.table_dir(table);
-        let mut parts = path.prefix_match(&table_dir)?;
-        let segment = parts.next()?;
-        let value = segment.as_ref().strip_prefix(column)?.strip_prefix('=')?;
-        parse_partition_value(value)
+        let mut segments = path.prefix_match(&table_dir)?;
+        let mut part = Part::WHOLE;
+        if let Some(column) = table.partition_column() {
+            let segment = segments.next()?;
+            let value = segment.as_ref().strip_prefix(column)?.strip_prefix('=')?;
+            part.date = Some(parse_partition_value(value)?);
+        }
+        if table.is_bucketed() {
+            let segment = segments.next()?;
+            let value = segment
+                .as_ref()
+                .strip_prefix(BUCKET_COLUMN)?
+                .strip_prefix('=')?;
+            part.bucket = Some(value.parse().ok()?);
+        }
+        Some(part)
     }
 }
 
@@ -117,19 +233,32 @@ mod tests {
     fn partitions_are_hive_style_date_directories() {
         let layout = Layout::new(Path::from("wh"));
         let date = NaiveDate::from_ymd_opt(2024, 12, 27).unwrap();
-        let file = layout.data_file(Table::Navs, Some(date));
+        let file = layout.data_file(Table::Navs, Part::date(date));
         assert_eq!(
             file.as_ref(),
             "wh/navs/nav_date=2024-12-27/part-00000.parquet"
         );
-        assert_eq!(layout.partition_of(Table::Navs, &file), Some(date));
+        assert_eq!(layout.part_of(Table::Navs, &file), Some(Part::date(date)));
         assert_eq!(
-            layout.data_file(Table::Schemes, None).as_ref(),
+            layout.data_file(Table::Schemes, Part::WHOLE).as_ref(),
             "wh/schemes/part-00000.parquet"
         );
         assert_eq!(
-            layout.partition_of(Table::Navs, &Path::from("wh/navs/_SUCCESS")),
+            layout.part_of(Table::Navs, &Path::from("wh/navs/_SUCCESS")),
             None
+        );
+        let bucketed = layout.data_file(Table::Investments, Part::dated_bucket(date, 7));
+        assert_eq!(
+            bucketed.as_ref(),
+            "wh/investments/exec_date=2024-12-27/bucket=7/part-00000.parquet"
+        );
+        assert_eq!(
+            layout.part_of(Table::Investments, &bucketed),
+            Some(Part::dated_bucket(date, 7))
+        );
+        assert_eq!(
+            layout.data_file(Table::Users, Part::bucket(3)).as_ref(),
+            "wh/users/bucket=3/part-00000.parquet"
         );
     }
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::NaiveDate;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -26,7 +27,8 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::{col, lit, SessionContext};
+use datafusion::parquet::file::statistics::Statistics;
+use datafusion::prelude::{col, lit, Expr, SessionContext};
 use datafusion::scalar::ScalarValue;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -35,7 +37,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
-pub use layout::{Layout, Table};
+pub use layout::{Layout, Part, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -58,7 +60,7 @@ pub enum WarehouseError {
 /// A partition of a table as found in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStatus {
-    pub date: NaiveDate,
+    pub part: Part,
     /// Whether its `_SUCCESS` marker exists (only published partitions are read).
     pub published: bool,
 }
@@ -143,7 +145,7 @@ impl Warehouse {
     pub async fn write(
         &self,
         table: Table,
-        partition: Option<NaiveDate>,
+        partition: Part,
         batches: &[RecordBatch],
     ) -> Result<u64, WarehouseError> {
         let path = self.layout.data_file(table, partition);
@@ -164,7 +166,7 @@ impl Warehouse {
     pub async fn read(
         &self,
         table: Table,
-        partition: Option<NaiveDate>,
+        partition: Part,
     ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
         if !self
             .exists(&self.layout.success_marker(table, partition))
@@ -177,19 +179,85 @@ impl Warehouse {
         decode_parquet(table, &path, bytes).map(Some)
     }
 
-    /// The partitions of a table, by date, with whether each is published.
+    /// Like [`Warehouse::read`], but decodes only the row groups whose statistics for the
+    /// `Int32` column `column` say they may hold a value in `[min, max]` that `keep` accepts.
+    /// Tables are written sorted by such a column where a job reads a slice of them (`sips`
+    /// by `sip_day`), so a day's run decodes a few row groups, not the whole bucket.
+    pub async fn read_pruned(
+        &self,
+        table: Table,
+        partition: Part,
+        column: &str,
+        keep: impl Fn(i32, i32) -> bool,
+    ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
+        if !self
+            .exists(&self.layout.success_marker(table, partition))
+            .await?
+        {
+            return Ok(None);
+        }
+        let path = self.layout.data_file(table, partition);
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        let parquet = |source| WarehouseError::Parquet {
+            path: path.to_string(),
+            source,
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet)?;
+        let metadata = Arc::clone(builder.metadata());
+        let index = metadata
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == column);
+        let row_groups: Vec<usize> = (0..metadata.num_row_groups())
+            .filter(|&i| {
+                let stats = index.and_then(|c| metadata.row_group(i).column(c).statistics());
+                match stats {
+                    Some(Statistics::Int32(s)) => match (s.min_opt(), s.max_opt()) {
+                        (Some(min), Some(max)) => keep(*min, *max),
+                        _ => true,
+                    },
+                    // No usable statistics: read it rather than guess.
+                    _ => true,
+                }
+            })
+            .collect();
+        let reader = builder.with_row_groups(row_groups).build().map_err(parquet)?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| parquet(e.into()))?;
+        let expected = table.file_schema();
+        for batch in &batches {
+            check_schema(table, &path, &expected, &batch.schema())?;
+        }
+        Ok(Some(batches))
+    }
+
+    /// The partitions of a table, in (date, bucket) order, with whether each is published.
     pub async fn partitions(&self, table: Table) -> Result<Vec<PartitionStatus>, WarehouseError> {
-        let mut found: BTreeMap<NaiveDate, bool> = BTreeMap::new();
+        let mut found: BTreeMap<Part, bool> = BTreeMap::new();
         let mut listing = self.store.list(Some(&self.layout.table_dir(table)));
         while let Some(meta) = listing.try_next().await? {
-            if let Some(date) = self.layout.partition_of(table, &meta.location) {
+            if let Some(part) = self.layout.part_of(table, &meta.location) {
                 let is_marker = meta.location.filename() == Some(layout::SUCCESS_MARKER);
-                *found.entry(date).or_default() |= is_marker;
+                *found.entry(part).or_default() |= is_marker;
             }
         }
         Ok(found
             .into_iter()
-            .map(|(date, published)| PartitionStatus { date, published })
+            .map(|(part, published)| PartitionStatus { part, published })
+            .collect())
+    }
+
+    /// The published partitions of a table.
+    pub async fn published(&self, table: Table) -> Result<Vec<Part>, WarehouseError> {
+        Ok(self
+            .partitions(table)
+            .await?
+            .into_iter()
+            .filter(|p| p.published)
+            .map(|p| p.part)
             .collect())
     }
 
@@ -209,21 +277,20 @@ impl Warehouse {
         ctx: &SessionContext,
         table: Table,
     ) -> Result<Option<Arc<dyn TableProvider>>, WarehouseError> {
-        let partitions = match table.partition_column() {
-            None if self
-                .exists(&self.layout.success_marker(table, None))
-                .await? =>
+        let partitions = if table.partition_column().is_none() && !table.is_bucketed() {
+            if !self
+                .exists(&self.layout.success_marker(table, Part::WHOLE))
+                .await?
             {
-                Vec::new()
+                return Ok(None);
             }
-            None => return Ok(None),
-            Some(_) => {
-                let partitions = self.partitions(table).await?;
-                if !partitions.iter().any(|p| p.published) {
-                    return Ok(None);
-                }
-                partitions
+            Vec::new()
+        } else {
+            let partitions = self.partitions(table).await?;
+            if !partitions.iter().any(|p| p.published) {
+                return Ok(None);
             }
+            partitions
         };
         let dir_url =
             self.url
@@ -232,33 +299,25 @@ impl Warehouse {
                     location: self.url.to_string(),
                     reason: e.to_string(),
                 })?;
-        let mut options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(layout::PARQUET_EXTENSION);
+        let mut partition_cols = Vec::new();
         if let Some(column) = table.partition_column() {
-            options = options
-                .with_table_partition_cols(vec![(column.to_string(), table.partition_type())]);
+            partition_cols.push((column.to_string(), table.partition_type()));
         }
+        if table.is_bucketed() {
+            partition_cols.push((layout::BUCKET_COLUMN.to_string(), DataType::Int32));
+        }
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(layout::PARQUET_EXTENSION)
+            .with_table_partition_cols(partition_cols);
         let config = ListingTableConfig::new(ListingTableUrl::parse(dir_url.as_str())?)
             .with_listing_options(options)
             .with_schema(table.file_schema());
         let listing: Arc<dyn TableProvider> = Arc::new(ListingTable::try_new(config)?);
-        let Some(column) = table.partition_column() else {
-            return Ok(Some(listing));
-        };
-        if partitions.iter().all(|p| p.published) {
-            return Ok(Some(listing));
+        match published_filter(table, &partitions) {
+            None => Ok(Some(listing)),
+            // A partition a job is still writing (or died writing) is not part of the table.
+            Some(filter) => Ok(Some(ctx.read_table(listing)?.filter(filter)?.into_view())),
         }
-        // A partition a job is still writing (or died writing) is not part of the table.
-        let published: Vec<_> = partitions
-            .iter()
-            .filter(|p| p.published)
-            .map(|p| lit(ScalarValue::Date32(Some(days_since_epoch(p.date)))))
-            .collect();
-        Ok(Some(
-            ctx.read_table(listing)?
-                .filter(col(column).in_list(published, false))?
-                .into_view(),
-        ))
     }
 
     /// A session with every published table registered under its name, and this
@@ -291,13 +350,68 @@ impl Warehouse {
     }
 }
 
+/// A predicate on the partition columns that keeps exactly the published partitions, or
+/// `None` when every partition is published (the common case, and free to plan).
+fn published_filter(table: Table, partitions: &[PartitionStatus]) -> Option<Expr> {
+    if partitions.iter().all(|p| p.published) {
+        return None;
+    }
+    let date_lit = |d: NaiveDate| lit(ScalarValue::Date32(Some(days_since_epoch(d))));
+    let bucket_lit = |b: u32| lit(ScalarValue::Int32(Some(b as i32)));
+    let published = partitions.iter().filter(|p| p.published).map(|p| p.part);
+    let (Some(column), true) = (table.partition_column(), table.is_bucketed()) else {
+        // One level: a list of dates, or of buckets.
+        let values: Vec<Expr> = published
+            .filter_map(|p| match table.partition_column() {
+                Some(_) => p.date.map(date_lit),
+                None => p.bucket.map(bucket_lit),
+            })
+            .collect();
+        let column = table.partition_column().unwrap_or(layout::BUCKET_COLUMN);
+        return Some(col(column).in_list(values, false));
+    };
+    // Two levels: dates whose every bucket is published go in one list; a date that is
+    // still being written contributes its published buckets only.
+    let mut by_date: BTreeMap<NaiveDate, (Vec<u32>, bool)> = BTreeMap::new();
+    for p in partitions {
+        if let (Some(date), Some(bucket)) = (p.part.date, p.part.bucket) {
+            let entry = by_date.entry(date).or_default();
+            if p.published {
+                entry.0.push(bucket);
+            } else {
+                entry.1 = true;
+            }
+        }
+    }
+    let mut whole_dates = Vec::new();
+    let mut terms = Vec::new();
+    for (date, (buckets, incomplete)) in by_date {
+        if !incomplete {
+            whole_dates.push(date_lit(date));
+        } else if !buckets.is_empty() {
+            terms.push(
+                col(column).eq(date_lit(date)).and(
+                    col(layout::BUCKET_COLUMN)
+                        .in_list(buckets.into_iter().map(bucket_lit).collect(), false),
+                ),
+            );
+        }
+    }
+    let mut filter = col(column).in_list(whole_dates, false);
+    for term in terms {
+        filter = filter.or(term);
+    }
+    Some(filter)
+}
+
 fn days_since_epoch(date: NaiveDate) -> i32 {
     // Date32 counts days from 1970-01-01; every date sipline handles fits in i32.
     (date - NaiveDate::default()).num_days() as i32
 }
 
-fn writer_properties() -> WriterProperties {
+fn writer_properties(table: Table) -> WriterProperties {
     WriterProperties::builder()
+        .set_max_row_group_row_count(Some(table.row_group_rows()))
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         // A fixed writer name keeps files byte-identical across sipline builds of one format.
         .set_created_by(concat!("sipline ", env!("CARGO_PKG_VERSION")).to_string())
@@ -315,7 +429,7 @@ fn encode_parquet(
         source,
     };
     let mut writer =
-        ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties()))
+        ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties(table)))
             .map_err(parquet)?;
     let mut rows = 0;
     for batch in batches {

@@ -6,7 +6,7 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use pipeline::money::Nav;
 use pipeline::nav::NavSource;
 use pipeline::schema::{navs_from_batch, navs_to_batch, NavRow};
-use warehouse::{PartitionStatus, Table, Warehouse};
+use warehouse::{Part, PartitionStatus, Table, Warehouse};
 
 fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 12, d).unwrap()
@@ -30,13 +30,16 @@ async fn query(warehouse: &Warehouse, sql: &str) -> String {
 
 async fn round_trip(warehouse: Warehouse) {
     assert_eq!(
-        warehouse.read(Table::Navs, Some(day(27))).await.unwrap(),
+        warehouse
+            .read(Table::Navs, Part::date(day(27)))
+            .await
+            .unwrap(),
         None
     );
     warehouse
         .write(
             Table::Navs,
-            Some(day(26)),
+            Part::date(day(26)),
             &[navs_to_batch(&rows(&[(1, 10_0000)])).unwrap()],
         )
         .await
@@ -44,7 +47,7 @@ async fn round_trip(warehouse: Warehouse) {
     warehouse
         .write(
             Table::Navs,
-            Some(day(27)),
+            Part::date(day(27)),
             &[navs_to_batch(&rows(&[(1, 10_5000), (2, 20_0000)])).unwrap()],
         )
         .await
@@ -53,14 +56,14 @@ async fn round_trip(warehouse: Warehouse) {
     warehouse
         .write(
             Table::Navs,
-            Some(day(27)),
+            Part::date(day(27)),
             &[navs_to_batch(&rows(&[(1, 11_0000), (2, 20_0000)])).unwrap()],
         )
         .await
         .unwrap();
 
     let back = warehouse
-        .read(Table::Navs, Some(day(27)))
+        .read(Table::Navs, Part::date(day(27)))
         .await
         .unwrap()
         .unwrap();
@@ -72,11 +75,11 @@ async fn round_trip(warehouse: Warehouse) {
         warehouse.partitions(Table::Navs).await.unwrap(),
         vec![
             PartitionStatus {
-                date: day(26),
+                part: Part::date(day(26)),
                 published: true
             },
             PartitionStatus {
-                date: day(27),
+                part: Part::date(day(27)),
                 published: true
             }
         ]

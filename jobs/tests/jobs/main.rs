@@ -2,5 +2,6 @@
 //! HTTP server and a real PostgreSQL. One test crate, so it links once.
 
 mod nav_ingest;
+mod sip;
 mod sql;
 mod support;

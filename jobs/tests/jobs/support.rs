@@ -65,9 +65,9 @@ pub async fn sipline_async(args: &[&str]) -> Run {
 }
 
 /// Every file under a folder with its bytes: a warehouse's whole state, to compare before and after.
-pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -75,7 +75,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
                 stack.push(path);
             } else {
                 files.insert(
-                    path.strip_prefix(&*dir)
+                    path.strip_prefix(root)
                         .map(Path::to_path_buf)
                         .unwrap_or_else(|_| path.clone()),
                     std::fs::read(&path).unwrap(),

@@ -1,0 +1,117 @@
+//! `sipline generate`: a synthetic universe in the warehouse — scheme master, NAV history,
+//! users and SIP mandates. Users are generated a bucket at a time (each bucket on its own,
+//! from the seed), so memory is bounded by one bucket per worker whatever `--users` is.
+
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use pipeline::calendar::BusinessCalendar;
+use pipeline::generate::{generate_bucket, scheme_master, NavWalk, UniverseSpec};
+use pipeline::schema::{navs_to_batch, schemes_to_batch, sips_to_batch, users_to_batch};
+use warehouse::{Part, Table, Warehouse};
+
+use crate::progress::Progress;
+use crate::shard::Shard;
+
+#[derive(Debug, Default)]
+pub struct GenerateSummary {
+    pub users: u64,
+    pub sips: u64,
+    pub schemes: usize,
+    pub nav_days: usize,
+    pub navs: usize,
+}
+
+impl fmt::Display for GenerateSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "generate ok: users={} sips={} schemes={} nav_days={} navs={}",
+            self.users, self.sips, self.schemes, self.nav_days, self.navs
+        )
+    }
+}
+
+/// The date the `sips` snapshot of a generated universe is written under: the first day of
+/// its history, so every run over that history finds it.
+pub fn snapshot_date(spec: &UniverseSpec) -> chrono::NaiveDate {
+    spec.start_date()
+}
+
+pub async fn generate(
+    spec: UniverseSpec,
+    shard: Shard,
+    calendar: &BusinessCalendar,
+    warehouse: &Warehouse,
+    parallelism: usize,
+) -> anyhow::Result<GenerateSummary> {
+    let mut summary = GenerateSummary::default();
+    if shard.is_first() {
+        let schemes = scheme_master(spec.seed);
+        summary.schemes = schemes.len();
+        warehouse
+            .write(Table::Schemes, Part::WHOLE, &[schemes_to_batch(&schemes)?])
+            .await
+            .context("writing schemes")?;
+        for (date, rows) in NavWalk::new(&spec, calendar) {
+            summary.nav_days += 1;
+            summary.navs += rows.len();
+            warehouse
+                .write(Table::Navs, Part::date(date), &[navs_to_batch(&rows)?])
+                .await
+                .with_context(|| format!("writing navs for {date}"))?;
+        }
+        tracing::info!(
+            schemes = summary.schemes,
+            nav_days = summary.nav_days,
+            "scheme master and NAV history written"
+        );
+    }
+
+    let buckets: Vec<u32> = shard.buckets().collect();
+    let progress = Arc::new(Progress::new(
+        "users",
+        buckets
+            .iter()
+            .map(|b| spec.users_in_bucket(*b).count() as u64)
+            .sum(),
+    ));
+    let as_of = snapshot_date(&spec);
+    let counts: Vec<(u64, u64)> = futures::stream::iter(buckets)
+        .map(|bucket| {
+            let warehouse = warehouse.clone();
+            let progress = Arc::clone(&progress);
+            tokio::spawn(async move {
+                let (users, mut sips) =
+                    tokio::task::spawn_blocking(move || generate_bucket(&spec, bucket)).await?;
+                // Sorted by SIP day, so a day's execution can skip the row groups of other days.
+                sips.sort_unstable_by_key(|s| (s.sip_day, s.sip_id));
+                warehouse
+                    .write(
+                        Table::Users,
+                        Part::bucket(bucket),
+                        &[users_to_batch(&users)?],
+                    )
+                    .await?;
+                warehouse
+                    .write(
+                        Table::Sips,
+                        Part::dated_bucket(as_of, bucket),
+                        &[sips_to_batch(&sips)?],
+                    )
+                    .await?;
+                progress.add(users.len() as u64);
+                anyhow::Ok((users.len() as u64, sips.len() as u64))
+            })
+        })
+        .buffer_unordered(parallelism.max(1))
+        .map(|joined| joined.context("generator task panicked")?)
+        .try_collect()
+        .await?;
+    progress.finish();
+    summary.users = counts.iter().map(|c| c.0).sum();
+    summary.sips = counts.iter().map(|c| c.1).sum();
+    Ok(summary)
+}

@@ -1,0 +1,479 @@
+//! `sipline sip execute` and `sip backfill`: every SIP instalment due, for each bucket of
+//! users the shard owns. A run for date D, per bucket:
+//!
+//! 1. finds the bucket's previous run (the latest `investments` partition before D); new
+//!    instalments are those due after it, up to D, so weekends and holidays are covered;
+//! 2. carries that run's pending instalments and `sip_state` (failure streaks,
+//!    cancellations) forward;
+//! 3. executes against the NAVs published up to D and the bank's failed-debit report;
+//! 4. writes `sip_events`, `sip_state`, on the last business day of a month a `holdings`
+//!    checkpoint, and last `investments` — whose `_SUCCESS` marks the bucket's run as done.
+//!
+//! Each bucket's output depends only on that bucket's inputs, so N shards write exactly the
+//! files one run would.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{Datelike, Days, NaiveDate};
+use datafusion::arrow::array::RecordBatch;
+use futures::{StreamExt, TryStreamExt};
+use pipeline::calendar::BusinessCalendar;
+use pipeline::generate::simulated_failures;
+use pipeline::schema::{
+    debit_failures_from_batch, debit_failures_to_batch, holdings_from_batch, holdings_to_batch,
+    investments_from_batch, investments_to_batch, navs_from_batch, schemes_from_batch,
+    sip_events_to_batch, sip_state_from_batch, sip_state_to_batch, sips_from_batch, SchemaError,
+};
+use pipeline::sip::{
+    execute_instalments, roll_forward, ExecutionInputs, Holding, InstalmentStatus, Investment,
+    NavLookup, SipEventKind, SipState,
+};
+use warehouse::{Part, Table, Warehouse};
+
+use crate::exit::JobFailure;
+use crate::shard::Shard;
+
+/// Options of one execution run.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecuteOptions {
+    pub shard: Shard,
+    /// Write a simulated bank failure report at this bounce rate before executing (the
+    /// generator's stand-in for the real report); 0 reads the report if there is one.
+    pub simulate_failures: f64,
+    pub seed: u64,
+    pub parallelism: usize,
+}
+
+/// Totals of a run, for the summary line and the reconciliation.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExecuteSummary {
+    pub date: Option<NaiveDate>,
+    pub buckets: usize,
+    pub mandates: u64,
+    pub executed: u64,
+    pub pending: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Paise.
+    pub executed_amount: i64,
+    pub stamp_duty: i64,
+    pub holdings_checkpoint: bool,
+}
+
+impl ExecuteSummary {
+    fn add(&mut self, other: &ExecuteSummary) {
+        self.buckets += other.buckets;
+        self.mandates += other.mandates;
+        self.executed += other.executed;
+        self.pending += other.pending;
+        self.failed += other.failed;
+        self.cancelled += other.cancelled;
+        self.executed_amount += other.executed_amount;
+        self.stamp_duty += other.stamp_duty;
+        self.holdings_checkpoint |= other.holdings_checkpoint;
+    }
+}
+
+impl fmt::Display for ExecuteSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let date = self.date.map(|d| d.to_string()).unwrap_or_default();
+        write!(
+            f,
+            "sip execute ok: date={date} buckets={} sips_read={} executed={} pending={} failed={} cancelled={} amount={} stamp_duty={} holdings_checkpoint={}",
+            self.buckets,
+            self.mandates,
+            self.executed,
+            self.pending,
+            self.failed,
+            self.cancelled,
+            pipeline::sip::Paise(self.executed_amount),
+            pipeline::sip::Paise(self.stamp_duty),
+            self.holdings_checkpoint
+        )
+    }
+}
+
+/// What one date's run shares across buckets.
+struct RunContext {
+    date: NaiveDate,
+    sips_as_of: NaiveDate,
+    unit_decimals: HashMap<i64, i32>,
+    published_investments: HashMap<u32, Vec<NaiveDate>>,
+    published_holdings: HashMap<u32, Vec<NaiveDate>>,
+    month_end: bool,
+}
+
+fn schema_error(table: Table, part: Part) -> impl Fn(SchemaError) -> anyhow::Error {
+    move |e| anyhow::anyhow!("{} {:?}: {e}", table.name(), part)
+}
+
+fn by_bucket(parts: &[Part]) -> HashMap<u32, Vec<NaiveDate>> {
+    let mut map: HashMap<u32, Vec<NaiveDate>> = HashMap::new();
+    for part in parts {
+        if let (Some(date), Some(bucket)) = (part.date, part.bucket) {
+            map.entry(bucket).or_default().push(date);
+        }
+    }
+    for dates in map.values_mut() {
+        dates.sort_unstable();
+    }
+    map
+}
+
+fn latest_before(dates: Option<&Vec<NaiveDate>>, date: NaiveDate) -> Option<NaiveDate> {
+    dates.and_then(|d| d.iter().rev().find(|x| **x < date).copied())
+}
+
+async fn read_rows<T>(
+    warehouse: &Warehouse,
+    table: Table,
+    part: Part,
+    decode: impl Fn(&RecordBatch) -> Result<Vec<T>, SchemaError>,
+) -> anyhow::Result<Option<Vec<T>>> {
+    let Some(batches) = warehouse.read(table, part).await? else {
+        return Ok(None);
+    };
+    let mut rows = Vec::new();
+    for batch in &batches {
+        rows.extend(decode(batch).map_err(schema_error(table, part))?);
+    }
+    Ok(Some(rows))
+}
+
+async fn run_context(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    date: NaiveDate,
+) -> anyhow::Result<RunContext> {
+    let sips_as_of = warehouse
+        .published(Table::Sips)
+        .await?
+        .iter()
+        .filter_map(|p| p.date)
+        .filter(|d| *d <= date)
+        .max()
+        .ok_or_else(|| {
+            JobFailure::MissingUpstream(format!(
+                "no `sips` snapshot on or before {date} (run `sipline generate` or `sips export`)"
+            ))
+        })?;
+    let schemes = read_rows(warehouse, Table::Schemes, Part::WHOLE, schemes_from_batch)
+        .await?
+        .ok_or_else(|| {
+            JobFailure::MissingUpstream("no `schemes` table: ingest NAVs first".into())
+        })?;
+    Ok(RunContext {
+        date,
+        sips_as_of,
+        unit_decimals: schemes
+            .iter()
+            .map(|s| (s.scheme.scheme_code, s.unit_decimals))
+            .collect(),
+        published_investments: by_bucket(&warehouse.published(Table::Investments).await?),
+        published_holdings: by_bucket(&warehouse.published(Table::Holdings).await?),
+        month_end: calendar.is_last_business_day_of_month(date),
+    })
+}
+
+/// The NAVs published on the dates in `[from, to]`.
+async fn load_navs(
+    warehouse: &Warehouse,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> anyhow::Result<NavLookup> {
+    let mut lookup = NavLookup::default();
+    let dates: Vec<NaiveDate> = warehouse
+        .published(Table::Navs)
+        .await?
+        .iter()
+        .filter_map(|p| p.date)
+        .filter(|d| *d >= from && *d <= to)
+        .collect();
+    for date in dates {
+        if let Some(rows) =
+            read_rows(warehouse, Table::Navs, Part::date(date), navs_from_batch).await?
+        {
+            for row in rows {
+                lookup.insert(row.scheme_code, date, row.nav);
+            }
+        }
+    }
+    lookup.finish();
+    Ok(lookup)
+}
+
+/// Which days of the month (index 1–31) occur in `[from, to]`.
+fn sip_days_in(from: NaiveDate, to: NaiveDate) -> [bool; 32] {
+    let mut days = [false; 32];
+    for day in from.iter_days().take_while(|d| *d <= to).take(31) {
+        days[day.day() as usize] = true;
+    }
+    days
+}
+
+/// A bucket's carried state, read before the NAVs so the NAV range is known.
+struct Carried {
+    bucket: u32,
+    window_start: NaiveDate,
+    pending: Vec<Investment>,
+    state: Vec<SipState>,
+}
+
+async fn carried(warehouse: &Warehouse, ctx: &RunContext, bucket: u32) -> anyhow::Result<Carried> {
+    let previous = latest_before(ctx.published_investments.get(&bucket), ctx.date);
+    let Some(previous) = previous else {
+        return Ok(Carried {
+            bucket,
+            window_start: ctx.date,
+            pending: Vec::new(),
+            state: Vec::new(),
+        });
+    };
+    let part = Part::dated_bucket(previous, bucket);
+    let mut pending = read_rows(warehouse, Table::Investments, part, investments_from_batch)
+        .await?
+        .unwrap_or_default();
+    pending.retain(|i| i.status == InstalmentStatus::Pending);
+    // Written before `investments`, so a published run always has it.
+    let state = read_rows(warehouse, Table::SipState, part, sip_state_from_batch)
+        .await?
+        .with_context(|| format!("sip_state for {previous} bucket {bucket} is missing though its investments are published"))?;
+    Ok(Carried {
+        bucket,
+        window_start: previous + Days::new(1),
+        pending,
+        state,
+    })
+}
+
+async fn execute_bucket(
+    warehouse: &Warehouse,
+    ctx: &RunContext,
+    navs: &NavLookup,
+    carried: Carried,
+    options: ExecuteOptions,
+) -> anyhow::Result<ExecuteSummary> {
+    let bucket = carried.bucket;
+    let date = ctx.date;
+    let part = Part::dated_bucket(date, bucket);
+    // Only SIPs whose day of the month falls in the window can be due: skip the rest of the
+    // (sip_day-sorted) snapshot by row-group statistics.
+    let days = sip_days_in(carried.window_start, date);
+    let sips_part = Part::dated_bucket(ctx.sips_as_of, bucket);
+    let mut mandates = Vec::new();
+    for batch in warehouse
+        .read_pruned(Table::Sips, sips_part, "sip_day", |min, max| {
+            (min..=max).any(|d| days.get(d as usize).copied().unwrap_or(false))
+        })
+        .await?
+        .unwrap_or_default()
+    {
+        mandates.extend(sips_from_batch(&batch).map_err(schema_error(Table::Sips, sips_part))?);
+    }
+
+    let failures = if options.simulate_failures > 0.0 {
+        let due = mandates
+            .iter()
+            .flat_map(|m| {
+                m.due_dates(carried.window_start, date)
+                    .into_iter()
+                    .map(move |d| (m.sip_id, d))
+            })
+            .collect::<Vec<_>>();
+        let mut report = simulated_failures(options.seed, options.simulate_failures, due);
+        report.sort_by_key(|f| (f.sip_id, f.due_date));
+        warehouse
+            .write(
+                Table::DebitFailures,
+                part,
+                &[debit_failures_to_batch(&report)?],
+            )
+            .await?;
+        report
+    } else {
+        read_rows(
+            warehouse,
+            Table::DebitFailures,
+            part,
+            debit_failures_from_batch,
+        )
+        .await?
+        .unwrap_or_default()
+    };
+    let failures: HashSet<(i64, NaiveDate)> =
+        failures.iter().map(|f| (f.sip_id, f.due_date)).collect();
+
+    let out = execute_instalments(&ExecutionInputs {
+        run_date: date,
+        window_start: carried.window_start,
+        mandates: &mandates,
+        pending: &carried.pending,
+        state: &carried.state,
+        failures: &failures,
+        navs,
+        unit_decimals: &ctx.unit_decimals,
+    });
+
+    let mut summary = ExecuteSummary {
+        buckets: 1,
+        mandates: mandates.len() as u64,
+        ..ExecuteSummary::default()
+    };
+    for inv in &out.investments {
+        match inv.status {
+            InstalmentStatus::Executed => {
+                summary.executed += 1;
+                summary.executed_amount += inv.amount.0;
+                summary.stamp_duty += inv.stamp_duty.0;
+            }
+            InstalmentStatus::Pending => summary.pending += 1,
+            InstalmentStatus::Failed => summary.failed += 1,
+        }
+    }
+    summary.cancelled = out
+        .events
+        .iter()
+        .filter(|e| e.kind == SipEventKind::Cancelled)
+        .count() as u64;
+
+    if ctx.month_end {
+        let holdings = holdings_at(warehouse, ctx, bucket, &out.investments).await?;
+        warehouse
+            .write(Table::Holdings, part, &[holdings_to_batch(&holdings)?])
+            .await?;
+        summary.holdings_checkpoint = true;
+    }
+    warehouse
+        .write(Table::SipEvents, part, &[sip_events_to_batch(&out.events)?])
+        .await?;
+    warehouse
+        .write(Table::SipState, part, &[sip_state_to_batch(&out.state)?])
+        .await?;
+    // Last: its marker is what the next run looks for.
+    warehouse
+        .write(
+            Table::Investments,
+            part,
+            &[investments_to_batch(&out.investments)?],
+        )
+        .await?;
+    Ok(summary)
+}
+
+/// Holdings at the run date: the latest checkpoint before it plus every executed
+/// instalment since, today's included.
+async fn holdings_at(
+    warehouse: &Warehouse,
+    ctx: &RunContext,
+    bucket: u32,
+    today: &[Investment],
+) -> anyhow::Result<Vec<Holding>> {
+    let checkpoint = latest_before(ctx.published_holdings.get(&bucket), ctx.date);
+    let base = match checkpoint {
+        Some(as_of) => read_rows(
+            warehouse,
+            Table::Holdings,
+            Part::dated_bucket(as_of, bucket),
+            holdings_from_batch,
+        )
+        .await?
+        .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut since = Vec::new();
+    for run in ctx
+        .published_investments
+        .get(&bucket)
+        .into_iter()
+        .flatten()
+        .filter(|d| checkpoint.is_none_or(|c| **d > c) && **d < ctx.date)
+    {
+        let part = Part::dated_bucket(*run, bucket);
+        let mut rows = read_rows(warehouse, Table::Investments, part, investments_from_batch)
+            .await?
+            .unwrap_or_default();
+        rows.retain(|i| i.status == InstalmentStatus::Executed);
+        since.append(&mut rows);
+    }
+    Ok(roll_forward(&base, since.iter().chain(today)))
+}
+
+/// One date's run over the shard's buckets.
+pub async fn execute(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    date: NaiveDate,
+    options: ExecuteOptions,
+) -> anyhow::Result<ExecuteSummary> {
+    if !calendar.is_business_day(date) {
+        // Nothing executes on a day without NAVs; what falls due today is picked up by the
+        // next business day's run. A scheduler can run the job every day.
+        tracing::info!(%date, "not a business day: nothing to execute");
+        return Ok(ExecuteSummary {
+            date: Some(date),
+            ..ExecuteSummary::default()
+        });
+    }
+    let ctx = Arc::new(run_context(warehouse, calendar, date).await?);
+    let buckets: Vec<u32> = options.shard.buckets().collect();
+    let carried: Vec<Carried> = futures::stream::iter(buckets)
+        .map(|bucket| {
+            let (warehouse, ctx) = (warehouse.clone(), Arc::clone(&ctx));
+            async move { carried(&warehouse, &ctx, bucket).await }
+        })
+        .buffered(options.parallelism.max(1) * 2)
+        .try_collect()
+        .await?;
+    let earliest = carried
+        .iter()
+        .flat_map(|c| std::iter::once(c.window_start).chain(c.pending.iter().map(|p| p.due_date)))
+        .min()
+        .unwrap_or(date);
+    let navs = Arc::new(load_navs(warehouse, earliest, date).await?);
+
+    let summaries: Vec<ExecuteSummary> = futures::stream::iter(carried)
+        .map(|carried| {
+            let (warehouse, ctx, navs) = (warehouse.clone(), Arc::clone(&ctx), Arc::clone(&navs));
+            tokio::spawn(
+                async move { execute_bucket(&warehouse, &ctx, &navs, carried, options).await },
+            )
+        })
+        .buffer_unordered(options.parallelism.max(1))
+        .map(|joined| joined.context("execution task panicked")?)
+        .try_collect()
+        .await?;
+    let mut total = ExecuteSummary {
+        date: Some(date),
+        ..ExecuteSummary::default()
+    };
+    for s in &summaries {
+        total.add(s);
+    }
+    Ok(total)
+}
+
+/// Runs the execution for each business day in `[from, to]`, in order.
+pub async fn backfill(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    from: NaiveDate,
+    to: NaiveDate,
+    options: ExecuteOptions,
+) -> anyhow::Result<(usize, ExecuteSummary)> {
+    let days: Vec<NaiveDate> = calendar.business_days(from, to).collect();
+    let progress = crate::progress::Progress::new("days", days.len() as u64);
+    let mut total = ExecuteSummary::default();
+    for day in &days {
+        let summary = execute(warehouse, calendar, *day, options)
+            .await
+            .with_context(|| format!("sip execute for {day}"))?;
+        tracing::info!(%summary, "day done");
+        total.add(&summary);
+        progress.add(1);
+    }
+    progress.finish();
+    Ok((days.len(), total))
+}

@@ -1,0 +1,267 @@
+//! `generate`, `sip execute` and `sip backfill` on a small generated universe: determinism,
+//! shards, reconciliation, holdings checkpoints, re-runs and cancellations, checked through
+//! the files and through SQL written independently of the batch code.
+
+use std::path::Path;
+
+use crate::support::{sipline, snapshot};
+
+const END: &str = "2025-03-31";
+const FROM: &str = "2025-01-01";
+
+fn generate(warehouse: &Path, users: &str, shard: &str) {
+    sipline(&[
+        "generate",
+        "--users",
+        users,
+        "--months",
+        "3",
+        "--end-date",
+        END,
+        "--seed",
+        "7",
+        "--shard",
+        shard,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ])
+    .assert_ok();
+}
+
+fn backfill(warehouse: &Path, shard: &str, rate: &str) -> String {
+    sipline(&[
+        "sip",
+        "backfill",
+        "--from",
+        FROM,
+        "--to",
+        END,
+        "--shard",
+        shard,
+        "--simulate-failures",
+        rate,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ])
+    .assert_ok()
+    .stdout
+    .clone()
+}
+
+fn csv(warehouse: &Path, query: &str) -> String {
+    sipline(&[
+        "sql",
+        "--format",
+        "csv",
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        query,
+    ])
+    .assert_ok()
+    .stdout
+    .clone()
+}
+
+/// A universe of 3,000 users with its first quarter of 2025 executed at a 5% bounce rate.
+fn executed_universe(dir: &Path) {
+    generate(dir, "3000", "0/1");
+    let out = backfill(dir, "0/1", "0.05");
+    assert!(
+        out.contains("sip backfill ok: from=2025-01-01 to=2025-03-31 days="),
+        "{out}"
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_shaped_as_documented() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    generate(a.path(), "2000", "0/1");
+    generate(b.path(), "2000", "0/1");
+    assert_eq!(snapshot(a.path()), snapshot(b.path()));
+    assert!(a.path().join("users/bucket=63/part-00000.parquet").exists());
+    assert!(a
+        .path()
+        .join("sips/as_of=2024-12-31/bucket=0/_SUCCESS")
+        .exists());
+
+    let summary = csv(
+        a.path(),
+        "SELECT count(DISTINCT user_id) AS users, count(*) >= 2800 AS enough_sips, \
+         min(amount) >= 100 AND max(amount) <= 100000 AS amounts_in_range, \
+         min(sip_day) >= 1 AND max(sip_day) <= 28 AS days_in_range, \
+         count(DISTINCT status) AS statuses FROM sips",
+    );
+    assert_eq!(
+        summary,
+        "users,enough_sips,amounts_in_range,days_in_range,statuses\n2000,true,true,true,3\n"
+    );
+    let schemes = csv(
+        a.path(),
+        "SELECT (SELECT count(*) FROM schemes) AS schemes, count(DISTINCT scheme_code) AS publishing, \
+         count(DISTINCT nav_date) AS nav_days FROM navs",
+    );
+    let fields: Vec<i64> = schemes
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields[0], 14_000);
+    assert_eq!(fields[1], 8_500);
+    // Q1 2025 less weekends and NSE holidays, plus 2024-12-31.
+    assert!((58..=63).contains(&fields[2]), "{schemes}");
+    let weekend = csv(
+        a.path(),
+        "SELECT count(*) AS n FROM navs WHERE date_part('dow', nav_date) IN (0, 6)",
+    );
+    assert_eq!(weekend, "n\n0\n");
+}
+
+#[test]
+fn shards_write_what_one_run_writes() {
+    let (one, sharded) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    generate(one.path(), "1500", "0/1");
+    backfill(one.path(), "0/1", "0.05");
+    for shard in ["0/3", "1/3", "2/3"] {
+        generate(sharded.path(), "1500", shard);
+    }
+    for shard in ["2/3", "0/3", "1/3"] {
+        backfill(sharded.path(), shard, "0.05");
+    }
+    let (a, b) = (snapshot(one.path()), snapshot(sharded.path()));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, bytes) in &a {
+        assert!(&b[path] == bytes, "{} differs", path.display());
+    }
+    assert!(a.keys().any(|p| p.starts_with("investments")));
+}
+
+#[test]
+fn execution_reconciles_and_holdings_roll_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    executed_universe(dir.path());
+
+    // Every executed instalment: duty is 0.005% rounded to the paisa, and the residue
+    // amount - duty - units × NAV is at least 0 and less than one 0.001-unit step × NAV.
+    let broken = csv(
+        dir.path(),
+        "SELECT count(*) AS n FROM investments WHERE status = 'executed' AND ( \
+           stamp_duty <> round(amount * 0.00005, 2) \
+           OR amount - stamp_duty - units * nav < 0 \
+           OR amount - stamp_duty - units * nav >= 0.001 * nav \
+           OR nav_date < due_date OR nav_date > exec_date)",
+    );
+    assert_eq!(broken, "n\n0\n");
+    let per_run = csv(
+        dir.path(),
+        "SELECT count(*) AS runs, sum(CASE WHEN residue >= 0 AND residue < executed * 0.001 * max_nav THEN 1 ELSE 0 END) AS balanced \
+         FROM (SELECT exec_date, count(*) AS executed, max(nav) AS max_nav, \
+                      sum(amount) - sum(stamp_duty) - sum(units * nav) AS residue \
+               FROM investments WHERE status = 'executed' GROUP BY exec_date)",
+    );
+    let counts: Vec<&str> = per_run.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(counts[0], counts[1], "{per_run}");
+    assert!(counts[0].parse::<u32>().unwrap() > 50);
+
+    // Each instalment executes once.
+    let twice = csv(
+        dir.path(),
+        "SELECT count(*) AS n FROM (SELECT sip_id, due_date FROM investments WHERE status = 'executed' \
+         GROUP BY sip_id, due_date HAVING count(*) > 1)",
+    );
+    assert_eq!(twice, "n\n0\n");
+
+    // Month-end checkpoints: March = January + the investments executed after January's.
+    let checkpoints = csv(
+        dir.path(),
+        "SELECT DISTINCT as_of FROM holdings ORDER BY as_of",
+    );
+    assert_eq!(checkpoints, "as_of\n2025-01-31\n2025-02-28\n2025-03-28\n");
+    let rolled = "SELECT user_id, scheme_code, sum(units) AS units, sum(invested) AS invested FROM ( \
+           SELECT user_id, scheme_code, units, invested FROM holdings WHERE as_of = DATE '2025-01-31' \
+           UNION ALL SELECT user_id, scheme_code, units, amount AS invested FROM investments \
+           WHERE status = 'executed' AND exec_date > DATE '2025-01-31' AND exec_date <= DATE '2025-03-28') \
+         GROUP BY user_id, scheme_code";
+    let checkpoint = "SELECT user_id, scheme_code, units, invested FROM holdings WHERE as_of = DATE '2025-03-28'";
+    for query in [
+        format!("SELECT count(*) AS n FROM (({rolled}) EXCEPT ({checkpoint}))"),
+        format!("SELECT count(*) AS n FROM (({checkpoint}) EXCEPT ({rolled}))"),
+    ] {
+        assert_eq!(csv(dir.path(), &query), "n\n0\n", "{query}");
+    }
+    let total = csv(
+        dir.path(),
+        "SELECT count(*) > 1000 AS many FROM holdings WHERE as_of = DATE '2025-03-28'",
+    );
+    assert_eq!(total, "many\ntrue\n");
+}
+
+#[test]
+fn failures_cancel_after_three_and_reruns_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), "3000", "0/1");
+    // A very high bounce rate so three in a row happen within a quarter.
+    backfill(dir.path(), "0/1", "0.6");
+    let cancelled = csv(
+        dir.path(),
+        "SELECT count(*) AS n FROM sip_events WHERE kind = 'cancelled'",
+    );
+    let n: u32 = cancelled.lines().nth(1).unwrap().parse().unwrap();
+    assert!(n > 10, "{cancelled}");
+    // Every cancellation follows three failed instalments of that SIP, and nothing is
+    // attempted for it afterwards.
+    let too_few_failures = csv(
+        dir.path(),
+        "SELECT count(*) AS n FROM ( \
+           SELECT c.sip_id, count(f.sip_id) AS failures FROM sip_events c \
+           LEFT JOIN investments f ON f.sip_id = c.sip_id AND f.status = 'failed' AND f.exec_date <= c.exec_date \
+           WHERE c.kind = 'cancelled' GROUP BY c.sip_id) WHERE failures < 3",
+    );
+    assert_eq!(too_few_failures, "n\n0\n");
+    let attempted_after = csv(
+        dir.path(),
+        "SELECT count(*) AS n FROM sip_events c JOIN investments l \
+           ON l.sip_id = c.sip_id AND l.status <> 'pending' AND l.exec_date > c.exec_date \
+         WHERE c.kind = 'cancelled'",
+    );
+    assert_eq!(attempted_after, "n\n0\n");
+
+    // Re-running a day in the middle and the last day writes the same bytes; a holiday
+    // (2025-03-31) executes nothing.
+    let before = snapshot(dir.path());
+    for date in ["2025-02-14", "2025-03-28", END] {
+        sipline(&[
+            "sip",
+            "execute",
+            "--date",
+            date,
+            "--simulate-failures",
+            "0.6",
+            "--warehouse",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert_ok();
+    }
+    assert!(
+        before == snapshot(dir.path()),
+        "a re-run changed the warehouse"
+    );
+}
+
+#[test]
+fn execute_without_a_universe_is_a_missing_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = sipline(&[
+        "sip",
+        "execute",
+        "--date",
+        "2025-01-02",
+        "--warehouse",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("no `sips` snapshot"), "{}", run.stderr);
+    let bad = sipline(&["sip", "execute", "--date", "2025-01-02", "--shard", "3/2"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

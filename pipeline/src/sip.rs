@@ -1,0 +1,899 @@
+//! SIP execution rules: when an instalment falls due, how much it is for, the stamp duty on
+//! it, the units it buys, and what one run of the execution batch does to one bucket of SIPs.
+//!
+//! Everything here is integer arithmetic on scaled values (paise, NAV and units in
+//! 1/10,000), so a re-run gives the same rows and the reconciliation
+//! `amount = stamp duty + units × NAV + residue` holds exactly.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use chrono::{Datelike, Months, NaiveDate};
+
+use crate::money::{format_scaled, Nav};
+
+/// Rupees in paise (`Decimal128(18,2)` unscaled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Paise(pub i64);
+
+impl fmt::Display for Paise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_scaled(self.0, 2, f)
+    }
+}
+
+/// Units in 1/10,000 (`Decimal128(18,4)` unscaled); allotted to fewer decimals by scheme rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Units(pub i64);
+
+impl Units {
+    pub const SCALE: u32 = 4;
+}
+
+impl fmt::Display for Units {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_scaled(self.0, Self::SCALE, f)
+    }
+}
+
+/// Stamp duty on mutual-fund purchases: 0.005% = 5 / 100,000 of the amount.
+const STAMP_DUTY_NUMERATOR: i128 = 5;
+const STAMP_DUTY_DENOMINATOR: i128 = 100_000;
+
+/// A SIP is cancelled after this many consecutive failed instalments.
+pub const FAILURES_BEFORE_CANCEL: i32 = 3;
+
+/// `a / b` rounded half away from zero, for non-negative `b`.
+fn div_round_half_up(a: i128, b: i128) -> i128 {
+    let (q, r) = (a / b, a % b);
+    if 2 * r.abs() >= b {
+        q + a.signum()
+    } else {
+        q
+    }
+}
+
+/// The stamp duty on a purchase of `amount`, rounded to the paisa (half up).
+pub fn stamp_duty(amount: Paise) -> Paise {
+    Paise(div_round_half_up(
+        i128::from(amount.0) * STAMP_DUTY_NUMERATOR,
+        STAMP_DUTY_DENOMINATOR,
+    ) as i64)
+}
+
+/// Units bought with `net` (the amount after stamp duty) at `nav`, rounded down to
+/// `unit_decimals` places (0..=4; out-of-range values are clamped).
+pub fn allot_units(net: Paise, nav: Nav, unit_decimals: i32) -> Units {
+    let decimals = unit_decimals.clamp(0, Units::SCALE as i32) as u32;
+    if nav.scaled() <= 0 || net.0 <= 0 {
+        return Units(0);
+    }
+    // units = (net / 100) / (nav / 10^4) = net * 100 / nav, in 10^-decimals steps, floored.
+    let steps = i128::from(net.0) * 100 * 10_i128.pow(decimals) / i128::from(nav.scaled());
+    Units((steps * 10_i128.pow(Units::SCALE - decimals)) as i64)
+}
+
+/// What the purchase of `units` at `nav` costs, in 10^-8 rupees (units scale 4 × NAV scale 4).
+pub fn cost_e8(units: Units, nav: Nav) -> i128 {
+    i128::from(units.0) * i128::from(nav.scaled())
+}
+
+/// A SIP's status in a mandate snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SipStatus {
+    Active,
+    Paused,
+    Cancelled,
+}
+
+impl SipStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SipStatus::Active => "active",
+            SipStatus::Paused => "paused",
+            SipStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(SipStatus::Active),
+            "paused" => Some(SipStatus::Paused),
+            "cancelled" => Some(SipStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A SIP mandate, as the `sips` snapshot holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mandate {
+    pub sip_id: i64,
+    pub user_id: i64,
+    pub scheme_code: i64,
+    /// The first year's instalment.
+    pub amount: Paise,
+    /// 1–28, so every month has the day.
+    pub sip_day: u32,
+    pub start_date: NaiveDate,
+    pub end_date: Option<NaiveDate>,
+    /// Yearly step-up in hundredths of a percent (`step_up_pct` 10.00 is 1000).
+    pub step_up_bps: i64,
+    pub status: SipStatus,
+    /// A paused SIP skips every instalment due on or before this date (for ever if `None`).
+    pub paused_until: Option<NaiveDate>,
+}
+
+impl Mandate {
+    /// The first instalment date: the first `sip_day` on or after the start date.
+    pub fn first_due_date(&self) -> Option<NaiveDate> {
+        let in_start_month = self.start_date.with_day(self.sip_day)?;
+        if in_start_month >= self.start_date {
+            Some(in_start_month)
+        } else {
+            in_start_month.checked_add_months(Months::new(1))
+        }
+    }
+
+    fn is_skipped(&self, due: NaiveDate) -> bool {
+        match self.status {
+            SipStatus::Cancelled => true,
+            SipStatus::Paused => self.paused_until.is_none_or(|until| due <= until),
+            SipStatus::Active => false,
+        }
+    }
+
+    /// The instalments due in `[from, to]`: each month's `sip_day` from the first due date
+    /// until the end date, minus those a pause or cancellation skips. No holiday roll here:
+    /// a due date without a NAV executes at the next NAV date (see [`NavLookup`]).
+    pub fn due_dates(&self, from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
+        let mut dates = Vec::new();
+        let (Some(first), true) = (self.first_due_date(), (1..=28).contains(&self.sip_day)) else {
+            return dates;
+        };
+        let from = from.max(first);
+        let to = self.end_date.map_or(to, |end| to.min(end));
+        let Some(mut month) = from.with_day(1) else {
+            return dates;
+        };
+        while month <= to {
+            if let Some(due) = month.with_day(self.sip_day) {
+                if due >= from && due <= to && !self.is_skipped(due) {
+                    dates.push(due);
+                }
+            }
+            match month.checked_add_months(Months::new(1)) {
+                Some(next) => month = next,
+                None => break,
+            }
+        }
+        dates
+    }
+
+    /// Whole years of instalments before `due` (0 in the first twelve months).
+    pub fn step_up_year(&self, due: NaiveDate) -> u32 {
+        let Some(first) = self.first_due_date() else {
+            return 0;
+        };
+        let months = (due.year() - first.year()) * 12 + due.month() as i32 - first.month() as i32;
+        (months.max(0) / 12) as u32
+    }
+
+    /// The instalment amount for `due`: the amount stepped up once per completed year,
+    /// each step rounded half up to the paisa.
+    pub fn instalment_amount(&self, due: NaiveDate) -> Paise {
+        let mut amount = i128::from(self.amount.0);
+        for _ in 0..self.step_up_year(due) {
+            amount = div_round_half_up(amount * (10_000 + i128::from(self.step_up_bps)), 10_000);
+        }
+        Paise(amount.min(i128::from(i64::MAX)) as i64)
+    }
+}
+
+/// What became of an instalment in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InstalmentStatus {
+    Executed,
+    /// No NAV on or after the due date is published yet; a later run executes it.
+    Pending,
+    /// The bank reported the debit as failed.
+    Failed,
+}
+
+impl InstalmentStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InstalmentStatus::Executed => "executed",
+            InstalmentStatus::Pending => "pending",
+            InstalmentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "executed" => Some(InstalmentStatus::Executed),
+            "pending" => Some(InstalmentStatus::Pending),
+            "failed" => Some(InstalmentStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An `investments` row: one instalment attempt as of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Investment {
+    pub sip_id: i64,
+    pub user_id: i64,
+    pub scheme_code: i64,
+    pub due_date: NaiveDate,
+    pub status: InstalmentStatus,
+    pub amount: Paise,
+    /// Zero unless executed.
+    pub stamp_duty: Paise,
+    pub nav_date: Option<NaiveDate>,
+    pub nav: Option<Nav>,
+    pub units: Option<Units>,
+}
+
+/// A `sip_state` row: what a run carries to the next for a SIP whose last instalment failed
+/// or which the batch cancelled. SIPs in good standing have no row, so the table stays small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipState {
+    pub sip_id: i64,
+    pub user_id: i64,
+    pub failure_streak: i32,
+    pub cancelled_on: Option<NaiveDate>,
+}
+
+/// What a notification will be about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SipEventKind {
+    Executed,
+    Pending,
+    Failed,
+    Cancelled,
+}
+
+impl SipEventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SipEventKind::Executed => "executed",
+            SipEventKind::Pending => "pending",
+            SipEventKind::Failed => "failed",
+            SipEventKind::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "executed" => Some(SipEventKind::Executed),
+            "pending" => Some(SipEventKind::Pending),
+            "failed" => Some(SipEventKind::Failed),
+            "cancelled" => Some(SipEventKind::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A `sip_events` row: one fact a notification is made from. `event_id` is stable across
+/// re-runs (`sip:<sip_id>:<due_date>:<kind>`), so the outbox can deduplicate on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipEvent {
+    pub event_id: String,
+    pub sip_id: i64,
+    pub user_id: i64,
+    pub scheme_code: i64,
+    pub due_date: NaiveDate,
+    pub kind: SipEventKind,
+    pub amount: Paise,
+    pub nav_date: Option<NaiveDate>,
+    pub nav: Option<Nav>,
+    pub units: Option<Units>,
+}
+
+impl SipEvent {
+    fn of(investment: &Investment, kind: SipEventKind) -> Self {
+        Self {
+            event_id: format!(
+                "sip:{}:{}:{}",
+                investment.sip_id,
+                investment.due_date,
+                kind.as_str()
+            ),
+            sip_id: investment.sip_id,
+            user_id: investment.user_id,
+            scheme_code: investment.scheme_code,
+            due_date: investment.due_date,
+            kind,
+            amount: investment.amount,
+            nav_date: investment.nav_date,
+            nav: investment.nav,
+            units: investment.units,
+        }
+    }
+}
+
+/// Published NAVs by scheme, for finding the NAV an instalment executes at.
+#[derive(Debug, Default, Clone)]
+pub struct NavLookup {
+    by_scheme: HashMap<i64, Vec<(NaiveDate, Nav)>>,
+}
+
+impl NavLookup {
+    pub fn insert(&mut self, scheme_code: i64, nav_date: NaiveDate, nav: Nav) {
+        self.by_scheme
+            .entry(scheme_code)
+            .or_default()
+            .push((nav_date, nav));
+    }
+
+    /// Sorts each scheme's NAVs; call once after the inserts.
+    pub fn finish(&mut self) {
+        for navs in self.by_scheme.values_mut() {
+            navs.sort_unstable();
+            navs.dedup_by_key(|(date, _)| *date);
+        }
+    }
+
+    /// The NAV an instalment due on `due` executes at: the one dated `due`, else the next
+    /// NAV date, as long as it is not after `run_date`.
+    pub fn applicable(
+        &self,
+        scheme_code: i64,
+        due: NaiveDate,
+        run_date: NaiveDate,
+    ) -> Option<(NaiveDate, Nav)> {
+        let navs = self.by_scheme.get(&scheme_code)?;
+        let i = navs.partition_point(|(date, _)| *date < due);
+        navs.get(i).copied().filter(|(date, _)| *date <= run_date)
+    }
+}
+
+/// Everything one run needs for one bucket of SIPs.
+#[derive(Debug)]
+pub struct ExecutionInputs<'a> {
+    pub run_date: NaiveDate,
+    /// New instalments are those due in `[window_start, run_date]`: the day after the
+    /// previous run, so instalments due on weekends and holidays are picked up.
+    pub window_start: NaiveDate,
+    pub mandates: &'a [Mandate],
+    /// The previous run's still-pending instalments.
+    pub pending: &'a [Investment],
+    /// The previous run's `sip_state`.
+    pub state: &'a [SipState],
+    /// `(sip_id, due_date)` of debits the bank reported failed.
+    pub failures: &'a HashSet<(i64, NaiveDate)>,
+    pub navs: &'a NavLookup,
+    /// Unit decimals by scheme; missing schemes use the default of 3.
+    pub unit_decimals: &'a HashMap<i64, i32>,
+}
+
+/// One run's output for a bucket, each list sorted by its key.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ExecutionOutput {
+    pub investments: Vec<Investment>,
+    pub state: Vec<SipState>,
+    pub events: Vec<SipEvent>,
+}
+
+struct Due {
+    sip_id: i64,
+    due_date: NaiveDate,
+    user_id: i64,
+    scheme_code: i64,
+    amount: Paise,
+    /// First seen in this run (so its "pending" event is new).
+    is_new: bool,
+}
+
+/// Executes one bucket's instalments for one run date. Pure: the same inputs give the same
+/// output, which is what makes re-runs and shards byte-identical.
+pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
+    let mut state: BTreeMap<i64, SipState> =
+        inputs.state.iter().map(|s| (s.sip_id, s.clone())).collect();
+
+    let mut due: Vec<Due> = inputs
+        .pending
+        .iter()
+        .filter(|p| p.status == InstalmentStatus::Pending)
+        .map(|p| Due {
+            sip_id: p.sip_id,
+            due_date: p.due_date,
+            user_id: p.user_id,
+            scheme_code: p.scheme_code,
+            amount: p.amount,
+            is_new: false,
+        })
+        .collect();
+    for mandate in inputs.mandates {
+        if state
+            .get(&mandate.sip_id)
+            .is_some_and(|s| s.cancelled_on.is_some())
+        {
+            continue;
+        }
+        for due_date in mandate.due_dates(inputs.window_start, inputs.run_date) {
+            due.push(Due {
+                sip_id: mandate.sip_id,
+                due_date,
+                user_id: mandate.user_id,
+                scheme_code: mandate.scheme_code,
+                amount: mandate.instalment_amount(due_date),
+                is_new: true,
+            });
+        }
+    }
+    due.sort_unstable_by_key(|d| (d.sip_id, d.due_date, !d.is_new));
+    due.dedup_by_key(|d| (d.sip_id, d.due_date));
+
+    let mut out = ExecutionOutput::default();
+    for d in due {
+        let entry = state.entry(d.sip_id).or_insert(SipState {
+            sip_id: d.sip_id,
+            user_id: d.user_id,
+            failure_streak: 0,
+            cancelled_on: None,
+        });
+        // A SIP cancelled earlier in this same walk takes no new instalments; money already
+        // debited for a pending one is still invested.
+        if entry.cancelled_on.is_some() && d.is_new {
+            continue;
+        }
+        let mut row = Investment {
+            sip_id: d.sip_id,
+            user_id: d.user_id,
+            scheme_code: d.scheme_code,
+            due_date: d.due_date,
+            status: InstalmentStatus::Pending,
+            amount: d.amount,
+            stamp_duty: Paise(0),
+            nav_date: None,
+            nav: None,
+            units: None,
+        };
+        if inputs.failures.contains(&(d.sip_id, d.due_date)) {
+            row.status = InstalmentStatus::Failed;
+            entry.failure_streak += 1;
+            out.events.push(SipEvent::of(&row, SipEventKind::Failed));
+            if entry.failure_streak >= FAILURES_BEFORE_CANCEL && entry.cancelled_on.is_none() {
+                entry.cancelled_on = Some(inputs.run_date);
+                out.events.push(SipEvent::of(&row, SipEventKind::Cancelled));
+            }
+        } else if let Some((nav_date, nav)) =
+            inputs
+                .navs
+                .applicable(d.scheme_code, d.due_date, inputs.run_date)
+        {
+            let duty = stamp_duty(d.amount);
+            let decimals = inputs
+                .unit_decimals
+                .get(&d.scheme_code)
+                .copied()
+                .unwrap_or(crate::schema::DEFAULT_UNIT_DECIMALS);
+            row.status = InstalmentStatus::Executed;
+            row.stamp_duty = duty;
+            row.nav_date = Some(nav_date);
+            row.nav = Some(nav);
+            row.units = Some(allot_units(Paise(d.amount.0 - duty.0), nav, decimals));
+            entry.failure_streak = 0;
+            out.events.push(SipEvent::of(&row, SipEventKind::Executed));
+        } else if d.is_new {
+            out.events.push(SipEvent::of(&row, SipEventKind::Pending));
+        }
+        out.investments.push(row);
+    }
+    out.state = state
+        .into_values()
+        .filter(|s| s.failure_streak > 0 || s.cancelled_on.is_some())
+        .collect();
+    out.events
+        .sort_by(|a, b| (a.sip_id, a.due_date, a.kind).cmp(&(b.sip_id, b.due_date, b.kind)));
+    out
+}
+
+/// A `holdings` row: units and cost (stamp duty included) per user and scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Holding {
+    pub user_id: i64,
+    pub scheme_code: i64,
+    pub units: Units,
+    pub invested: Paise,
+}
+
+/// Holdings after `investments`: `base` plus every executed instalment. Sorted by
+/// (user, scheme). Rolling forward twice equals rolling forward once over both sets, which is
+/// what lets holdings live as month-end checkpoints plus the investments since.
+pub fn roll_forward<'a>(
+    base: &[Holding],
+    investments: impl IntoIterator<Item = &'a Investment>,
+) -> Vec<Holding> {
+    let mut by_key: BTreeMap<(i64, i64), (Units, Paise)> = base
+        .iter()
+        .map(|h| ((h.user_id, h.scheme_code), (h.units, h.invested)))
+        .collect();
+    for inv in investments {
+        if inv.status != InstalmentStatus::Executed {
+            continue;
+        }
+        let entry = by_key.entry((inv.user_id, inv.scheme_code)).or_default();
+        entry.0 .0 += inv.units.unwrap_or_default().0;
+        entry.1 .0 += inv.amount.0;
+    }
+    by_key
+        .into_iter()
+        .map(|((user_id, scheme_code), (units, invested))| Holding {
+            user_id,
+            scheme_code,
+            units,
+            invested,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    fn mandate(sip_day: u32, start: &str) -> Mandate {
+        Mandate {
+            sip_id: 1,
+            user_id: 10,
+            scheme_code: 100,
+            amount: Paise(300_000),
+            sip_day,
+            start_date: d(start),
+            end_date: None,
+            step_up_bps: 0,
+            status: SipStatus::Active,
+            paused_until: None,
+        }
+    }
+
+    #[test]
+    fn stamp_duty_rounds_half_up_to_the_paisa() {
+        assert_eq!(stamp_duty(Paise(300_000)), Paise(15)); // ₹3,000 → ₹0.15
+        assert_eq!(stamp_duty(Paise(10_000)), Paise(1)); // ₹100 → 0.5 paisa → 1
+        assert_eq!(stamp_duty(Paise(9_999)), Paise(0)); // 0.49995 paisa → 0
+        assert_eq!(stamp_duty(Paise(10_000_000)), Paise(500)); // ₹1,00,000 → ₹5
+        assert_eq!(stamp_duty(Paise(30_000)), Paise(2)); // 1.5 paise → 2
+    }
+
+    #[test]
+    fn units_round_down_to_the_scheme_decimals() {
+        let nav = Nav::from_scaled(123_4567); // 123.4567
+                                              // 2999.85 / 123.4567 = 24.298801…
+        assert_eq!(allot_units(Paise(299_985), nav, 3), Units(24_2980));
+        assert_eq!(allot_units(Paise(299_985), nav, 4), Units(24_2988));
+        assert_eq!(allot_units(Paise(299_985), nav, 0), Units(24_0000));
+        // Exactly on a unit boundary: no rounding down below the exact value.
+        assert_eq!(
+            allot_units(Paise(10_000), Nav::from_scaled(10_0000), 3),
+            Units(10_0000)
+        );
+        assert_eq!(
+            allot_units(Paise(9_999), Nav::from_scaled(10_0000), 3),
+            Units(9_9990)
+        );
+    }
+
+    #[test]
+    fn due_dates_cross_month_ends_and_leap_years() {
+        let m = mandate(28, "2024-01-31");
+        assert_eq!(m.first_due_date(), Some(d("2024-02-28")));
+        assert_eq!(
+            m.due_dates(d("2024-01-01"), d("2024-04-30")),
+            vec![d("2024-02-28"), d("2024-03-28"), d("2024-04-28")]
+        );
+        let leap = mandate(5, "2024-02-29");
+        assert_eq!(leap.first_due_date(), Some(d("2024-03-05")));
+        // A window of one day is due only on that day.
+        assert_eq!(
+            leap.due_dates(d("2024-04-05"), d("2024-04-05")),
+            vec![d("2024-04-05")]
+        );
+        assert!(leap.due_dates(d("2024-04-06"), d("2024-05-04")).is_empty());
+        // A start on the SIP day is due that day.
+        assert_eq!(
+            mandate(10, "2024-12-10").first_due_date(),
+            Some(d("2024-12-10"))
+        );
+        // December rolls into the next year.
+        assert_eq!(
+            mandate(15, "2024-12-16").first_due_date(),
+            Some(d("2025-01-15"))
+        );
+    }
+
+    #[test]
+    fn end_date_pause_and_cancellation_stop_instalments() {
+        let mut m = mandate(10, "2024-01-01");
+        m.end_date = Some(d("2024-03-10"));
+        assert_eq!(
+            m.due_dates(d("2024-01-01"), d("2024-12-31")),
+            vec![d("2024-01-10"), d("2024-02-10"), d("2024-03-10")]
+        );
+        let mut paused = mandate(10, "2024-01-01");
+        paused.status = SipStatus::Paused;
+        paused.paused_until = Some(d("2024-02-10"));
+        assert_eq!(
+            paused.due_dates(d("2024-01-01"), d("2024-04-30")),
+            vec![d("2024-03-10"), d("2024-04-10")]
+        );
+        paused.paused_until = None;
+        assert!(paused
+            .due_dates(d("2024-01-01"), d("2024-04-30"))
+            .is_empty());
+        let mut cancelled = mandate(10, "2024-01-01");
+        cancelled.status = SipStatus::Cancelled;
+        assert!(cancelled
+            .due_dates(d("2024-01-01"), d("2024-04-30"))
+            .is_empty());
+    }
+
+    #[test]
+    fn step_up_applies_per_completed_year_rounded_each_year() {
+        let mut m = mandate(5, "2024-01-05");
+        m.amount = Paise(333_333); // ₹3,333.33
+        m.step_up_bps = 1000; // 10%
+        assert_eq!(m.instalment_amount(d("2024-12-05")), Paise(333_333));
+        assert_eq!(m.instalment_amount(d("2025-01-05")), Paise(366_666)); // 3666.663 → .66
+        assert_eq!(m.instalment_amount(d("2026-01-05")), Paise(403_333)); // 4033.326 → .33
+        assert_eq!(m.step_up_year(d("2025-12-05")), 1);
+    }
+
+    fn lookup(navs: &[(i64, &str, i64)]) -> NavLookup {
+        let mut lookup = NavLookup::default();
+        for &(scheme, date, nav) in navs {
+            lookup.insert(scheme, d(date), Nav::from_scaled(nav));
+        }
+        lookup.finish();
+        lookup
+    }
+
+    fn run(
+        run_date: &str,
+        window_start: &str,
+        mandates: &[Mandate],
+        pending: &[Investment],
+        state: &[SipState],
+        failures: &[(i64, &str)],
+        navs: &NavLookup,
+    ) -> ExecutionOutput {
+        let failures = failures.iter().map(|&(s, due)| (s, d(due))).collect();
+        execute_instalments(&ExecutionInputs {
+            run_date: d(run_date),
+            window_start: d(window_start),
+            mandates,
+            pending,
+            state,
+            failures: &failures,
+            navs,
+            unit_decimals: &HashMap::new(),
+        })
+    }
+
+    #[test]
+    fn holiday_due_dates_execute_at_the_next_nav() {
+        // Due Saturday 2024-12-28; Monday's run picks it up at Monday's NAV.
+        let m = mandate(28, "2024-12-01");
+        let navs = lookup(&[(100, "2024-12-27", 10_0000), (100, "2024-12-30", 20_0000)]);
+        let out = run("2024-12-30", "2024-12-28", &[m], &[], &[], &[], &navs);
+        assert_eq!(out.investments.len(), 1);
+        let inv = &out.investments[0];
+        assert_eq!(inv.status, InstalmentStatus::Executed);
+        assert_eq!(inv.nav_date, Some(d("2024-12-30")));
+        assert_eq!(inv.stamp_duty, Paise(15));
+        assert_eq!(inv.units, Some(Units(149_9920))); // 2999.85 / 20 = 149.9925 → 149.992
+        assert_eq!(out.events[0].kind, SipEventKind::Executed);
+        assert_eq!(out.events[0].event_id, "sip:1:2024-12-28:executed");
+    }
+
+    #[test]
+    fn pending_then_executed_when_the_nav_arrives() {
+        let m = mandate(10, "2024-12-01");
+        let none = lookup(&[(100, "2024-12-09", 10_0000)]);
+        let first = run(
+            "2024-12-10",
+            "2024-12-10",
+            &[m.clone()],
+            &[],
+            &[],
+            &[],
+            &none,
+        );
+        assert_eq!(first.investments[0].status, InstalmentStatus::Pending);
+        assert_eq!(first.events[0].kind, SipEventKind::Pending);
+
+        // Next day, still no NAV: still pending, but no second "pending" event.
+        let second = run(
+            "2024-12-11",
+            "2024-12-11",
+            &[m.clone()],
+            &first.investments,
+            &[],
+            &[],
+            &none,
+        );
+        assert_eq!(second.investments, first.investments);
+        assert!(second.events.is_empty());
+
+        // The NAV for the 10th was published late: it, not the 12th's, applies.
+        let late = lookup(&[(100, "2024-12-10", 11_0000), (100, "2024-12-12", 12_0000)]);
+        let third = run(
+            "2024-12-12",
+            "2024-12-12",
+            &[m],
+            &second.investments,
+            &[],
+            &[],
+            &late,
+        );
+        assert_eq!(third.investments[0].status, InstalmentStatus::Executed);
+        assert_eq!(third.investments[0].nav_date, Some(d("2024-12-10")));
+        assert_eq!(third.investments[0].due_date, d("2024-12-10"));
+    }
+
+    #[test]
+    fn three_consecutive_failures_cancel_the_sip() {
+        let m = mandate(10, "2024-01-01");
+        let navs = lookup(&[(100, "2024-01-10", 10_0000), (100, "2024-04-10", 10_0000)]);
+        let mut state = Vec::new();
+        let mut cancelled_events = 0;
+        for (month, fails) in [("01", false), ("02", true), ("03", true), ("04", false)] {
+            let date = format!("2024-{month}-10");
+            let fail: Vec<(i64, &str)> = if fails {
+                vec![(1, date.as_str())]
+            } else {
+                vec![]
+            };
+            let out = run(&date, &date, &[m.clone()], &[], &state, &fail, &navs);
+            state = out.state;
+            cancelled_events += out
+                .events
+                .iter()
+                .filter(|e| e.kind == SipEventKind::Cancelled)
+                .count();
+        }
+        // Two failures then a success: the streak resets, nothing cancelled.
+        assert!(state.is_empty());
+        assert_eq!(cancelled_events, 0);
+
+        let mut state = Vec::new();
+        let mut last = ExecutionOutput::default();
+        for month in ["05", "06", "07", "08"] {
+            let date = format!("2024-{month}-10");
+            let out = run(
+                &date,
+                &date,
+                &[m.clone()],
+                &[],
+                &state,
+                &[(1, date.as_str())],
+                &navs,
+            );
+            state = out.state.clone();
+            last = out;
+            if month == "07" {
+                assert_eq!(state[0].cancelled_on, Some(d("2024-07-10")));
+                assert!(last
+                    .events
+                    .iter()
+                    .any(|e| e.kind == SipEventKind::Cancelled));
+            }
+        }
+        // After cancellation nothing more is attempted.
+        assert!(last.investments.is_empty());
+        assert_eq!(state[0].failure_streak, 3);
+    }
+
+    #[test]
+    fn holdings_roll_forward_from_checkpoints() {
+        let inv = |user, scheme, units, amount, status| Investment {
+            sip_id: 1,
+            user_id: user,
+            scheme_code: scheme,
+            due_date: d("2024-01-10"),
+            status,
+            amount: Paise(amount),
+            stamp_duty: Paise(0),
+            nav_date: None,
+            nav: None,
+            units: Some(Units(units)),
+        };
+        let a = [inv(1, 100, 5_0000, 1000, InstalmentStatus::Executed)];
+        let b = [
+            inv(1, 100, 1_0000, 200, InstalmentStatus::Executed),
+            inv(2, 100, 9_0000, 900, InstalmentStatus::Failed),
+        ];
+        let once = roll_forward(&[], a.iter().chain(&b));
+        let twice = roll_forward(&roll_forward(&[], &a), &b);
+        assert_eq!(once, twice);
+        assert_eq!(
+            once,
+            vec![Holding {
+                user_id: 1,
+                scheme_code: 100,
+                units: Units(6_0000),
+                invested: Paise(1200)
+            }]
+        );
+    }
+
+    proptest! {
+        /// amount = duty + units × NAV + residue, with 0 ≤ residue < one unit step × NAV.
+        #[test]
+        fn allotment_reconciles_to_the_paisa(
+            amount in 10_000_i64..=10_000_000,
+            nav in 1_i64..=100_000_000,
+            decimals in 0_i32..=4,
+        ) {
+            let amount = Paise(amount);
+            let nav = Nav::from_scaled(nav);
+            let duty = stamp_duty(amount);
+            let units = allot_units(Paise(amount.0 - duty.0), nav, decimals);
+            let net_e8 = i128::from(amount.0 - duty.0) * 1_000_000;
+            let residue = net_e8 - cost_e8(units, nav);
+            let step_e8 = 10_i128.pow(4 - decimals as u32) * i128::from(nav.scaled());
+            prop_assert!(residue >= 0);
+            prop_assert!(residue < step_e8);
+            prop_assert!(duty.0 * 20_000 <= amount.0 + 10_000);
+        }
+
+        /// Splitting a date range into consecutive windows finds the same due dates.
+        #[test]
+        fn due_dates_compose_over_windows(
+            sip_day in 1_u32..=28,
+            start_offset in 0_u64..800,
+            split in 0_u64..800,
+            end_offset in proptest::option::of(0_u64..900),
+        ) {
+            let base = d("2023-01-01");
+            let mut m = mandate(sip_day, "2023-01-01");
+            m.start_date = base + chrono::Days::new(start_offset);
+            m.end_date = end_offset.map(|o| base + chrono::Days::new(o));
+            let (from, to) = (base, base + chrono::Days::new(900));
+            let mid = base + chrono::Days::new(split);
+            let mut parts = m.due_dates(from, mid);
+            parts.extend(m.due_dates(mid + chrono::Days::new(1), to));
+            let whole = m.due_dates(from, to);
+            prop_assert_eq!(&parts, &whole);
+            for w in whole.windows(2) {
+                prop_assert!(w[0] < w[1]);
+            }
+            for due in whole {
+                prop_assert_eq!(due.day(), sip_day);
+                prop_assert!(due >= m.start_date);
+            }
+        }
+
+        /// Running day by day equals one run over the whole range when every NAV is there.
+        #[test]
+        fn daily_runs_equal_one_run(sip_day in 1_u32..=28, days in 1_u64..70) {
+            let m = mandate(sip_day, "2024-01-01");
+            let start = d("2024-01-01");
+            let mut navs = NavLookup::default();
+            for i in 0..=days {
+                navs.insert(100, start + chrono::Days::new(i), Nav::from_scaled(10_0000 + i as i64));
+            }
+            navs.finish();
+            let end = start + chrono::Days::new(days);
+            let failures = HashSet::new();
+            let decimals = HashMap::new();
+            let inputs = |run_date, window_start| ExecutionInputs {
+                run_date, window_start, mandates: std::slice::from_ref(&m), pending: &[], state: &[],
+                failures: &failures, navs: &navs, unit_decimals: &decimals,
+            };
+            let once = execute_instalments(&inputs(end, start)).investments;
+            let mut daily = Vec::new();
+            for day in start.iter_days().take_while(|x| *x <= end) {
+                daily.extend(execute_instalments(&inputs(day, day)).investments);
+            }
+            prop_assert_eq!(daily, once);
+        }
+    }
+}
