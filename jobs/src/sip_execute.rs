@@ -101,8 +101,10 @@ struct RunContext {
     date: NaiveDate,
     sips_as_of: NaiveDate,
     unit_decimals: HashMap<i64, i32>,
-    published_investments: HashMap<u32, Vec<NaiveDate>>,
-    published_holdings: HashMap<u32, Vec<NaiveDate>>,
+    /// Dates with an `investments` / `holdings` directory, ascending. Whether a bucket's
+    /// partition is published is checked per bucket, so a listing never walks every file.
+    investment_dates: Vec<NaiveDate>,
+    holding_dates: Vec<NaiveDate>,
     month_end: bool,
 }
 
@@ -110,21 +112,23 @@ fn schema_error(table: Table, part: Part) -> impl Fn(SchemaError) -> anyhow::Err
     move |e| anyhow::anyhow!("{} {:?}: {e}", table.name(), part)
 }
 
-fn by_bucket(parts: &[Part]) -> HashMap<u32, Vec<NaiveDate>> {
-    let mut map: HashMap<u32, Vec<NaiveDate>> = HashMap::new();
-    for part in parts {
-        if let (Some(date), Some(bucket)) = (part.date, part.bucket) {
-            map.entry(bucket).or_default().push(date);
+/// The latest date before `date` at which the bucket's partition of `table` is published.
+async fn latest_before(
+    warehouse: &Warehouse,
+    table: Table,
+    dates: &[NaiveDate],
+    date: NaiveDate,
+    bucket: u32,
+) -> anyhow::Result<Option<NaiveDate>> {
+    for candidate in dates.iter().rev().filter(|d| **d < date) {
+        if warehouse
+            .is_published(table, Part::dated_bucket(*candidate, bucket))
+            .await?
+        {
+            return Ok(Some(*candidate));
         }
     }
-    for dates in map.values_mut() {
-        dates.sort_unstable();
-    }
-    map
-}
-
-fn latest_before(dates: Option<&Vec<NaiveDate>>, date: NaiveDate) -> Option<NaiveDate> {
-    dates.and_then(|d| d.iter().rev().find(|x| **x < date).copied())
+    Ok(None)
 }
 
 async fn read_rows<T>(
@@ -149,10 +153,9 @@ async fn run_context(
     date: NaiveDate,
 ) -> anyhow::Result<RunContext> {
     let sips_as_of = warehouse
-        .published(Table::Sips)
+        .dates(Table::Sips)
         .await?
-        .iter()
-        .filter_map(|p| p.date)
+        .into_iter()
         .filter(|d| *d <= date)
         .max()
         .ok_or_else(|| {
@@ -172,8 +175,8 @@ async fn run_context(
             .iter()
             .map(|s| (s.scheme.scheme_code, s.unit_decimals))
             .collect(),
-        published_investments: by_bucket(&warehouse.published(Table::Investments).await?),
-        published_holdings: by_bucket(&warehouse.published(Table::Holdings).await?),
+        investment_dates: warehouse.dates(Table::Investments).await?,
+        holding_dates: warehouse.dates(Table::Holdings).await?,
         month_end: calendar.is_last_business_day_of_month(date),
     })
 }
@@ -186,10 +189,9 @@ async fn load_navs(
 ) -> anyhow::Result<NavLookup> {
     let mut lookup = NavLookup::default();
     let dates: Vec<NaiveDate> = warehouse
-        .published(Table::Navs)
+        .dates(Table::Navs)
         .await?
-        .iter()
-        .filter_map(|p| p.date)
+        .into_iter()
         .filter(|d| *d >= from && *d <= to)
         .collect();
     for date in dates {
@@ -223,7 +225,14 @@ struct Carried {
 }
 
 async fn carried(warehouse: &Warehouse, ctx: &RunContext, bucket: u32) -> anyhow::Result<Carried> {
-    let previous = latest_before(ctx.published_investments.get(&bucket), ctx.date);
+    let previous = latest_before(
+        warehouse,
+        Table::Investments,
+        &ctx.investment_dates,
+        ctx.date,
+        bucket,
+    )
+    .await?;
     let Some(previous) = previous else {
         return Ok(Carried {
             bucket,
@@ -269,7 +278,12 @@ async fn execute_bucket(
             (min..=max).any(|d| days.get(d as usize).copied().unwrap_or(false))
         })
         .await?
-        .unwrap_or_default()
+        .ok_or_else(|| {
+            JobFailure::MissingUpstream(format!(
+                "the `sips` snapshot as of {} has no published bucket {bucket}",
+                ctx.sips_as_of
+            ))
+        })?
     {
         mandates.extend(sips_from_batch(&batch).map_err(schema_error(Table::Sips, sips_part))?);
     }
@@ -371,7 +385,14 @@ async fn holdings_at(
     bucket: u32,
     today: &[Investment],
 ) -> anyhow::Result<Vec<Holding>> {
-    let checkpoint = latest_before(ctx.published_holdings.get(&bucket), ctx.date);
+    let checkpoint = latest_before(
+        warehouse,
+        Table::Holdings,
+        &ctx.holding_dates,
+        ctx.date,
+        bucket,
+    )
+    .await?;
     let base = match checkpoint {
         Some(as_of) => read_rows(
             warehouse,
@@ -385,10 +406,8 @@ async fn holdings_at(
     };
     let mut since = Vec::new();
     for run in ctx
-        .published_investments
-        .get(&bucket)
-        .into_iter()
-        .flatten()
+        .investment_dates
+        .iter()
         .filter(|d| checkpoint.is_none_or(|c| **d > c) && **d < ctx.date)
     {
         let part = Part::dated_bucket(*run, bucket);

@@ -486,8 +486,7 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
         .into_values()
         .filter(|s| s.failure_streak > 0 || s.cancelled_on.is_some())
         .collect();
-    out.events
-        .sort_by(|a, b| (a.sip_id, a.due_date, a.kind).cmp(&(b.sip_id, b.due_date, b.kind)));
+    out.events.sort_by_key(|e| (e.sip_id, e.due_date, e.kind));
     out
 }
 
@@ -700,7 +699,7 @@ mod tests {
         let first = run(
             "2024-12-10",
             "2024-12-10",
-            &[m.clone()],
+            std::slice::from_ref(&m),
             &[],
             &[],
             &[],
@@ -713,7 +712,7 @@ mod tests {
         let second = run(
             "2024-12-11",
             "2024-12-11",
-            &[m.clone()],
+            std::slice::from_ref(&m),
             &first.investments,
             &[],
             &[],
@@ -751,7 +750,15 @@ mod tests {
             } else {
                 vec![]
             };
-            let out = run(&date, &date, &[m.clone()], &[], &state, &fail, &navs);
+            let out = run(
+                &date,
+                &date,
+                std::slice::from_ref(&m),
+                &[],
+                &state,
+                &fail,
+                &navs,
+            );
             state = out.state;
             cancelled_events += out
                 .events
@@ -770,7 +777,7 @@ mod tests {
             let out = run(
                 &date,
                 &date,
-                &[m.clone()],
+                std::slice::from_ref(&m),
                 &[],
                 &state,
                 &[(1, date.as_str())],

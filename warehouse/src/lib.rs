@@ -223,7 +223,10 @@ impl Warehouse {
                 }
             })
             .collect();
-        let reader = builder.with_row_groups(row_groups).build().map_err(parquet)?;
+        let reader = builder
+            .with_row_groups(row_groups)
+            .build()
+            .map_err(parquet)?;
         let batches = reader
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| parquet(e.into()))?;
@@ -248,6 +251,35 @@ impl Warehouse {
             .into_iter()
             .map(|(part, published)| PartitionStatus { part, published })
             .collect())
+    }
+
+    /// The dates a date-partitioned table has directories for, ascending, from one listing
+    /// of the table's top level (cheap however many files each date holds). A date listed
+    /// here may still lack some buckets' `_SUCCESS`: check with [`Warehouse::is_published`].
+    pub async fn dates(&self, table: Table) -> Result<Vec<NaiveDate>, WarehouseError> {
+        let Some(column) = table.partition_column() else {
+            return Ok(Vec::new());
+        };
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.layout.table_dir(table)))
+            .await?;
+        let mut dates: Vec<NaiveDate> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| {
+                let name = dir.filename()?;
+                let value = name.strip_prefix(column)?.strip_prefix('=')?;
+                layout::parse_partition_value(value)
+            })
+            .collect();
+        dates.sort_unstable();
+        Ok(dates)
+    }
+
+    /// Whether a partition's `_SUCCESS` marker exists.
+    pub async fn is_published(&self, table: Table, part: Part) -> Result<bool, WarehouseError> {
+        self.exists(&self.layout.success_marker(table, part)).await
     }
 
     /// The published partitions of a table.
@@ -428,9 +460,12 @@ fn encode_parquet(
         path: path.to_string(),
         source,
     };
-    let mut writer =
-        ArrowWriter::try_new(Vec::new(), Arc::clone(&schema), Some(writer_properties(table)))
-            .map_err(parquet)?;
+    let mut writer = ArrowWriter::try_new(
+        Vec::new(),
+        Arc::clone(&schema),
+        Some(writer_properties(table)),
+    )
+    .map_err(parquet)?;
     let mut rows = 0;
     for batch in batches {
         check_schema(table, path, &schema, &batch.schema())?;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Benchmark: `generate`, one day's `sip execute`, and a 12-month `sip backfill` on a generated
+# universe (default 10,000,000 users; `USERS=1000000 benches/sip_execute.sh` for a quicker run),
+# with the floor: the time to just read the input columns with DataFusion.
+# Needs ~10 GB of disk for 10M users. Prints one line per measurement.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${USERS:-10000000}
+cargo build --profile "${PROFILE:-release}" -q -p jobs
+bin="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}/sipline"
+work=${WORK:-$(mktemp -d)}
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
+wh="$work/wh"
+
+measure() {
+  local label=$1; shift
+  python3 - "$label" "$@" <<'PY'
+import resource, subprocess, sys, time
+label, cmd = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+wall = time.perf_counter() - start
+peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+if done.returncode != 0:
+    sys.exit(f"{label}: exit {done.returncode}")
+print(f"{label:<48} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
+print("    " + done.stdout.strip().splitlines()[-1][:220])
+PY
+}
+
+echo "users=$users cpus=$(nproc) warehouse=$wh"
+measure "generate --users $users --months 12" "$bin" generate --users "$users" --months 12 --end-date 2025-06-30 --warehouse "$wh"
+measure "floor: scan sips (all columns, DataFusion)" "$bin" sql --warehouse "$wh" \
+  "SELECT count(*), sum(amount), sum(sip_day), min(start_date), max(end_date), sum(step_up_pct), count(status), max(paused_until), sum(user_id + sip_id + scheme_code) FROM sips"
+measure "sip execute (first day, 2024-07-01)" "$bin" sip execute --date 2024-07-01 --simulate-failures 0.02 --warehouse "$wh"
+measure "sip backfill 2024-07-02..2025-06-30 (12 months)" "$bin" sip backfill --from 2024-07-02 --to 2025-06-30 --simulate-failures 0.02 --warehouse "$wh"
+measure "sip execute (one day in steady state, re-run)" "$bin" sip execute --date 2025-06-27 --simulate-failures 0.02 --warehouse "$wh"
+measure "sip execute (month end, holdings checkpoint)" "$bin" sip execute --date 2025-06-30 --simulate-failures 0.02 --warehouse "$wh"
+du -sh "$wh"/* | sed 's/^/    /'
