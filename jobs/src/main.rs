@@ -6,6 +6,7 @@ mod fetch;
 mod generate;
 mod nav_ingest;
 mod nav_sample;
+mod portfolio_value;
 mod postgres;
 mod progress;
 mod shard;
@@ -64,8 +65,41 @@ enum Command {
     /// The SIP execution batch.
     #[command(subcommand)]
     Sip(SipCommand),
-    /// The quick start: generate a universe, execute its SIP history, and query it.
+    /// Portfolio valuation.
+    #[command(subcommand)]
+    Portfolio(PortfolioCommand),
+    /// The quick start: generate a universe, execute its SIP history, value it, and query it.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum PortfolioCommand {
+    /// Value every user's portfolio as of --date: snapshots (with XIRR), lines and chart data;
+    /// with --hourly, snapshots without XIRR into `portfolio_hourly`.
+    Value(ValueArgs),
+}
+
+#[derive(Debug, Args)]
+struct ValueArgs {
+    /// The valuation date: holdings after that day's SIP execution, at the latest NAV on or
+    /// before it.
+    #[arg(long)]
+    date: NaiveDate,
+    /// The intraday mode: no XIRR or history charts; replaces the date's `portfolio_hourly`.
+    #[arg(long)]
+    hourly: bool,
+    /// The hour an hourly run is for (0–23), stored with its rows.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..24))]
+    hour: u32,
+    /// Only this shard's buckets of users (i/N).
+    #[arg(long, default_value = "0/1")]
+    shard: shard::Shard,
+    #[command(flatten)]
+    warehouse: WarehouseArgs,
+    #[command(flatten)]
+    calendar: CalendarArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -420,6 +454,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 started.elapsed().as_millis()
             );
         }
+        Command::Portfolio(PortfolioCommand::Value(args)) => {
+            let started = Instant::now();
+            let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+            let options = portfolio_value::ValueOptions {
+                shard: args.shard,
+                mode: if args.hourly {
+                    pipeline::valuation::ValuationMode::Hourly
+                } else {
+                    pipeline::valuation::ValuationMode::Daily
+                },
+                hour: args.hour,
+                parallelism: args.parallel.get(),
+            };
+            let summary =
+                portfolio_value::value(&warehouse, &args.calendar.calendar()?, args.date, options)
+                    .await?;
+            println!(
+                "{summary} mode={} shard={} elapsed_ms={}",
+                if args.hourly { "hourly" } else { "daily" },
+                args.shard,
+                started.elapsed().as_millis()
+            );
+        }
         Command::Demo(args) => demo(&args.warehouse.warehouse, args.users).await?,
     }
     Ok(())
@@ -462,7 +519,54 @@ async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
         total.cancelled,
         pipeline::sip::Paise(total.executed_amount)
     )?;
+    let valued = portfolio_value::value(
+        &warehouse,
+        &calendar,
+        spec.end_date,
+        portfolio_value::ValueOptions {
+            shard: shard::Shard::ALL,
+            mode: pipeline::valuation::ValuationMode::Daily,
+            hour: 0,
+            parallelism,
+        },
+    )
+    .await?;
+    writeln!(out, "{valued}")?;
+    writeln!(
+        out,
+        "\nPortfolios as of {}: {} users, {} holding funds; invested {}, AUM {}, gain {}, median XIRR {}",
+        spec.end_date,
+        valued.users,
+        valued.holders,
+        pipeline::sip::Paise(valued.invested),
+        pipeline::sip::Paise(valued.current_value),
+        pipeline::sip::Paise(valued.current_value - valued.invested),
+        valued
+            .median_xirr()
+            .map_or_else(|| "none".to_string(), |r| format!("{:.2}%", r * 100.0)),
+    )?;
     let queries = [
+        (
+            "XIRR distribution of investors (daily snapshot)",
+            "SELECT CASE WHEN xirr < 0 THEN 'a. below 0%' WHEN xirr < 0.1 THEN 'b. 0-10%' \
+             WHEN xirr < 0.2 THEN 'c. 10-20%' ELSE 'd. 20% and more' END AS xirr_band, \
+             count(*) AS investors, sum(current_value) AS aum \
+             FROM portfolio_snapshots WHERE as_of = (SELECT max(as_of) FROM portfolio_snapshots) \
+             AND schemes > 0 AND NOT isnan(xirr) GROUP BY 1 ORDER BY 1",
+        ),
+        (
+            "AUM by category",
+            "SELECT s.category, count(DISTINCT l.user_id) AS investors, sum(l.value) AS aum \
+             FROM portfolio_lines l JOIN schemes s USING (scheme_code) \
+             WHERE l.as_of = (SELECT max(as_of) FROM portfolio_lines) \
+             GROUP BY s.category ORDER BY aum DESC LIMIT 5",
+        ),
+        (
+            "One user's line chart, as the API serves it",
+            "SELECT label, invested, value FROM portfolio_charts \
+             WHERE as_of = (SELECT max(as_of) FROM portfolio_charts) AND user_id = \
+             (SELECT min(user_id) FROM portfolio_snapshots WHERE schemes > 1) AND chart = 'line' ORDER BY seq",
+        ),
         (
             "Instalments by month and outcome",
             "SELECT date_trunc('month', exec_date) AS month, status, count(*) AS instalments, sum(amount) AS amount \

@@ -108,12 +108,12 @@ struct RunContext {
     month_end: bool,
 }
 
-fn schema_error(table: Table, part: Part) -> impl Fn(SchemaError) -> anyhow::Error {
+pub(crate) fn schema_error(table: Table, part: Part) -> impl Fn(SchemaError) -> anyhow::Error {
     move |e| anyhow::anyhow!("{} {:?}: {e}", table.name(), part)
 }
 
 /// The latest date before `date` at which the bucket's partition of `table` is published.
-async fn latest_before(
+pub(crate) async fn latest_before(
     warehouse: &Warehouse,
     table: Table,
     dates: &[NaiveDate],
@@ -131,7 +131,7 @@ async fn latest_before(
     Ok(None)
 }
 
-async fn read_rows<T>(
+pub(crate) async fn read_rows<T>(
     warehouse: &Warehouse,
     table: Table,
     part: Part,
@@ -182,7 +182,7 @@ async fn run_context(
 }
 
 /// The NAVs published on the dates in `[from, to]`.
-async fn load_navs(
+pub(crate) async fn load_navs(
     warehouse: &Warehouse,
     from: NaiveDate,
     to: NaiveDate,

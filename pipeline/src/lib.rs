@@ -9,3 +9,5 @@ pub mod money;
 pub mod nav;
 pub mod schema;
 pub mod sip;
+pub mod valuation;
+pub mod xirr;

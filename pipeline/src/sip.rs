@@ -44,7 +44,7 @@ const STAMP_DUTY_DENOMINATOR: i128 = 100_000;
 pub const FAILURES_BEFORE_CANCEL: i32 = 3;
 
 /// `a / b` rounded half away from zero, for non-negative `b`.
-fn div_round_half_up(a: i128, b: i128) -> i128 {
+pub(crate) fn div_round_half_up(a: i128, b: i128) -> i128 {
     let (q, r) = (a / b, a % b);
     if 2 * r.abs() >= b {
         q + a.signum()
@@ -346,6 +346,17 @@ impl NavLookup {
         let navs = self.by_scheme.get(&scheme_code)?;
         let i = navs.partition_point(|(date, _)| *date < due);
         navs.get(i).copied().filter(|(date, _)| *date <= run_date)
+    }
+
+    /// The latest NAV dated on or before `date`: what a holding is valued at on `date`.
+    pub fn latest_on_or_before(
+        &self,
+        scheme_code: i64,
+        date: NaiveDate,
+    ) -> Option<(NaiveDate, Nav)> {
+        let navs = self.by_scheme.get(&scheme_code)?;
+        let i = navs.partition_point(|(d, _)| *d <= date);
+        i.checked_sub(1).and_then(|i| navs.get(i)).copied()
     }
 }
 

@@ -28,10 +28,18 @@ pub enum Table {
     SipEvents,
     /// Month-end checkpoints of units and cost per user and scheme.
     Holdings,
+    /// One row per user per valuation date: invested, value, returns, XIRR.
+    PortfolioSnapshots,
+    /// The latest intraday valuation of the date (no XIRR), replaced each hour.
+    PortfolioHourly,
+    /// One row per user and scheme per valuation date.
+    PortfolioLines,
+    /// The API's chart data, one user's charts contiguous.
+    PortfolioCharts,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 13] = [
         Table::Schemes,
         Table::Navs,
         Table::Users,
@@ -41,6 +49,10 @@ impl Table {
         Table::SipState,
         Table::SipEvents,
         Table::Holdings,
+        Table::PortfolioSnapshots,
+        Table::PortfolioHourly,
+        Table::PortfolioLines,
+        Table::PortfolioCharts,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -54,6 +66,10 @@ impl Table {
             Table::SipState => "sip_state",
             Table::SipEvents => "sip_events",
             Table::Holdings => "holdings",
+            Table::PortfolioSnapshots => "portfolio_snapshots",
+            Table::PortfolioHourly => "portfolio_hourly",
+            Table::PortfolioLines => "portfolio_lines",
+            Table::PortfolioCharts => "portfolio_charts",
         }
     }
 
@@ -62,7 +78,12 @@ impl Table {
         match self {
             Table::Schemes | Table::Users => None,
             Table::Navs => Some("nav_date"),
-            Table::Sips | Table::Holdings => Some("as_of"),
+            Table::Sips
+            | Table::Holdings
+            | Table::PortfolioSnapshots
+            | Table::PortfolioHourly
+            | Table::PortfolioLines
+            | Table::PortfolioCharts => Some("as_of"),
             Table::DebitFailures | Table::Investments | Table::SipState | Table::SipEvents => {
                 Some("exec_date")
             }
@@ -100,6 +121,10 @@ impl Table {
             Table::SipState => schema::sip_state_file_schema(),
             Table::SipEvents => schema::sip_events_file_schema(),
             Table::Holdings => schema::holdings_file_schema(),
+            Table::PortfolioSnapshots => schema::portfolio_snapshots_file_schema(),
+            Table::PortfolioHourly => schema::portfolio_hourly_file_schema(),
+            Table::PortfolioLines => schema::portfolio_lines_file_schema(),
+            Table::PortfolioCharts => schema::portfolio_charts_file_schema(),
         }
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use crate::support::{sipline, snapshot};
 
-const END: &str = "2025-03-31";
-const FROM: &str = "2025-01-01";
+pub(crate) const END: &str = "2025-03-31";
+pub(crate) const FROM: &str = "2025-01-01";
 
-fn generate(warehouse: &Path, users: &str, shard: &str) {
+pub(crate) fn generate(warehouse: &Path, users: &str, shard: &str) {
     sipline(&[
         "generate",
         "--users",
@@ -28,7 +28,7 @@ fn generate(warehouse: &Path, users: &str, shard: &str) {
     .assert_ok();
 }
 
-fn backfill(warehouse: &Path, shard: &str, rate: &str) -> String {
+pub(crate) fn backfill(warehouse: &Path, shard: &str, rate: &str) -> String {
     sipline(&[
         "sip",
         "backfill",
@@ -48,7 +48,7 @@ fn backfill(warehouse: &Path, shard: &str, rate: &str) -> String {
     .clone()
 }
 
-fn csv(warehouse: &Path, query: &str) -> String {
+pub(crate) fn csv(warehouse: &Path, query: &str) -> String {
     sipline(&[
         "sql",
         "--format",

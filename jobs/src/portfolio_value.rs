@@ -1,0 +1,404 @@
+//! `sipline portfolio value`: every user's portfolio as of a date, per bucket of users.
+//!
+//! Daily mode reads every executed purchase up to the date (XIRR needs each cash flow, and
+//! the line and bar charts are built from the same rows), values holdings at the latest NAV on
+//! or before the date, and writes `portfolio_charts`, `portfolio_lines` and last
+//! `portfolio_snapshots` — whose `_SUCCESS` marks the bucket's valuation as done.
+//!
+//! Hourly mode skips XIRR and the history charts, so it reads only the latest month-end
+//! `holdings` checkpoint plus the purchases since, and replaces the date's `portfolio_hourly`.
+//!
+//! Like the execution batch, each bucket's output depends only on that bucket's inputs, so N
+//! shards write exactly the files one run would.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
+use pipeline::calendar::BusinessCalendar;
+use pipeline::schema::{
+    holdings_from_batch, portfolio_charts_to_batch, portfolio_hourly_to_batch,
+    portfolio_lines_to_batch, portfolio_snapshots_to_batch, purchases_from_investments_batch,
+    schemes_from_batch, user_ids_from_batch,
+};
+use pipeline::sip::{NavLookup, Paise};
+use pipeline::valuation::{
+    holdings_from_purchases, value_portfolios, Purchase, SchemeInfo, Valuation, ValuationInputs,
+    ValuationMode,
+};
+use warehouse::{Part, Table, Warehouse};
+
+use crate::exit::JobFailure;
+use crate::shard::Shard;
+use crate::sip_execute::{latest_before, load_navs, read_rows};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ValueOptions {
+    pub shard: Shard,
+    pub mode: ValuationMode,
+    /// The hour of an hourly run (0–23), stored with its rows.
+    pub hour: u32,
+    pub parallelism: usize,
+}
+
+/// Totals of a run: the summary line an operator reads.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ValueSummary {
+    pub date: Option<NaiveDate>,
+    pub buckets: usize,
+    pub users: u64,
+    pub holders: u64,
+    pub lines: u64,
+    pub purchases: u64,
+    pub invested: i64,
+    pub current_value: i64,
+    /// Finite XIRRs of users with holdings (daily mode), for the median.
+    pub xirrs: Vec<f64>,
+    pub no_xirr: u64,
+}
+
+impl ValueSummary {
+    fn add(&mut self, other: ValueSummary) {
+        self.buckets += other.buckets;
+        self.users += other.users;
+        self.holders += other.holders;
+        self.lines += other.lines;
+        self.purchases += other.purchases;
+        self.invested += other.invested;
+        self.current_value += other.current_value;
+        self.xirrs.extend(other.xirrs);
+        self.no_xirr += other.no_xirr;
+    }
+
+    /// The median of the finite XIRRs, `None` without any.
+    pub fn median_xirr(&self) -> Option<f64> {
+        let mut rates = self.xirrs.clone();
+        if rates.is_empty() {
+            return None;
+        }
+        rates.sort_by(f64::total_cmp);
+        let mid = rates.len() / 2;
+        Some(if rates.len() % 2 == 0 {
+            (rates[mid - 1] + rates[mid]) / 2.0
+        } else {
+            rates[mid]
+        })
+    }
+}
+
+impl fmt::Display for ValueSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let date = self.date.map(|d| d.to_string()).unwrap_or_default();
+        write!(
+            f,
+            "portfolio value ok: date={date} buckets={} users={} holders={} lines={} purchases_read={} invested={} aum={}",
+            self.buckets,
+            self.users,
+            self.holders,
+            self.lines,
+            self.purchases,
+            Paise(self.invested),
+            Paise(self.current_value),
+        )?;
+        match self.median_xirr() {
+            Some(rate) => write!(f, " median_xirr={:.2}%", rate * 100.0)?,
+            None => write!(f, " median_xirr=none")?,
+        }
+        write!(f, " no_xirr={}", self.no_xirr)
+    }
+}
+
+/// What a date's valuation shares across buckets.
+struct RunContext {
+    date: NaiveDate,
+    options: ValueOptions,
+    /// Dates of `investments` up to the valuation date, ascending.
+    investment_dates: Vec<NaiveDate>,
+    holding_dates: Vec<NaiveDate>,
+    /// The execution run the valuation must come after: the date's, or on a weekend or
+    /// holiday the last business day's.
+    execution_date: NaiveDate,
+    navs: NavLookup,
+    schemes: HashMap<i64, SchemeInfo>,
+}
+
+async fn run_context(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    date: NaiveDate,
+    options: ValueOptions,
+) -> anyhow::Result<RunContext> {
+    let schemes = read_rows(warehouse, Table::Schemes, Part::WHOLE, schemes_from_batch)
+        .await?
+        .ok_or_else(|| JobFailure::MissingUpstream("no `schemes` table: ingest NAVs first".into()))?
+        .into_iter()
+        .map(|row| {
+            (
+                row.scheme.scheme_code,
+                SchemeInfo {
+                    name: row.scheme.scheme_name,
+                    category: row.scheme.category,
+                    fund_house: row.scheme.fund_house,
+                },
+            )
+        })
+        .collect();
+    let investment_dates: Vec<NaiveDate> = warehouse
+        .dates(Table::Investments)
+        .await?
+        .into_iter()
+        .filter(|d| *d <= date)
+        .collect();
+    Ok(RunContext {
+        date,
+        options,
+        investment_dates,
+        holding_dates: warehouse.dates(Table::Holdings).await?,
+        execution_date: last_business_day(calendar, date),
+        // Every NAV up to the date: the latest per scheme values holdings, the month-end
+        // ones value the line chart's history. A year of 8,500 schemes is ~2M small rows.
+        navs: load_navs(warehouse, NaiveDate::MIN, date).await?,
+        schemes,
+    })
+}
+
+/// `date` if it is a business day, else the business day before it.
+fn last_business_day(calendar: &BusinessCalendar, date: NaiveDate) -> NaiveDate {
+    let mut day = date;
+    // A holiday list never closes the market for a month; the bound keeps a bad list from
+    // looping.
+    for _ in 0..31 {
+        if calendar.is_business_day(day) {
+            return day;
+        }
+        match day.pred_opt() {
+            Some(previous) => day = previous,
+            None => break,
+        }
+    }
+    date
+}
+
+/// Executed purchases of the bucket from the `investments` partitions of `dates`.
+async fn purchases(
+    warehouse: &Warehouse,
+    bucket: u32,
+    dates: impl Iterator<Item = &NaiveDate>,
+) -> anyhow::Result<Vec<Purchase>> {
+    let mut out = Vec::new();
+    for date in dates {
+        let part = Part::dated_bucket(*date, bucket);
+        if let Some(rows) = read_rows(
+            warehouse,
+            Table::Investments,
+            part,
+            purchases_from_investments_batch,
+        )
+        .await?
+        {
+            out.extend(rows);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+async fn value_bucket(
+    warehouse: &Warehouse,
+    ctx: &Arc<RunContext>,
+    bucket: u32,
+) -> anyhow::Result<ValueSummary> {
+    let date = ctx.date;
+    let part = Part::dated_bucket(date, bucket);
+    let execution = Part::dated_bucket(ctx.execution_date, bucket);
+    if !warehouse
+        .is_published(Table::Investments, execution)
+        .await?
+    {
+        return Err(JobFailure::MissingUpstream(format!(
+            "`sip execute --date {}` has not published bucket {bucket}: value after it",
+            ctx.execution_date
+        ))
+        .into());
+    }
+    let users = read_rows(
+        warehouse,
+        Table::Users,
+        Part::bucket(bucket),
+        user_ids_from_batch,
+    )
+    .await?
+    .ok_or_else(|| {
+        JobFailure::MissingUpstream(format!("no `users` bucket {bucket}: generate first"))
+    })?;
+
+    let (holdings, purchases) = match ctx.options.mode {
+        ValuationMode::Daily => {
+            let purchases = purchases(warehouse, bucket, ctx.investment_dates.iter()).await?;
+            (holdings_from_purchases(&purchases), purchases)
+        }
+        ValuationMode::Hourly => {
+            let checkpoint = latest_before(
+                warehouse,
+                Table::Holdings,
+                &ctx.holding_dates,
+                date.succ_opt().unwrap_or(date),
+                bucket,
+            )
+            .await?;
+            let base = match checkpoint {
+                Some(as_of) => read_rows(
+                    warehouse,
+                    Table::Holdings,
+                    Part::dated_bucket(as_of, bucket),
+                    holdings_from_batch,
+                )
+                .await?
+                .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let since = ctx
+                .investment_dates
+                .iter()
+                .filter(|d| checkpoint.is_none_or(|c| **d > c));
+            let recent = purchases(warehouse, bucket, since).await?;
+            let mut holdings = base;
+            holdings.extend(holdings_from_purchases(&recent));
+            (merge_holdings(holdings), Vec::new())
+        }
+    };
+
+    let ctx_for_compute = Arc::clone(ctx);
+    let (valuation, purchases_read) = tokio::task::spawn_blocking(move || {
+        let ctx = ctx_for_compute;
+        let valuation = value_portfolios(&ValuationInputs {
+            as_of: ctx.date,
+            mode: ctx.options.mode,
+            users: &users,
+            holdings: &holdings,
+            purchases: &purchases,
+            navs: &ctx.navs,
+            schemes: &ctx.schemes,
+        });
+        (valuation, purchases.len())
+    })
+    .await
+    .context("valuation task panicked")?;
+    let valuation = valuation.with_context(|| format!("valuing bucket {bucket} as of {date}"))?;
+
+    let summary = summarise(&valuation, purchases_read as u64);
+    match ctx.options.mode {
+        ValuationMode::Daily => {
+            warehouse
+                .write(
+                    Table::PortfolioCharts,
+                    part,
+                    &[portfolio_charts_to_batch(&valuation.charts)?],
+                )
+                .await?;
+            warehouse
+                .write(
+                    Table::PortfolioLines,
+                    part,
+                    &[portfolio_lines_to_batch(&valuation.lines)?],
+                )
+                .await?;
+            // Last: its marker says the bucket's valuation for the date is complete.
+            warehouse
+                .write(
+                    Table::PortfolioSnapshots,
+                    part,
+                    &[portfolio_snapshots_to_batch(&valuation.snapshots)?],
+                )
+                .await?;
+        }
+        ValuationMode::Hourly => {
+            warehouse
+                .write(
+                    Table::PortfolioHourly,
+                    part,
+                    &[portfolio_hourly_to_batch(
+                        ctx.options.hour,
+                        &valuation.snapshots,
+                    )?],
+                )
+                .await?;
+        }
+    }
+    Ok(summary)
+}
+
+/// Sums rows of the same (user, scheme): a checkpoint plus the holdings bought since.
+fn merge_holdings(mut rows: Vec<pipeline::sip::Holding>) -> Vec<pipeline::sip::Holding> {
+    rows.sort_unstable_by_key(|h| (h.user_id, h.scheme_code));
+    let mut out: Vec<pipeline::sip::Holding> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if (last.user_id, last.scheme_code) == (row.user_id, row.scheme_code) => {
+                last.units.0 += row.units.0;
+                last.invested.0 += row.invested.0;
+            }
+            _ => out.push(row),
+        }
+    }
+    out
+}
+
+fn summarise(valuation: &Valuation, purchases: u64) -> ValueSummary {
+    let mut summary = ValueSummary {
+        buckets: 1,
+        users: valuation.snapshots.len() as u64,
+        lines: valuation.lines.len() as u64,
+        purchases,
+        ..ValueSummary::default()
+    };
+    for s in &valuation.snapshots {
+        summary.invested += s.invested.0;
+        summary.current_value += s.current_value.0;
+        if s.schemes > 0 {
+            summary.holders += 1;
+            match s.xirr {
+                Some(rate) if rate.is_finite() => summary.xirrs.push(rate),
+                Some(_) => summary.no_xirr += 1,
+                None => {}
+            }
+        }
+    }
+    summary
+}
+
+/// One date's valuation over the shard's buckets.
+pub async fn value(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    date: NaiveDate,
+    options: ValueOptions,
+) -> anyhow::Result<ValueSummary> {
+    let ctx = Arc::new(run_context(warehouse, calendar, date, options).await?);
+    let buckets: Vec<u32> = options.shard.buckets().collect();
+    let progress = crate::progress::Progress::new("buckets", buckets.len() as u64);
+    let summaries: Vec<ValueSummary> = futures::stream::iter(buckets)
+        .map(|bucket| {
+            let (warehouse, ctx) = (warehouse.clone(), Arc::clone(&ctx));
+            tokio::spawn(async move { value_bucket(&warehouse, &ctx, bucket).await })
+        })
+        .buffer_unordered(options.parallelism.max(1))
+        .map(|joined| {
+            progress.add(1);
+            joined.context("valuation task panicked")?
+        })
+        .try_collect()
+        .await?;
+    progress.finish();
+    let mut total = ValueSummary {
+        date: Some(date),
+        ..ValueSummary::default()
+    };
+    for s in summaries {
+        total.add(s);
+    }
+    Ok(total)
+}

@@ -1,0 +1,213 @@
+//! `portfolio value` on a small executed universe: the batch's numbers against SQL written
+//! independently of it, daily against hourly (two ways of deriving holdings), shards against
+//! one run, re-runs, and a missing upstream.
+
+use std::path::Path;
+
+use crate::sip::{backfill, csv, generate, END};
+use crate::support::{sipline, snapshot};
+
+/// Mid-month, so hourly valuation reads a month-end checkpoint plus the purchases since.
+const VALUE_DATE: &str = "2025-03-20";
+
+fn value(warehouse: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "portfolio",
+        "value",
+        "--date",
+        VALUE_DATE,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sipline(&args).assert_ok().stdout.clone()
+}
+
+fn portfolio_files(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(path, _)| {
+            path.starts_with("portfolio_snapshots")
+                || path.starts_with("portfolio_lines")
+                || path.starts_with("portfolio_charts")
+                || path.starts_with("portfolio_hourly")
+        })
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for (path, bytes) in snapshot(from) {
+        let target = to.join(path);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(target, bytes).unwrap();
+    }
+}
+
+fn count(warehouse: &Path, query: &str) -> String {
+    csv(warehouse, &format!("SELECT count(*) AS n FROM ({query})"))
+}
+
+#[test]
+fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one");
+    generate(&one, "800", "0/1");
+    backfill(&one, "0/1", "0.05");
+    let shards = dir.path().join("shards");
+    copy_dir(&one, &shards);
+
+    let out = value(&one, &[]);
+    assert!(
+        out.contains("portfolio value ok: date=2025-03-20 buckets=64 users=800"),
+        "{out}"
+    );
+    assert!(out.contains("mode=daily"), "{out}");
+
+    // Every user has a snapshot, holders or not.
+    assert_eq!(
+        csv(
+            &one,
+            &format!(
+                "SELECT count(*) AS n FROM portfolio_snapshots WHERE as_of = DATE '{VALUE_DATE}'"
+            )
+        ),
+        "n\n800\n"
+    );
+
+    // Lines from SQL over `investments` and `navs` alone: units and cost summed, valued at the
+    // latest NAV on or before the date, rounded to the paisa.
+    let independent_lines = format!(
+        "WITH held AS (
+             SELECT user_id, scheme_code, sum(units) AS units, sum(amount) AS invested
+             FROM investments WHERE status = 'executed' AND exec_date <= DATE '{VALUE_DATE}'
+             GROUP BY user_id, scheme_code),
+         latest AS (
+             SELECT scheme_code, max(nav_date) AS nav_date FROM navs
+             WHERE nav_date <= DATE '{VALUE_DATE}' GROUP BY scheme_code),
+         priced AS (
+             SELECT n.scheme_code, n.nav_date, n.nav FROM navs n
+             JOIN latest l ON n.scheme_code = l.scheme_code AND n.nav_date = l.nav_date)
+         SELECT h.user_id, h.scheme_code, h.units, h.invested, p.nav_date, p.nav,
+                CAST(h.units * p.nav AS DECIMAL(18, 2)) AS value
+         FROM held h JOIN priced p ON h.scheme_code = p.scheme_code"
+    );
+    let batch_lines = format!(
+        "SELECT user_id, scheme_code, units, invested, nav_date, nav, value
+         FROM portfolio_lines WHERE as_of = DATE '{VALUE_DATE}'"
+    );
+    let lines = csv(&one, &format!("SELECT count(*) AS n FROM ({batch_lines})"));
+    assert_ne!(lines, "n\n0\n", "no lines to compare");
+    assert_eq!(
+        count(
+            &one,
+            &format!("({independent_lines}) EXCEPT ({batch_lines})")
+        ),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(
+            &one,
+            &format!("({batch_lines}) EXCEPT ({independent_lines})")
+        ),
+        "n\n0\n"
+    );
+
+    // Snapshots are their lines summed, to the paisa; gain is value minus cost.
+    let summed = format!(
+        "SELECT user_id, sum(invested) AS invested, sum(value) AS current_value
+         FROM portfolio_lines WHERE as_of = DATE '{VALUE_DATE}' GROUP BY user_id"
+    );
+    let snapshots = format!(
+        "SELECT user_id, invested, current_value FROM portfolio_snapshots
+         WHERE as_of = DATE '{VALUE_DATE}' AND schemes > 0"
+    );
+    assert_eq!(
+        count(&one, &format!("({summed}) EXCEPT ({snapshots})")),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(&one, &format!("({snapshots}) EXCEPT ({summed})")),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(&one, &format!("SELECT * FROM portfolio_snapshots WHERE as_of = DATE '{VALUE_DATE}' AND gain <> current_value - invested")),
+        "n\n0\n"
+    );
+    // Holders' XIRR is a number unless every flow is on the valuation date.
+    assert_eq!(
+        count(&one, &format!("SELECT * FROM portfolio_snapshots WHERE as_of = DATE '{VALUE_DATE}' AND schemes > 0 AND isnan(xirr)
+             AND user_id IN (SELECT user_id FROM investments WHERE status = 'executed' AND nav_date < DATE '{VALUE_DATE}')")),
+        "n\n0\n"
+    );
+    // The bar chart is the month's purchases; the pie by scheme is the lines.
+    let bar = "SELECT user_id, period, value FROM portfolio_charts WHERE chart = 'bar'";
+    let purchases_by_month = format!(
+        "SELECT user_id, CAST(date_trunc('month', nav_date) AS DATE) AS period, sum(amount) AS value
+         FROM investments WHERE status = 'executed' AND exec_date <= DATE '{VALUE_DATE}' GROUP BY 1, 2"
+    );
+    assert_eq!(
+        count(&one, &format!("({bar}) EXCEPT ({purchases_by_month})")),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(&one, &format!("({purchases_by_month}) EXCEPT ({bar})")),
+        "n\n0\n"
+    );
+
+    // Hourly derives holdings from the February checkpoint plus March's purchases; daily from
+    // every purchase. Same values, no XIRR.
+    let hourly = value(&one, &["--hourly", "--hour", "14"]);
+    assert!(hourly.contains("mode=hourly"), "{hourly}");
+    let hourly_rows = "SELECT user_id, invested, current_value, gain, return_pct, schemes, nav_date FROM portfolio_hourly";
+    let daily_rows = "SELECT user_id, invested, current_value, gain, return_pct, schemes, nav_date FROM portfolio_snapshots";
+    assert_eq!(
+        count(&one, &format!("({hourly_rows}) EXCEPT ({daily_rows})")),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(&one, &format!("({daily_rows}) EXCEPT ({hourly_rows})")),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(
+            &one,
+            "SELECT * FROM portfolio_hourly WHERE xirr IS NOT NULL OR hour <> 14"
+        ),
+        "n\n0\n"
+    );
+
+    // Re-running changes no byte.
+    let before = portfolio_files(&one);
+    value(&one, &[]);
+    value(&one, &["--hourly", "--hour", "14"]);
+    assert_eq!(before, portfolio_files(&one));
+
+    // Two shards write exactly what one run wrote.
+    value(&shards, &["--shard", "0/2"]);
+    value(&shards, &["--shard", "1/2", "--hourly", "--hour", "14"]);
+    value(&shards, &["--shard", "1/2"]);
+    value(&shards, &["--shard", "0/2", "--hourly", "--hour", "14"]);
+    assert_eq!(before, portfolio_files(&shards));
+}
+
+#[test]
+fn valuing_before_execution_is_a_missing_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), "50", "0/1");
+    let run = sipline(&[
+        "portfolio",
+        "value",
+        "--date",
+        END,
+        "--warehouse",
+        dir.path().to_str().unwrap(),
+    ]);
+    // 31 March 2025 is a market holiday (Id-ul-Fitr): the run to wait for is the 28th's.
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("sip execute --date 2025-03-28"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.path().join("portfolio_snapshots").exists());
+}

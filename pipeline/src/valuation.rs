@@ -1,0 +1,784 @@
+//! Portfolio valuation for one bucket of users: holdings valued at the latest NAV on or before
+//! the valuation date, XIRR over every purchase plus the current value, and the chart data the
+//! API serves as is (pies by scheme, category and fund house; invested and value at each month
+//! end; amount invested per month).
+//!
+//! Money stays exact: a line's value is `units × NAV` rounded half up to the paisa, a
+//! portfolio's value the sum of its lines. Percentages are scaled integers too (4 decimals);
+//! only XIRR, a rate found by iteration, is a float.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Datelike, Months, NaiveDate};
+
+use crate::money::Nav;
+use crate::sip::{div_round_half_up, Holding, NavLookup, Paise, Units};
+use crate::xirr::{xirr, CashFlow};
+
+/// Percent with four decimals: `1_000_000` is 100%.
+pub const PCT_SCALE: u32 = 4;
+const ONE_HUNDRED_PCT: i128 = 100 * 10_i128.pow(PCT_SCALE);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValuationError {
+    /// Units exist only where a NAV was published, so this means the `navs` partitions the
+    /// holding was bought at are gone.
+    #[error("user {user_id} holds scheme {scheme_code} but no NAV of it is published on or before {as_of}")]
+    NoNav {
+        user_id: i64,
+        scheme_code: i64,
+        as_of: NaiveDate,
+    },
+}
+
+/// An executed instalment as valuation sees it: money in on `nav_date`, units allotted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Purchase {
+    pub user_id: i64,
+    pub nav_date: NaiveDate,
+    pub scheme_code: i64,
+    /// The debit, stamp duty included: what the investor paid.
+    pub amount: Paise,
+    pub units: Units,
+}
+
+/// What the pies group by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SchemeInfo {
+    pub name: String,
+    pub category: Option<String>,
+    pub fund_house: Option<String>,
+}
+
+/// Daily valuation computes XIRR and the history charts; hourly only values holdings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValuationMode {
+    Daily,
+    Hourly,
+}
+
+/// A `portfolio_lines` row: one scheme of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortfolioLine {
+    pub user_id: i64,
+    pub scheme_code: i64,
+    pub units: Units,
+    pub invested: Paise,
+    /// The NAV the line is valued at and its date: earlier than the valuation date when the
+    /// scheme published nothing that day.
+    pub nav_date: NaiveDate,
+    pub nav: Nav,
+    pub value: Paise,
+    /// Share of the user's current value, percent scaled by 10^4.
+    pub weight_pct: i64,
+}
+
+/// A `portfolio_snapshots` row: one user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortfolioSnapshot {
+    pub user_id: i64,
+    pub invested: Paise,
+    pub current_value: Paise,
+    pub gain: Paise,
+    /// Gain over invested, percent scaled by 10^4; `None` with nothing invested.
+    pub return_pct: Option<i64>,
+    /// Annual rate; `None` in hourly mode, NaN where no rate exists (no holdings, or all
+    /// flows on one day).
+    pub xirr: Option<f64>,
+    pub schemes: i32,
+    /// The oldest NAV date among the lines (`None` without holdings): a client can say
+    /// "as of" honestly when a scheme's NAV is late.
+    pub nav_date: Option<NaiveDate>,
+}
+
+/// Which chart a point belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChartKind {
+    PieScheme,
+    PieCategory,
+    PieFundHouse,
+    /// Invested and value at each month end, then at the valuation date.
+    Line,
+    /// Amount invested per calendar month.
+    Bar,
+}
+
+impl ChartKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ChartKind::PieScheme => "pie_scheme",
+            ChartKind::PieCategory => "pie_category",
+            ChartKind::PieFundHouse => "pie_fund_house",
+            ChartKind::Line => "line",
+            ChartKind::Bar => "bar",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            ChartKind::PieScheme,
+            ChartKind::PieCategory,
+            ChartKind::PieFundHouse,
+            ChartKind::Line,
+            ChartKind::Bar,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// A `portfolio_charts` row. One user's charts are contiguous rows in `(user_id, chart, seq)`
+/// order, each chart exactly what the API returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartPoint {
+    pub user_id: i64,
+    pub chart: ChartKind,
+    /// Order within the chart: pies by value descending, line and bar by date.
+    pub seq: i32,
+    /// The slice's name (pies) or the point's date as text (line, bar).
+    pub label: String,
+    /// The point's date (line: the month end or valuation date; bar: the month's first day).
+    pub period: Option<NaiveDate>,
+    pub invested: Paise,
+    /// Current value (pies, line); for bar, the amount invested in the month.
+    pub value: Paise,
+}
+
+/// One bucket's valuation.
+#[derive(Debug, Default)]
+pub struct Valuation {
+    pub snapshots: Vec<PortfolioSnapshot>,
+    pub lines: Vec<PortfolioLine>,
+    pub charts: Vec<ChartPoint>,
+}
+
+/// Everything a bucket's valuation reads.
+#[derive(Debug)]
+pub struct ValuationInputs<'a> {
+    pub as_of: NaiveDate,
+    pub mode: ValuationMode,
+    /// Every user of the bucket, sorted: a user without holdings still gets a snapshot.
+    pub users: &'a [i64],
+    /// Units and cost per user and scheme as of `as_of`, sorted by (user, scheme).
+    pub holdings: &'a [Holding],
+    /// Daily mode: every executed purchase up to `as_of`, sorted by (user, date, scheme).
+    pub purchases: &'a [Purchase],
+    pub navs: &'a NavLookup,
+    pub schemes: &'a HashMap<i64, SchemeInfo>,
+}
+
+/// `units × nav` in paise, half up.
+pub fn market_value(units: Units, nav: Nav) -> Paise {
+    // units 10^-4 × NAV 10^-4 = 10^-8 rupee; a paisa is 10^-2.
+    Paise(div_round_half_up(i128::from(units.0) * i128::from(nav.scaled()), 1_000_000) as i64)
+}
+
+/// `part / whole` as a percent with four decimals, half up; `None` for a zero whole.
+pub fn percent_of(part: Paise, whole: Paise) -> Option<i64> {
+    (whole.0 != 0).then(|| {
+        div_round_half_up(i128::from(part.0) * ONE_HUNDRED_PCT, i128::from(whole.0)) as i64
+    })
+}
+
+/// The calendar month ends after `first` and before `as_of`: the line chart's history.
+fn month_ends(first: NaiveDate, as_of: NaiveDate) -> Vec<NaiveDate> {
+    let mut ends = Vec::new();
+    let mut month = first.with_day(1).unwrap_or(first);
+    while let Some(next) = month.checked_add_months(Months::new(1)) {
+        let Some(end) = next.pred_opt() else { break };
+        if end >= as_of {
+            break;
+        }
+        ends.push(end);
+        month = next;
+    }
+    ends
+}
+
+/// A pie slice: label, invested, value.
+type Slice = (String, Paise, Paise);
+
+fn slices<'a>(lines: &[PortfolioLine], group: impl Fn(&PortfolioLine) -> &'a str) -> Vec<Slice> {
+    let mut by_label: BTreeMap<&str, (Paise, Paise)> = BTreeMap::new();
+    for line in lines {
+        let entry = by_label.entry(group(line)).or_default();
+        entry.0 .0 += line.invested.0;
+        entry.1 .0 += line.value.0;
+    }
+    let mut slices: Vec<Slice> = by_label
+        .into_iter()
+        .map(|(label, (invested, value))| (label.to_string(), invested, value))
+        .collect();
+    // Largest slice first; ties by name so the order is stable.
+    slices.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    slices
+}
+
+const UNKNOWN: &str = "Unknown";
+
+struct UserValuation<'a> {
+    inputs: &'a ValuationInputs<'a>,
+    user_id: i64,
+    holdings: &'a [Holding],
+    purchases: &'a [Purchase],
+}
+
+impl UserValuation<'_> {
+    fn lines(&self) -> Result<Vec<PortfolioLine>, ValuationError> {
+        let mut lines = Vec::with_capacity(self.holdings.len());
+        for h in self.holdings.iter().filter(|h| h.units.0 != 0) {
+            let (nav_date, nav) = self
+                .inputs
+                .navs
+                .latest_on_or_before(h.scheme_code, self.inputs.as_of)
+                .ok_or(ValuationError::NoNav {
+                    user_id: self.user_id,
+                    scheme_code: h.scheme_code,
+                    as_of: self.inputs.as_of,
+                })?;
+            lines.push(PortfolioLine {
+                user_id: self.user_id,
+                scheme_code: h.scheme_code,
+                units: h.units,
+                invested: h.invested,
+                nav_date,
+                nav,
+                value: market_value(h.units, nav),
+                weight_pct: 0,
+            });
+        }
+        let total = Paise(lines.iter().map(|l| l.value.0).sum());
+        for line in &mut lines {
+            line.weight_pct = percent_of(line.value, total).unwrap_or(0);
+        }
+        Ok(lines)
+    }
+
+    fn snapshot(&self, lines: &[PortfolioLine]) -> PortfolioSnapshot {
+        let invested = Paise(lines.iter().map(|l| l.invested.0).sum());
+        let current_value = Paise(lines.iter().map(|l| l.value.0).sum());
+        let gain = Paise(current_value.0 - invested.0);
+        let xirr = match self.inputs.mode {
+            ValuationMode::Hourly => None,
+            ValuationMode::Daily => {
+                let mut flows: Vec<CashFlow> = self
+                    .purchases
+                    .iter()
+                    .map(|p| CashFlow {
+                        date: p.nav_date,
+                        amount: -(p.amount.0 as f64) / 100.0,
+                    })
+                    .collect();
+                flows.push(CashFlow {
+                    date: self.inputs.as_of,
+                    amount: current_value.0 as f64 / 100.0,
+                });
+                Some(xirr(&flows))
+            }
+        };
+        PortfolioSnapshot {
+            user_id: self.user_id,
+            invested,
+            current_value,
+            gain,
+            return_pct: percent_of(gain, invested),
+            xirr,
+            schemes: lines.len() as i32,
+            nav_date: lines.iter().map(|l| l.nav_date).min(),
+        }
+    }
+
+    fn pies(&self, lines: &[PortfolioLine], out: &mut Vec<ChartPoint>) {
+        let info = |code: i64| self.inputs.schemes.get(&code);
+        let charts: [(ChartKind, Vec<Slice>); 3] = [
+            (
+                ChartKind::PieScheme,
+                slices(lines, |l| {
+                    info(l.scheme_code).map_or(UNKNOWN, |s| s.name.as_str())
+                }),
+            ),
+            (
+                ChartKind::PieCategory,
+                slices(lines, |l| {
+                    info(l.scheme_code)
+                        .and_then(|s| s.category.as_deref())
+                        .unwrap_or(UNKNOWN)
+                }),
+            ),
+            (
+                ChartKind::PieFundHouse,
+                slices(lines, |l| {
+                    info(l.scheme_code)
+                        .and_then(|s| s.fund_house.as_deref())
+                        .unwrap_or(UNKNOWN)
+                }),
+            ),
+        ];
+        for (chart, slices) in charts {
+            for (seq, (label, invested, value)) in slices.into_iter().enumerate() {
+                out.push(ChartPoint {
+                    user_id: self.user_id,
+                    chart,
+                    seq: seq as i32,
+                    label,
+                    period: None,
+                    invested,
+                    value,
+                });
+            }
+        }
+    }
+
+    /// Invested and value at each month end since the first purchase, then today's, from
+    /// the purchases alone: units held at a month end are the units bought up to it.
+    fn line(&self, snapshot: &PortfolioSnapshot, out: &mut Vec<ChartPoint>) {
+        let Some(first) = self.purchases.first() else {
+            return;
+        };
+        let mut seq = 0;
+        let mut units: BTreeMap<i64, Units> = BTreeMap::new();
+        let mut invested = Paise(0);
+        let mut next = 0;
+        for end in month_ends(first.nav_date, self.inputs.as_of) {
+            while let Some(p) = self.purchases.get(next).filter(|p| p.nav_date <= end) {
+                units.entry(p.scheme_code).or_default().0 += p.units.0;
+                invested.0 += p.amount.0;
+                next += 1;
+            }
+            let value = units
+                .iter()
+                .map(|(code, u)| {
+                    self.inputs
+                        .navs
+                        .latest_on_or_before(*code, end)
+                        .map_or(0, |(_, nav)| market_value(*u, nav).0)
+                })
+                .sum();
+            out.push(ChartPoint {
+                user_id: self.user_id,
+                chart: ChartKind::Line,
+                seq,
+                label: end.to_string(),
+                period: Some(end),
+                invested,
+                value: Paise(value),
+            });
+            seq += 1;
+        }
+        out.push(ChartPoint {
+            user_id: self.user_id,
+            chart: ChartKind::Line,
+            seq,
+            label: self.inputs.as_of.to_string(),
+            period: Some(self.inputs.as_of),
+            invested: snapshot.invested,
+            value: snapshot.current_value,
+        });
+    }
+
+    fn bar(&self, out: &mut Vec<ChartPoint>) {
+        let mut by_month: BTreeMap<NaiveDate, Paise> = BTreeMap::new();
+        for p in self.purchases {
+            let month = p.nav_date.with_day(1).unwrap_or(p.nav_date);
+            by_month.entry(month).or_default().0 += p.amount.0;
+        }
+        for (seq, (month, amount)) in by_month.into_iter().enumerate() {
+            out.push(ChartPoint {
+                user_id: self.user_id,
+                chart: ChartKind::Bar,
+                seq: seq as i32,
+                label: month.format("%Y-%m").to_string(),
+                period: Some(month),
+                invested: amount,
+                value: amount,
+            });
+        }
+    }
+}
+
+/// The rows of `rows` (sorted by user) that belong to `user_id`, advancing `cursor`.
+fn take_user<'a, T>(
+    rows: &'a [T],
+    cursor: &mut usize,
+    user_id: i64,
+    key: impl Fn(&T) -> i64,
+) -> &'a [T] {
+    while rows.get(*cursor).is_some_and(|r| key(r) < user_id) {
+        *cursor += 1;
+    }
+    let start = *cursor;
+    while rows.get(*cursor).is_some_and(|r| key(r) == user_id) {
+        *cursor += 1;
+    }
+    &rows[start..*cursor]
+}
+
+/// Values every user of a bucket. Each output is sorted by its key: snapshots by user,
+/// lines by (user, scheme), chart points by (user, chart, seq).
+pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, ValuationError> {
+    let mut out = Valuation {
+        snapshots: Vec::with_capacity(inputs.users.len()),
+        ..Valuation::default()
+    };
+    let (mut holding_cursor, mut purchase_cursor) = (0, 0);
+    for &user_id in inputs.users {
+        let user = UserValuation {
+            inputs,
+            user_id,
+            holdings: take_user(inputs.holdings, &mut holding_cursor, user_id, |h| h.user_id),
+            purchases: take_user(inputs.purchases, &mut purchase_cursor, user_id, |p| {
+                p.user_id
+            }),
+        };
+        let lines = user.lines()?;
+        let snapshot = user.snapshot(&lines);
+        if inputs.mode == ValuationMode::Daily {
+            user.pies(&lines, &mut out.charts);
+            user.line(&snapshot, &mut out.charts);
+            user.bar(&mut out.charts);
+        }
+        out.snapshots.push(snapshot);
+        out.lines.extend(lines);
+    }
+    out.charts.sort_by_key(|p| (p.user_id, p.chart, p.seq));
+    Ok(out)
+}
+
+/// Holdings from purchases alone (sorted by user, date, scheme): the daily run has every
+/// purchase anyway, and the test that this equals checkpoint-plus-since guards both paths.
+pub fn holdings_from_purchases(purchases: &[Purchase]) -> Vec<Holding> {
+    let mut by_key: BTreeMap<(i64, i64), (Units, Paise)> = BTreeMap::new();
+    for p in purchases {
+        let entry = by_key.entry((p.user_id, p.scheme_code)).or_default();
+        entry.0 .0 += p.units.0;
+        entry.1 .0 += p.amount.0;
+    }
+    by_key
+        .into_iter()
+        .map(|((user_id, scheme_code), (units, invested))| Holding {
+            user_id,
+            scheme_code,
+            units,
+            invested,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+    }
+
+    fn nav(text: &str) -> Nav {
+        text.parse().unwrap()
+    }
+
+    fn schemes() -> HashMap<i64, SchemeInfo> {
+        HashMap::from([
+            (
+                100,
+                SchemeInfo {
+                    name: "Alpha Large Cap - Growth".into(),
+                    category: Some("Equity Scheme - Large Cap Fund".into()),
+                    fund_house: Some("Alpha Mutual Fund".into()),
+                },
+            ),
+            (
+                200,
+                SchemeInfo {
+                    name: "Beta Liquid - Growth".into(),
+                    category: Some("Debt Scheme - Liquid Fund".into()),
+                    fund_house: Some("Beta Mutual Fund".into()),
+                },
+            ),
+            (
+                300,
+                SchemeInfo {
+                    name: "Alpha Mid Cap - Growth".into(),
+                    category: Some("Equity Scheme - Mid Cap Fund".into()),
+                    fund_house: Some("Alpha Mutual Fund".into()),
+                },
+            ),
+        ])
+    }
+
+    fn purchase(user_id: i64, date: &str, scheme_code: i64, amount: i64, units: i64) -> Purchase {
+        Purchase {
+            user_id,
+            nav_date: d(date),
+            scheme_code,
+            amount: Paise(amount),
+            units: Units(units),
+        }
+    }
+
+    #[test]
+    fn market_value_rounds_half_up_at_the_paisa() {
+        // 1.2345 units × ₹10.0005 = ₹12.34561725 → ₹12.35 (0.561… rounds up).
+        assert_eq!(market_value(Units(12_345), nav("10.0005")), Paise(1_235));
+        // 0.0001 units × ₹50 = ₹0.005 exactly → half up → ₹0.01.
+        assert_eq!(market_value(Units(1), nav("50")), Paise(1));
+        // 0.0001 units × ₹49.9999 = ₹0.00499999 → ₹0.00.
+        assert_eq!(market_value(Units(1), nav("49.9999")), Paise(0));
+    }
+
+    #[test]
+    fn percent_has_four_decimals_and_no_zero_division() {
+        assert_eq!(percent_of(Paise(1), Paise(3)), Some(333_333));
+        assert_eq!(percent_of(Paise(2), Paise(3)), Some(666_667));
+        assert_eq!(percent_of(Paise(-50), Paise(100)), Some(-500_000));
+        assert_eq!(percent_of(Paise(5), Paise(0)), None);
+    }
+
+    #[test]
+    fn month_ends_between_first_purchase_and_valuation_date() {
+        assert_eq!(
+            month_ends(d("2024-01-10"), d("2024-03-31")),
+            vec![d("2024-01-31"), d("2024-02-29")]
+        );
+        assert_eq!(month_ends(d("2024-03-05"), d("2024-03-20")), vec![]);
+    }
+
+    /// A hand-worked portfolio:
+    /// - user 1 bought scheme 100 twice (₹1,000 at ₹10 → 99.995 units after ₹0.05 stamp duty,
+    ///   ₹1,000 at ₹12.50 → 79.996 units) and scheme 200 once (₹500 at ₹1,000 → 0.499 units);
+    /// - scheme 200 published nothing on the valuation date, so its line uses the day before;
+    /// - user 2 holds nothing (their only SIP was cancelled before any instalment);
+    /// - user 3 bought once on the valuation date: no time has passed, so XIRR has no answer.
+    fn worked_inputs() -> (Vec<i64>, Vec<Purchase>, NavLookup) {
+        let users = vec![1, 2, 3];
+        let purchases = vec![
+            purchase(1, "2024-01-10", 100, 100_000, 999_950),
+            purchase(1, "2024-02-12", 100, 100_000, 799_960),
+            purchase(1, "2024-02-12", 200, 50_000, 4_990),
+            purchase(3, "2024-03-15", 300, 200_000, 1_999_900),
+        ];
+        let mut navs = NavLookup::default();
+        navs.insert(100, d("2024-01-10"), nav("10"));
+        navs.insert(100, d("2024-01-31"), nav("11"));
+        navs.insert(100, d("2024-02-12"), nav("12.5"));
+        navs.insert(100, d("2024-02-29"), nav("12"));
+        navs.insert(100, d("2024-03-15"), nav("13.25"));
+        navs.insert(200, d("2024-02-12"), nav("1000"));
+        navs.insert(200, d("2024-02-29"), nav("1001"));
+        navs.insert(200, d("2024-03-14"), nav("1002.5"));
+        navs.insert(300, d("2024-03-15"), nav("10"));
+        navs.finish();
+        (users, purchases, navs)
+    }
+
+    #[test]
+    fn hand_worked_portfolios() {
+        let (users, purchases, navs) = worked_inputs();
+        let holdings = holdings_from_purchases(&purchases);
+        let schemes = schemes();
+        let out = value_portfolios(&ValuationInputs {
+            as_of: d("2024-03-15"),
+            mode: ValuationMode::Daily,
+            users: &users,
+            holdings: &holdings,
+            purchases: &purchases,
+            navs: &navs,
+            schemes: &schemes,
+        })
+        .unwrap();
+
+        // Scheme 100: 179.991 units × ₹13.25 = ₹2,384.88075 → ₹2,384.88.
+        // Scheme 200: 0.499 units × ₹1,002.50 (14 March) = ₹500.2475 → ₹500.25.
+        assert_eq!(
+            out.lines,
+            vec![
+                PortfolioLine {
+                    user_id: 1,
+                    scheme_code: 100,
+                    units: Units(1_799_910),
+                    invested: Paise(200_000),
+                    nav_date: d("2024-03-15"),
+                    nav: nav("13.25"),
+                    value: Paise(238_488),
+                    weight_pct: 826_611,
+                },
+                PortfolioLine {
+                    user_id: 1,
+                    scheme_code: 200,
+                    units: Units(4_990),
+                    invested: Paise(50_000),
+                    nav_date: d("2024-03-14"),
+                    nav: nav("1002.5"),
+                    value: Paise(50_025),
+                    weight_pct: 173_389,
+                },
+                PortfolioLine {
+                    user_id: 3,
+                    scheme_code: 300,
+                    units: Units(1_999_900),
+                    invested: Paise(200_000),
+                    nav_date: d("2024-03-15"),
+                    nav: nav("10"),
+                    value: Paise(199_990),
+                    weight_pct: 1_000_000,
+                },
+            ]
+        );
+
+        let [one, two, three] = &out.snapshots[..] else {
+            panic!("three snapshots: {:?}", out.snapshots)
+        };
+        assert_eq!(one.invested, Paise(250_000));
+        assert_eq!(one.current_value, Paise(288_513));
+        assert_eq!(one.gain, Paise(38_513));
+        // 385.13 / 2500 = 15.4052%.
+        assert_eq!(one.return_pct, Some(154_052));
+        assert_eq!(one.nav_date, Some(d("2024-03-14")));
+        assert_eq!(one.schemes, 2);
+        let rate = one.xirr.unwrap();
+        let reference = xirr(&[
+            CashFlow {
+                date: d("2024-01-10"),
+                amount: -1_000.0,
+            },
+            CashFlow {
+                date: d("2024-02-12"),
+                amount: -1_000.0,
+            },
+            CashFlow {
+                date: d("2024-02-12"),
+                amount: -500.0,
+            },
+            CashFlow {
+                date: d("2024-03-15"),
+                amount: 2_885.13,
+            },
+        ]);
+        assert!(rate > 1.0 && (rate - reference).abs() < 1e-12, "{rate}");
+
+        assert_eq!(two.invested, Paise(0));
+        assert_eq!(two.current_value, Paise(0));
+        assert_eq!(two.return_pct, None);
+        assert_eq!(two.schemes, 0);
+        assert_eq!(two.nav_date, None);
+        assert!(two.xirr.unwrap().is_nan());
+
+        assert_eq!(three.gain, Paise(-10));
+        assert_eq!(three.return_pct, Some(-50));
+        assert!(three.xirr.unwrap().is_nan(), "all flows on one day");
+    }
+
+    #[test]
+    fn hand_worked_charts() {
+        let (users, purchases, navs) = worked_inputs();
+        let holdings = holdings_from_purchases(&purchases);
+        let schemes = schemes();
+        let out = value_portfolios(&ValuationInputs {
+            as_of: d("2024-03-15"),
+            mode: ValuationMode::Daily,
+            users: &users,
+            holdings: &holdings,
+            purchases: &purchases,
+            navs: &navs,
+            schemes: &schemes,
+        })
+        .unwrap();
+        let chart = |user: i64, kind: ChartKind| -> Vec<(String, i64, i64)> {
+            out.charts
+                .iter()
+                .filter(|p| p.user_id == user && p.chart == kind)
+                .map(|p| (p.label.clone(), p.invested.0, p.value.0))
+                .collect()
+        };
+        let row = |label: &str, invested: i64, value: i64| (label.to_string(), invested, value);
+        assert_eq!(
+            chart(1, ChartKind::PieScheme),
+            vec![
+                row("Alpha Large Cap - Growth", 200_000, 238_488),
+                row("Beta Liquid - Growth", 50_000, 50_025),
+            ]
+        );
+        assert_eq!(
+            chart(1, ChartKind::PieFundHouse),
+            vec![
+                row("Alpha Mutual Fund", 200_000, 238_488),
+                row("Beta Mutual Fund", 50_000, 50_025),
+            ]
+        );
+        // January end: 99.995 units × ₹11 = ₹1,099.945 → ₹1,099.95.
+        // February end: 179.991 × ₹12 = ₹2,159.892 → ₹2,159.89, plus 0.499 × ₹1,001 =
+        // ₹499.499 → ₹499.50; ₹2,659.39.
+        assert_eq!(
+            chart(1, ChartKind::Line),
+            vec![
+                row("2024-01-31", 100_000, 109_995),
+                row("2024-02-29", 250_000, 265_939),
+                row("2024-03-15", 250_000, 288_513),
+            ]
+        );
+        assert_eq!(
+            chart(1, ChartKind::Bar),
+            vec![
+                row("2024-01", 100_000, 100_000),
+                row("2024-02", 150_000, 150_000)
+            ]
+        );
+        assert!(
+            out.charts.iter().all(|p| p.user_id != 2),
+            "no holdings, no charts"
+        );
+        // Sorted by (user, chart, seq): one user's charts are one contiguous read.
+        let keys: Vec<_> = out
+            .charts
+            .iter()
+            .map(|p| (p.user_id, p.chart, p.seq))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn hourly_values_without_xirr_or_history_charts() {
+        let (users, purchases, navs) = worked_inputs();
+        let holdings = holdings_from_purchases(&purchases);
+        let schemes = schemes();
+        let out = value_portfolios(&ValuationInputs {
+            as_of: d("2024-03-15"),
+            mode: ValuationMode::Hourly,
+            users: &users,
+            holdings: &holdings,
+            purchases: &[],
+            navs: &navs,
+            schemes: &schemes,
+        })
+        .unwrap();
+        assert!(out.snapshots.iter().all(|s| s.xirr.is_none()));
+        assert_eq!(out.snapshots[0].current_value, Paise(288_513));
+        assert!(out.charts.is_empty());
+    }
+
+    #[test]
+    fn a_holding_without_any_nav_is_an_error_not_a_zero() {
+        let (users, purchases, _) = worked_inputs();
+        let holdings = holdings_from_purchases(&purchases);
+        let schemes = schemes();
+        let err = value_portfolios(&ValuationInputs {
+            as_of: d("2024-03-15"),
+            mode: ValuationMode::Hourly,
+            users: &users,
+            holdings: &holdings,
+            purchases: &[],
+            navs: &NavLookup::default(),
+            schemes: &schemes,
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ValuationError::NoNav {
+                user_id: 1,
+                scheme_code: 100,
+                ..
+            }
+        ));
+    }
+}
