@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 "$bin" nav sample --format amfi --schemes 14000 --date 2024-12-27 --out "$work/NAVAll.txt" >/dev/null
-"$bin" nav sample --format amfi-history --schemes 8500 --date 2024-12-27 --days 28 --out "$work/history.txt" >/dev/null
+"$bin" nav sample --format amfi-history --schemes 8500 --date 2024-12-27 --days 34 --out "$work/history.txt" >/dev/null
 
 # Wall time and the child's peak RSS, without needing GNU time installed.
 measure() {

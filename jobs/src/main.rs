@@ -563,7 +563,7 @@ async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
         ),
         (
             "One user's line chart, as the API serves it",
-            "SELECT label, invested, value FROM portfolio_charts \
+            "SELECT period, invested, value FROM portfolio_charts \
              WHERE as_of = (SELECT max(as_of) FROM portfolio_charts) AND user_id = \
              (SELECT min(user_id) FROM portfolio_snapshots WHERE schemes > 1) AND chart = 'line' ORDER BY seq",
         ),

@@ -33,7 +33,7 @@ use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::shard::Shard;
-use crate::sip_execute::{latest_before, load_navs, read_rows};
+use crate::sip_execute::{latest_before, load_navs, read_rows, schema_error};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ValueOptions {
@@ -139,9 +139,9 @@ async fn run_context(
             (
                 row.scheme.scheme_code,
                 SchemeInfo {
-                    name: row.scheme.scheme_name,
-                    category: row.scheme.category,
-                    fund_house: row.scheme.fund_house,
+                    name: row.scheme.scheme_name.into(),
+                    category: row.scheme.category.map(Into::into),
+                    fund_house: row.scheme.fund_house.map(Into::into),
                 },
             )
         })
@@ -182,6 +182,16 @@ fn last_business_day(calendar: &BusinessCalendar, date: NaiveDate) -> NaiveDate 
     date
 }
 
+/// The `investments` columns a purchase is made of.
+const PURCHASE_COLUMNS: [&str; 6] = [
+    "user_id",
+    "scheme_code",
+    "status",
+    "nav_date",
+    "amount",
+    "units",
+];
+
 /// Executed purchases of the bucket from the `investments` partitions of `dates`.
 async fn purchases(
     warehouse: &Warehouse,
@@ -191,15 +201,16 @@ async fn purchases(
     let mut out = Vec::new();
     for date in dates {
         let part = Part::dated_bucket(*date, bucket);
-        if let Some(rows) = read_rows(
-            warehouse,
-            Table::Investments,
-            part,
-            purchases_from_investments_batch,
-        )
-        .await?
+        if let Some(batches) = warehouse
+            .read_columns(Table::Investments, part, &PURCHASE_COLUMNS)
+            .await?
         {
-            out.extend(rows);
+            for batch in &batches {
+                out.extend(
+                    purchases_from_investments_batch(batch)
+                        .map_err(schema_error(Table::Investments, part))?,
+                );
+            }
         }
     }
     out.sort_unstable();
@@ -235,6 +246,8 @@ async fn value_bucket(
         JobFailure::MissingUpstream(format!("no `users` bucket {bucket}: generate first"))
     })?;
 
+    // Purchases read, for the summary: all of them (daily) or those since the checkpoint.
+    let mut recent_count = 0;
     let (holdings, purchases) = match ctx.options.mode {
         ValuationMode::Daily => {
             let purchases = purchases(warehouse, bucket, ctx.investment_dates.iter()).await?;
@@ -265,6 +278,7 @@ async fn value_bucket(
                 .iter()
                 .filter(|d| checkpoint.is_none_or(|c| **d > c));
             let recent = purchases(warehouse, bucket, since).await?;
+            recent_count = recent.len();
             let mut holdings = base;
             holdings.extend(holdings_from_purchases(&recent));
             (merge_holdings(holdings), Vec::new())
@@ -283,7 +297,7 @@ async fn value_bucket(
             navs: &ctx.navs,
             schemes: &ctx.schemes,
         });
-        (valuation, purchases.len())
+        (valuation, purchases.len() + recent_count)
     })
     .await
     .context("valuation task panicked")?;

@@ -757,7 +757,7 @@ pub fn portfolio_charts_file_schema() -> SchemaRef {
         Field::new("user_id", DataType::Int64, false),
         Field::new("chart", DataType::Utf8, false),
         Field::new("seq", DataType::Int32, false),
-        Field::new("label", DataType::Utf8, false),
+        Field::new("label", DataType::Utf8, true),
         date("period", true),
         Field::new("invested", money_type(), false),
         Field::new("value", money_type(), false),
@@ -850,7 +850,11 @@ pub fn portfolio_charts_to_batch(rows: &[ChartPoint]) -> Result<RecordBatch, Arr
             int64s(rows.iter().map(|r| r.user_id)),
             texts(rows.iter().map(|r| r.chart.as_str())),
             Arc::new(rows.iter().map(|r| r.seq).collect::<Int32Array>()),
-            texts(rows.iter().map(|r| r.label.as_str())),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.label.as_deref())
+                    .collect::<StringArray>(),
+            ),
             dates(rows.iter().map(|r| r.period)),
             decimals(
                 rows.iter().map(|r| Some(r.invested.0)),

@@ -348,6 +348,33 @@ impl NavLookup {
         navs.get(i).copied().filter(|(date, _)| *date <= run_date)
     }
 
+    /// For every scheme, its latest NAV on or before each of `dates` (ascending).
+    pub fn prices_at(&self, dates: &[NaiveDate]) -> HashMap<i64, Vec<Option<Nav>>> {
+        self.by_scheme
+            .iter()
+            .map(|(code, navs)| {
+                let prices = dates
+                    .iter()
+                    .map(|date| {
+                        let i = navs.partition_point(|(d, _)| d <= date);
+                        i.checked_sub(1)
+                            .and_then(|i| navs.get(i))
+                            .map(|(_, nav)| *nav)
+                    })
+                    .collect();
+                (*code, prices)
+            })
+            .collect()
+    }
+
+    /// Every scheme's latest NAV on or before `date`, with its date.
+    pub fn latest_all(&self, date: NaiveDate) -> HashMap<i64, (NaiveDate, Nav)> {
+        self.by_scheme
+            .keys()
+            .filter_map(|code| Some((*code, self.latest_on_or_before(*code, date)?)))
+            .collect()
+    }
+
     /// The latest NAV dated on or before `date`: what a holding is valued at on `date`.
     pub fn latest_on_or_before(
         &self,

@@ -8,6 +8,7 @@
 //! only XIRR, a rate found by iteration, is a float.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
 
 use chrono::{Datelike, Months, NaiveDate};
 
@@ -45,9 +46,10 @@ pub struct Purchase {
 /// What the pies group by.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SchemeInfo {
-    pub name: String,
-    pub category: Option<String>,
-    pub fund_house: Option<String>,
+    // Shared, not copied: millions of pie slices carry these names.
+    pub name: Arc<str>,
+    pub category: Option<Arc<str>>,
+    pub fund_house: Option<Arc<str>>,
 }
 
 /// Daily valuation computes XIRR and the history charts; hourly only values holdings.
@@ -135,8 +137,8 @@ pub struct ChartPoint {
     pub chart: ChartKind,
     /// Order within the chart: pies by value descending, line and bar by date.
     pub seq: i32,
-    /// The slice's name (pies) or the point's date as text (line, bar).
-    pub label: String,
+    /// The slice's name (pies); none for line and bar, whose `period` says it.
+    pub label: Option<Arc<str>>,
     /// The point's date (line: the month end or valuation date; bar: the month's first day).
     pub period: Option<NaiveDate>,
     pub invested: Paise,
@@ -196,25 +198,66 @@ fn month_ends(first: NaiveDate, as_of: NaiveDate) -> Vec<NaiveDate> {
 }
 
 /// A pie slice: label, invested, value.
-type Slice = (String, Paise, Paise);
+type Slice = (Arc<str>, Paise, Paise);
 
-fn slices<'a>(lines: &[PortfolioLine], group: impl Fn(&PortfolioLine) -> &'a str) -> Vec<Slice> {
-    let mut by_label: BTreeMap<&str, (Paise, Paise)> = BTreeMap::new();
+fn slices<'a>(
+    lines: &[PortfolioLine],
+    group: impl Fn(&PortfolioLine) -> &'a Arc<str>,
+) -> Vec<Slice> {
+    let mut by_label: BTreeMap<&str, Slice> = BTreeMap::new();
     for line in lines {
-        let entry = by_label.entry(group(line)).or_default();
-        entry.0 .0 += line.invested.0;
-        entry.1 .0 += line.value.0;
+        let label = group(line);
+        let entry = by_label
+            .entry(label)
+            .or_insert_with(|| (Arc::clone(label), Paise(0), Paise(0)));
+        entry.1 .0 += line.invested.0;
+        entry.2 .0 += line.value.0;
     }
-    let mut slices: Vec<Slice> = by_label
-        .into_iter()
-        .map(|(label, (invested, value))| (label.to_string(), invested, value))
-        .collect();
+    let mut slices: Vec<Slice> = by_label.into_values().collect();
     // Largest slice first; ties by name so the order is stable.
     slices.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     slices
 }
 
-const UNKNOWN: &str = "Unknown";
+/// The slice of schemes the scheme master does not describe.
+static UNKNOWN: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("Unknown"));
+
+/// Every scheme's NAV at each month end of the bucket's history and its latest on or before
+/// the valuation date, looked up once per run rather than once per user, scheme and month.
+struct MonthEndPrices {
+    ends: Vec<NaiveDate>,
+    by_scheme: HashMap<i64, Vec<Option<Nav>>>,
+    current: HashMap<i64, (NaiveDate, Nav)>,
+}
+
+impl MonthEndPrices {
+    fn new(inputs: &ValuationInputs<'_>) -> Self {
+        let ends = match inputs.purchases.iter().map(|p| p.nav_date).min() {
+            Some(first) if inputs.mode == ValuationMode::Daily => month_ends(first, inputs.as_of),
+            _ => Vec::new(),
+        };
+        let by_scheme = inputs.navs.prices_at(&ends);
+        let current = inputs
+            .holdings
+            .iter()
+            .filter_map(|h| {
+                let price = inputs
+                    .navs
+                    .latest_on_or_before(h.scheme_code, inputs.as_of)?;
+                Some((h.scheme_code, price))
+            })
+            .collect();
+        Self {
+            ends,
+            by_scheme,
+            current,
+        }
+    }
+
+    fn of(&self, scheme_code: i64) -> &[Option<Nav>] {
+        self.by_scheme.get(&scheme_code).map_or(&[], Vec::as_slice)
+    }
+}
 
 struct UserValuation<'a> {
     inputs: &'a ValuationInputs<'a>,
@@ -224,18 +267,19 @@ struct UserValuation<'a> {
 }
 
 impl UserValuation<'_> {
-    fn lines(&self) -> Result<Vec<PortfolioLine>, ValuationError> {
+    fn lines(&self, prices: &MonthEndPrices) -> Result<Vec<PortfolioLine>, ValuationError> {
         let mut lines = Vec::with_capacity(self.holdings.len());
         for h in self.holdings.iter().filter(|h| h.units.0 != 0) {
-            let (nav_date, nav) = self
-                .inputs
-                .navs
-                .latest_on_or_before(h.scheme_code, self.inputs.as_of)
-                .ok_or(ValuationError::NoNav {
-                    user_id: self.user_id,
-                    scheme_code: h.scheme_code,
-                    as_of: self.inputs.as_of,
-                })?;
+            let (nav_date, nav) =
+                prices
+                    .current
+                    .get(&h.scheme_code)
+                    .copied()
+                    .ok_or(ValuationError::NoNav {
+                        user_id: self.user_id,
+                        scheme_code: h.scheme_code,
+                        as_of: self.inputs.as_of,
+                    })?;
             lines.push(PortfolioLine {
                 user_id: self.user_id,
                 scheme_code: h.scheme_code,
@@ -294,23 +338,23 @@ impl UserValuation<'_> {
             (
                 ChartKind::PieScheme,
                 slices(lines, |l| {
-                    info(l.scheme_code).map_or(UNKNOWN, |s| s.name.as_str())
+                    info(l.scheme_code).map_or(&*UNKNOWN, |s| &s.name)
                 }),
             ),
             (
                 ChartKind::PieCategory,
                 slices(lines, |l| {
                     info(l.scheme_code)
-                        .and_then(|s| s.category.as_deref())
-                        .unwrap_or(UNKNOWN)
+                        .and_then(|s| s.category.as_ref())
+                        .unwrap_or(&UNKNOWN)
                 }),
             ),
             (
                 ChartKind::PieFundHouse,
                 slices(lines, |l| {
                     info(l.scheme_code)
-                        .and_then(|s| s.fund_house.as_deref())
-                        .unwrap_or(UNKNOWN)
+                        .and_then(|s| s.fund_house.as_ref())
+                        .unwrap_or(&UNKNOWN)
                 }),
             ),
         ];
@@ -320,7 +364,7 @@ impl UserValuation<'_> {
                     user_id: self.user_id,
                     chart,
                     seq: seq as i32,
-                    label,
+                    label: Some(label),
                     period: None,
                     invested,
                     value,
@@ -331,35 +375,45 @@ impl UserValuation<'_> {
 
     /// Invested and value at each month end since the first purchase, then today's, from
     /// the purchases alone: units held at a month end are the units bought up to it.
-    fn line(&self, snapshot: &PortfolioSnapshot, out: &mut Vec<ChartPoint>) {
+    fn line(
+        &self,
+        snapshot: &PortfolioSnapshot,
+        prices: &MonthEndPrices,
+        out: &mut Vec<ChartPoint>,
+    ) {
         let Some(first) = self.purchases.first() else {
             return;
         };
         let mut seq = 0;
-        let mut units: BTreeMap<i64, Units> = BTreeMap::new();
+        // (scheme, units so far, that scheme's month-end NAVs): a user holds a few schemes.
+        let mut held: Vec<(i64, Units, &[Option<Nav>])> = Vec::new();
         let mut invested = Paise(0);
         let mut next = 0;
-        for end in month_ends(first.nav_date, self.inputs.as_of) {
-            while let Some(p) = self.purchases.get(next).filter(|p| p.nav_date <= end) {
-                units.entry(p.scheme_code).or_default().0 += p.units.0;
+        let start = prices.ends.partition_point(|end| *end < first.nav_date);
+        for (i, end) in prices.ends.iter().enumerate().skip(start) {
+            while let Some(p) = self.purchases.get(next).filter(|p| p.nav_date <= *end) {
+                match held.iter_mut().find(|h| h.0 == p.scheme_code) {
+                    Some(h) => h.1 .0 += p.units.0,
+                    None => held.push((p.scheme_code, p.units, prices.of(p.scheme_code))),
+                }
                 invested.0 += p.amount.0;
                 next += 1;
             }
-            let value = units
+            let value = held
                 .iter()
-                .map(|(code, u)| {
-                    self.inputs
-                        .navs
-                        .latest_on_or_before(*code, end)
-                        .map_or(0, |(_, nav)| market_value(*u, nav).0)
+                .map(|(_, units, navs)| {
+                    navs.get(i)
+                        .copied()
+                        .flatten()
+                        .map_or(0, |nav| market_value(*units, nav).0)
                 })
                 .sum();
             out.push(ChartPoint {
                 user_id: self.user_id,
                 chart: ChartKind::Line,
                 seq,
-                label: end.to_string(),
-                period: Some(end),
+                label: None,
+                period: Some(*end),
                 invested,
                 value: Paise(value),
             });
@@ -369,7 +423,7 @@ impl UserValuation<'_> {
             user_id: self.user_id,
             chart: ChartKind::Line,
             seq,
-            label: self.inputs.as_of.to_string(),
+            label: None,
             period: Some(self.inputs.as_of),
             invested: snapshot.invested,
             value: snapshot.current_value,
@@ -387,7 +441,7 @@ impl UserValuation<'_> {
                 user_id: self.user_id,
                 chart: ChartKind::Bar,
                 seq: seq as i32,
-                label: month.format("%Y-%m").to_string(),
+                label: None,
                 period: Some(month),
                 invested: amount,
                 value: amount,
@@ -420,6 +474,7 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
         snapshots: Vec::with_capacity(inputs.users.len()),
         ..Valuation::default()
     };
+    let prices = MonthEndPrices::new(inputs);
     let (mut holding_cursor, mut purchase_cursor) = (0, 0);
     for &user_id in inputs.users {
         let user = UserValuation {
@@ -430,38 +485,51 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
                 p.user_id
             }),
         };
-        let lines = user.lines()?;
+        let lines = user.lines(&prices)?;
         let snapshot = user.snapshot(&lines);
         if inputs.mode == ValuationMode::Daily {
             user.pies(&lines, &mut out.charts);
-            user.line(&snapshot, &mut out.charts);
+            user.line(&snapshot, &prices, &mut out.charts);
             user.bar(&mut out.charts);
         }
         out.snapshots.push(snapshot);
         out.lines.extend(lines);
     }
-    out.charts.sort_by_key(|p| (p.user_id, p.chart, p.seq));
+    // Users come in order and each user's charts are appended in (chart, seq) order.
+    debug_assert!(out
+        .charts
+        .windows(2)
+        .all(|w| (w[0].user_id, w[0].chart, w[0].seq) < (w[1].user_id, w[1].chart, w[1].seq)));
     Ok(out)
 }
 
-/// Holdings from purchases alone (sorted by user, date, scheme): the daily run has every
-/// purchase anyway, and the test that this equals checkpoint-plus-since guards both paths.
+/// Holdings from purchases alone (sorted by user): the daily run has every purchase anyway,
+/// and the test that this equals checkpoint-plus-since guards both paths. One user holds a
+/// handful of schemes, so a linear search per user beats a map over the whole bucket.
 pub fn holdings_from_purchases(purchases: &[Purchase]) -> Vec<Holding> {
-    let mut by_key: BTreeMap<(i64, i64), (Units, Paise)> = BTreeMap::new();
-    for p in purchases {
-        let entry = by_key.entry((p.user_id, p.scheme_code)).or_default();
-        entry.0 .0 += p.units.0;
-        entry.1 .0 += p.amount.0;
+    let mut out: Vec<Holding> = Vec::new();
+    for user in purchases.chunk_by(|a, b| a.user_id == b.user_id) {
+        let start = out.len();
+        for p in user {
+            match out[start..]
+                .iter_mut()
+                .find(|h| h.scheme_code == p.scheme_code)
+            {
+                Some(h) => {
+                    h.units.0 += p.units.0;
+                    h.invested.0 += p.amount.0;
+                }
+                None => out.push(Holding {
+                    user_id: p.user_id,
+                    scheme_code: p.scheme_code,
+                    units: p.units,
+                    invested: p.amount,
+                }),
+            }
+        }
+        out[start..].sort_unstable_by_key(|h| h.scheme_code);
     }
-    by_key
-        .into_iter()
-        .map(|((user_id, scheme_code), (units, invested))| Holding {
-            user_id,
-            scheme_code,
-            units,
-            invested,
-        })
-        .collect()
+    out
 }
 
 #[cfg(test)]
@@ -686,7 +754,14 @@ mod tests {
             out.charts
                 .iter()
                 .filter(|p| p.user_id == user && p.chart == kind)
-                .map(|p| (p.label.clone(), p.invested.0, p.value.0))
+                .map(|p| {
+                    let label = match (&p.label, p.period) {
+                        (Some(label), None) => label.to_string(),
+                        (None, Some(period)) => period.to_string(),
+                        other => panic!("a point has a label or a period: {other:?}"),
+                    };
+                    (label, p.invested.0, p.value.0)
+                })
                 .collect()
         };
         let row = |label: &str, invested: i64, value: i64| (label.to_string(), invested, value);
@@ -718,8 +793,8 @@ mod tests {
         assert_eq!(
             chart(1, ChartKind::Bar),
             vec![
-                row("2024-01", 100_000, 100_000),
-                row("2024-02", 150_000, 150_000)
+                row("2024-01-01", 100_000, 100_000),
+                row("2024-02-01", 150_000, 150_000)
             ]
         );
         assert!(

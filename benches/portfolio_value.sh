@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Benchmark: `portfolio value` (hourly, and daily with XIRR and charts) on an executed universe,
+# side by side with DuckDB computing the same snapshot numbers from the same Parquet files.
+# Run benches/sip_execute.sh with KEEP=1 WORK=DIR first (10,000,000 users, 12 months), then
+#   WORK=DIR benches/portfolio_value.sh
+# Needs `pip install duckdb`. Prints one line per measurement and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${WORK:?set WORK to the folder benches/sip_execute.sh kept}"
+date=${DATE:-2025-06-27}
+wh="$WORK/wh"
+cargo build --profile "${PROFILE:-release}" -q -p jobs
+bin="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}/sipline"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+measure() {
+  local label=$1; shift
+  python3 - "$label" "$@" <<'PY'
+import resource, subprocess, sys, time
+label, cmd = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+wall = time.perf_counter() - start
+peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+if done.returncode != 0:
+    sys.exit(f"{label}: exit {done.returncode}")
+print(f"{label:<52} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
+lines = done.stdout.strip().splitlines()
+if lines:
+    print("    " + lines[-1][:240])
+print(f"##{label}={wall:.3f}")
+PY
+}
+
+duck_py='import duckdb, sys; duckdb.sql(sys.argv[1]); print("duckdb ok")'
+
+nav_latest="SELECT scheme_code, arg_max(nav, nav_date) AS nav FROM read_parquet('$wh/navs/*/*.parquet', hive_partitioning = true) WHERE nav_date <= DATE '$date' GROUP BY scheme_code"
+checkpoint=$(ls "$wh/holdings" | sed 's/as_of=//' | awk -v d="$date" '$0 <= d' | sort | tail -1)
+
+# Hourly equivalent: the month-end checkpoint plus the purchases since, valued per user.
+duck_hourly="COPY (
+  WITH held AS (
+    SELECT user_id, scheme_code, sum(units) AS units, sum(invested) AS invested FROM (
+      SELECT user_id, scheme_code, units, invested FROM read_parquet('$wh/holdings/as_of=$checkpoint/*/*.parquet')
+      UNION ALL
+      SELECT user_id, scheme_code, units, amount FROM read_parquet('$wh/investments/*/*/*.parquet', hive_partitioning = true)
+      WHERE status = 'executed' AND exec_date > DATE '$checkpoint' AND exec_date <= DATE '$date')
+    GROUP BY ALL),
+  lines AS (SELECT user_id, units, invested, round(units * nav, 2) AS value FROM held JOIN ($nav_latest) USING (scheme_code))
+  SELECT user_id, sum(invested) AS invested, sum(value) AS current_value, sum(value) - sum(invested) AS gain
+  FROM lines GROUP BY user_id ORDER BY user_id
+) TO '$out/duck_hourly.parquet' (FORMAT parquet)"
+
+# Daily equivalent without XIRR or charts (DuckDB has no XIRR): every purchase up to the date.
+duck_daily="COPY (
+  WITH held AS (
+    SELECT user_id, scheme_code, sum(units) AS units, sum(amount) AS invested
+    FROM read_parquet('$wh/investments/*/*/*.parquet', hive_partitioning = true)
+    WHERE status = 'executed' AND exec_date <= DATE '$date' GROUP BY ALL),
+  lines AS (SELECT user_id, units, invested, round(units * nav, 2) AS value FROM held JOIN ($nav_latest) USING (scheme_code))
+  SELECT user_id, sum(invested) AS invested, sum(value) AS current_value, sum(value) - sum(invested) AS gain
+  FROM lines GROUP BY user_id ORDER BY user_id
+) TO '$out/duck_daily.parquet' (FORMAT parquet)"
+
+echo "date=$date cpus=$(nproc) warehouse=$wh checkpoint=$checkpoint"
+{
+measure "sipline portfolio value --hourly" "$bin" portfolio value --date "$date" --hourly --hour 20 --warehouse "$wh"
+measure "duckdb: same snapshot (checkpoint + since)" python3 -c "$duck_py" "$duck_hourly"
+measure "sipline portfolio value (daily: XIRR, charts)" "$bin" portfolio value --date "$date" --warehouse "$wh"
+measure "duckdb: same snapshot from every purchase" python3 -c "$duck_py" "$duck_daily"
+measure "floor: scan executed purchases (DataFusion)" "$bin" sql --warehouse "$wh" \
+  "SELECT count(*), sum(units), sum(amount), min(nav_date), max(user_id + scheme_code) FROM investments WHERE status = 'executed' AND exec_date <= DATE '$date'"
+} | tee "$out/log"
+python3 - "$out/log" <<'PY'
+import sys
+t = dict(l[2:].strip().rsplit("=", 1) for l in open(sys.argv[1]) if l.startswith("##"))
+t = {k: float(v) for k, v in t.items()}
+h = t["sipline portfolio value --hourly"] / t["duckdb: same snapshot (checkpoint + since)"]
+d = t["sipline portfolio value (daily: XIRR, charts)"] / t["duckdb: same snapshot from every purchase"]
+print(f"ratio sipline/duckdb hourly: {h:.2f}  daily (sipline also computes XIRR and charts): {d:.2f}")
+PY
