@@ -20,9 +20,9 @@ use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
 use pipeline::schema::{
-    holdings_from_batch, portfolio_charts_to_batch, portfolio_hourly_to_batch,
-    portfolio_lines_to_batch, portfolio_snapshots_to_batch, purchases_from_investments_batch,
-    schemes_from_batch, user_ids_from_batch,
+    portfolio_charts_to_batch, portfolio_hourly_to_batch, portfolio_lines_to_batch,
+    portfolio_snapshots_to_batch, purchases_from_investments_batch, schemes_from_batch,
+    user_ids_from_batch,
 };
 use pipeline::sip::{NavLookup, Paise};
 use pipeline::valuation::{
@@ -33,7 +33,7 @@ use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::shard::Shard;
-use crate::sip_execute::{latest_before, load_navs, read_rows, schema_error};
+use crate::sip_execute::{checkpoint_before, load_navs, read_rows, schema_error};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ValueOptions {
@@ -254,25 +254,14 @@ async fn value_bucket(
             (holdings_from_purchases(&purchases), purchases)
         }
         ValuationMode::Hourly => {
-            let checkpoint = latest_before(
+            // The latest checkpoint on or before the date.
+            let (checkpoint, base) = checkpoint_before(
                 warehouse,
-                Table::Holdings,
                 &ctx.holding_dates,
                 date.succ_opt().unwrap_or(date),
                 bucket,
             )
             .await?;
-            let base = match checkpoint {
-                Some(as_of) => read_rows(
-                    warehouse,
-                    Table::Holdings,
-                    Part::dated_bucket(as_of, bucket),
-                    holdings_from_batch,
-                )
-                .await?
-                .unwrap_or_default(),
-                None => Vec::new(),
-            };
             let since = ctx
                 .investment_dates
                 .iter()

@@ -377,6 +377,25 @@ async fn execute_bucket(
     Ok(summary)
 }
 
+/// The bucket's latest `holdings` checkpoint dated before `before` (of `dates`, the table's
+/// dates), with its date; none yet is an empty checkpoint.
+pub(crate) async fn checkpoint_before(
+    warehouse: &Warehouse,
+    dates: &[NaiveDate],
+    before: NaiveDate,
+    bucket: u32,
+) -> anyhow::Result<(Option<NaiveDate>, Vec<Holding>)> {
+    let Some(as_of) = latest_before(warehouse, Table::Holdings, dates, before, bucket).await?
+    else {
+        return Ok((None, Vec::new()));
+    };
+    let part = Part::dated_bucket(as_of, bucket);
+    let rows = read_rows(warehouse, Table::Holdings, part, holdings_from_batch)
+        .await?
+        .unwrap_or_default();
+    Ok((Some(as_of), rows))
+}
+
 /// Holdings at the run date: the latest checkpoint before it plus every executed
 /// instalment since, today's included.
 async fn holdings_at(
@@ -385,25 +404,8 @@ async fn holdings_at(
     bucket: u32,
     today: &[Investment],
 ) -> anyhow::Result<Vec<Holding>> {
-    let checkpoint = latest_before(
-        warehouse,
-        Table::Holdings,
-        &ctx.holding_dates,
-        ctx.date,
-        bucket,
-    )
-    .await?;
-    let base = match checkpoint {
-        Some(as_of) => read_rows(
-            warehouse,
-            Table::Holdings,
-            Part::dated_bucket(as_of, bucket),
-            holdings_from_batch,
-        )
-        .await?
-        .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let (checkpoint, base) =
+        checkpoint_before(warehouse, &ctx.holding_dates, ctx.date, bucket).await?;
     let mut since = Vec::new();
     for run in ctx
         .investment_dates

@@ -638,21 +638,32 @@ mod tests {
         (users, purchases, navs)
     }
 
-    #[test]
-    fn hand_worked_portfolios() {
-        let (users, purchases, navs) = worked_inputs();
+    /// The worked portfolios valued on 15 March 2024; hourly runs see no purchases, and
+    /// `navs` replaces the worked NAVs where given.
+    fn value_worked(
+        mode: ValuationMode,
+        navs: Option<NavLookup>,
+    ) -> Result<Valuation, ValuationError> {
+        let (users, purchases, worked_navs) = worked_inputs();
         let holdings = holdings_from_purchases(&purchases);
-        let schemes = schemes();
-        let out = value_portfolios(&ValuationInputs {
+        let purchases = match mode {
+            ValuationMode::Daily => purchases,
+            ValuationMode::Hourly => Vec::new(),
+        };
+        value_portfolios(&ValuationInputs {
             as_of: d("2024-03-15"),
-            mode: ValuationMode::Daily,
+            mode,
             users: &users,
             holdings: &holdings,
             purchases: &purchases,
-            navs: &navs,
-            schemes: &schemes,
+            navs: &navs.unwrap_or(worked_navs),
+            schemes: &schemes(),
         })
-        .unwrap();
+    }
+
+    #[test]
+    fn hand_worked_portfolios() {
+        let out = value_worked(ValuationMode::Daily, None).unwrap();
 
         // Scheme 100: 179.991 units × ₹13.25 = ₹2,384.88075 → ₹2,384.88.
         // Scheme 200: 0.499 units × ₹1,002.50 (14 March) = ₹500.2475 → ₹500.25.
@@ -737,19 +748,7 @@ mod tests {
 
     #[test]
     fn hand_worked_charts() {
-        let (users, purchases, navs) = worked_inputs();
-        let holdings = holdings_from_purchases(&purchases);
-        let schemes = schemes();
-        let out = value_portfolios(&ValuationInputs {
-            as_of: d("2024-03-15"),
-            mode: ValuationMode::Daily,
-            users: &users,
-            holdings: &holdings,
-            purchases: &purchases,
-            navs: &navs,
-            schemes: &schemes,
-        })
-        .unwrap();
+        let out = value_worked(ValuationMode::Daily, None).unwrap();
         let chart = |user: i64, kind: ChartKind| -> Vec<(String, i64, i64)> {
             out.charts
                 .iter()
@@ -814,19 +813,7 @@ mod tests {
 
     #[test]
     fn hourly_values_without_xirr_or_history_charts() {
-        let (users, purchases, navs) = worked_inputs();
-        let holdings = holdings_from_purchases(&purchases);
-        let schemes = schemes();
-        let out = value_portfolios(&ValuationInputs {
-            as_of: d("2024-03-15"),
-            mode: ValuationMode::Hourly,
-            users: &users,
-            holdings: &holdings,
-            purchases: &[],
-            navs: &navs,
-            schemes: &schemes,
-        })
-        .unwrap();
+        let out = value_worked(ValuationMode::Hourly, None).unwrap();
         assert!(out.snapshots.iter().all(|s| s.xirr.is_none()));
         assert_eq!(out.snapshots[0].current_value, Paise(288_513));
         assert!(out.charts.is_empty());
@@ -834,19 +821,7 @@ mod tests {
 
     #[test]
     fn a_holding_without_any_nav_is_an_error_not_a_zero() {
-        let (users, purchases, _) = worked_inputs();
-        let holdings = holdings_from_purchases(&purchases);
-        let schemes = schemes();
-        let err = value_portfolios(&ValuationInputs {
-            as_of: d("2024-03-15"),
-            mode: ValuationMode::Hourly,
-            users: &users,
-            holdings: &holdings,
-            purchases: &[],
-            navs: &NavLookup::default(),
-            schemes: &schemes,
-        })
-        .unwrap_err();
+        let err = value_worked(ValuationMode::Hourly, Some(NavLookup::default())).unwrap_err();
         assert!(matches!(
             err,
             ValuationError::NoNav {

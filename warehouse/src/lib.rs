@@ -163,12 +163,12 @@ impl Warehouse {
         Ok(rows)
     }
 
-    /// Reads a published partition back, or `None` if it has never been published.
-    pub async fn read(
+    /// A published partition's data file and its bytes, or `None` without a `_SUCCESS`.
+    async fn published_file(
         &self,
         table: Table,
         partition: Part,
-    ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
+    ) -> Result<Option<(Path, Bytes)>, WarehouseError> {
         if !self
             .exists(&self.layout.success_marker(table, partition))
             .await?
@@ -177,6 +177,18 @@ impl Warehouse {
         }
         let path = self.layout.data_file(table, partition);
         let bytes = self.store.get(&path).await?.bytes().await?;
+        Ok(Some((path, bytes)))
+    }
+
+    /// Reads a published partition back, or `None` if it has never been published.
+    pub async fn read(
+        &self,
+        table: Table,
+        partition: Part,
+    ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
+        let Some((path, bytes)) = self.published_file(table, partition).await? else {
+            return Ok(None);
+        };
         decode_parquet(table, &path, bytes).map(Some)
     }
 
@@ -189,14 +201,9 @@ impl Warehouse {
         partition: Part,
         columns: &[&str],
     ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
-        if !self
-            .exists(&self.layout.success_marker(table, partition))
-            .await?
-        {
+        let Some((path, bytes)) = self.published_file(table, partition).await? else {
             return Ok(None);
-        }
-        let path = self.layout.data_file(table, partition);
-        let bytes = self.store.get(&path).await?.bytes().await?;
+        };
         let parquet = |source| WarehouseError::Parquet {
             path: path.to_string(),
             source,
@@ -257,14 +264,9 @@ impl Warehouse {
         column: &str,
         keep: impl Fn(i32, i32) -> bool,
     ) -> Result<Option<Vec<RecordBatch>>, WarehouseError> {
-        if !self
-            .exists(&self.layout.success_marker(table, partition))
-            .await?
-        {
+        let Some((path, bytes)) = self.published_file(table, partition).await? else {
             return Ok(None);
-        }
-        let path = self.layout.data_file(table, partition);
-        let bytes = self.store.get(&path).await?.bytes().await?;
+        };
         let parquet = |source| WarehouseError::Parquet {
             path: path.to_string(),
             source,
