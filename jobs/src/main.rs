@@ -556,7 +556,7 @@ async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
         ),
         (
             "AUM by category",
-            "SELECT s.category, count(DISTINCT l.user_id) AS investors, sum(l.value) AS aum \
+            "SELECT s.category, count(DISTINCT l.user_id) AS investors, sum(l.current_value) AS aum \
              FROM portfolio_lines l JOIN schemes s USING (scheme_code) \
              WHERE l.as_of = (SELECT max(as_of) FROM portfolio_lines) \
              GROUP BY s.category ORDER BY aum DESC LIMIT 5",

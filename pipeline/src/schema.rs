@@ -711,7 +711,7 @@ fn snapshot_fields() -> Vec<Field> {
         Field::new("current_value", money_type(), false),
         Field::new("gain", money_type(), false),
         Field::new(
-            "return_pct",
+            "abs_return_pct",
             DataType::Decimal128(RETURN_PRECISION, RATIO_SCALE),
             true,
         ),
@@ -742,7 +742,7 @@ pub fn portfolio_lines_file_schema() -> SchemaRef {
         Field::new("invested", money_type(), false),
         date("nav_date", false),
         Field::new("nav", nav_type(), false),
-        Field::new("value", money_type(), false),
+        Field::new("current_value", money_type(), false),
         Field::new(
             "weight_pct",
             DataType::Decimal128(WEIGHT_PRECISION, RATIO_SCALE),

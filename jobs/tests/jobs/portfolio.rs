@@ -92,7 +92,7 @@ fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
          FROM held h JOIN priced p ON h.scheme_code = p.scheme_code"
     );
     let batch_lines = format!(
-        "SELECT user_id, scheme_code, units, invested, nav_date, nav, value
+        "SELECT user_id, scheme_code, units, invested, nav_date, nav, current_value AS value
          FROM portfolio_lines WHERE as_of = DATE '{VALUE_DATE}'"
     );
     let lines = csv(&one, &format!("SELECT count(*) AS n FROM ({batch_lines})"));
@@ -114,7 +114,7 @@ fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
 
     // Snapshots are their lines summed, to the paisa; gain is value minus cost.
     let summed = format!(
-        "SELECT user_id, sum(invested) AS invested, sum(value) AS current_value
+        "SELECT user_id, sum(invested) AS invested, sum(current_value) AS current_value
          FROM portfolio_lines WHERE as_of = DATE '{VALUE_DATE}' GROUP BY user_id"
     );
     let snapshots = format!(
@@ -158,8 +158,8 @@ fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
     // every purchase. Same values, no XIRR.
     let hourly = value(&one, &["--hourly", "--hour", "14"]);
     assert!(hourly.contains("mode=hourly"), "{hourly}");
-    let hourly_rows = "SELECT user_id, invested, current_value, gain, return_pct, schemes, nav_date FROM portfolio_hourly";
-    let daily_rows = "SELECT user_id, invested, current_value, gain, return_pct, schemes, nav_date FROM portfolio_snapshots";
+    let hourly_rows = "SELECT user_id, invested, current_value, gain, abs_return_pct, schemes, nav_date FROM portfolio_hourly";
+    let daily_rows = "SELECT user_id, invested, current_value, gain, abs_return_pct, schemes, nav_date FROM portfolio_snapshots";
     assert_eq!(
         count(&one, &format!("({hourly_rows}) EXCEPT ({daily_rows})")),
         "n\n0\n"
