@@ -21,25 +21,38 @@ pub const INTERNAL: u8 = 1;
 pub const BAD_INPUT: u8 = 3;
 pub const MISSING_UPSTREAM: u8 = 4;
 
+/// The outcome recorded in `job_runs` for a failed run.
+pub fn outcome(error: &anyhow::Error) -> &'static str {
+    match classify(error) {
+        BAD_INPUT => "bad_input",
+        MISSING_UPSTREAM => "missing_upstream",
+        _ => "failed",
+    }
+}
+
 /// The exit code for an error, from the first classified cause in its chain.
 pub fn code_for(error: &anyhow::Error) -> ExitCode {
+    ExitCode::from(classify(error))
+}
+
+fn classify(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(failure) = cause.downcast_ref::<JobFailure>() {
-            return ExitCode::from(match failure {
+            return match failure {
                 JobFailure::BadInput(_) => BAD_INPUT,
                 JobFailure::MissingUpstream(_) => MISSING_UPSTREAM,
-            });
+            };
         }
         if cause.is::<pipeline::nav::NavFileError>()
             || cause.is::<pipeline::nav::collect::ConflictingNav>()
         {
-            return ExitCode::from(BAD_INPUT);
+            return BAD_INPUT;
         }
         if let Some(fetch) = cause.downcast_ref::<crate::fetch::FetchError>() {
             if fetch.is_not_published() {
-                return ExitCode::from(MISSING_UPSTREAM);
+                return MISSING_UPSTREAM;
             }
         }
     }
-    ExitCode::from(INTERNAL)
+    INTERNAL
 }

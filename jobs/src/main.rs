@@ -4,13 +4,16 @@
 mod exit;
 mod fetch;
 mod generate;
+mod job_runs;
 mod nav_ingest;
 mod nav_sample;
 mod portfolio_value;
 mod postgres;
 mod progress;
+mod publish;
 mod shard;
 mod sip_execute;
+mod sips_export;
 mod sql;
 
 use std::io::Write;
@@ -40,6 +43,10 @@ struct Cli {
         global = true
     )]
     log_format: LogFormat,
+    /// PostgreSQL URL. With it, every job records its run in `job_runs`; `nav ingest` also
+    /// upserts NAVs there; `publish`, `sips export` and `db migrate` need it.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +77,44 @@ enum Command {
     Portfolio(PortfolioCommand),
     /// The quick start: generate a universe, execute its SIP history, value it, and query it.
     Demo(DemoArgs),
+    /// Load a valuation date's outputs into the PostgreSQL serving store, atomically.
+    Publish(PublishArgs),
+    /// SIP mandates: PostgreSQL (the system of record) to the warehouse.
+    #[command(subcommand)]
+    Sips(SipsCommand),
+}
+
+#[derive(Debug, Args)]
+struct PublishArgs {
+    /// The valuation date to publish (its `portfolio value` run must be complete).
+    #[arg(long)]
+    date: NaiveDate,
+    /// Months of `investments` kept for the API (the current one included).
+    #[arg(long, default_value_t = 3)]
+    keep_investment_months: u32,
+    /// Also load the users and SIP mandates of a generated universe that PostgreSQL does not
+    /// have yet (in production they are created through the API).
+    #[arg(long)]
+    mandates: bool,
+    #[command(flatten)]
+    warehouse: WarehouseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum SipsCommand {
+    /// Write PostgreSQL's `sips` as the warehouse `sips` snapshot as of --date.
+    Export(SipsExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct SipsExportArgs {
+    /// The snapshot date: execution runs on or after it use it.
+    #[arg(long)]
+    date: NaiveDate,
+    #[command(flatten)]
+    warehouse: WarehouseArgs,
+    #[command(flatten)]
+    parallel: ParallelArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,13 +276,6 @@ struct WarehouseArgs {
     warehouse: String,
 }
 
-#[derive(Debug, Args)]
-struct DatabaseArgs {
-    /// PostgreSQL URL; when given, results are also written there (migrations run first).
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: Option<String>,
-}
-
 #[derive(Debug, Subcommand)]
 enum NavCommand {
     /// Ingest an AMFI or BSE NAV file (path or URL) into the warehouse (and PostgreSQL).
@@ -260,8 +298,6 @@ struct IngestArgs {
     date: Option<NaiveDate>,
     #[command(flatten)]
     warehouse: WarehouseArgs,
-    #[command(flatten)]
-    database: DatabaseArgs,
     /// Download attempts for a URL (transient failures only).
     #[arg(long, default_value_t = 4)]
     retries: u32,
@@ -306,10 +342,7 @@ struct SqlArgs {
 #[derive(Debug, Subcommand)]
 enum DbCommand {
     /// Apply the migrations in sql/migrations (idempotent).
-    Migrate {
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: String,
-    },
+    Migrate,
 }
 
 #[derive(Debug, Args)]
@@ -322,8 +355,9 @@ struct DemoArgs {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // PostgreSQL's notices ("relation … already exists, skipping") are not news.
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -333,25 +367,67 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn connect(database: &DatabaseArgs) -> anyhow::Result<Option<sqlx::PgPool>> {
-    let Some(url) = &database.database_url else {
-        return Ok(None);
-    };
+/// A migrated pool, for the jobs that write to PostgreSQL.
+async fn connect(url: &str) -> anyhow::Result<sqlx::PgPool> {
     let pool = postgres::connect(url)
         .await
         .context("connecting to PostgreSQL")?;
     postgres::migrate(&pool)
         .await
         .context("migrating PostgreSQL")?;
-    Ok(Some(pool))
+    Ok(pool)
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+fn required(database_url: Option<&str>, job: &str) -> anyhow::Result<String> {
+    database_url.map(str::to_string).ok_or_else(|| {
+        exit::JobFailure::BadInput(format!("`{job}` needs --database-url or DATABASE_URL")).into()
+    })
+}
+
+/// What a run of `command` is, for `job_runs`; `None` for commands that are not jobs.
+fn job_run(command: &Command) -> Option<job_runs::JobRun> {
+    let (job, date, shard) = match command {
+        Command::Nav(NavCommand::Ingest(args)) => ("nav ingest", args.date, None),
+        Command::Generate(args) => ("generate", Some(args.end_date), Some(args.shard)),
+        Command::Sip(SipCommand::Execute(args)) => {
+            ("sip execute", Some(args.date), Some(args.common.shard))
+        }
+        Command::Sip(SipCommand::Backfill(args)) => {
+            ("sip backfill", Some(args.to), Some(args.common.shard))
+        }
+        Command::Portfolio(PortfolioCommand::Value(args)) => (
+            if args.hourly {
+                "portfolio value hourly"
+            } else {
+                "portfolio value"
+            },
+            Some(args.date),
+            Some(args.shard),
+        ),
+        Command::Publish(args) => ("publish", Some(args.date), None),
+        Command::Sips(SipsCommand::Export(args)) => ("sips export", Some(args.date), None),
+        Command::Nav(NavCommand::Sample(_))
+        | Command::Sql(_)
+        | Command::Db(_)
+        | Command::Demo(_) => return None,
+    };
+    Some(job_runs::JobRun::start(
+        job,
+        date,
+        shard.map(|s| s.to_string()),
+    ))
+}
+
+async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job_runs::RowCounts> {
+    let mut counts = job_runs::RowCounts::default();
     match command {
         Command::Nav(NavCommand::Ingest(args)) => {
             let started = Instant::now();
             let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
-            let database = connect(&args.database).await?;
+            let database = match database_url {
+                Some(url) => Some(connect(url).await?),
+                None => None,
+            };
             let retry = RetryPolicy {
                 attempts: args.retries.max(1),
                 first_backoff: Duration::from_millis(args.retry_backoff_ms),
@@ -362,6 +438,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let summary =
                 nav_ingest::ingest(args.source, input, args.date, &warehouse, database.as_ref())
                     .await?;
+            counts = job_runs::RowCounts::new(
+                (summary.navs + summary.set_aside) as u64,
+                summary.navs as u64,
+            );
             println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
         }
         Command::Nav(NavCommand::Sample(args)) => {
@@ -383,7 +463,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let rows = sql::run(&warehouse, &args.query, args.format, &mut stdout.lock()).await?;
             tracing::info!(rows, "query done");
         }
-        Command::Db(DbCommand::Migrate { database_url }) => {
+        Command::Db(DbCommand::Migrate) => {
+            let database_url = required(database_url, "db migrate")?;
             let pool = postgres::connect(&database_url)
                 .await
                 .context("connecting to PostgreSQL")?;
@@ -412,6 +493,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.parallel.get(),
             )
             .await?;
+            counts = job_runs::RowCounts::new(0, summary.users + summary.sips);
             println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
         }
         Command::Sip(SipCommand::Execute(args)) => {
@@ -424,6 +506,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.common.options()?,
             )
             .await?;
+            counts = job_runs::RowCounts::new(
+                summary.mandates,
+                summary.executed + summary.pending + summary.failed,
+            );
             println!(
                 "{summary} shard={} elapsed_ms={}",
                 args.common.shard,
@@ -441,6 +527,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 args.common.options()?,
             )
             .await?;
+            counts = job_runs::RowCounts::new(0, total.executed + total.pending + total.failed);
             println!(
                 "sip backfill ok: from={} to={} days={days} executed={} pending_rows={} failed={} cancelled={} amount={} shard={} elapsed_ms={}",
                 args.from,
@@ -470,6 +557,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let summary =
                 portfolio_value::value(&warehouse, &args.calendar.calendar()?, args.date, options)
                     .await?;
+            counts = job_runs::RowCounts::new(summary.purchases, summary.users + summary.lines);
             println!(
                 "{summary} mode={} shard={} elapsed_ms={}",
                 if args.hourly { "hourly" } else { "daily" },
@@ -478,8 +566,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Demo(args) => demo(&args.warehouse.warehouse, args.users).await?,
+        Command::Publish(args) => {
+            let started = Instant::now();
+            let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+            let pool = connect(&required(database_url, "publish")?).await?;
+            if args.mandates {
+                let (users, sips) = publish::load_mandates(&warehouse, &pool, args.date).await?;
+                println!("mandates loaded: new_users={users} new_sips={sips}");
+            }
+            let options = publish::PublishOptions {
+                keep_investment_months: args.keep_investment_months.max(1),
+            };
+            let summary = publish::publish(&warehouse, &pool, args.date, options).await?;
+            counts = job_runs::RowCounts::new(summary.rows_in(), summary.rows_out());
+            println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+        }
+        Command::Sips(SipsCommand::Export(args)) => {
+            let started = Instant::now();
+            let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+            let pool = connect(&required(database_url, "sips export")?).await?;
+            let summary =
+                sips_export::export(&warehouse, &pool, args.date, args.parallel.get()).await?;
+            counts = job_runs::RowCounts::new(summary.sips, summary.sips);
+            println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+        }
     }
-    Ok(())
+    Ok(counts)
 }
 
 async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
@@ -612,8 +724,20 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::from(exit::SUCCESS),
+    let database_url = cli.database_url.as_deref();
+    let job = job_run(&cli.command);
+    let result = runtime.block_on(run(cli.command, database_url));
+    if let (Some(job), Some(url)) = (job, database_url) {
+        // The run log must not turn a finished job into a failed one: a warning, not an error.
+        if let Err(e) = runtime.block_on(job.record(url, &result)) {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not record the run in job_runs"
+            );
+        }
+    }
+    match result {
+        Ok(_) => ExitCode::from(exit::SUCCESS),
         Err(error) => {
             let code = exit::code_for(&error);
             tracing::error!(error = format!("{error:#}"), "job failed");

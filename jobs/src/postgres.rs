@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
+use datafusion::arrow::csv::WriterBuilder;
+use datafusion::arrow::record_batch::RecordBatch;
 use pipeline::schema::{NavRow, SchemeRow};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -43,6 +45,7 @@ const COPY_CHUNK_ROWS: usize = 10_000;
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     PgPoolOptions::new()
+        // publish: one loading transaction plus two partitions staged beside it.
         .max_connections(4)
         .connect_with(options.application_name("sipline"))
         .await
@@ -60,6 +63,38 @@ fn csv_text(out: &mut String, value: Option<&str>) {
         out.push_str(&value.replace('"', "\"\""));
         out.push('"');
     }
+}
+
+/// Sends Arrow batches to a running `COPY … FROM STDIN (FORMAT csv)`, one CSV message per
+/// batch: Arrow's CSV writer prints decimals at their scale, dates as ISO dates, NaN as `NaN`
+/// and nulls as empty unquoted fields, which is what PostgreSQL's CSV input reads back exactly.
+pub async fn send_batches<C>(
+    copy: &mut sqlx::postgres::PgCopyIn<C>,
+    batches: &[RecordBatch],
+) -> Result<u64, CopyError>
+where
+    C: std::ops::DerefMut<Target = PgConnection>,
+{
+    let mut rows = 0;
+    for batch in batches {
+        let mut buffer = Vec::with_capacity(batch.num_rows() * 64);
+        {
+            let mut writer = WriterBuilder::new().with_header(false).build(&mut buffer);
+            writer.write(batch)?;
+        }
+        copy.send(buffer).await?;
+        rows += batch.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
+/// Why rows could not be copied into PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("encoding rows as CSV: {0}")]
+    Encode(#[from] datafusion::arrow::error::ArrowError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 async fn copy_rows<T>(

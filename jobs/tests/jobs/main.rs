@@ -3,6 +3,7 @@
 
 mod nav_ingest;
 mod portfolio;
+mod publish;
 mod sip;
 mod sql;
 mod support;

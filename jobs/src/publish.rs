@@ -1,0 +1,805 @@
+//! `sipline publish --date D`: one valuation date's warehouse outputs into the PostgreSQL
+//! serving store, all at once or not at all.
+//!
+//! * `portfolio_snapshots`, `investments` and the outbox rows are `COPY`'d inside one
+//!   transaction (the transaction is their staging area: nobody sees its rows before it
+//!   commits, and 10 million rows are written once, not staged and then copied again).
+//! * `portfolio_lines` and `visibility_graphs` are built beside their tables on two other
+//!   connections at the same time — a stand-alone table per date, indexed after the load — and
+//!   attached as the date's partition by that same transaction just before it commits.
+//! * The transaction ends by recording the date in `publications`, which the `*_latest` views
+//!   follow, and with a `NOTIFY sipline_publish` that PostgreSQL delivers only on commit.
+//!
+//! So a reader sees the previous date or this one, never a mix; a failure anywhere rolls the
+//! transaction back and leaves the previous date served. Re-running replaces the date's rows.
+
+use std::fmt::{self, Write as _};
+
+use anyhow::Context;
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{
+    Array, AsArray, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int32Type, Int64Type, Schema};
+use futures::{StreamExt, TryStreamExt};
+use pipeline::generate::BUCKETS;
+use pipeline::schema::{navs_from_batch, schemes_from_batch, sips_from_batch};
+use sqlx::{Connection, PgConnection, PgPool};
+use std::sync::Arc;
+use warehouse::{Part, Table, Warehouse};
+
+use crate::exit::JobFailure;
+use crate::postgres::{self, send_batches};
+
+/// The channel `publish` notifies on commit; the payload is `{"as_of": "YYYY-MM-DD"}`.
+pub const PUBLISH_CHANNEL: &str = "sipline_publish";
+
+/// Serialises publishes: two at once would race on the same partitions.
+const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
+const PUBLISH_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('sipline_publish'))";
+const ENSURE_MONTH: &str = "SELECT sipline_ensure_month_partitions($1::regclass, $2, $2)";
+
+const DELETE_SNAPSHOTS: &str = "DELETE FROM portfolio_snapshots WHERE as_of = $1";
+const COPY_SNAPSHOTS: &str =
+    "COPY portfolio_snapshots (user_id, invested, current_value, gain, abs_return_pct, xirr, \
+     schemes, nav_date, as_of) FROM STDIN (FORMAT csv)";
+const DELETE_INVESTMENTS: &str = "DELETE FROM investments WHERE exec_date = $1";
+const COPY_INVESTMENTS: &str =
+    "COPY investments (sip_id, user_id, scheme_code, due_date, status, amount, stamp_duty, \
+     nav_date, nav, units, exec_date) FROM STDIN (FORMAT csv)";
+const STAGE_EVENTS: &str = "CREATE TEMP TABLE sip_events_stage (event_id text, sip_id bigint, user_id bigint, \
+     scheme_code bigint, due_date date, kind text, amount numeric(18,2), nav_date date, nav numeric(18,4), \
+     units numeric(18,4)) ON COMMIT DROP";
+const COPY_EVENTS: &str = "COPY sip_events_stage FROM STDIN (FORMAT csv)";
+// One notification per fact: the batch's event id is stable across re-runs.
+const EVENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
+     SELECT event_id, user_id, 'sip_' || kind, jsonb_strip_nulls(jsonb_build_object( \
+       'sip_id', sip_id, 'scheme_code', scheme_code, 'due_date', due_date, 'run_date', $1::date, \
+       'amount', amount::text, 'nav_date', nav_date, 'nav', nav::text, 'units', units::text)) \
+     FROM sip_events_stage ORDER BY event_id \
+     ON CONFLICT (event_key) DO NOTHING";
+// The batch cancels a SIP after three failed instalments; the system of record follows.
+const CANCEL_SIPS: &str = "UPDATE sips s SET status = 'cancelled', updated_at = now() \
+     FROM sip_events_stage e WHERE e.kind = 'cancelled' AND s.sip_id = e.sip_id AND s.status <> 'cancelled'";
+const RECORD_PUBLICATION: &str = "INSERT INTO publications (as_of, snapshots, lines, graphs, investments, events) \
+     VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (as_of) DO UPDATE SET published_at = now(), snapshots = EXCLUDED.snapshots, \
+       lines = EXCLUDED.lines, graphs = EXCLUDED.graphs, investments = EXCLUDED.investments, events = EXCLUDED.events";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+/// The dates whose lines and charts stay attached: the latest two publications, so a reader
+/// that looked up the latest date just before a publish still finds its rows.
+const KEPT_DATES: &str = "SELECT as_of FROM publications ORDER BY as_of DESC LIMIT 2";
+const LIST_PARTITIONS: &str =
+    "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+     WHERE i.inhparent = $1::regclass";
+
+#[derive(Debug, Clone, Copy)]
+pub struct PublishOptions {
+    /// Months of `investments` the serving store keeps (the current one included).
+    pub keep_investment_months: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct PublishSummary {
+    pub date: Option<NaiveDate>,
+    pub schemes: u64,
+    pub navs: u64,
+    pub snapshots: u64,
+    pub lines: u64,
+    pub graphs: u64,
+    pub investments: u64,
+    pub events: u64,
+    pub notifications: u64,
+    pub cancelled_sips: u64,
+    pub dropped_partitions: usize,
+}
+
+impl PublishSummary {
+    /// Rows read from the warehouse.
+    pub fn rows_in(&self) -> u64 {
+        self.schemes + self.navs + self.snapshots + self.lines + self.investments + self.events
+    }
+
+    /// Rows written to PostgreSQL.
+    pub fn rows_out(&self) -> u64 {
+        self.snapshots + self.lines + self.graphs + self.investments + self.notifications
+    }
+}
+
+impl fmt::Display for PublishSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "publish ok: date={} snapshots={} lines={} graphs={} investments={} events={} new_notifications={} \
+             cancelled_sips={} schemes_changed={} navs_changed={} dropped_partitions={}",
+            self.date.map(|d| d.to_string()).unwrap_or_default(),
+            self.snapshots,
+            self.lines,
+            self.graphs,
+            self.investments,
+            self.events,
+            self.notifications,
+            self.cancelled_sips,
+            self.schemes,
+            self.navs,
+            self.dropped_partitions
+        )
+    }
+}
+
+/// A per-date table that is built beside its parent and attached whole.
+#[derive(Debug, Clone, Copy)]
+enum Swapped {
+    Lines,
+    Graphs,
+}
+
+impl Swapped {
+    const fn parent(self) -> &'static str {
+        match self {
+            Swapped::Lines => "portfolio_lines",
+            Swapped::Graphs => "visibility_graphs",
+        }
+    }
+
+    const fn key(self) -> &'static str {
+        match self {
+            Swapped::Lines => "as_of, user_id, scheme_code",
+            Swapped::Graphs => "as_of, user_id, graph_type",
+        }
+    }
+
+    fn partition(self, date: NaiveDate) -> String {
+        format!("{}_d{}", self.parent(), date.format("%Y%m%d"))
+    }
+
+    fn stage(self, date: NaiveDate) -> String {
+        format!("{}_stage", self.partition(date))
+    }
+}
+
+fn execute_sql(statement: String) -> sqlx::AssertSqlSafe<String> {
+    // Every dynamic statement here is built from table names this module makes and ISO dates.
+    sqlx::AssertSqlSafe(statement)
+}
+
+pub async fn publish(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    date: NaiveDate,
+    options: PublishOptions,
+) -> anyhow::Result<PublishSummary> {
+    check_inputs(warehouse, date).await?;
+    let mut summary = PublishSummary {
+        date: Some(date),
+        ..PublishSummary::default()
+    };
+    let mut main = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar(PUBLISH_LOCK)
+        .fetch_one(&mut *main)
+        .await?;
+    if !locked {
+        anyhow::bail!("another `sipline publish` holds the publish lock; retry when it is done");
+    }
+    let result = publish_locked(warehouse, pool, &mut main, date, options, &mut summary).await;
+    // The lock is the session's: release it whatever happened (a dead process releases it too).
+    let _ = sqlx::query(PUBLISH_UNLOCK).execute(&mut *main).await;
+    result?;
+    Ok(summary)
+}
+
+async fn publish_locked(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    main: &mut PgConnection,
+    date: NaiveDate,
+    options: PublishOptions,
+    summary: &mut PublishSummary,
+) -> anyhow::Result<()> {
+    // Reference data first, each its own upsert: they are facts of their own, valid whether
+    // or not this date's portfolios get published.
+    let schemes = read_all(warehouse, Table::Schemes, &[Part::WHOLE])
+        .await?
+        .iter()
+        .map(schemes_from_batch)
+        .collect::<Result<Vec<_>, _>>()
+        .context("decoding `schemes`")?
+        .concat();
+    summary.schemes = postgres::upsert_schemes(pool, &schemes).await?;
+    let navs: Vec<_> = read_all(warehouse, Table::Navs, &[Part::date(date)])
+        .await?
+        .iter()
+        .map(navs_from_batch)
+        .collect::<Result<Vec<_>, _>>()
+        .context("decoding `navs`")?
+        .concat()
+        .into_iter()
+        .map(|row| (date, row))
+        .collect();
+    summary.navs = postgres::upsert_navs(pool, &navs).await?;
+
+    // Creating a partition locks its parent against readers: do it before the long
+    // transaction, in its own short ones.
+    for parent in ["portfolio_snapshots", "investments"] {
+        sqlx::query(ENSURE_MONTH)
+            .bind(parent)
+            .bind(date)
+            .execute(&mut *main)
+            .await?;
+    }
+
+    let mut tx = main.begin().await?;
+    let (loaded, lines, graphs) = tokio::try_join!(
+        load_in_transaction(warehouse, &mut tx, date),
+        stage(warehouse, pool, Swapped::Lines, date),
+        stage(warehouse, pool, Swapped::Graphs, date),
+    )?;
+    (summary.snapshots, summary.investments, summary.events) = loaded.rows;
+    summary.notifications = loaded.notifications;
+    summary.cancelled_sips = loaded.cancelled;
+    summary.lines = lines;
+    summary.graphs = graphs;
+    for swapped in [Swapped::Lines, Swapped::Graphs] {
+        swap_in(&mut tx, swapped, date).await?;
+    }
+    sqlx::query(RECORD_PUBLICATION)
+        .bind(date)
+        .bind(as_i64(summary.snapshots))
+        .bind(as_i64(summary.lines))
+        .bind(as_i64(summary.graphs))
+        .bind(as_i64(summary.investments))
+        .bind(as_i64(summary.events))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(NOTIFY)
+        .bind(PUBLISH_CHANNEL)
+        .bind(serde_json::json!({ "as_of": date.to_string() }).to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(%date, snapshots = summary.snapshots, "date published");
+
+    summary.dropped_partitions = drop_expired(main, date, options).await?;
+    Ok(())
+}
+
+fn as_i64(rows: u64) -> i64 {
+    i64::try_from(rows).unwrap_or(i64::MAX)
+}
+
+/// Every bucket of the date's valuation must be there: publishing part of a date would
+/// serve some users yesterday's portfolio as today's.
+async fn check_inputs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<()> {
+    let tables = [
+        Table::PortfolioSnapshots,
+        Table::PortfolioLines,
+        Table::PortfolioCharts,
+    ];
+    let parts: Vec<(Table, u32)> = tables
+        .iter()
+        .flat_map(|t| (0..BUCKETS).map(move |b| (*t, b)))
+        .collect();
+    let missing: Vec<(Table, u32)> = futures::stream::iter(parts)
+        .map(|(table, bucket)| async move {
+            let published = warehouse
+                .is_published(table, Part::dated_bucket(date, bucket))
+                .await?;
+            anyhow::Ok((!published).then_some((table, bucket)))
+        })
+        .buffer_unordered(16)
+        .try_filter_map(|m| async move { Ok(m) })
+        .try_collect()
+        .await?;
+    if let Some((table, bucket)) = missing.first() {
+        anyhow::bail!(JobFailure::MissingUpstream(format!(
+            "`{}` for {date} is not complete ({} partitions missing, e.g. bucket {bucket}): \
+             run `sipline portfolio value --date {date}` for every shard first",
+            table.name(),
+            missing.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The published partitions among `parts`, decoded (a missing one reads as no rows).
+async fn read_all(
+    warehouse: &Warehouse,
+    table: Table,
+    parts: &[Part],
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for part in parts {
+        if let Some(read) = warehouse.read(table, *part).await? {
+            batches.extend(read);
+        }
+    }
+    Ok(batches)
+}
+
+fn date_buckets(date: NaiveDate) -> impl Iterator<Item = Part> {
+    (0..BUCKETS).map(move |b| Part::dated_bucket(date, b))
+}
+
+/// `batch` with a constant date column appended (the Hive partition value, which the files
+/// do not hold).
+fn with_date(batch: &RecordBatch, name: &str, date: NaiveDate) -> anyhow::Result<RecordBatch> {
+    let days = Date32Type::from_naive_date(date);
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(name, DataType::Date32, false));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Date32Array::from(vec![days; batch.num_rows()])));
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Copies one bucket at a time, so memory holds one bucket's rows whatever the universe size.
+async fn copy_table(
+    conn: &mut PgConnection,
+    statement: &str,
+    warehouse: &Warehouse,
+    table: Table,
+    date: NaiveDate,
+    date_column: Option<&str>,
+) -> anyhow::Result<u64> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut rows = 0;
+    for part in date_buckets(date) {
+        let read = match warehouse.read(table, part).await {
+            Ok(read) => read.unwrap_or_default(),
+            Err(e) => {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e.into());
+            }
+        };
+        let batches = match date_column {
+            Some(name) => read
+                .iter()
+                .map(|b| with_date(b, name, date))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None => read,
+        };
+        match send_batches(&mut copy, &batches).await {
+            Ok(sent) => rows += sent,
+            Err(e) => {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e.into());
+            }
+        }
+    }
+    copy.finish().await?;
+    Ok(rows)
+}
+
+struct Loaded {
+    rows: (u64, u64, u64),
+    notifications: u64,
+    cancelled: u64,
+}
+
+async fn load_in_transaction(
+    warehouse: &Warehouse,
+    tx: &mut PgConnection,
+    date: NaiveDate,
+) -> anyhow::Result<Loaded> {
+    sqlx::query(DELETE_SNAPSHOTS)
+        .bind(date)
+        .execute(&mut *tx)
+        .await?;
+    let snapshots = copy_table(
+        tx,
+        COPY_SNAPSHOTS,
+        warehouse,
+        Table::PortfolioSnapshots,
+        date,
+        Some("as_of"),
+    )
+    .await
+    .context("loading portfolio_snapshots")?;
+    sqlx::query(DELETE_INVESTMENTS)
+        .bind(date)
+        .execute(&mut *tx)
+        .await?;
+    let investments = copy_table(
+        tx,
+        COPY_INVESTMENTS,
+        warehouse,
+        Table::Investments,
+        date,
+        Some("exec_date"),
+    )
+    .await
+    .context("loading investments")?;
+    sqlx::query(STAGE_EVENTS).execute(&mut *tx).await?;
+    let events = copy_table(tx, COPY_EVENTS, warehouse, Table::SipEvents, date, None)
+        .await
+        .context("loading sip_events")?;
+    let notifications = sqlx::query(EVENTS_TO_OUTBOX)
+        .bind(date)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let cancelled = sqlx::query(CANCEL_SIPS)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    Ok(Loaded {
+        rows: (snapshots, investments, events),
+        notifications,
+        cancelled,
+    })
+}
+
+/// Builds the date's partition as a stand-alone table: load, then the key index (cheaper
+/// after the load than during it), with a CHECK that lets the attach skip its scan.
+async fn stage(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    swapped: Swapped,
+    date: NaiveDate,
+) -> anyhow::Result<u64> {
+    let mut conn = pool.acquire().await?;
+    let stage = swapped.stage(date);
+    let parent = swapped.parent();
+    // A stage left by a failed run is never attached: start again.
+    sqlx::query(execute_sql(format!("DROP TABLE IF EXISTS {stage}")))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(execute_sql(format!(
+        "CREATE TABLE {stage} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, \
+         CONSTRAINT {stage}_as_of CHECK (as_of = DATE '{date}'))"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let rows = match swapped {
+        Swapped::Lines => copy_table(
+            &mut conn,
+            &format!(
+                "COPY {stage} (user_id, scheme_code, units, invested, nav_date, nav, current_value, \
+                 weight_pct, as_of) FROM STDIN (FORMAT csv)"
+            ),
+            warehouse,
+            Table::PortfolioLines,
+            date,
+            Some("as_of"),
+        )
+        .await
+        .context("loading portfolio_lines")?,
+        Swapped::Graphs => copy_graphs(&mut conn, &stage, warehouse, date)
+            .await
+            .context("loading visibility_graphs")?,
+    };
+    sqlx::query(execute_sql(format!(
+        "ALTER TABLE {stage} ADD PRIMARY KEY ({})",
+        swapped.key()
+    )))
+    .execute(&mut *conn)
+    .await?;
+    Ok(rows)
+}
+
+/// Replaces the date's partition with the staged table (inside the publish transaction).
+async fn swap_in(tx: &mut PgConnection, swapped: Swapped, date: NaiveDate) -> anyhow::Result<()> {
+    let parent = swapped.parent();
+    let partition = swapped.partition(date);
+    let stage = swapped.stage(date);
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&partition)
+        .fetch_one(&mut *tx)
+        .await?;
+    if exists {
+        sqlx::query(execute_sql(format!("DROP TABLE {partition}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    for statement in [
+        format!("ALTER TABLE {stage} RENAME TO {partition}"),
+        format!("ALTER TABLE {partition} RENAME CONSTRAINT {stage}_as_of TO {partition}_as_of"),
+        format!("ALTER INDEX {stage}_pkey RENAME TO {partition}_pkey"),
+        format!("ALTER TABLE {parent} ATTACH PARTITION {partition} FOR VALUES IN ('{date}')"),
+    ] {
+        sqlx::query(execute_sql(statement))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops what the serving store no longer keeps: lines and charts of dates older than the two
+/// latest publications, and investments older than the kept months.
+async fn drop_expired(
+    conn: &mut PgConnection,
+    date: NaiveDate,
+    options: PublishOptions,
+) -> anyhow::Result<usize> {
+    let kept: Vec<NaiveDate> = sqlx::query_scalar(KEPT_DATES).fetch_all(&mut *conn).await?;
+    let mut dropped = 0;
+    for swapped in [Swapped::Lines, Swapped::Graphs] {
+        let partitions: Vec<String> = sqlx::query_scalar(LIST_PARTITIONS)
+            .bind(swapped.parent())
+            .fetch_all(&mut *conn)
+            .await?;
+        let keep: Vec<String> = kept.iter().map(|d| swapped.partition(*d)).collect();
+        for partition in partitions.iter().filter(|p| !keep.contains(p)) {
+            sqlx::query(execute_sql(format!("DROP TABLE {partition}")))
+                .execute(&mut *conn)
+                .await?;
+            dropped += 1;
+        }
+    }
+    let latest = kept.first().copied().unwrap_or(date);
+    let months_back = options.keep_investment_months.saturating_sub(1);
+    let first_kept = latest
+        .with_day(1)
+        .and_then(|d| d.checked_sub_months(chrono::Months::new(months_back)))
+        .context("investment retention date")?;
+    let partitions: Vec<String> = sqlx::query_scalar(LIST_PARTITIONS)
+        .bind("investments")
+        .fetch_all(&mut *conn)
+        .await?;
+    for partition in partitions {
+        // Names made by sipline_ensure_month_partitions: investments_yYYYYmMM.
+        let month = partition
+            .strip_prefix("investments_y")
+            .and_then(|rest| NaiveDate::parse_from_str(&format!("{rest}01"), "%Ym%m%d").ok());
+        if month.is_some_and(|m| m < first_kept) {
+            sqlx::query(execute_sql(format!("DROP TABLE {partition}")))
+                .execute(&mut *conn)
+                .await?;
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+/// The API's chart documents from `portfolio_charts`: per user, `pie` (by scheme, category and
+/// fund house), `line` and `bar`, money as exact decimal strings.
+async fn copy_graphs(
+    conn: &mut PgConnection,
+    stage: &str,
+    warehouse: &Warehouse,
+    date: NaiveDate,
+) -> anyhow::Result<u64> {
+    let statement =
+        format!("COPY {stage} (user_id, graph_type, config, as_of) FROM STDIN (FORMAT csv)");
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    let mut rows = 0;
+    for part in date_buckets(date) {
+        let encoded = match warehouse.read(Table::PortfolioCharts, part).await {
+            Ok(read) => graphs_csv(&read.unwrap_or_default(), date),
+            Err(e) => Err(e.into()),
+        };
+        let (buffer, count) = match encoded {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = copy.send(buffer.into_bytes()).await {
+            let _ = copy.abort(e.to_string()).await;
+            return Err(e.into());
+        }
+        rows += count;
+    }
+    copy.finish().await?;
+    Ok(rows)
+}
+
+/// One user's charts as they accumulate.
+#[derive(Default)]
+struct UserGraphs {
+    pie_scheme: String,
+    pie_category: String,
+    pie_fund_house: String,
+    line: String,
+    bar: String,
+}
+
+impl UserGraphs {
+    /// Appends the user's CSV rows; returns how many.
+    fn write_csv(&mut self, out: &mut String, user_id: i64, date: NaiveDate) -> u64 {
+        let documents = [
+            (
+                "pie",
+                format!(
+                    r#"{{"as_of":"{date}","by_scheme":[{}],"by_category":[{}],"by_fund_house":[{}]}}"#,
+                    self.pie_scheme, self.pie_category, self.pie_fund_house
+                ),
+            ),
+            (
+                "line",
+                format!(r#"{{"as_of":"{date}","points":[{}]}}"#, self.line),
+            ),
+            (
+                "bar",
+                format!(r#"{{"as_of":"{date}","points":[{}]}}"#, self.bar),
+            ),
+        ];
+        for (graph_type, config) in &documents {
+            let _ = writeln!(
+                out,
+                "{user_id},{graph_type},\"{}\",{date}",
+                config.replace('"', "\"\"")
+            );
+        }
+        *self = UserGraphs::default();
+        documents.len() as u64
+    }
+}
+
+fn push_point(series: &mut String, point: fmt::Arguments<'_>) {
+    if !series.is_empty() {
+        series.push(',');
+    }
+    let _ = series.write_fmt(point);
+}
+
+/// Rows are in `(user_id, chart, seq)` order, so each user's charts are contiguous.
+fn graphs_csv(batches: &[RecordBatch], date: NaiveDate) -> anyhow::Result<(String, u64)> {
+    let mut out = String::new();
+    let mut rows = 0;
+    let mut current: Option<i64> = None;
+    let mut graphs = UserGraphs::default();
+    for batch in batches {
+        let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+        let charts: &StringArray = batch.column(1).as_string::<i32>();
+        let _seq: &Int32Array = batch.column(2).as_primitive::<Int32Type>();
+        let labels: &StringArray = batch.column(3).as_string::<i32>();
+        let periods: &Date32Array = batch.column(4).as_primitive::<Date32Type>();
+        let invested: &Decimal128Array = batch.column(5).as_primitive();
+        let values: &Decimal128Array = batch.column(6).as_primitive();
+        for i in 0..batch.num_rows() {
+            let user_id = user_ids.value(i);
+            if current != Some(user_id) {
+                if let Some(previous) = current {
+                    rows += graphs.write_csv(&mut out, previous, date);
+                }
+                current = Some(user_id);
+            }
+            let label = if labels.is_null(i) {
+                String::from("null")
+            } else {
+                serde_json::to_string(labels.value(i))?
+            };
+            let period = if periods.is_null(i) {
+                String::from("null")
+            } else {
+                periods
+                    .value_as_date(i)
+                    .map_or_else(|| String::from("null"), |d| format!("\"{d}\""))
+            };
+            let invested = invested.value_as_string(i);
+            let value = values.value_as_string(i);
+            match charts.value(i) {
+                "pie_scheme" => push_point(
+                    &mut graphs.pie_scheme,
+                    format_args!(
+                        r#"{{"label":{label},"invested":"{invested}","value":"{value}"}}"#
+                    ),
+                ),
+                "pie_category" => push_point(
+                    &mut graphs.pie_category,
+                    format_args!(
+                        r#"{{"label":{label},"invested":"{invested}","value":"{value}"}}"#
+                    ),
+                ),
+                "pie_fund_house" => push_point(
+                    &mut graphs.pie_fund_house,
+                    format_args!(
+                        r#"{{"label":{label},"invested":"{invested}","value":"{value}"}}"#
+                    ),
+                ),
+                "line" => push_point(
+                    &mut graphs.line,
+                    format_args!(
+                        r#"{{"period":{period},"invested":"{invested}","value":"{value}"}}"#
+                    ),
+                ),
+                "bar" => push_point(
+                    &mut graphs.bar,
+                    format_args!(r#"{{"period":{period},"invested":"{value}"}}"#),
+                ),
+                other => anyhow::bail!("portfolio_charts: unknown chart kind {other:?}"),
+            }
+        }
+    }
+    if let Some(user_id) = current {
+        rows += graphs.write_csv(&mut out, user_id, date);
+    }
+    Ok((out, rows))
+}
+
+/// `--mandates`: users and SIP mandates from the warehouse that PostgreSQL does not have yet,
+/// for a universe made by `sipline generate` (in production they are created through the API).
+pub async fn load_mandates(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    date: NaiveDate,
+) -> anyhow::Result<(u64, u64)> {
+    let sips_as_of = warehouse
+        .dates(Table::Sips)
+        .await?
+        .into_iter()
+        .filter(|d| *d <= date)
+        .max()
+        .ok_or_else(|| {
+            JobFailure::MissingUpstream(format!("no `sips` snapshot on or before {date}"))
+        })?;
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "CREATE TEMP TABLE users_stage (user_id bigint, auth_subject text, created_at timestamptz) ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "CREATE TEMP TABLE sips_stage (sip_id bigint, user_id bigint, scheme_code bigint, amount numeric(18,2), \
+         sip_day smallint, start_date date, end_date date, step_up_pct numeric(5,2), status text, paused_until date) \
+         ON COMMIT DROP",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let buckets: Vec<u32> = (0..BUCKETS).collect();
+    {
+        let mut copy = tx
+            .copy_in_raw("COPY users_stage FROM STDIN (FORMAT csv)")
+            .await?;
+        for bucket in &buckets {
+            let batches = read_all(warehouse, Table::Users, &[Part::bucket(*bucket)]).await?;
+            send_batches(&mut copy, &batches).await?;
+        }
+        copy.finish().await?;
+    }
+    {
+        let mut copy = tx
+            .copy_in_raw("COPY sips_stage FROM STDIN (FORMAT csv)")
+            .await?;
+        for bucket in &buckets {
+            let batches = read_all(
+                warehouse,
+                Table::Sips,
+                &[Part::dated_bucket(sips_as_of, *bucket)],
+            )
+            .await?;
+            // Decoded first so a malformed snapshot fails here with the table's own checks.
+            for batch in &batches {
+                sips_from_batch(batch).context("decoding `sips`")?;
+            }
+            send_batches(&mut copy, &batches).await?;
+        }
+        copy.finish().await?;
+    }
+    let users = sqlx::query(
+        "INSERT INTO users (user_id, auth_subject, created_at) SELECT user_id, auth_subject, created_at \
+         FROM users_stage ORDER BY user_id ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let sips = sqlx::query(
+        "INSERT INTO sips (sip_id, user_id, scheme_code, amount, sip_day, start_date, end_date, step_up_pct, status, paused_until) \
+         SELECT sip_id, user_id, scheme_code, amount, sip_day, start_date, end_date, step_up_pct, status, paused_until \
+         FROM sips_stage ORDER BY sip_id ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    // New rows from the API must not collide with the loaded ids.
+    for (table, column) in [("users", "user_id"), ("sips", "sip_id")] {
+        sqlx::query(execute_sql(format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
+             GREATEST((SELECT max({column}) FROM {table}), 1))"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((users, sips))
+}

@@ -1,0 +1,452 @@
+//! `db migrate`, `publish` and `sips export` against a real PostgreSQL: migrations from empty
+//! and again, publishing a date twice, a reader querying while a date is published, a
+//! publish that fails half-way, the outbox, `job_runs`, and mandates round-tripping.
+
+use std::path::Path;
+
+use sqlx::{PgPool, Row};
+
+use crate::sip::csv;
+use crate::support::{sipline, sipline_async, Postgres};
+
+const FIRST: &str = "2025-03-03";
+const SECOND: &str = "2025-03-04";
+
+/// A small executed universe valued on two dates (blocking: call before the runtime work).
+fn universe(warehouse: &Path) {
+    let w = warehouse.to_str().unwrap();
+    sipline(&[
+        "generate",
+        "--users",
+        "300",
+        "--months",
+        "3",
+        "--end-date",
+        "2025-03-31",
+        "--seed",
+        "11",
+        "--warehouse",
+        w,
+    ])
+    .assert_ok();
+    sipline(&[
+        "sip",
+        "backfill",
+        "--from",
+        "2025-01-01",
+        "--to",
+        SECOND,
+        "--simulate-failures",
+        "0.3",
+        "--warehouse",
+        w,
+    ])
+    .assert_ok();
+    for date in [FIRST, SECOND] {
+        sipline(&["portfolio", "value", "--date", date, "--warehouse", w]).assert_ok();
+    }
+}
+
+async fn publish(url: &str, warehouse: &Path, date: &str, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec![
+        "publish",
+        "--date",
+        date,
+        "--warehouse",
+        warehouse.to_str().unwrap(),
+        "--database-url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    sipline_async(&args).await
+}
+
+/// Everything a date's publish wrote, as text: compared before and after a re-run.
+async fn published_state(pool: &PgPool, date: &str) -> String {
+    let query = format!(
+        "SELECT concat_ws(' | ',
+           (SELECT string_agg(concat_ws(',', user_id, invested, current_value, gain, abs_return_pct, xirr, schemes, nav_date), ';' ORDER BY user_id)
+              FROM portfolio_snapshots WHERE as_of = DATE '{date}'),
+           (SELECT string_agg(concat_ws(',', user_id, scheme_code, units, invested, nav, nav_date, current_value, weight_pct), ';' ORDER BY user_id, scheme_code)
+              FROM portfolio_lines WHERE as_of = DATE '{date}'),
+           (SELECT string_agg(concat_ws(',', user_id, graph_type, config::text), ';' ORDER BY user_id, graph_type)
+              FROM visibility_graphs WHERE as_of = DATE '{date}'),
+           (SELECT string_agg(concat_ws(',', sip_id, due_date, status, amount, stamp_duty, nav, units), ';' ORDER BY sip_id, due_date)
+              FROM investments WHERE exec_date = DATE '{date}'),
+           (SELECT string_agg(concat_ws(',', event_key, kind, payload::text), ';' ORDER BY event_key) FROM notifications),
+           (SELECT string_agg(concat_ws(',', sip_id, status), ';' ORDER BY sip_id) FROM sips))"
+    );
+    sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(query))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// What a reader sees in one statement: the latest date and whether its tables agree.
+const READER: &str = "SELECT p.as_of::text AS as_of, p.snapshots, p.lines, p.graphs,
+       (SELECT count(*) FROM portfolio_latest) AS snapshots_seen,
+       (SELECT count(*) FROM portfolio_lines_latest) AS lines_seen,
+       (SELECT count(*) FROM visibility_graphs_latest) AS graphs_seen,
+       (SELECT coalesce(sum(current_value), 0)::text FROM portfolio_latest) AS value_from_snapshots,
+       (SELECT coalesce(sum(current_value), 0)::text FROM portfolio_lines_latest) AS value_from_lines
+  FROM publications p ORDER BY p.as_of DESC LIMIT 1";
+
+#[derive(Debug, PartialEq)]
+struct Seen {
+    as_of: String,
+    value: String,
+}
+
+async fn read_consistent(pool: &PgPool) -> Seen {
+    let row = sqlx::query(READER).fetch_one(pool).await.unwrap();
+    let as_of: String = row.get("as_of");
+    assert_eq!(
+        row.get::<i64, _>("snapshots"),
+        row.get::<i64, _>("snapshots_seen"),
+        "snapshots of {as_of}"
+    );
+    assert_eq!(
+        row.get::<i64, _>("lines"),
+        row.get::<i64, _>("lines_seen"),
+        "lines of {as_of}"
+    );
+    assert_eq!(
+        row.get::<i64, _>("graphs"),
+        row.get::<i64, _>("graphs_seen"),
+        "graphs of {as_of}"
+    );
+    let value: String = row.get("value_from_snapshots");
+    assert_eq!(
+        value,
+        row.get::<String, _>("value_from_lines"),
+        "a user's value is the sum of their lines, on {as_of}"
+    );
+    Seen { as_of, value }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_from_empty_and_again() {
+    let pg = Postgres::start().await;
+    for _ in 0..2 {
+        let run = sipline_async(&["db", "migrate", "--database-url", &pg.url]).await;
+        run.assert_ok();
+        assert!(run.stdout.contains("db migrate ok"), "{}", run.stdout);
+    }
+    let pool = pg.pool().await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, 2);
+    for table in [
+        "users",
+        "sips",
+        "navs",
+        "schemes",
+        "investments",
+        "portfolio_snapshots",
+        "portfolio_latest",
+        "portfolio_lines",
+        "visibility_graphs",
+        "notifications",
+        "nav_alerts",
+        "job_runs",
+        "publications",
+        "portfolio_monthly",
+    ] {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(exists, "{table} after migrate");
+    }
+    // Without the extension the plain path ran: native partitions, and the TimescaleDB
+    // statements were parsed (PostgreSQL validates a plpgsql body when it is created).
+    let kind: String = sqlx::query_scalar(
+        "SELECT relkind::text FROM pg_class WHERE relname = 'portfolio_snapshots'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(kind, "p");
+    let timescale_sql: bool = sqlx::query_scalar(
+        "SELECT count(*) = 1 FROM pg_proc WHERE proname = 'sipline_timescale_serving'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(timescale_sql);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("wh");
+    {
+        let warehouse = warehouse.clone();
+        tokio::task::spawn_blocking(move || universe(&warehouse))
+            .await
+            .unwrap();
+    }
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+
+    // A date that was never valued is a missing upstream (exit 4), and publishes nothing.
+    let missing = publish(&pg.url, &warehouse, "2025-03-05", &[]).await;
+    assert_eq!(missing.code, 4, "{}", missing.stderr);
+
+    let first = publish(&pg.url, &warehouse, FIRST, &["--mandates"]).await;
+    first.assert_ok();
+    assert!(
+        first.stdout.contains("mandates loaded: new_users=300"),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first
+            .stdout
+            .contains(&format!("publish ok: date={FIRST} snapshots=300")),
+        "{}",
+        first.stdout
+    );
+    let seen = read_consistent(&pool).await;
+    assert_eq!(seen.as_of, FIRST);
+    // The serving store agrees with the warehouse to the paisa.
+    let warehouse_value = csv(
+        &warehouse,
+        &format!(
+            "SELECT sum(current_value) AS v FROM portfolio_snapshots WHERE as_of = DATE '{FIRST}'"
+        ),
+    );
+    assert_eq!(warehouse_value, format!("v\n{}\n", seen.value));
+    // Every SIP event of the date is one notification.
+    let events = csv(
+        &warehouse,
+        &format!("SELECT count(*) AS n FROM sip_events WHERE exec_date = DATE '{FIRST}'"),
+    );
+    let notifications: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(events, format!("n\n{notifications}\n"));
+    assert!(notifications > 0);
+
+    // Publishing the same date again changes nothing.
+    let before = published_state(&pool, FIRST).await;
+    publish(&pg.url, &warehouse, FIRST, &[]).await.assert_ok();
+    assert_eq!(published_state(&pool, FIRST).await, before);
+    let ids: i64 = sqlx::query_scalar("SELECT max(notification_id) FROM notifications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(ids, notifications, "a re-run adds no notification");
+
+    // A reader querying all the while sees the first date or the second, never a mix; the
+    // publish ends with a NOTIFY that a listener receives after the commit.
+    let mut listener = sqlx::postgres::PgListener::connect(&pg.url).await.unwrap();
+    listener.listen("sipline_publish").await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let pool = pool.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = read_consistent(&pool).await;
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+            seen
+        })
+    };
+    let second = publish(&pg.url, &warehouse, SECOND, &[]).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    second.assert_ok();
+    let seen = reader.await.unwrap();
+    let dates: Vec<&str> = seen.iter().map(|s| s.as_of.as_str()).collect();
+    assert_eq!(dates.first(), Some(&FIRST), "{seen:?}");
+    assert!(
+        dates.iter().all(|d| *d == FIRST || *d == SECOND),
+        "{seen:?}"
+    );
+    assert_eq!(read_consistent(&pool).await.as_of, SECOND);
+    let notice = tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+        .await
+        .expect("NOTIFY after publish")
+        .unwrap();
+    assert_eq!(notice.payload(), format!(r#"{{"as_of":"{SECOND}"}}"#));
+
+    // A publish that fails half-way (one bucket of the charts is corrupt, found after the
+    // snapshots were already copied) leaves the served date as it was.
+    let served = published_state(&pool, SECOND).await;
+    let third = "2025-03-05";
+    {
+        let warehouse = warehouse.clone();
+        tokio::task::spawn_blocking(move || {
+            let w = warehouse.to_str().unwrap();
+            sipline(&["sip", "execute", "--date", third, "--warehouse", w]).assert_ok();
+            sipline(&["portfolio", "value", "--date", third, "--warehouse", w]).assert_ok();
+        })
+        .await
+        .unwrap();
+    }
+    let corrupt = warehouse.join(format!(
+        "portfolio_charts/as_of={third}/bucket=63/part-00000.parquet"
+    ));
+    let good = std::fs::read(&corrupt).unwrap();
+    std::fs::write(&corrupt, b"not parquet").unwrap();
+    let failed = publish(&pg.url, &warehouse, third, &[]).await;
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert!(failed.stderr.contains("bucket=63"), "{}", failed.stderr);
+    assert_eq!(read_consistent(&pool).await.as_of, SECOND);
+    assert_eq!(published_state(&pool, SECOND).await, served);
+    let third_rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM portfolio_snapshots WHERE as_of = DATE '2025-03-05'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(third_rows, 0, "nothing of the failed date is visible");
+
+    // Repaired, it publishes; only the two latest dates keep lines and charts.
+    std::fs::write(&corrupt, good).unwrap();
+    let repaired = publish(&pg.url, &warehouse, third, &[]).await;
+    repaired.assert_ok();
+    assert!(
+        repaired.stdout.contains("dropped_partitions=2"),
+        "{}",
+        repaired.stdout
+    );
+    assert_eq!(read_consistent(&pool).await.as_of, third);
+    let kept: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'portfolio_lines'::regclass ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kept,
+        ["portfolio_lines_d20250304", "portfolio_lines_d20250305"]
+    );
+
+    // Every run is in job_runs, with its outcome.
+    let runs: Vec<(String, String)> = sqlx::query_as(
+        "SELECT run_date::text, outcome FROM job_runs WHERE job = 'publish' ORDER BY run_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected = [
+        ("2025-03-05", "missing_upstream"),
+        (FIRST, "ok"),
+        (FIRST, "ok"),
+        (SECOND, "ok"),
+        (third, "failed"),
+        (third, "ok"),
+    ]
+    .map(|(d, o)| (d.to_string(), o.to_string()));
+    assert_eq!(runs, expected);
+    let rows_out: i64 = sqlx::query_scalar(
+        "SELECT rows_out FROM job_runs WHERE job = 'publish' AND outcome = 'ok' ORDER BY run_id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(rows_out >= 300, "{rows_out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sips_export_round_trips_mandates_into_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("wh");
+    {
+        let warehouse = warehouse.clone();
+        tokio::task::spawn_blocking(move || universe(&warehouse))
+            .await
+            .unwrap();
+    }
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    publish(&pg.url, &warehouse, FIRST, &["--mandates"])
+        .await
+        .assert_ok();
+
+    // A client creates a SIP due on the 5th and cancels another, through the system of record.
+    let user: i64 = sqlx::query_scalar("SELECT min(user_id) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let scheme: i64 = sqlx::query_scalar(
+        "SELECT scheme_code FROM navs WHERE nav_date = DATE '2025-03-03' ORDER BY scheme_code LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let new_sip: i64 = sqlx::query_scalar(
+        "INSERT INTO sips (user_id, scheme_code, amount, sip_day, start_date) \
+         VALUES ($1, $2, 2500.00, 5, DATE '2025-03-05') RETURNING sip_id",
+    )
+    .bind(user)
+    .bind(scheme)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let max_generated: i64 = sqlx::query_scalar("SELECT max(sip_id) FROM sips WHERE sip_id <> $1")
+        .bind(new_sip)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        new_sip > max_generated,
+        "ids continue after the loaded ones"
+    );
+    sqlx::query(
+        "UPDATE sips SET status = 'cancelled' WHERE sip_id = (SELECT min(sip_id) FROM sips)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM sips")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+
+    let w = warehouse.to_str().unwrap().to_string();
+    let url = pg.url.clone();
+    let (exported, run, snapshot) = tokio::task::spawn_blocking(move || {
+        let exported = sipline(&[
+            "sips", "export", "--date", "2025-03-05", "--warehouse", &w, "--database-url", &url,
+        ]);
+        let run = sipline(&["sip", "execute", "--date", "2025-03-05", "--warehouse", &w]);
+        let snapshot = csv(
+            Path::new(&w),
+            &format!(
+                "SELECT count(*) AS n, sum(CASE WHEN sip_id = {new_sip} THEN amount END) AS new_amount \
+                 FROM sips WHERE as_of = DATE '2025-03-05'"
+            ),
+        );
+        (exported, run, snapshot)
+    })
+    .await
+    .unwrap();
+    exported.assert_ok();
+    assert!(
+        exported
+            .stdout
+            .contains(&format!("sips export ok: as_of=2025-03-05 sips={total}")),
+        "{}",
+        exported.stdout
+    );
+    assert_eq!(snapshot, format!("n,new_amount\n{total},2500.00\n"));
+    run.assert_ok();
+    let executed = csv(
+        &warehouse,
+        &format!(
+            "SELECT status, amount FROM investments WHERE exec_date = DATE '2025-03-05' AND sip_id = {new_sip}"
+        ),
+    );
+    assert_eq!(executed, "status,amount\nexecuted,2500.00\n");
+}
