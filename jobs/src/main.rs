@@ -572,8 +572,12 @@ async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job
             let pool = connect(&required(database_url, "publish")?).await?;
             if args.mandates {
                 let (users, sips) = publish::load_mandates(&warehouse, &pool, args.date).await?;
-                println!("mandates loaded: new_users={users} new_sips={sips}");
+                println!(
+                    "mandates loaded: new_users={users} new_sips={sips} elapsed_ms={}",
+                    started.elapsed().as_millis()
+                );
             }
+            let started = Instant::now();
             let options = publish::PublishOptions {
                 keep_investment_months: args.keep_investment_months.max(1),
             };

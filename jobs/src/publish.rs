@@ -18,9 +18,9 @@ use std::fmt::{self, Write as _};
 use anyhow::Context;
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{
-    Array, AsArray, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, AsArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
 };
-use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int32Type, Int64Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use futures::{StreamExt, TryStreamExt};
 use pipeline::generate::BUCKETS;
 use pipeline::schema::{navs_from_batch, schemes_from_batch, sips_from_batch};
@@ -229,10 +229,30 @@ async fn publish_locked(
     }
 
     let mut tx = main.begin().await?;
+    let timed = |name: &'static str, started: std::time::Instant| {
+        tracing::info!(
+            part = name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded"
+        );
+    };
+    let started = std::time::Instant::now();
     let (loaded, lines, graphs) = tokio::try_join!(
-        load_in_transaction(warehouse, &mut tx, date),
-        stage(warehouse, pool, Swapped::Lines, date),
-        stage(warehouse, pool, Swapped::Graphs, date),
+        async {
+            let loaded = load_in_transaction(warehouse, &mut tx, date).await;
+            timed("snapshots, investments and outbox", started);
+            loaded
+        },
+        async {
+            let rows = stage(warehouse, pool, Swapped::Lines, date).await;
+            timed("portfolio_lines", started);
+            rows
+        },
+        async {
+            let rows = stage(warehouse, pool, Swapped::Graphs, date).await;
+            timed("visibility_graphs", started);
+            rows
+        },
     )?;
     (summary.snapshots, summary.investments, summary.events) = loaded.rows;
     summary.notifications = loaded.notifications;
@@ -592,14 +612,42 @@ async fn copy_graphs(
     Ok(rows)
 }
 
+/// One chart's series, column-oriented as chart libraries take them: the keys (slice labels
+/// or point dates, already JSON) and the money columns (exact decimal strings).
+#[derive(Default)]
+struct Series {
+    keys: String,
+    invested: String,
+    value: String,
+}
+
+impl Series {
+    /// `key` is JSON already (a string or `null`); money goes in as a decimal string.
+    fn push(&mut self, key: &str, invested: &str, value: &str) {
+        let separator = if self.keys.is_empty() { "" } else { "," };
+        let _ = write!(self.keys, "{separator}{key}");
+        let _ = write!(self.invested, "{separator}\"{invested}\"");
+        let _ = write!(self.value, "{separator}\"{value}\"");
+    }
+
+    /// `"<key>":[…],"invested":[…]` and, with `value`, `,"value":[…]`.
+    fn json(&self, key: &str, value: bool) -> String {
+        let mut out = format!(r#""{key}":[{}],"invested":[{}]"#, self.keys, self.invested);
+        if value {
+            let _ = write!(out, r#","value":[{}]"#, self.value);
+        }
+        out
+    }
+}
+
 /// One user's charts as they accumulate.
 #[derive(Default)]
 struct UserGraphs {
-    pie_scheme: String,
-    pie_category: String,
-    pie_fund_house: String,
-    line: String,
-    bar: String,
+    pie_scheme: Series,
+    pie_category: Series,
+    pie_fund_house: Series,
+    line: Series,
+    bar: Series,
 }
 
 impl UserGraphs {
@@ -609,17 +657,19 @@ impl UserGraphs {
             (
                 "pie",
                 format!(
-                    r#"{{"as_of":"{date}","by_scheme":[{}],"by_category":[{}],"by_fund_house":[{}]}}"#,
-                    self.pie_scheme, self.pie_category, self.pie_fund_house
+                    r#"{{"as_of":"{date}","by_scheme":{{{}}},"by_category":{{{}}},"by_fund_house":{{{}}}}}"#,
+                    self.pie_scheme.json("label", true),
+                    self.pie_category.json("label", true),
+                    self.pie_fund_house.json("label", true)
                 ),
             ),
             (
                 "line",
-                format!(r#"{{"as_of":"{date}","points":[{}]}}"#, self.line),
+                format!(r#"{{"as_of":"{date}",{}}}"#, self.line.json("period", true)),
             ),
             (
                 "bar",
-                format!(r#"{{"as_of":"{date}","points":[{}]}}"#, self.bar),
+                format!(r#"{{"as_of":"{date}",{}}}"#, self.bar.json("period", false)),
             ),
         ];
         for (graph_type, config) in &documents {
@@ -634,13 +684,6 @@ impl UserGraphs {
     }
 }
 
-fn push_point(series: &mut String, point: fmt::Arguments<'_>) {
-    if !series.is_empty() {
-        series.push(',');
-    }
-    let _ = series.write_fmt(point);
-}
-
 /// Rows are in `(user_id, chart, seq)` order, so each user's charts are contiguous.
 fn graphs_csv(batches: &[RecordBatch], date: NaiveDate) -> anyhow::Result<(String, u64)> {
     let mut out = String::new();
@@ -650,7 +693,6 @@ fn graphs_csv(batches: &[RecordBatch], date: NaiveDate) -> anyhow::Result<(Strin
     for batch in batches {
         let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
         let charts: &StringArray = batch.column(1).as_string::<i32>();
-        let _seq: &Int32Array = batch.column(2).as_primitive::<Int32Type>();
         let labels: &StringArray = batch.column(3).as_string::<i32>();
         let periods: &Date32Array = batch.column(4).as_primitive::<Date32Type>();
         let invested: &Decimal128Array = batch.column(5).as_primitive();
@@ -668,44 +710,20 @@ fn graphs_csv(batches: &[RecordBatch], date: NaiveDate) -> anyhow::Result<(Strin
             } else {
                 serde_json::to_string(labels.value(i))?
             };
-            let period = if periods.is_null(i) {
-                String::from("null")
-            } else {
-                periods
-                    .value_as_date(i)
-                    .map_or_else(|| String::from("null"), |d| format!("\"{d}\""))
-            };
+            let period = match periods.is_null(i) {
+                true => None,
+                false => periods.value_as_date(i),
+            }
+            .map_or_else(|| String::from("null"), |d| format!("\"{d}\""));
             let invested = invested.value_as_string(i);
             let value = values.value_as_string(i);
             match charts.value(i) {
-                "pie_scheme" => push_point(
-                    &mut graphs.pie_scheme,
-                    format_args!(
-                        r#"{{"label":{label},"invested":"{invested}","value":"{value}"}}"#
-                    ),
-                ),
-                "pie_category" => push_point(
-                    &mut graphs.pie_category,
-                    format_args!(
-                        r#"{{"label":{label},"invested":"{invested}","value":"{value}"}}"#
-                    ),
-                ),
-                "pie_fund_house" => push_point(
-                    &mut graphs.pie_fund_house,
-                    format_args!(
-                        r#"{{"label":{label},"invested":"{invested}","value":"{value}"}}"#
-                    ),
-                ),
-                "line" => push_point(
-                    &mut graphs.line,
-                    format_args!(
-                        r#"{{"period":{period},"invested":"{invested}","value":"{value}"}}"#
-                    ),
-                ),
-                "bar" => push_point(
-                    &mut graphs.bar,
-                    format_args!(r#"{{"period":{period},"invested":"{value}"}}"#),
-                ),
+                "pie_scheme" => graphs.pie_scheme.push(&label, &invested, &value),
+                "pie_category" => graphs.pie_category.push(&label, &invested, &value),
+                "pie_fund_house" => graphs.pie_fund_house.push(&label, &invested, &value),
+                "line" => graphs.line.push(&period, &invested, &value),
+                // A bar is the amount invested in the month, which the row holds as `value`.
+                "bar" => graphs.bar.push(&period, &value, ""),
                 other => anyhow::bail!("portfolio_charts: unknown chart kind {other:?}"),
             }
         }
@@ -802,4 +820,93 @@ pub async fn load_mandates(
     }
     tx.commit().await?;
     Ok((users, sips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::schema::portfolio_charts_to_batch;
+    use pipeline::sip::Paise;
+    use pipeline::valuation::{ChartKind, ChartPoint};
+
+    fn point(
+        user_id: i64,
+        chart: ChartKind,
+        seq: i32,
+        key: &str,
+        invested: i64,
+        value: i64,
+    ) -> ChartPoint {
+        let period = NaiveDate::parse_from_str(key, "%Y-%m-%d").ok();
+        ChartPoint {
+            user_id,
+            chart,
+            seq,
+            label: period.is_none().then(|| Arc::from(key)),
+            period,
+            invested: Paise(invested),
+            value: Paise(value),
+        }
+    }
+
+    #[test]
+    fn chart_rows_become_one_json_document_per_user_and_graph_type() {
+        let date = NaiveDate::from_ymd_opt(2025, 6, 27).unwrap();
+        let rows = [
+            point(
+                7,
+                ChartKind::PieScheme,
+                0,
+                "Fund \"A\" - Growth",
+                150_000,
+                160_050,
+            ),
+            point(7, ChartKind::PieScheme, 1, "Fund B", 50_000, 49_999),
+            point(7, ChartKind::PieCategory, 0, "Equity", 200_000, 210_049),
+            point(7, ChartKind::PieFundHouse, 0, "House", 200_000, 210_049),
+            point(7, ChartKind::Line, 0, "2025-05-31", 100_000, 101_000),
+            point(7, ChartKind::Line, 1, "2025-06-27", 200_000, 210_049),
+            point(7, ChartKind::Bar, 0, "2025-05-01", 0, 100_000),
+            point(7, ChartKind::Bar, 1, "2025-06-01", 0, 100_000),
+            point(8, ChartKind::Line, 0, "2025-06-27", 10_000, 9_000),
+        ];
+        let batch = portfolio_charts_to_batch(&rows).unwrap();
+        let (csv, count) = graphs_csv(&[batch], date).unwrap();
+        assert_eq!(count, 6);
+        let mut reader = csv.lines().map(|line| {
+            let (user, rest) = line.split_once(',').unwrap();
+            let (graph_type, rest) = rest.split_once(',').unwrap();
+            let (quoted, as_of) = rest.rsplit_once(',').unwrap();
+            assert_eq!(as_of, "2025-06-27");
+            let json = quoted[1..quoted.len() - 1].replace("\"\"", "\"");
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+            (user.to_string(), graph_type.to_string(), value)
+        });
+        let (user, graph_type, pie) = reader.next().unwrap();
+        assert_eq!((user.as_str(), graph_type.as_str()), ("7", "pie"));
+        assert_eq!(
+            pie,
+            serde_json::json!({
+                "as_of": "2025-06-27",
+                "by_scheme": {"label": ["Fund \"A\" - Growth", "Fund B"], "invested": ["1500.00", "500.00"], "value": ["1600.50", "499.99"]},
+                "by_category": {"label": ["Equity"], "invested": ["2000.00"], "value": ["2100.49"]},
+                "by_fund_house": {"label": ["House"], "invested": ["2000.00"], "value": ["2100.49"]}
+            })
+        );
+        let (_, _, line) = reader.next().unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({"as_of": "2025-06-27", "period": ["2025-05-31", "2025-06-27"],
+                "invested": ["1000.00", "2000.00"], "value": ["1010.00", "2100.49"]})
+        );
+        let (_, _, bar) = reader.next().unwrap();
+        assert_eq!(
+            bar,
+            serde_json::json!({"as_of": "2025-06-27", "period": ["2025-05-01", "2025-06-01"],
+                "invested": ["1000.00", "1000.00"]})
+        );
+        let (user, graph_type, line) = reader.nth(1).unwrap();
+        assert_eq!((user.as_str(), graph_type.as_str()), ("8", "line"));
+        assert_eq!(line["value"], serde_json::json!(["90.00"]));
+    }
 }
