@@ -66,6 +66,11 @@ const RECORD_PUBLICATION: &str = "INSERT INTO publications (as_of, snapshots, li
      ON CONFLICT (as_of) DO UPDATE SET published_at = now(), snapshots = EXCLUDED.snapshots, \
        lines = EXCLUDED.lines, graphs = EXCLUDED.graphs, investments = EXCLUDED.investments, events = EXCLUDED.events";
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+/// A long analytical query on the served tables fails the publish (to be retried) rather than
+/// stalling it, and every reader queued behind it, without bound.
+const SWITCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '60s'";
+const LOCK_SERVED_TABLES: &str =
+    "LOCK TABLE portfolio_snapshots, portfolio_lines, visibility_graphs IN ACCESS EXCLUSIVE MODE";
 /// The dates whose lines and charts stay attached: the latest two publications, so a reader
 /// that looked up the latest date just before a publish still finds its rows.
 const KEPT_DATES: &str = "SELECT as_of FROM publications ORDER BY as_of DESC LIMIT 2";
@@ -229,36 +234,44 @@ async fn publish_locked(
     }
 
     let mut tx = main.begin().await?;
-    let timed = |name: &'static str, started: std::time::Instant| {
-        tracing::info!(
-            part = name,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded"
-        );
-    };
     let started = std::time::Instant::now();
     let (loaded, lines, graphs) = tokio::try_join!(
-        async {
-            let loaded = load_in_transaction(warehouse, &mut tx, date).await;
-            timed("snapshots, investments and outbox", started);
-            loaded
-        },
-        async {
-            let rows = stage(warehouse, pool, Swapped::Lines, date).await;
-            timed("portfolio_lines", started);
-            rows
-        },
-        async {
-            let rows = stage(warehouse, pool, Swapped::Graphs, date).await;
-            timed("visibility_graphs", started);
-            rows
-        },
+        timed(
+            "snapshots, investments and outbox",
+            started,
+            load_in_transaction(warehouse, &mut tx, date)
+        ),
+        timed(
+            "portfolio_lines",
+            started,
+            stage(warehouse, pool, Swapped::Lines, date)
+        ),
+        timed(
+            "visibility_graphs",
+            started,
+            stage(warehouse, pool, Swapped::Graphs, date)
+        ),
     )?;
     (summary.snapshots, summary.investments, summary.events) = loaded.rows;
     summary.notifications = loaded.notifications;
     summary.cancelled_sips = loaded.cancelled;
     summary.lines = lines;
     summary.graphs = graphs;
+    // ATTACH PARTITION takes only SHARE UPDATE EXCLUSIVE on the parent, and PostgreSQL reads
+    // the catalog outside a statement's MVCC snapshot: a reader could plan its query without
+    // the new partition, then take a snapshot that already sees the new publication, and serve
+    // a date with no lines. Holding ACCESS EXCLUSIVE on the served parents from here to the
+    // commit makes the switch a barrier: readers wait for milliseconds, never see a mix.
+    let waited = std::time::Instant::now();
+    sqlx::query(SWITCH_LOCK_TIMEOUT).execute(&mut *tx).await?;
+    sqlx::query(LOCK_SERVED_TABLES)
+        .execute(&mut *tx)
+        .await
+        .context("waiting for readers of the served tables to let the new date in")?;
+    tracing::info!(
+        elapsed_ms = u64::try_from(waited.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "served tables locked for the switch"
+    );
     for swapped in [Swapped::Lines, Swapped::Graphs] {
         swap_in(&mut tx, swapped, date).await?;
     }
@@ -281,6 +294,18 @@ async fn publish_locked(
 
     summary.dropped_partitions = drop_expired(main, date, options).await?;
     Ok(())
+}
+
+/// Logs when one of the concurrent loads is done: which one dominates is the tuning question.
+async fn timed<T>(
+    part: &'static str,
+    started: std::time::Instant,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let out = work.await;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(part, elapsed_ms, "loaded");
+    out
 }
 
 fn as_i64(rows: u64) -> i64 {
@@ -408,34 +433,28 @@ async fn load_in_transaction(
     tx: &mut PgConnection,
     date: NaiveDate,
 ) -> anyhow::Result<Loaded> {
-    sqlx::query(DELETE_SNAPSHOTS)
-        .bind(date)
-        .execute(&mut *tx)
-        .await?;
-    let snapshots = copy_table(
-        tx,
-        COPY_SNAPSHOTS,
-        warehouse,
-        Table::PortfolioSnapshots,
-        date,
-        Some("as_of"),
-    )
-    .await
-    .context("loading portfolio_snapshots")?;
-    sqlx::query(DELETE_INVESTMENTS)
-        .bind(date)
-        .execute(&mut *tx)
-        .await?;
-    let investments = copy_table(
-        tx,
-        COPY_INVESTMENTS,
-        warehouse,
-        Table::Investments,
-        date,
-        Some("exec_date"),
-    )
-    .await
-    .context("loading investments")?;
+    // The date's rows replace whatever an earlier publish of it left.
+    let mut replaced = [0; 2];
+    for (rows, (delete, copy, table, date_column)) in replaced.iter_mut().zip([
+        (
+            DELETE_SNAPSHOTS,
+            COPY_SNAPSHOTS,
+            Table::PortfolioSnapshots,
+            "as_of",
+        ),
+        (
+            DELETE_INVESTMENTS,
+            COPY_INVESTMENTS,
+            Table::Investments,
+            "exec_date",
+        ),
+    ]) {
+        sqlx::query(delete).bind(date).execute(&mut *tx).await?;
+        *rows = copy_table(tx, copy, warehouse, table, date, Some(date_column))
+            .await
+            .with_context(|| format!("loading {}", table.name()))?;
+    }
+    let [snapshots, investments] = replaced;
     sqlx::query(STAGE_EVENTS).execute(&mut *tx).await?;
     let events = copy_table(tx, COPY_EVENTS, warehouse, Table::SipEvents, date, None)
         .await
@@ -741,15 +760,7 @@ pub async fn load_mandates(
     pool: &PgPool,
     date: NaiveDate,
 ) -> anyhow::Result<(u64, u64)> {
-    let sips_as_of = warehouse
-        .dates(Table::Sips)
-        .await?
-        .into_iter()
-        .filter(|d| *d <= date)
-        .max()
-        .ok_or_else(|| {
-            JobFailure::MissingUpstream(format!("no `sips` snapshot on or before {date}"))
-        })?;
+    let sips_as_of = crate::sip_execute::sips_snapshot_on_or_before(warehouse, date).await?;
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query(

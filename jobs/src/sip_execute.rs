@@ -147,12 +147,12 @@ pub(crate) async fn read_rows<T>(
     Ok(Some(rows))
 }
 
-async fn run_context(
+/// The mandates a run on `date` uses: the latest `sips` snapshot on or before it.
+pub async fn sips_snapshot_on_or_before(
     warehouse: &Warehouse,
-    calendar: &BusinessCalendar,
     date: NaiveDate,
-) -> anyhow::Result<RunContext> {
-    let sips_as_of = warehouse
+) -> anyhow::Result<NaiveDate> {
+    warehouse
         .dates(Table::Sips)
         .await?
         .into_iter()
@@ -162,7 +162,16 @@ async fn run_context(
             JobFailure::MissingUpstream(format!(
                 "no `sips` snapshot on or before {date} (run `sipline generate` or `sips export`)"
             ))
-        })?;
+            .into()
+        })
+}
+
+async fn run_context(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    date: NaiveDate,
+) -> anyhow::Result<RunContext> {
+    let sips_as_of = sips_snapshot_on_or_before(warehouse, date).await?;
     let schemes = read_rows(warehouse, Table::Schemes, Part::WHOLE, schemes_from_batch)
         .await?
         .ok_or_else(|| {
