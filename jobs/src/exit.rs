@@ -20,6 +20,8 @@ pub const SUCCESS: u8 = 0;
 pub const INTERNAL: u8 = 1;
 pub const BAD_INPUT: u8 = 3;
 pub const MISSING_UPSTREAM: u8 = 4;
+/// `calendar check` on a weekend or holiday: nothing is wrong, there is nothing to do.
+pub const NOT_A_BUSINESS_DAY: u8 = 5;
 
 /// The outcome recorded in `job_runs` for a failed run.
 pub fn outcome(error: &anyhow::Error) -> &'static str {
@@ -35,7 +37,8 @@ pub fn code_for(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(classify(error))
 }
 
-fn classify(error: &anyhow::Error) -> u8 {
+/// The exit code number for an error (as `code_for` returns it).
+pub fn classify(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(failure) = cause.downcast_ref::<JobFailure>() {
             return match failure {

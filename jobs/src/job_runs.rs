@@ -1,6 +1,8 @@
 //! `job_runs`: every job run recorded in PostgreSQL when a database is configured — what ran,
 //! for which date and shard, rows in and out, how long, and how it ended — so operators can
-//! answer "did last night's run happen, and how big was it" with one query.
+//! answer "did last night's run happen, and how big was it" with one query. The same record
+//! goes next to the job's output as a run manifest (`_runs/<job>/date=<D>/<shard>.json` in the
+//! warehouse), so a data team or an operator without database access can tell too.
 
 use std::time::Instant;
 
@@ -32,19 +34,74 @@ pub struct JobRun {
     job: &'static str,
     date: Option<NaiveDate>,
     shard: Option<String>,
+    warehouse: Option<String>,
     started_at: DateTime<Utc>,
     started: Instant,
 }
 
 impl JobRun {
-    pub fn start(job: &'static str, date: Option<NaiveDate>, shard: Option<String>) -> Self {
+    pub fn start(
+        job: &'static str,
+        date: Option<NaiveDate>,
+        shard: Option<String>,
+        warehouse: Option<String>,
+    ) -> Self {
         Self {
             job,
             date,
             shard,
+            warehouse,
             started_at: Utc::now(),
             started: Instant::now(),
         }
+    }
+
+    /// Writes the run manifest into the job's warehouse, for failed runs too: the manifest is
+    /// the run's record, not data, and no table reads `_runs`.
+    pub async fn write_manifest(&self, result: &anyhow::Result<RowCounts>) -> anyhow::Result<()> {
+        let Some(location) = &self.warehouse else {
+            return Ok(());
+        };
+        let warehouse = warehouse::Warehouse::open(location)?;
+        let shard = self.shard.as_deref().unwrap_or("0/1");
+        let path = warehouse.layout().run_manifest(
+            &self.job.replace(' ', "_"),
+            self.date,
+            &format!("shard={}", shard.replace('/', "-of-")),
+        );
+        let manifest = self.manifest(result, std::env::args().skip(1).collect());
+        warehouse
+            .put_document(&path, serde_json::to_vec_pretty(&manifest)?)
+            .await?;
+        tracing::debug!(%path, "run manifest written");
+        Ok(())
+    }
+
+    fn manifest(&self, result: &anyhow::Result<RowCounts>, args: Vec<String>) -> serde_json::Value {
+        let (counts, exit_code, error) = match result {
+            Ok(counts) => (*counts, exit::SUCCESS, None),
+            Err(e) => (
+                RowCounts::default(),
+                exit::classify(e),
+                Some(format!("{e:#}")),
+            ),
+        };
+        serde_json::json!({
+            "job": self.job,
+            "date": self.date.map(|d| d.to_string()),
+            "shard": self.shard,
+            "outcome": result.as_ref().map_or_else(exit::outcome, |_| "ok"),
+            "exit_code": exit_code,
+            "error": error,
+            "rows_in": counts.rows_in,
+            "rows_out": counts.rows_out,
+            "started_at": self.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "finished_at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "duration_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "host": hostname(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "args": redact(args),
+        })
     }
 
     pub async fn record(
@@ -82,10 +139,70 @@ impl JobRun {
     }
 }
 
+/// The command line without the database password: manifests are read by more people than
+/// the database is.
+fn redact(args: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut secret_next = false;
+    for arg in args {
+        if secret_next {
+            out.push("<redacted>".to_string());
+            secret_next = false;
+        } else if arg == "--database-url" {
+            secret_next = true;
+            out.push(arg);
+        } else if arg.starts_with("--database-url=") {
+            out.push("--database-url=<redacted>".to_string());
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 fn hostname() -> Option<String> {
     std::env::var("HOSTNAME").ok().or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|h| h.trim().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_records_the_run_without_the_database_password() {
+        let run = JobRun::start(
+            "sip execute",
+            NaiveDate::from_ymd_opt(2025, 6, 27),
+            Some("1/4".to_string()),
+            Some("./data".to_string()),
+        );
+        let args = [
+            "sip",
+            "execute",
+            "--database-url",
+            "postgres://u:secret@db/x",
+            "--database-url=postgres://u:secret@db/y",
+        ]
+        .map(String::from)
+        .to_vec();
+        let ok = run.manifest(&Ok(RowCounts::new(10, 7)), args.clone());
+        assert_eq!(ok["outcome"], "ok");
+        assert_eq!(ok["exit_code"], 0);
+        assert_eq!(ok["date"], "2025-06-27");
+        assert_eq!(ok["shard"], "1/4");
+        assert_eq!(ok["rows_out"], 7);
+        assert!(!ok.to_string().contains("secret"), "{ok}");
+
+        let missing: anyhow::Result<RowCounts> =
+            Err(exit::JobFailure::MissingUpstream("no NAV file yet".into()).into());
+        let failed = run.manifest(&missing, args);
+        assert_eq!(failed["outcome"], "missing_upstream");
+        assert_eq!(failed["exit_code"], 4);
+        assert_eq!(failed["error"], "missing upstream: no NAV file yet");
+        assert!(failed["rows_in"].is_null());
+    }
 }

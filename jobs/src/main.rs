@@ -31,7 +31,8 @@ use crate::nav_ingest::{NavInput, SourceFormat};
 /// sipline: the batch backend of a mutual-fund SIP platform.
 ///
 /// Exit codes: 0 success, 1 internal error, 2 usage, 3 bad input (fix the file),
-/// 4 missing upstream (e.g. the NAV file is not published yet: retry later).
+/// 4 missing upstream (e.g. the NAV file is not published yet: retry later),
+/// 5 not a business day (`calendar check` only: skip the day's runs).
 #[derive(Debug, Parser)]
 #[command(name = "sipline", version)]
 struct Cli {
@@ -47,6 +48,10 @@ struct Cli {
     /// upserts NAVs there; `publish`, `sips export` and `db migrate` need it.
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// Validate the command line (required options, dates, shards) and exit 0 without running:
+    /// how a scheduler's tests check every task's command.
+    #[arg(long, global = true)]
+    check_args: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +87,24 @@ enum Command {
     /// SIP mandates: PostgreSQL (the system of record) to the warehouse.
     #[command(subcommand)]
     Sips(SipsCommand),
+    /// The business calendar the jobs use (weekends and NSE holidays).
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CalendarCommand {
+    /// Exit 0 if --date is a business day, 5 if it is a weekend or a holiday (a scheduler
+    /// skips that day's runs: no NAV file will come).
+    Check(CalendarCheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CalendarCheckArgs {
+    #[arg(long)]
+    date: NaiveDate,
+    #[command(flatten)]
+    calendar: CalendarArgs,
 }
 
 #[derive(Debug, Args)]
@@ -384,17 +407,29 @@ fn required(database_url: Option<&str>, job: &str) -> anyhow::Result<String> {
     })
 }
 
-/// What a run of `command` is, for `job_runs`; `None` for commands that are not jobs.
+/// What a run of `command` is, for `job_runs` and the run manifest; `None` for commands that
+/// are not jobs.
 fn job_run(command: &Command) -> Option<job_runs::JobRun> {
-    let (job, date, shard) = match command {
-        Command::Nav(NavCommand::Ingest(args)) => ("nav ingest", args.date, None),
-        Command::Generate(args) => ("generate", Some(args.end_date), Some(args.shard)),
-        Command::Sip(SipCommand::Execute(args)) => {
-            ("sip execute", Some(args.date), Some(args.common.shard))
-        }
-        Command::Sip(SipCommand::Backfill(args)) => {
-            ("sip backfill", Some(args.to), Some(args.common.shard))
-        }
+    let (job, date, shard, warehouse) = match command {
+        Command::Nav(NavCommand::Ingest(args)) => ("nav ingest", args.date, None, &args.warehouse),
+        Command::Generate(args) => (
+            "generate",
+            Some(args.end_date),
+            Some(args.shard),
+            &args.warehouse,
+        ),
+        Command::Sip(SipCommand::Execute(args)) => (
+            "sip execute",
+            Some(args.date),
+            Some(args.common.shard),
+            &args.common.warehouse,
+        ),
+        Command::Sip(SipCommand::Backfill(args)) => (
+            "sip backfill",
+            Some(args.to),
+            Some(args.common.shard),
+            &args.common.warehouse,
+        ),
         Command::Portfolio(PortfolioCommand::Value(args)) => (
             if args.hourly {
                 "portfolio value hourly"
@@ -403,18 +438,23 @@ fn job_run(command: &Command) -> Option<job_runs::JobRun> {
             },
             Some(args.date),
             Some(args.shard),
+            &args.warehouse,
         ),
-        Command::Publish(args) => ("publish", Some(args.date), None),
-        Command::Sips(SipsCommand::Export(args)) => ("sips export", Some(args.date), None),
+        Command::Publish(args) => ("publish", Some(args.date), None, &args.warehouse),
+        Command::Sips(SipsCommand::Export(args)) => {
+            ("sips export", Some(args.date), None, &args.warehouse)
+        }
         Command::Nav(NavCommand::Sample(_))
         | Command::Sql(_)
         | Command::Db(_)
-        | Command::Demo(_) => return None,
+        | Command::Demo(_)
+        | Command::Calendar(_) => return None,
     };
     Some(job_runs::JobRun::start(
         job,
         date,
         shard.map(|s| s.to_string()),
+        Some(warehouse.warehouse.clone()),
     ))
 }
 
@@ -585,6 +625,21 @@ async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job
             counts = job_runs::RowCounts::new(summary.rows_in(), summary.rows_out());
             println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
         }
+        Command::Calendar(CalendarCommand::Check(args)) => {
+            let business = args.calendar.calendar()?.is_business_day(args.date);
+            println!(
+                "calendar check: {} is {}",
+                args.date,
+                if business {
+                    "a business day"
+                } else {
+                    "not a business day"
+                }
+            );
+            if !business {
+                return Err(NotABusinessDay.into());
+            }
+        }
         Command::Sips(SipsCommand::Export(args)) => {
             let started = Instant::now();
             let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
@@ -597,6 +652,11 @@ async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job
     }
     Ok(counts)
 }
+
+/// `calendar check` on a weekend or holiday: its own exit code, not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("not a business day")]
+struct NotABusinessDay;
 
 async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -717,6 +777,10 @@ async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.check_args {
+        println!("check-args ok: {:?}", cli.command);
+        return ExitCode::from(exit::SUCCESS);
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -731,8 +795,13 @@ fn main() -> ExitCode {
     let database_url = cli.database_url.as_deref();
     let job = job_run(&cli.command);
     let result = runtime.block_on(run(cli.command, database_url));
+    // The run's records must not turn a finished job into a failed one: warnings, not errors.
+    if let Some(job) = &job {
+        if let Err(e) = runtime.block_on(job.write_manifest(&result)) {
+            tracing::warn!(error = format!("{e:#}"), "could not write the run manifest");
+        }
+    }
     if let (Some(job), Some(url)) = (job, database_url) {
-        // The run log must not turn a finished job into a failed one: a warning, not an error.
         if let Err(e) = runtime.block_on(job.record(url, &result)) {
             tracing::warn!(
                 error = format!("{e:#}"),
@@ -742,6 +811,7 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(_) => ExitCode::from(exit::SUCCESS),
+        Err(error) if error.is::<NotABusinessDay>() => ExitCode::from(exit::NOT_A_BUSINESS_DAY),
         Err(error) => {
             let code = exit::code_for(&error);
             tracing::error!(error = format!("{error:#}"), "job failed");

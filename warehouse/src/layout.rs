@@ -178,6 +178,9 @@ pub const SUCCESS_MARKER: &str = "_SUCCESS";
 pub const PARQUET_EXTENSION: &str = ".parquet";
 
 /// The value of a partition column in a path: `2024-12-27`.
+/// The folder of run manifests, at the warehouse root.
+pub const RUNS_DIR: &str = "_runs";
+
 pub fn partition_value(date: NaiveDate) -> String {
     date.format("%Y-%m-%d").to_string()
 }
@@ -221,6 +224,19 @@ impl Layout {
 
     pub fn data_file(&self, table: Table, part: Part) -> Path {
         self.partition_dir(table, part).join(DATA_FILE)
+    }
+
+    /// Where a job run's manifest goes: `_runs/<job>/date=<date>/<shard>.json`, beside the
+    /// tables (the leading `_` keeps it out of every table's listing). One file per job, date
+    /// and shard: a re-run replaces its predecessor's.
+    pub fn run_manifest(&self, job: &str, date: Option<NaiveDate>, shard: &str) -> Path {
+        let date = date.map_or_else(|| "none".to_string(), partition_value);
+        self.root
+            .clone()
+            .join(RUNS_DIR)
+            .join(job)
+            .join(format!("date={date}"))
+            .join(format!("{shard}.json"))
     }
 
     pub fn success_marker(&self, table: Table, part: Part) -> Path {

@@ -163,6 +163,12 @@ impl Warehouse {
         Ok(rows)
     }
 
+    /// Writes a small document (a run manifest) in one put: whole or not at all.
+    pub async fn put_document(&self, path: &Path, bytes: Vec<u8>) -> Result<(), WarehouseError> {
+        self.store.put(path, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
     /// A published partition's data file and its bytes, or `None` without a `_SUCCESS`.
     async fn published_file(
         &self,

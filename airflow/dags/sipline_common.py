@@ -1,0 +1,147 @@
+"""What every sipline DAG shares: the operator that runs one `sipline` command, and the
+conventions it maps — the business date of a run, the shards, the exit codes.
+
+Each task is one idempotent `sipline` command keyed by the run's business date, so a retry,
+a re-run or a backfill of a date writes the same output. Configuration comes from the worker's
+environment, as for cron (see the README's Deployment section):
+
+    SIPLINE_BIN         the sipline binary (default: `sipline` on PATH)
+    SIPLINE_WAREHOUSE   the warehouse: a folder or an object-store URL (s3://bucket/prefix)
+    DATABASE_URL        PostgreSQL, for sips export, publish and job_runs
+    SIPLINE_SHARDS      how many shards the batches fan out to (read when the DAG is parsed)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from datetime import timedelta
+
+import pendulum
+from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.models.baseoperator import BaseOperator
+
+IST = pendulum.timezone("Asia/Kolkata")
+
+# sipline's exit codes (`sipline --help`).
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_MISSING_UPSTREAM = 4
+EXIT_NOT_A_BUSINESS_DAY = 5
+
+
+def business_date(logical_date) -> str:
+    """The date a run is for: its logical date in IST, where NAVs and SIPs are dated."""
+    return logical_date.in_timezone(IST).strftime("%Y-%m-%d")
+
+
+def previous_date(logical_date) -> str:
+    """The day before the run's date in IST: what an intraday run can value."""
+    return (logical_date.in_timezone(IST) - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def ist_hour(logical_date) -> int:
+    return logical_date.in_timezone(IST).hour
+
+
+# Available in every sipline DAG's templates.
+MACROS = {
+    "business_date": business_date,
+    "previous_date": previous_date,
+    "ist_hour": ist_hour,
+}
+
+DATE = "{{ business_date(logical_date) }}"
+
+
+def shards() -> list[str]:
+    """`--shard i/N` for every shard: the batches fan out over them with dynamic task mapping,
+    so a Celery or Kubernetes executor spreads them over workers."""
+    count = int(os.environ.get("SIPLINE_SHARDS", "4"))
+    if count < 1:
+        raise ValueError(f"SIPLINE_SHARDS must be at least 1, not {count}")
+    return [f"{i}/{count}" for i in range(count)]
+
+
+def sipline_bin() -> str:
+    return os.environ.get("SIPLINE_BIN", "sipline")
+
+
+DEFAULT_ARGS = {
+    "owner": "sipline",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=1),
+}
+
+
+class SiplineOperator(BaseOperator):
+    """Runs `sipline <arguments> [--shard i/N]`, streams its output into the task log, and
+    turns its exit code into what Airflow should do next:
+
+    - 0: success; the job's one-line summary (its last stdout line) goes to XCom.
+    - 2 (usage), 3 (bad input): fail now, no retry — re-running cannot fix the input.
+    - 4 (missing upstream, e.g. the NAV file is not published yet): fail this try, retry.
+    - 5 (not a business day, from `calendar check`): skip, and the day's tasks with it.
+    - anything else (internal error, killed): fail this try, retry.
+    """
+
+    template_fields = ("arguments", "shard")
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, arguments: list[str], shard: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.arguments = arguments
+        self.shard = shard
+        self._process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        command = [sipline_bin(), *self.arguments]
+        if self.shard is not None:
+            command += ["--shard", self.shard]
+        return command
+
+    def execute(self, context):
+        command = self.command()
+        self.log.info("running: %s", " ".join(command))
+        # Its own process group, so on_kill stops the job and anything it started.
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        summary = None
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            line = line.rstrip("\n")
+            self.log.info("%s", line)
+            if line.strip():
+                summary = line
+        code = self._process.wait()
+        return exit_code_outcome(code, command, summary)
+
+    def on_kill(self):
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+
+
+def exit_code_outcome(code: int, command: list[str], summary: str | None):
+    """What a sipline exit code means for Airflow (see SiplineOperator)."""
+    shown = " ".join(command)
+    if code == EXIT_OK:
+        return summary
+    if code == EXIT_NOT_A_BUSINESS_DAY:
+        raise AirflowSkipException(f"not a business day: {shown}")
+    if code in (EXIT_USAGE, EXIT_BAD_INPUT):
+        raise AirflowFailException(
+            f"exit {code} (bad input or usage, retrying will not help): {shown}"
+        )
+    if code == EXIT_MISSING_UPSTREAM:
+        raise AirflowException(f"exit 4 (upstream not there yet, will retry): {shown}")
+    raise AirflowException(f"exit {code} (internal error): {shown}")

@@ -1,0 +1,77 @@
+"""The nightly pipeline for one business date D (the run's logical date in IST):
+
+    business_day ─┬─ nav_ingest_amfi ─┬─ sip_execute[shards] ── portfolio_value[shards] ── publish
+                  └─ sips_export ─────┘
+
+AMFI publishes NAVAll.txt late in the evening IST; the run starts at 23:00 IST on weekdays and
+`nav_ingest_amfi` retries (exit 4: no NAV dated D in the file yet) every 15 minutes for up to
+six hours. NSE holidays skip the whole run (`calendar check` exits 5). Dates must run in order
+(a day's execution reads the previous day's state): one run at a time, and the batches wait
+for the previous date's success.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow import DAG
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from sipline_common import DATE, DEFAULT_ARGS, IST, MACROS, SiplineOperator, shards
+
+AMFI_URL = "{{ var.value.get('sipline_amfi_navall_url', 'https://www.amfiindia.com/spages/NAVAll.txt') }}"
+
+with DAG(
+    dag_id="sipline_daily",
+    description="NAV ingest, SIP execution, daily valuation with XIRR, publish",
+    # The trigger time is the logical date, so D is the day the run starts on (IST).
+    schedule=CronTriggerTimetable("0 23 * * 1-5", timezone=IST),
+    start_date=pendulum.datetime(2025, 1, 1, tz=IST),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=10),
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
+    tags=["sipline"],
+) as dag:
+    business_day = SiplineOperator(
+        task_id="business_day",
+        arguments=["calendar", "check", "--date", DATE],
+        retries=0,
+        execution_timeout=timedelta(minutes=1),
+    )
+    nav_ingest_amfi = SiplineOperator(
+        task_id="nav_ingest_amfi",
+        arguments=["nav", "ingest", "--source", "amfi", "--input", AMFI_URL, "--date", DATE],
+        retries=24,
+        retry_delay=timedelta(minutes=15),
+        retry_exponential_backoff=False,
+        execution_timeout=timedelta(minutes=20),
+    )
+    # Mandates clients created through the API since yesterday, for tonight's execution.
+    sips_export = SiplineOperator(
+        task_id="sips_export",
+        arguments=["sips", "export", "--date", DATE],
+        execution_timeout=timedelta(minutes=30),
+    )
+    sip_execute = SiplineOperator.partial(
+        task_id="sip_execute",
+        arguments=["sip", "execute", "--date", DATE],
+        depends_on_past=True,
+        execution_timeout=timedelta(minutes=30),
+    ).expand(shard=shards())
+    portfolio_value = SiplineOperator.partial(
+        task_id="portfolio_value",
+        arguments=["portfolio", "value", "--date", DATE],
+        depends_on_past=True,
+        execution_timeout=timedelta(minutes=45),
+    ).expand(shard=shards())
+    publish = SiplineOperator(
+        task_id="publish",
+        arguments=["publish", "--date", DATE],
+        execution_timeout=timedelta(hours=1),
+    )
+
+    business_day >> [nav_ingest_amfi, sips_export]
+    [nav_ingest_amfi, sips_export] >> sip_execute >> portfolio_value >> publish

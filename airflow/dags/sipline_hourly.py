@@ -1,0 +1,39 @@
+"""Intraday valuation: every hour, every user's portfolio without XIRR (a daily figure) into
+`portfolio_hourly`, fanned out over the shards.
+
+NAVs are published once a day, after the close; an intraday run values the holdings of the
+last executed day (the day before the run's date, IST) at the latest NAVs, stored with the
+hour it ran for. Missed hours are not caught up: the next hour supersedes them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow import DAG
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from sipline_common import DEFAULT_ARGS, IST, MACROS, SiplineOperator, shards
+
+with DAG(
+    dag_id="sipline_hourly",
+    description="Hourly portfolio valuation (no XIRR)",
+    schedule=CronTriggerTimetable("5 * * * *", timezone=IST),
+    start_date=pendulum.datetime(2025, 1, 1, tz=IST),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=55),
+    default_args={**DEFAULT_ARGS, "retries": 2, "retry_delay": timedelta(minutes=5)},
+    user_defined_macros=MACROS,
+    tags=["sipline"],
+) as dag:
+    SiplineOperator.partial(
+        task_id="portfolio_value_hourly",
+        arguments=[
+            "portfolio", "value", "--hourly",
+            "--date", "{{ previous_date(logical_date) }}",
+            "--hour", "{{ ist_hour(logical_date) }}",
+        ],
+        execution_timeout=timedelta(minutes=20),
+    ).expand(shard=shards())

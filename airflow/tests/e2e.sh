@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# One logical date of the sipline_daily DAG under `airflow dags test`, end to end, against a
+# small generated universe: the NAV file downloaded from a local HTTP server, mandates exported
+# from PostgreSQL, execution and valuation in 2 shards each, the date published. Then checks
+# what landed: the DAG run's state, the publication, job_runs, and the run manifests.
+#
+# Needs: SIPLINE_BIN, SIPLINE_TEST_DATABASE_URL (a PostgreSQL superuser URL), AIRFLOW_HOME with
+# a migrated metadata database, `airflow` and `python3` on PATH.
+set -euo pipefail
+: "${SIPLINE_BIN:?}" "${SIPLINE_TEST_DATABASE_URL:?}" "${AIRFLOW_HOME:?}"
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/sipline-dag-e2e.XXXXXX)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+previous=2025-03-03 date=2025-03-04
+db=sipline_dag_e2e
+psql -X -q "$SIPLINE_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+export DATABASE_URL="${SIPLINE_TEST_DATABASE_URL%/*}/$db"
+export SIPLINE_WAREHOUSE="$work/warehouse" SIPLINE_SHARDS=2 NO_COLOR=1
+# Setup commands log to a file; their summary lines show.
+sipline() { "$SIPLINE_BIN" "$@" 2>>"$work/setup.log" || { tail -20 "$work/setup.log"; exit 1; }; }
+
+echo "== the state before the night of $date: a universe executed, valued and published up to $previous"
+sipline generate --users 500 --months 3 --end-date "$previous" --seed 7 | tail -1
+# The generated mandates are dated at the start of the 3 months of history.
+sipline sip backfill --from 2024-12-03 --to "$previous" --simulate-failures 0.05 | tail -1
+sipline portfolio value --date "$previous" | tail -1
+sipline publish --date "$previous" --mandates | tail -1
+
+echo "== AMFI's file for $date, on a local HTTP server"
+mkdir -p "$work/http"
+python3 "$here/navall_for_date.py" "$SIPLINE_BIN" "$SIPLINE_WAREHOUSE" "$previous" "$date" "$work/http/NAVAll.txt"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 --directory "$work/http" >"$work/http.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/NAVAll.txt" && break; sleep 0.1; done
+export AIRFLOW_VAR_SIPLINE_AMFI_NAVALL_URL="http://127.0.0.1:$port/NAVAll.txt"
+
+echo "== airflow dags test sipline_daily $date"
+started=$(date +%s)
+airflow dags test sipline_daily "$date" >"$work/dag.log" 2>&1 || { tail -50 "$work/dag.log"; exit 1; }
+echo "dag run took $(( $(date +%s) - started )) s"
+
+echo "== what landed"
+fail() { echo "FAIL: $*"; tail -80 "$work/dag.log"; exit 1; }
+# `dags test` runs the tasks in this process and logs the run's end; its exit code does not
+# say whether the tasks succeeded.
+grep -q "DagRun Finished: dag_id=sipline_daily.*state=success" "$work/dag.log" || fail "the DAG run did not succeed"
+succeeded=$(grep -c "Marking task as SUCCESS" "$work/dag.log" || true)
+# business_day, nav_ingest_amfi, sips_export, 2 × sip_execute, 2 × portfolio_value, publish
+[ "$succeeded" -eq 8 ] || fail "$succeeded tasks succeeded, not 8"
+published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
+[ "$published" = "$date" ] || fail "latest publication is $published, not $date"
+runs=$(psql -X -At "$DATABASE_URL" -c "SELECT job || ' ' || coalesce(shard, '-') || ' ' || outcome FROM job_runs WHERE run_date = DATE '$date' ORDER BY 1")
+echo "$runs"
+for expected in "nav ingest - ok" "sips export - ok" "sip execute 0/2 ok" "sip execute 1/2 ok" \
+                "portfolio value 0/2 ok" "portfolio value 1/2 ok" "publish - ok"; do
+  grep -qx "$expected" <<<"$runs" || fail "no job_runs row '$expected'"
+done
+executed=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM investments WHERE exec_date = DATE '$date' AND status = 'executed'")
+[ "$executed" -gt 0 ] || fail "no instalment executed on $date"
+for manifest in sip_execute/date=$date/shard=0-of-2.json portfolio_value/date=$date/shard=1-of-2.json publish/date=$date/shard=0-of-1.json; do
+  grep -q '"outcome": "ok"' "$SIPLINE_WAREHOUSE/_runs/$manifest" || fail "manifest $manifest"
+done
+echo "dag e2e ok: date=$date executed=$executed"
+
+echo "== the cron alternative, for the next date, on the same universe"
+next=2025-03-05
+cron="$here/../../deploy/cron/sipline-nightly.sh"
+python3 "$here/navall_for_date.py" "$SIPLINE_BIN" "$SIPLINE_WAREHOUSE" "$date" "$next" "$work/http/NAVAll.txt"
+export SIPLINE_LOG_DIR="$work/logs" SIPLINE_AMFI_NAVALL_URL="$AIRFLOW_VAR_SIPLINE_AMFI_NAVALL_URL"
+"$cron" "$next" || { cat "$work/logs/nightly-$next.log"; fail "sipline-nightly.sh $next"; }
+published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
+[ "$published" = "$next" ] || fail "after cron, latest publication is $published, not $next"
+# A holiday (Holi) does nothing and succeeds; a file that never gets the date's NAVs gives up
+# at the deadline with exit 4.
+"$cron" 2025-03-14 || fail "sipline-nightly.sh on a holiday"
+grep -q "not a business day" "$work/logs/nightly-2025-03-14.log" || fail "holiday log"
+set +e
+SIPLINE_NAV_DEADLINE_SECS=0 "$cron" 2025-03-06
+code=$?
+set -e
+[ "$code" -eq 4 ] || { cat "$work/logs/nightly-2025-03-06.log"; fail "a NAV file without the date exited $code, not 4"; }
+echo "cron e2e ok: date=$next"

@@ -1,0 +1,133 @@
+"""The DAGs under a real Apache Airflow: they import, their task graphs are what the README
+says, every task's command line is one `sipline` accepts, and the operator turns the real
+binary's exit codes into the right Airflow outcome.
+
+Needs SIPLINE_BIN (the built `sipline`); .ci/run sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import types
+from pathlib import Path
+
+import pendulum
+import pytest
+from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.models import DagBag
+from airflow.models.mappedoperator import MappedOperator
+
+DAGS = Path(__file__).resolve().parent.parent / "dags"
+SIPLINE = os.environ["SIPLINE_BIN"]
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS), include_examples=False)
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"sipline_daily", "sipline_hourly"}
+
+
+def upstream(dag) -> dict[str, set[str]]:
+    return {task.task_id: set(task.upstream_task_ids) for task in dag.tasks}
+
+
+def test_daily_runs_ingest_then_execution_then_valuation_then_publish(dagbag):
+    dag = dagbag.get_dag("sipline_daily")
+    assert upstream(dag) == {
+        "business_day": set(),
+        "nav_ingest_amfi": {"business_day"},
+        "sips_export": {"business_day"},
+        "sip_execute": {"nav_ingest_amfi", "sips_export"},
+        "portfolio_value": {"sip_execute"},
+        "publish": {"portfolio_value"},
+    }
+    # The batches fan out over the shards; dates run one at a time, in order.
+    for task_id in ("sip_execute", "portfolio_value"):
+        task = dag.get_task(task_id)
+        assert isinstance(task, MappedOperator)
+        assert task.partial_kwargs["depends_on_past"] is True
+    assert dag.max_active_runs == 1
+    # A late NAV file is retried for hours; the rest retries a few times.
+    assert dag.get_task("nav_ingest_amfi").retries >= 12
+    assert all(task.execution_timeout is not None for task in dag.tasks)
+    assert dag.get_task("business_day").retries == 0
+
+
+def test_hourly_values_every_shard_without_xirr(dagbag):
+    dag = dagbag.get_dag("sipline_hourly")
+    assert upstream(dag) == {"portfolio_value_hourly": set()}
+    task = dag.get_task("portfolio_value_hourly")
+    assert "--hourly" in task.partial_kwargs["arguments"]
+
+
+def commands(dag, logical_date) -> list[tuple[str, list[str]]]:
+    """Every task's command for one run, templates rendered as Airflow renders them."""
+    env = dag.get_template_env()
+    context = {
+        "logical_date": logical_date,
+        "var": types.SimpleNamespace(value=types.SimpleNamespace(get=lambda key, default=None: default)),
+        **dag.user_defined_macros,
+    }
+    render = lambda text: env.from_string(text).render(**context)  # noqa: E731
+    out = []
+    for task in dag.tasks:
+        if isinstance(task, MappedOperator):
+            arguments = task.partial_kwargs["arguments"]
+            for shard in task.expand_input.value["shard"]:
+                out.append((task.task_id, [render(a) for a in arguments] + ["--shard", shard]))
+        else:
+            out.append((task.task_id, [render(a) for a in task.arguments]))
+    return out
+
+
+@pytest.mark.parametrize("dag_id", ["sipline_daily", "sipline_hourly"])
+def test_every_task_command_is_one_sipline_accepts(dagbag, dag_id):
+    # 23:00 IST on Tuesday 2025-03-04 (the daily trigger), and 00:05 IST on Wednesday.
+    for logical_date in (
+        pendulum.datetime(2025, 3, 4, 17, 30, tz="UTC"),
+        pendulum.datetime(2025, 3, 4, 18, 35, tz="UTC"),
+    ):
+        rendered = commands(dagbag.get_dag(dag_id), logical_date)
+        assert rendered
+        for task_id, arguments in rendered:
+            run = subprocess.run(
+                [SIPLINE, "--check-args", *arguments], capture_output=True, text=True
+            )
+            assert run.returncode == 0, (task_id, arguments, run.stderr)
+
+
+def test_the_business_date_is_the_ist_day_of_the_run(dagbag):
+    daily = dict(commands(dagbag.get_dag("sipline_daily"), pendulum.datetime(2025, 3, 4, 17, 30, tz="UTC")))
+    assert daily["publish"] == ["publish", "--date", "2025-03-04"]
+    hourly = commands(dagbag.get_dag("sipline_hourly"), pendulum.datetime(2025, 3, 4, 18, 35, tz="UTC"))
+    # 00:05 IST on the 5th values the 4th's holdings, stored as hour 0.
+    assert hourly[0][1][:7] == ["portfolio", "value", "--hourly", "--date", "2025-03-04", "--hour", "0"]
+
+
+def run_operator(arguments):
+    from sipline_common import SiplineOperator
+
+    os.environ["SIPLINE_BIN"] = SIPLINE
+    return SiplineOperator(task_id="probe", arguments=arguments).execute(context={})
+
+
+def test_exit_codes_become_skip_retry_or_fail(tmp_path):
+    warehouse = ["--warehouse", str(tmp_path)]
+    # A business day: success, the summary line is the XCom.
+    assert "is a business day" in run_operator(["calendar", "check", "--date", "2025-03-04"])
+    # Holi: the day's tasks are skipped.
+    with pytest.raises(AirflowSkipException):
+        run_operator(["calendar", "check", "--date", "2025-03-14"])
+    # Nothing to execute yet (exit 4): a retryable failure, not a final one.
+    with pytest.raises(AirflowException) as missing:
+        run_operator(["sip", "execute", "--date", "2025-03-04", *warehouse])
+    assert not isinstance(missing.value, AirflowFailException)
+    assert "exit 4" in str(missing.value)
+    # A usage error (exit 2): final, no retry.
+    with pytest.raises(AirflowFailException):
+        run_operator(["sip", "execute", "--date", "2025-02-30", *warehouse])

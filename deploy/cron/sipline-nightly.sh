@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The nightly pipeline for one business date, for cron: what the sipline_daily DAG does, in
+# order, on one machine. Idempotent: re-running it for a date that already ran changes nothing.
+#
+#   sipline-nightly.sh [DATE]     DATE defaults to today in Asia/Kolkata
+#
+# Exit codes are sipline's: 0 done (or not a business day), 3 bad input, 4 the NAV file never
+# arrived before the deadline, 1 anything else. One run at a time (flock).
+set -uo pipefail
+# shellcheck disable=SC1090
+[ -n "${SIPLINE_ENV:-}" ] && [ -r "$SIPLINE_ENV" ] && { set -a; . "$SIPLINE_ENV"; set +a; }
+sipline=${SIPLINE_BIN:-sipline}
+date=${1:-$(TZ=Asia/Kolkata date +%F)}
+amfi_url=${SIPLINE_AMFI_NAVALL_URL:-https://www.amfiindia.com/spages/NAVAll.txt}
+# How long to wait for AMFI's file, and how often to look.
+nav_deadline_secs=${SIPLINE_NAV_DEADLINE_SECS:-21600}
+nav_retry_secs=${SIPLINE_NAV_RETRY_SECS:-900}
+log_dir=${SIPLINE_LOG_DIR:-/var/log/sipline}
+mkdir -p "$log_dir"
+exec >>"$log_dir/nightly-$date.log" 2>&1
+exec 9>"$log_dir/nightly.lock"
+flock -n 9 || { echo "another nightly run holds $log_dir/nightly.lock"; exit 1; }
+
+step() {
+  echo "== $(date -u +%FT%TZ) sipline $*"
+  "$sipline" "$@"
+  local code=$?
+  [ "$code" -eq 0 ] || echo "== sipline $1 $2 exited $code"
+  return "$code"
+}
+
+step calendar check --date "$date"
+case $? in
+  0) ;;
+  5) exit 0 ;;  # weekend or holiday: no NAV file comes, no SIP falls due
+  *) exit 1 ;;
+esac
+
+started=$(date +%s)
+while true; do
+  step nav ingest --source amfi --input "$amfi_url" --date "$date"
+  code=$?
+  [ "$code" -eq 0 ] && break
+  # Only "not published yet" is worth waiting for.
+  [ "$code" -eq 4 ] || exit "$code"
+  (( $(date +%s) - started + nav_retry_secs > nav_deadline_secs )) && exit 4
+  sleep "$nav_retry_secs"
+done
+
+step sips export --date "$date" || exit $?
+step sip execute --date "$date" || exit $?
+step portfolio value --date "$date" || exit $?
+step publish --date "$date" || exit $?
+echo "== $(date -u +%FT%TZ) nightly run for $date done"
