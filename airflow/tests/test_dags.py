@@ -29,7 +29,7 @@ def dagbag() -> DagBag:
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"sipline_daily", "sipline_hourly"}
+    assert set(dagbag.dag_ids) == {"sipline_daily", "sipline_hourly", "sipline_notify"}
 
 
 def upstream(dag) -> dict[str, set[str]]:
@@ -65,6 +65,13 @@ def test_hourly_values_every_shard_without_xirr(dagbag):
     assert "--hourly" in task.partial_kwargs["arguments"]
 
 
+def test_notify_dispatches_every_minute_one_pass_at_a_time(dagbag):
+    dag = dagbag.get_dag("sipline_notify")
+    assert upstream(dag) == {"notify_dispatch": set()}
+    assert dag.max_active_runs == 1
+    assert dag.get_task("notify_dispatch").arguments[:2] == ["notify", "dispatch"]
+
+
 def commands(dag, logical_date) -> list[tuple[str, list[str]]]:
     """Every task's command for one run, templates rendered as Airflow renders them."""
     env = dag.get_template_env()
@@ -85,7 +92,7 @@ def commands(dag, logical_date) -> list[tuple[str, list[str]]]:
     return out
 
 
-@pytest.mark.parametrize("dag_id", ["sipline_daily", "sipline_hourly"])
+@pytest.mark.parametrize("dag_id", ["sipline_daily", "sipline_hourly", "sipline_notify"])
 def test_every_task_command_is_one_sipline_accepts(dagbag, dag_id):
     # 23:00 IST on Tuesday 2025-03-04 (the daily trigger), and 00:05 IST on Wednesday.
     for logical_date in (
@@ -95,8 +102,12 @@ def test_every_task_command_is_one_sipline_accepts(dagbag, dag_id):
         rendered = commands(dagbag.get_dag(dag_id), logical_date)
         assert rendered
         for task_id, arguments in rendered:
+            # As on a worker, whose environment holds the dispatcher's signing secret.
             run = subprocess.run(
-                [SIPLINE, "--check-args", *arguments], capture_output=True, text=True
+                [SIPLINE, "--check-args", *arguments],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "SIPLINE_WEBHOOK_SECRET": "from-the-environment"},
             )
             assert run.returncode == 0, (task_id, arguments, run.stderr)
 

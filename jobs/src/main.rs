@@ -7,6 +7,7 @@ mod generate;
 mod job_runs;
 mod nav_ingest;
 mod nav_sample;
+mod notify;
 mod portfolio_value;
 mod postgres;
 mod progress;
@@ -90,6 +91,103 @@ enum Command {
     /// The business calendar the jobs use (weekends and NSE holidays).
     #[command(subcommand)]
     Calendar(CalendarCommand),
+    /// Deliver the notification outbox: webhooks, email, SMS and push.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NotifyCommand {
+    /// One bounded pass: deliver what is due, then exit (for a scheduler, every minute).
+    Dispatch(DispatchArgs),
+    /// Long-running: deliver as notifications arrive (LISTEN/NOTIFY), polling as a fallback,
+    /// until SIGTERM.
+    Worker(WorkerArgs),
+    /// The outbox's queue depth, attempts and delivery latency, as Prometheus text.
+    Stats,
+}
+
+#[derive(Debug, Args)]
+struct DispatchArgs {
+    /// Stop after this many batches even if more is due.
+    #[arg(long)]
+    max_batches: Option<u64>,
+    #[command(flatten)]
+    channels: ChannelArgs,
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Look for due retries at least this often, even without a NOTIFY.
+    #[arg(long, default_value_t = 5)]
+    poll_secs: u64,
+    #[command(flatten)]
+    channels: ChannelArgs,
+}
+
+#[derive(Debug, Args)]
+struct ChannelArgs {
+    /// The platform's webhook endpoint (channel `webhook`).
+    #[arg(long, env = "SIPLINE_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The SMS provider's webhook (channel `sms`).
+    #[arg(long, env = "SIPLINE_SMS_WEBHOOK_URL")]
+    sms_webhook_url: Option<String>,
+    /// The push provider's webhook (channel `push`).
+    #[arg(long, env = "SIPLINE_PUSH_WEBHOOK_URL")]
+    push_webhook_url: Option<String>,
+    /// The HMAC-SHA256 key every webhook body is signed with (`X-Sipline-Signature`).
+    #[arg(long, env = "SIPLINE_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: String,
+    /// SMTP relay, host:port (channel `email`).
+    #[arg(long, env = "SIPLINE_SMTP_RELAY")]
+    smtp_relay: Option<String>,
+    #[arg(
+        long,
+        env = "SIPLINE_MAIL_FROM",
+        default_value = "notifications@sipline.local"
+    )]
+    mail_from: String,
+    /// Deliveries claimed per batch.
+    #[arg(long, default_value_t = 500)]
+    batch: i64,
+    /// Deliveries in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Attempts before a delivery is dead.
+    #[arg(long, default_value_t = 8)]
+    max_attempts: i32,
+    /// First retry delay (doubled per attempt, with jitter).
+    #[arg(long, default_value_t = 30_000)]
+    retry_base_ms: u64,
+    #[arg(long, default_value_t = 3_600_000)]
+    retry_max_ms: u64,
+    /// How long a claim holds before another dispatcher may retry it.
+    #[arg(long, default_value_t = 120)]
+    lease_secs: u64,
+    /// Timeout of one delivery attempt.
+    #[arg(long, default_value_t = 10)]
+    timeout_secs: u64,
+}
+
+impl ChannelArgs {
+    fn config(&self) -> notify::DispatchConfig {
+        notify::DispatchConfig {
+            webhook_url: self.webhook_url.clone(),
+            sms_webhook_url: self.sms_webhook_url.clone(),
+            push_webhook_url: self.push_webhook_url.clone(),
+            webhook_secret: self.webhook_secret.clone(),
+            smtp_relay: self.smtp_relay.clone(),
+            mail_from: self.mail_from.clone(),
+            batch: self.batch.max(1),
+            concurrency: self.concurrency.max(1),
+            max_attempts: self.max_attempts.max(1),
+            retry_base: Duration::from_millis(self.retry_base_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms)),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            timeout: Duration::from_secs(self.timeout_secs.max(1)),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +219,8 @@ struct PublishArgs {
     mandates: bool,
     #[command(flatten)]
     warehouse: WarehouseArgs,
+    #[command(flatten)]
+    calendar: CalendarArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -444,11 +544,16 @@ fn job_run(command: &Command) -> Option<job_runs::JobRun> {
         Command::Sips(SipsCommand::Export(args)) => {
             ("sips export", Some(args.date), None, &args.warehouse)
         }
+        // Not tied to a date or a warehouse: recorded in job_runs only.
+        Command::Notify(NotifyCommand::Dispatch(_)) => {
+            return Some(job_runs::JobRun::start("notify dispatch", None, None, None))
+        }
         Command::Nav(NavCommand::Sample(_))
         | Command::Sql(_)
         | Command::Db(_)
         | Command::Demo(_)
-        | Command::Calendar(_) => return None,
+        | Command::Calendar(_)
+        | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats) => return None,
     };
     Some(job_runs::JobRun::start(
         job,
@@ -620,10 +725,37 @@ async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job
             let started = Instant::now();
             let options = publish::PublishOptions {
                 keep_investment_months: args.keep_investment_months.max(1),
+                monthly_statements: args
+                    .calendar
+                    .calendar()?
+                    .is_last_business_day_of_month(args.date),
             };
             let summary = publish::publish(&warehouse, &pool, args.date, options).await?;
             counts = job_runs::RowCounts::new(summary.rows_in(), summary.rows_out());
             println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+        }
+        Command::Notify(NotifyCommand::Dispatch(args)) => {
+            let started = Instant::now();
+            let url = required(database_url, "notify dispatch")?;
+            let dispatcher = notify::Dispatcher::new(connect(&url).await?, args.channels.config())?;
+            let summary = dispatcher.drain(args.max_batches).await?;
+            counts = job_runs::RowCounts::new(summary.attempts(), summary.delivered);
+            println!(
+                "notify dispatch ok: {summary} elapsed_ms={}",
+                started.elapsed().as_millis()
+            );
+        }
+        Command::Notify(NotifyCommand::Worker(args)) => {
+            let url = required(database_url, "notify worker")?;
+            let dispatcher = notify::Dispatcher::new(connect(&url).await?, args.channels.config())?;
+            tracing::info!("notify worker started");
+            let poll = Duration::from_secs(args.poll_secs.max(1));
+            let summary = notify::work(&dispatcher, &url, poll).await?;
+            println!("notify worker stopped: {summary}");
+        }
+        Command::Notify(NotifyCommand::Stats) => {
+            let pool = connect(&required(database_url, "notify stats")?).await?;
+            print!("{}", notify::Dispatcher::stats(&pool).await?);
         }
         Command::Calendar(CalendarCommand::Check(args)) => {
             let business = args.calendar.calendar()?.is_business_day(args.date);

@@ -120,6 +120,8 @@ async fn copy_rows<T>(
 }
 
 /// Upserts NAVs of several dates in one transaction; returns the rows inserted or changed.
+const NAV_ALERTS: &str = "SELECT sipline_nav_alerts($1, $2)";
+
 pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<u64, sqlx::Error> {
     let (Some(first), Some(last)) = (
         navs.iter().map(|n| n.0).min(),
@@ -150,7 +152,15 @@ pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    // Alerts read the NAVs just written: same transaction, so an alert fires exactly when its
+    // NAV becomes visible, and a re-run finds its notifications already there.
+    let alerts: i64 = sqlx::query_scalar(NAV_ALERTS)
+        .bind(first)
+        .bind(last)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
+    tracing::info!(alerts, %first, %last, "NAV alerts evaluated");
     Ok(changed)
 }
 

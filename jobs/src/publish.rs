@@ -59,6 +59,14 @@ const EVENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, k
      FROM sip_events_stage ORDER BY event_id \
      ON CONFLICT (event_key) DO NOTHING";
 // The batch cancels a SIP after three failed instalments; the system of record follows.
+// The monthly statement: one per user holding funds, on the month's last business day.
+const STATEMENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
+     SELECT 'statement:' || user_id || ':' || to_char($1::date, 'YYYY-MM'), user_id, 'statement_ready', \
+       jsonb_build_object('month', to_char($1::date, 'YYYY-MM'), 'as_of', as_of, \
+         'invested', invested::text, 'current_value', current_value::text, \
+         'xirr', CASE WHEN xirr = 'NaN' THEN NULL ELSE xirr END) \
+     FROM portfolio_snapshots WHERE as_of = $1 AND schemes > 0 ORDER BY user_id \
+     ON CONFLICT (event_key) DO NOTHING";
 const CANCEL_SIPS: &str = "UPDATE sips s SET status = 'cancelled', updated_at = now() \
      FROM sip_events_stage e WHERE e.kind = 'cancelled' AND s.sip_id = e.sip_id AND s.status <> 'cancelled'";
 const RECORD_PUBLICATION: &str = "INSERT INTO publications (as_of, snapshots, lines, graphs, investments, events) \
@@ -82,6 +90,9 @@ const LIST_PARTITIONS: &str =
 pub struct PublishOptions {
     /// Months of `investments` the serving store keeps (the current one included).
     pub keep_investment_months: u32,
+    /// Whether the date closes its month (its last business day): users holding funds get a
+    /// `statement_ready` notification.
+    pub monthly_statements: bool,
 }
 
 #[derive(Debug, Default)]
@@ -257,6 +268,13 @@ async fn publish_locked(
     summary.cancelled_sips = loaded.cancelled;
     summary.lines = lines;
     summary.graphs = graphs;
+    if options.monthly_statements {
+        summary.notifications += sqlx::query(STATEMENTS_TO_OUTBOX)
+            .bind(date)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
     // ATTACH PARTITION takes only SHARE UPDATE EXCLUSIVE on the parent, and PostgreSQL reads
     // the catalog outside a statement's MVCC snapshot: a reader could plan its query without
     // the new partition, then take a snapshot that already sees the new publication, and serve

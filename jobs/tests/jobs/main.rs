@@ -2,6 +2,7 @@
 //! HTTP server and a real PostgreSQL. One test crate, so it links once.
 
 mod nav_ingest;
+mod notify;
 mod operations;
 mod portfolio;
 mod publish;

@@ -137,7 +137,7 @@ async fn migrate_from_empty_and_again() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
     for table in [
         "users",
         "sips",

@@ -1,0 +1,37 @@
+"""Notification dispatch every minute: one bounded `notify dispatch` pass over the outbox
+(webhook, email, SMS, push; retries and dead letters are the job's own). A pass that is still
+busy when the next minute comes is not doubled up (one run at a time); several dispatchers
+could share the queue safely, but one pass a minute plus a `notify worker` service for low
+latency is the usual set-up.
+
+Channel endpoints and the signing secret come from the worker's environment
+(SIPLINE_WEBHOOK_URL, SIPLINE_WEBHOOK_SECRET, SIPLINE_SMTP_RELAY, …; see the README).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow import DAG
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from sipline_common import DEFAULT_ARGS, IST, MACROS, SiplineOperator
+
+with DAG(
+    dag_id="sipline_notify",
+    description="Deliver the notification outbox",
+    schedule=CronTriggerTimetable("* * * * *", timezone=IST),
+    start_date=pendulum.datetime(2025, 1, 1, tz=IST),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=10),
+    default_args={**DEFAULT_ARGS, "retries": 0},
+    user_defined_macros=MACROS,
+    tags=["sipline"],
+) as dag:
+    SiplineOperator(
+        task_id="notify_dispatch",
+        arguments=["notify", "dispatch", "--max-batches", "200"],
+        execution_timeout=timedelta(minutes=9),
+    )
