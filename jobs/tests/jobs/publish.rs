@@ -356,6 +356,31 @@ async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
     .await
     .unwrap();
     assert!(rows_out >= 300, "{rows_out}");
+
+    // The publish of a month's last business day tells each user holding funds that their
+    // statement is ready, once: with the rest of March as holidays, the third date closes it.
+    let holidays = tempfile::NamedTempFile::new().unwrap();
+    let rest_of_march: String = (6..=31).map(|d| format!("2025-03-{d:02}\n")).collect();
+    std::fs::write(holidays.path(), rest_of_march).unwrap();
+    let closing = ["--holidays", holidays.path().to_str().unwrap()];
+    for _ in 0..2 {
+        publish(&pg.url, &warehouse, third, &closing)
+            .await
+            .assert_ok();
+    }
+    let (statements, holders): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM notifications WHERE kind = 'statement_ready' \
+                   AND event_key LIKE 'statement:%:2025-03' AND payload->>'as_of' = '2025-03-05'), \
+                (SELECT count(*) FROM portfolio_snapshots WHERE as_of = DATE '2025-03-05' AND schemes > 0)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(holders > 0);
+    assert_eq!(
+        statements, holders,
+        "one statement per holder, across two runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
