@@ -94,6 +94,39 @@ enum Command {
     /// Deliver the notification outbox: webhooks, email, SMS and push.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// The HTTP API over PostgreSQL (portfolios, charts, SIPs, NAVs, notifications, alerts).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[arg(long, env = "SIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// HS256 shared secret (Supabase's JWT secret).
+    #[arg(long, env = "SIPLINE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// JWKS for RS256/ES256: a file, or an https:// URL (Auth0's /.well-known/jwks.json).
+    #[arg(long, env = "SIPLINE_JWKS")]
+    jwks: Option<String>,
+    /// Required audience (`aud`); unset, not checked.
+    #[arg(long, env = "SIPLINE_JWT_AUDIENCE")]
+    audience: Option<String>,
+    /// Required issuer (`iss`); unset, not checked.
+    #[arg(long, env = "SIPLINE_JWT_ISSUER")]
+    issuer: Option<String>,
+    /// The `role` claim of service tokens, which may read any user.
+    #[arg(long, env = "SIPLINE_SERVICE_ROLE", default_value = "service_role")]
+    service_role: String,
+    /// Apply the migrations before serving.
+    #[arg(long)]
+    migrate: bool,
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout_ms: u64,
+    #[arg(long, env = "SIPLINE_DB_POOL", default_value_t = 16)]
+    max_connections: u32,
+    /// Entries per cache (NAV, portfolio, graph) before pruning.
+    #[arg(long, default_value_t = 1_000_000)]
+    cache_entries: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -553,7 +586,8 @@ fn job_run(command: &Command) -> Option<job_runs::JobRun> {
         | Command::Db(_)
         | Command::Demo(_)
         | Command::Calendar(_)
-        | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats) => return None,
+        | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats)
+        | Command::Serve(_) => return None,
     };
     Some(job_runs::JobRun::start(
         job,
@@ -756,6 +790,29 @@ async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job
         Command::Notify(NotifyCommand::Stats) => {
             let pool = connect(&required(database_url, "notify stats")?).await?;
             print!("{}", notify::Dispatcher::stats(&pool).await?);
+        }
+        Command::Serve(args) => {
+            if args.jwt_secret.is_none() && args.jwks.is_none() {
+                anyhow::bail!(exit::JobFailure::BadInput(
+                    "`serve` needs --jwt-secret or --jwks: no token could be verified".into()
+                ));
+            }
+            api::serve(api::ServeConfig {
+                listen: args.listen,
+                database_url: required(database_url, "serve")?,
+                auth: api::auth::AuthConfig {
+                    hs256_secret: args.jwt_secret,
+                    jwks: args.jwks.as_deref().map(api::auth::JwksSource::parse),
+                    audience: args.audience,
+                    issuer: args.issuer,
+                    service_role: args.service_role,
+                },
+                migrate: args.migrate,
+                request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+                max_connections: args.max_connections.max(1),
+                cache_entries: args.cache_entries.max(1),
+            })
+            .await?;
         }
         Command::Calendar(CalendarCommand::Check(args)) => {
             let business = args.calendar.calendar()?.is_business_day(args.date);

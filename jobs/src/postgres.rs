@@ -11,7 +11,8 @@ use pipeline::schema::{NavRow, SchemeRow};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../sql/migrations");
+/// One embedded copy of `sql/migrations`, shared with the API.
+pub use api::MIGRATOR;
 
 const STAGE_NAVS: &str = "CREATE TEMP TABLE navs_stage (scheme_code bigint, nav_date date, nav numeric(18,4), source text) ON COMMIT DROP";
 const COPY_NAVS: &str =

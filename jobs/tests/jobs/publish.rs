@@ -9,11 +9,11 @@ use sqlx::{PgPool, Row};
 use crate::sip::csv;
 use crate::support::{sipline, sipline_async, Postgres};
 
-const FIRST: &str = "2025-03-03";
-const SECOND: &str = "2025-03-04";
+pub(crate) const FIRST: &str = "2025-03-03";
+pub(crate) const SECOND: &str = "2025-03-04";
 
 /// A small executed universe valued on two dates (blocking: call before the runtime work).
-fn universe(warehouse: &Path) {
+pub(crate) fn universe(warehouse: &Path) {
     let w = warehouse.to_str().unwrap();
     sipline(&[
         "generate",
@@ -47,7 +47,12 @@ fn universe(warehouse: &Path) {
     }
 }
 
-async fn publish(url: &str, warehouse: &Path, date: &str, extra: &[&str]) -> crate::support::Run {
+pub(crate) async fn publish(
+    url: &str,
+    warehouse: &Path,
+    date: &str,
+    extra: &[&str],
+) -> crate::support::Run {
     let mut args = vec![
         "publish",
         "--date",

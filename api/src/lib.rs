@@ -1,0 +1,160 @@
+//! The sipline HTTP API: a thin axum service over the PostgreSQL serving store. Portfolios,
+//! charts, SIPs, NAVs, notifications and NAV alerts under `/v1`, behind JWT bearer auth; reads
+//! of published data go through an in-process cache that `publish`'s NOTIFY invalidates.
+
+pub mod auth;
+pub mod cache;
+pub mod metrics;
+mod openapi;
+pub mod problem;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::PgPool;
+
+/// The schema, embedded: `sipline db migrate`, the jobs, and the API at start (`--migrate`).
+pub static MIGRATOR: Migrator = sqlx::migrate!("../sql/migrations");
+
+/// The channel `sipline publish` notifies when a date is published.
+pub const PUBLISH_CHANNEL: &str = "sipline_publish";
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub auth: auth::AuthConfig,
+    /// Apply migrations before serving.
+    pub migrate: bool,
+    pub request_timeout: Duration,
+    pub max_connections: u32,
+    /// Entries per cache before it is pruned.
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("listening on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: auth::Verifier,
+    pub caches: cache::Caches,
+    pub metrics: metrics::Metrics,
+    /// Token subject → user id: ids never change, so this is only bounded, never expired.
+    pub subjects: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    pub request_timeout: Duration,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    pub fn new(pool: PgPool, config: &ServeConfig) -> Shared {
+        Arc::new(Self {
+            pool,
+            verifier: auth::Verifier::new(config.auth.clone()),
+            caches: cache::Caches::new(config.cache_entries),
+            metrics: metrics::Metrics::default(),
+            subjects: std::sync::Mutex::new(std::collections::HashMap::new()),
+            request_timeout: config.request_timeout,
+        })
+    }
+}
+
+pub use routes::router;
+
+/// Serves until SIGTERM or Ctrl-C, then stops accepting and lets in-flight requests finish.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&config.database_url)
+        .await?;
+    if config.migrate {
+        MIGRATOR.run(&pool).await?;
+    }
+    let state = AppState::new(pool, &config);
+    tokio::spawn(invalidate_on_publish(
+        config.database_url.clone(),
+        state.clone(),
+    ));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Listen(config.listen, e))?;
+    tracing::info!(listen = %config.listen, "serving");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Clears the caches of published data on every `publish` NOTIFY, and whenever the LISTEN
+/// connection was lost (a NOTIFY may have been missed meanwhile).
+async fn invalidate_on_publish(database_url: String, state: Shared) {
+    loop {
+        let mut listener = match PgListener::connect(&database_url).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "cache invalidation: cannot LISTEN; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(PUBLISH_CHANNEL).await {
+            tracing::warn!(error = %e, "cache invalidation: LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        }
+        state.caches.clear_published();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    tracing::info!(
+                        payload = notification.payload(),
+                        "publish notified: caches cleared"
+                    );
+                    state.caches.clear_published();
+                }
+                Ok(None) => {
+                    tracing::warn!("cache invalidation: connection lost; caches cleared");
+                    state.caches.clear_published();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache invalidation: reconnecting");
+                    state.caches.clear_published();
+                    break;
+                }
+            }
+        }
+    }
+}

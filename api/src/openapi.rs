@@ -1,0 +1,84 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, written by hand next to the routes it
+//! describes (a test checks that every route is in it).
+
+use serde_json::{json, Value};
+
+fn op(summary: &str, tag: &str, params: &[&str], ok: &str) -> Value {
+    let parameters: Vec<Value> = params
+        .iter()
+        .map(|p| {
+            let (name, location, schema) = match *p {
+                "graph_type" => (
+                    "graph_type",
+                    "path",
+                    json!({"type": "string", "enum": ["pie", "line", "bar"]}),
+                ),
+                "action" => (
+                    "action",
+                    "path",
+                    json!({"type": "string", "enum": ["pause", "resume", "cancel"]}),
+                ),
+                "from" | "to" => (*p, "query", json!({"type": "string", "format": "date"})),
+                "limit" | "before" => (*p, "query", json!({"type": "integer"})),
+                "unread" => ("unread", "query", json!({"type": "boolean"})),
+                other => (other, "path", json!({"type": "integer", "format": "int64"})),
+            };
+            json!({"name": name, "in": location, "required": location == "path", "schema": schema})
+        })
+        .collect();
+    json!({
+        "summary": summary,
+        "tags": [tag],
+        "parameters": parameters,
+        "responses": {
+            ok: {"description": "success", "content": {"application/json": {}}},
+            "400": {"$ref": "#/components/responses/Problem"},
+            "401": {"$ref": "#/components/responses/Problem"},
+            "404": {"$ref": "#/components/responses/Problem"},
+        }
+    })
+}
+
+pub fn document() -> Value {
+    let mut create_sip = op("Create a SIP", "sips", &["user_id"], "201");
+    create_sip["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewSip"}}}});
+    create_sip["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
+    let mut create_alert = op("Create a NAV alert", "alerts", &["user_id"], "201");
+    create_alert["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewAlert"}}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "sipline API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Portfolios, charts, SIPs, NAVs, notifications and NAV alerts. Money is a decimal string in rupees."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/schemes/{scheme_code}/nav": {"get": op("Latest NAV of a scheme (cached 24 h)", "navs", &["scheme_code"], "200")},
+            "/v1/schemes/{scheme_code}/navs": {"get": op("NAV history of a scheme, newest first", "navs", &["scheme_code", "from", "to", "limit"], "200")},
+            "/v1/users/{user_id}/portfolio": {"get": op("Portfolio summary and per-scheme lines of the latest published date (cached 15 min)", "portfolio", &["user_id"], "200")},
+            "/v1/users/{user_id}/charts/{graph_type}": {"get": op("Chart data: pie, line or bar (cached 30 min)", "portfolio", &["user_id", "graph_type"], "200")},
+            "/v1/users/{user_id}/sips": {"get": op("The user's SIPs", "sips", &["user_id"], "200"), "post": create_sip},
+            "/v1/users/{user_id}/sips/{sip_id}/{action}": {"post": op("Pause (optional body {\"until\": date}), resume or cancel a SIP", "sips", &["user_id", "sip_id", "action"], "200")},
+            "/v1/users/{user_id}/notifications": {"get": op("The user's notifications, newest first", "notifications", &["user_id", "limit", "before", "unread"], "200")},
+            "/v1/users/{user_id}/notifications/{notification_id}/read": {"post": op("Mark a notification read", "notifications", &["user_id", "notification_id"], "200")},
+            "/v1/users/{user_id}/alerts": {"get": op("The user's NAV alerts", "alerts", &["user_id"], "200"), "post": create_alert},
+            "/v1/users/{user_id}/alerts/{alert_id}": {"delete": op("Delete a NAV alert", "alerts", &["user_id", "alert_id"], "204")},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness: database reachable, migrations current", "security": [], "responses": {"200": {"description": "ready"}, "503": {"$ref": "#/components/responses/Problem"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text exposition format"}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "responses": {"Problem": {"description": "RFC 9457 problem", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+            "schemas": {
+                "Problem": {"type": "object", "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+                            "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}},
+                "NewSip": {"type": "object", "required": ["scheme_code", "amount", "sip_day", "start_date"], "properties": {
+                    "scheme_code": {"type": "integer"}, "amount": {"type": "string", "example": "1500.00"},
+                    "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "start_date": {"type": "string", "format": "date"},
+                    "end_date": {"type": "string", "format": "date"}, "step_up_pct": {"type": "string", "example": "10"}}},
+                "NewAlert": {"type": "object", "required": ["scheme_code", "kind", "threshold"], "properties": {
+                    "scheme_code": {"type": "integer"}, "kind": {"type": "string", "enum": ["above", "below", "daily_move_pct"]},
+                    "threshold": {"type": "string", "example": "45.50"}}},
+            }
+        }
+    })
+}

@@ -1,0 +1,572 @@
+//! `sipline serve` as a real process over a real PostgreSQL holding a published universe: every
+//! route, its validation, every way a token is refused, cross-user access, the cache and its
+//! invalidation by a new publish, and the operational endpoints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use crate::publish::{publish, universe, FIRST, SECOND};
+use crate::support::Postgres;
+
+const SECRET: &str = "api-test-secret-of-at-least-32-bytes";
+
+fn key_fixture(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../api/tests/fixtures")
+        .join(name)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn claims(sub: &str) -> Value {
+    json!({ "sub": sub, "aud": "authenticated", "exp": now() + 600, "iat": now() })
+}
+
+fn hs256(claims: &Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn rs256(claims: &Value, pem: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let key = EncodingKey::from_rsa_pem(&std::fs::read(key_fixture(pem)).unwrap()).unwrap();
+    encode(&header, claims, &key).unwrap()
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    process: tokio::process::Child,
+}
+
+impl Api {
+    async fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                database_url,
+                "--jwt-secret",
+                SECRET,
+                "--jwks",
+                key_fixture("jwks.json").to_str().unwrap(),
+                "--audience",
+                "authenticated",
+                "--migrate",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let api = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            process,
+        };
+        for _ in 0..100 {
+            let health = api.http.get(format!("{}/healthz", api.base)).send().await;
+            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return api;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("sipline serve did not come up");
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, String, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, content_type, json)
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let (status, _, body) = self.send(reqwest::Method::GET, path, token, None).await;
+        (status, body)
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let (status, _, body) = self
+            .send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await;
+        (status, body)
+    }
+}
+
+fn is_problem(status: StatusCode, content_type: &str, body: &Value, expected: StatusCode) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(content_type, "application/problem+json", "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
+    let pg = Postgres::start().await;
+    let warehouse = tempfile::tempdir().unwrap().keep();
+    {
+        let warehouse = warehouse.clone();
+        tokio::task::spawn_blocking(move || universe(&warehouse))
+            .await
+            .unwrap();
+    }
+    publish(&pg.url, &warehouse, FIRST, &["--mandates"])
+        .await
+        .assert_ok();
+    let pool = pg.pool().await;
+    // Two users with portfolios; A also has notifications.
+    let rows = sqlx::query(
+        "SELECT u.user_id, u.auth_subject, p.invested::text AS invested FROM users u JOIN portfolio_latest p USING (user_id) \
+         WHERE p.schemes > 0 ORDER BY (SELECT count(*) FROM notifications n WHERE n.user_id = u.user_id) DESC, u.user_id LIMIT 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let (a, a_sub, a_invested): (i64, String, String) =
+        (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    let (b, b_sub): (i64, String) = (rows[1].get(0), rows[1].get(1));
+    let a_token = hs256(&claims(&a_sub));
+    let b_token = rs256(&claims(&b_sub), "rsa.pem");
+    let mut service_claims = claims("backend");
+    service_claims["role"] = "service_role".into();
+    let service = hs256(&service_claims);
+
+    let api = Api::start(&pg.url).await;
+    assert_eq!(api.get("/readyz", None).await.0, StatusCode::OK);
+
+    // The portfolio: the owner (HS256) and the service role read it; another user gets 404.
+    let portfolio = format!("/v1/users/{a}/portfolio");
+    let (status, body) = api.get(&portfolio, Some(&a_token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["as_of"], FIRST);
+    assert_eq!(body["invested"], a_invested);
+    let lines: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM portfolio_lines_latest WHERE user_id = $1")
+            .bind(a)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(body["lines"].as_array().unwrap().len() as i64, lines);
+    assert_eq!(api.get(&portfolio, Some(&service)).await.0, StatusCode::OK);
+    let (status, content_type, body) = api
+        .send(reqwest::Method::GET, &portfolio, Some(&b_token), None)
+        .await;
+    is_problem(status, &content_type, &body, StatusCode::NOT_FOUND);
+    let (status, body) = api
+        .get(&format!("/v1/users/{b}/portfolio"), Some(&b_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "RS256 via JWKS: {body}");
+
+    // Every refused token is a 401 problem.
+    let mut expired = claims(&a_sub);
+    expired["exp"] = (now() - 3600).into();
+    let mut early = claims(&a_sub);
+    early["nbf"] = (now() + 3600).into();
+    let mut audience = claims(&a_sub);
+    audience["aud"] = "elsewhere".into();
+    let none = {
+        let part = |v: &Value| {
+            use std::fmt::Write;
+            v.to_string().bytes().fold(String::new(), |mut s, b| {
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+        };
+        // Not even base64: a token that claims alg none must fail whatever else it holds.
+        format!(
+            "{}.{}.",
+            part(&json!({"alg": "none"})),
+            part(&claims(&a_sub))
+        )
+    };
+    let unsigned_none = format!(
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        "eyJzdWIiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ"
+    );
+    for (name, token) in [
+        ("missing", None),
+        ("garbage", Some("not-a-jwt".to_string())),
+        ("expired", Some(hs256(&expired))),
+        ("not yet valid", Some(hs256(&early))),
+        ("wrong audience", Some(hs256(&audience))),
+        ("alg none", Some(none)),
+        ("alg none, encoded", Some(unsigned_none)),
+        ("wrong key", Some(rs256(&claims(&a_sub), "rsa_other.pem"))),
+    ] {
+        let (status, content_type, body) = api
+            .send(reqwest::Method::GET, &portfolio, token.as_deref(), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        is_problem(status, &content_type, &body, StatusCode::UNAUTHORIZED);
+    }
+
+    // Charts, as published.
+    for graph in ["pie", "line", "bar"] {
+        let (status, body) = api
+            .get(&format!("/v1/users/{a}/charts/{graph}"), Some(&a_token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{graph}: {body}");
+        assert_eq!(body["as_of"], FIRST, "{graph}: {body}");
+    }
+    assert_eq!(
+        api.get(&format!("/v1/users/{a}/charts/radar"), Some(&a_token))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get(&format!("/v1/users/{a}/charts/pie"), Some(&b_token))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // NAVs.
+    let (scheme, nav): (i64, String) = sqlx::query_as(
+        "SELECT scheme_code, nav::text FROM navs WHERE nav_date = $1::date AND scheme_code IN \
+         (SELECT scheme_code FROM schemes WHERE scheme_type = 'Open Ended') ORDER BY scheme_code LIMIT 1",
+    )
+    .bind(FIRST)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (status, body) = api
+        .get(&format!("/v1/schemes/{scheme}/nav"), Some(&a_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["nav"].as_str().unwrap(),
+            body["nav_date"].as_str().unwrap()
+        ),
+        (nav.as_str(), FIRST)
+    );
+    let (status, body) = api
+        .get(
+            &format!("/v1/schemes/{scheme}/navs?limit=1"),
+            Some(&a_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["navs"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.get("/v1/schemes/1/nav", Some(&a_token)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get("/v1/schemes/abc/nav", Some(&a_token)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // SIPs: create (validated), list, pause, resume, cancel.
+    let sips = format!("/v1/users/{a}/sips");
+    let start = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
+    let valid = json!({ "scheme_code": scheme, "amount": "1500.00", "sip_day": 5,
+                        "start_date": start, "step_up_pct": "10" });
+    let (status, created) = api.post(&sips, &a_token, valid.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["amount"], "1500.00");
+    assert_eq!(created["status"], "active");
+    let sip_id = created["sip_id"].as_i64().unwrap();
+    let closed: i64 = sqlx::query_scalar(
+        "SELECT scheme_code FROM schemes WHERE scheme_type = 'Close Ended' LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (status, content_type, body) = api
+        .send(
+            reqwest::Method::POST,
+            &sips,
+            Some(&a_token),
+            Some(json!({ "scheme_code": 1, "amount": "50", "sip_day": 31,
+                         "start_date": "2020-01-01", "end_date": "2019-01-01", "step_up_pct": -1 })),
+        )
+        .await;
+    is_problem(
+        status,
+        &content_type,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    for field in [
+        "amount",
+        "sip_day",
+        "start_date",
+        "end_date",
+        "step_up_pct",
+        "scheme_code",
+    ] {
+        assert!(fields.contains(&field), "{field} not refused: {body}");
+    }
+    let mut closed_sip = valid.clone();
+    closed_sip["scheme_code"] = closed.into();
+    assert_eq!(
+        api.post(&sips, &a_token, closed_sip).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let mut fractional = valid.clone();
+    fractional["amount"] = "150.005".into();
+    assert_eq!(
+        api.post(&sips, &a_token, fractional).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        api.post(&sips, &service, valid.clone()).await.0,
+        StatusCode::FORBIDDEN,
+        "a service token does not write"
+    );
+    assert_eq!(
+        api.post(&format!("/v1/users/{b}/sips"), &a_token, valid.clone())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, listed) = api.get(&sips, Some(&a_token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed["sips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["sip_id"] == sip_id));
+    let until = (chrono::Utc::now() + chrono::Duration::days(40)).date_naive();
+    let (status, paused) = api
+        .post(
+            &format!("{sips}/{sip_id}/pause"),
+            &a_token,
+            json!({ "until": until }),
+        )
+        .await;
+    assert_eq!(
+        (status, paused["status"].as_str()),
+        (StatusCode::OK, Some("paused"))
+    );
+    let (status, resumed) = api
+        .post(&format!("{sips}/{sip_id}/resume"), &a_token, json!({}))
+        .await;
+    assert_eq!(
+        (status, resumed["status"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
+    let (status, _) = api
+        .post(&format!("{sips}/{sip_id}/cancel"), &a_token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api.post(&format!("{sips}/{sip_id}/resume"), &a_token, json!({}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        api.post(
+            &format!("/v1/users/{b}/sips/{sip_id}/cancel"),
+            &b_token,
+            json!({})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND,
+        "another user's SIP id"
+    );
+
+    // Notifications: list, mark read; not another user's.
+    let (status, listed) = api
+        .get(
+            &format!("/v1/users/{a}/notifications?limit=5"),
+            Some(&a_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let first = &listed["notifications"][0];
+    let notification_id = first["notification_id"]
+        .as_i64()
+        .expect("A has notifications");
+    let (status, read) = api
+        .post(
+            &format!("/v1/users/{a}/notifications/{notification_id}/read"),
+            &a_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(read["read_at"].is_string());
+    assert_eq!(
+        api.post(
+            &format!("/v1/users/{b}/notifications/{notification_id}/read"),
+            &b_token,
+            json!({})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // NAV alerts: create, list, delete.
+    let alerts = format!("/v1/users/{a}/alerts");
+    let (status, alert) = api
+        .post(
+            &alerts,
+            &a_token,
+            json!({ "scheme_code": scheme, "kind": "below", "threshold": "10.5" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{alert}");
+    let (status, bad) = api
+        .post(
+            &alerts,
+            &a_token,
+            json!({ "scheme_code": scheme, "kind": "sideways", "threshold": "0" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad["errors"].as_array().unwrap().len(), 2, "{bad}");
+    let (_, listed) = api.get(&alerts, Some(&a_token)).await;
+    assert_eq!(listed["alerts"].as_array().unwrap().len(), 1);
+    let delete = format!("{alerts}/{}", alert["alert_id"]);
+    let (status, _, _) = api
+        .send(reqwest::Method::DELETE, &delete, Some(&b_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = api
+        .send(reqwest::Method::DELETE, &delete, Some(&a_token), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Bodies: too large, not JSON.
+    let (status, content_type, body) = api
+        .send(
+            reqwest::Method::POST,
+            &alerts,
+            Some(&a_token),
+            Some(json!({ "pad": "x".repeat(64 * 1024) })),
+        )
+        .await;
+    is_problem(status, &content_type, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    let response = api
+        .http
+        .post(format!("{}{alerts}", api.base))
+        .bearer_auth(&a_token)
+        .header("content-type", "application/json")
+        .header("x-request-id", "req-42")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+
+    // The cache: a second read is a hit; a publish of a new date empties it.
+    api.get(&portfolio, Some(&a_token)).await;
+    let (_, metrics) = api.get("/metrics", None).await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    let hits = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("sipline_api_cache_requests_total{cache=\"portfolio\",result=\"hit\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(hits >= 2, "{metrics}");
+    for expected in [
+        "sipline_api_request_duration_seconds_bucket{method=\"GET\",route=\"/v1/users/{user_id}/portfolio\",status=\"200\",le=\"0.005\"}",
+        "sipline_api_db_query_duration_seconds_count",
+        "sipline_api_db_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in\n{metrics}");
+    }
+    publish(&pg.url, &warehouse, SECOND, &[]).await.assert_ok();
+    let mut followed = false;
+    for _ in 0..50 {
+        let (_, body) = api.get(&portfolio, Some(&a_token)).await;
+        if body["as_of"] == SECOND {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(followed, "the cached portfolio outlived the publish");
+
+    // The OpenAPI document names every /v1 route.
+    let (status, openapi) = api.get("/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/schemes/{scheme_code}/nav",
+        "/v1/schemes/{scheme_code}/navs",
+        "/v1/users/{user_id}/portfolio",
+        "/v1/users/{user_id}/charts/{graph_type}",
+        "/v1/users/{user_id}/sips",
+        "/v1/users/{user_id}/sips/{sip_id}/{action}",
+        "/v1/users/{user_id}/notifications",
+        "/v1/users/{user_id}/notifications/{notification_id}/read",
+        "/v1/users/{user_id}/alerts",
+        "/v1/users/{user_id}/alerts/{alert_id}",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} missing");
+    }
+    let (status, content_type, body) = api
+        .send(reqwest::Method::GET, "/v2/nothing", None, None)
+        .await;
+    is_problem(status, &content_type, &body, StatusCode::NOT_FOUND);
+
+    // SIGTERM: a graceful stop, exit 0.
+    let mut process = api.process;
+    let pid = process.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), process.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&warehouse);
+}
