@@ -224,6 +224,11 @@ fn json_value(value: &Value) -> Response {
     json_body(Bytes::from(value.to_string()))
 }
 
+/// Timestamps as clients parse them: RFC 3339, UTC, milliseconds.
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Runs a query future, timing it into the database histogram.
 async fn timed<T>(state: &Shared, query: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
@@ -298,7 +303,7 @@ async fn latest_nav(
             "fund_house": row.get::<Option<String>, _>("fund_house"),
             "category": row.get::<Option<String>, _>("category"),
             "nav": row.get::<String, _>("nav"),
-            "nav_date": row.get::<NaiveDate, _>("nav_date"),
+            "nav_date": row.get::<NaiveDate, _>("nav_date").to_string(),
         })
         .to_string(),
     );
@@ -342,7 +347,7 @@ async fn nav_history(
     }
     let navs: Vec<Value> = rows
         .iter()
-        .map(|r| json!({ "nav_date": r.get::<NaiveDate, _>("nav_date"), "nav": r.get::<String, _>("nav") }))
+        .map(|r| json!({ "nav_date": r.get::<NaiveDate, _>("nav_date").to_string(), "nav": r.get::<String, _>("nav") }))
         .collect();
     Ok(json_value(
         &json!({ "scheme_code": scheme_code, "navs": navs }),
@@ -386,14 +391,14 @@ async fn portfolio(
     let body = Bytes::from(
         json!({
             "user_id": user_id,
-            "as_of": row.get::<NaiveDate, _>("as_of"),
+            "as_of": row.get::<NaiveDate, _>("as_of").to_string(),
             "invested": row.get::<String, _>("invested"),
             "current_value": row.get::<String, _>("current_value"),
             "gain": row.get::<String, _>("gain"),
             "abs_return_pct": row.get::<Option<String>, _>("abs_return_pct"),
             "xirr": row.get::<Option<f64>, _>("xirr"),
             "schemes": row.get::<i32, _>("schemes"),
-            "nav_date": row.get::<Option<NaiveDate>, _>("nav_date"),
+            "nav_date": row.get::<Option<NaiveDate>, _>("nav_date").map(|d| d.to_string()),
             "lines": lines,
         })
         .to_string(),
@@ -445,11 +450,11 @@ fn sip_json(row: &sqlx::postgres::PgRow) -> Value {
         "scheme_code": row.get::<i64, _>("scheme_code"),
         "amount": row.get::<String, _>("amount"),
         "sip_day": row.get::<i16, _>("sip_day"),
-        "start_date": row.get::<NaiveDate, _>("start_date"),
-        "end_date": row.get::<Option<NaiveDate>, _>("end_date"),
+        "start_date": row.get::<NaiveDate, _>("start_date").to_string(),
+        "end_date": row.get::<Option<NaiveDate>, _>("end_date").map(|d| d.to_string()),
         "step_up_pct": row.get::<String, _>("step_up_pct"),
         "status": row.get::<String, _>("status"),
-        "paused_until": row.get::<Option<NaiveDate>, _>("paused_until"),
+        "paused_until": row.get::<Option<NaiveDate>, _>("paused_until").map(|d| d.to_string()),
     })
 }
 
@@ -708,8 +713,8 @@ async fn list_notifications(
                 "notification_id": r.get::<i64, _>("notification_id"),
                 "kind": r.get::<String, _>("kind"),
                 "payload": serde_json::from_str::<Value>(&r.get::<String, _>("payload")).unwrap_or(Value::Null),
-                "created_at": r.get::<chrono::DateTime<chrono::Utc>, _>("created_at"),
-                "read_at": r.get::<Option<chrono::DateTime<chrono::Utc>>, _>("read_at"),
+                "created_at": rfc3339(r.get("created_at")),
+                "read_at": r.get::<Option<chrono::DateTime<chrono::Utc>>, _>("read_at").map(rfc3339),
             })
         })
         .collect();
@@ -741,7 +746,7 @@ async fn mark_read(
     .await?;
     let read_at = read.ok_or_else(|| Problem::not_found("no such notification"))?;
     Ok(json_value(
-        &json!({ "notification_id": notification_id, "read_at": read_at }),
+        &json!({ "notification_id": notification_id, "read_at": rfc3339(read_at) }),
     ))
 }
 
@@ -755,7 +760,7 @@ fn alert_json(row: &sqlx::postgres::PgRow) -> Value {
         "kind": row.get::<String, _>("kind"),
         "threshold": row.get::<String, _>("threshold"),
         "active": row.get::<bool, _>("active"),
-        "last_triggered_on": row.get::<Option<NaiveDate>, _>("last_triggered_on"),
+        "last_triggered_on": row.get::<Option<NaiveDate>, _>("last_triggered_on").map(|d| d.to_string()),
     })
 }
 

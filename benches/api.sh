@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Load benchmark of `sipline serve` with wrk on loopback (wrk, the API and PostgreSQL share the
+# machine): requests per second and latency percentiles for the portfolio and line-chart routes,
+# cold (random users over the whole universe: mostly cache misses, one indexed query each) and
+# warm (a set of WARM_USERS users, read once before measuring: cache hits). Needs a database
+# with a published universe (benches/publish.sh) and Debian's wrk:
+#   DATABASE_URL=postgres://… benches/api.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${DATABASE_URL:?set DATABASE_URL to a database with a published universe}"
+duration=${DURATION:-20s}
+connections=${CONNECTIONS:-32}
+warm_users=${WARM_USERS:-10000}
+cargo build --profile "${PROFILE:-release}" -q -p jobs
+bin="$(realpath "${CARGO_TARGET_DIR:-target}")/${PROFILE:-release}/sipline"
+
+secret=bench-secret-of-at-least-32-bytes-long
+token=$(python3 - "$secret" <<'PY'
+import base64, hashlib, hmac, json, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "bench", "role": "service_role", "exp": int(time.time()) + 86400}).encode())
+sig = b64(hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+print(f"{head}.{body}.{sig}")
+PY
+)
+read -r min_user max_user < <(psql "$DATABASE_URL" -X -At -F ' ' -c "SELECT min(user_id), max(user_id) FROM portfolio_latest")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" >"$work/serve.log" 2>&1 &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+
+script() {  # path template, lowest user, highest user
+  cat >"$work/$4.lua" <<LUA
+math.randomseed(os.time())
+local token = "$token"
+request = function()
+  local user = math.random($2, $3)
+  return wrk.format("GET", string.format("$1", user), { ["Authorization"] = "Bearer " .. token })
+end
+LUA
+  echo "$work/$4.lua"
+}
+measure() {  # label, lua script
+  local out
+  out=$(wrk -t2 -c"$connections" -d"$duration" --latency -s "$2" "http://127.0.0.1:$port")
+  local rps p50 p99 non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  printf '%-34s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+warm_hi=$((min_user + warm_users - 1))
+echo "universe users $min_user..$max_user; wrk -t2 -c$connections -d$duration; warm set $warm_users users"
+for route in portfolio charts/line; do
+  measure "$route, cold (random over all)" "$(script "/v1/users/%d/$route" "$min_user" "$max_user" "cold-${route//\//-}")"
+  warm=$(script "/v1/users/%d/$route" "$min_user" "$warm_hi" "warm-${route//\//-}")
+  wrk -t2 -c"$connections" -d5s -s "$warm" "http://127.0.0.1:$port" >/dev/null  # fill the cache
+  measure "$route, warm (cached)" "$warm"
+done
+curl -s "http://127.0.0.1:$port/metrics" | grep -E 'cache_requests_total|pool_connections'
