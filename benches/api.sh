@@ -15,16 +15,20 @@ cargo build --profile "${PROFILE:-release}" -q -p jobs
 bin="$(realpath "${CARGO_TARGET_DIR:-target}")/${PROFILE:-release}/sipline"
 
 secret=bench-secret-of-at-least-32-bytes-long
-token=$(python3 - "$secret" <<'PY'
+read -r min_user max_user < <(psql "$DATABASE_URL" -X -At -F ' ' -c "SELECT min(user_id), max(user_id) FROM portfolio_latest")
+# The token's subject is a real user's (the first one's), as a signed-in client's is: a subject
+# that is no user is looked up in `users` on every request, warm ones too, and would measure that.
+subject=$(psql "$DATABASE_URL" -X -At -c "SELECT auth_subject FROM users WHERE user_id = $min_user")
+token=$(python3 - "$secret" "$subject" <<'PY'
 import base64, hashlib, hmac, json, sys, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "bench", "role": "service_role", "exp": int(time.time()) + 86400}).encode())
+# service_role: the benchmark reads every user's portfolio with one token.
+body = b64(json.dumps({"sub": sys.argv[2], "role": "service_role", "exp": int(time.time()) + 86400}).encode())
 sig = b64(hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
 print(f"{head}.{body}.{sig}")
 PY
 )
-read -r min_user max_user < <(psql "$DATABASE_URL" -X -At -F ' ' -c "SELECT min(user_id), max(user_id) FROM portfolio_latest")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
 RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" >"$work/serve.log" 2>&1 &
@@ -34,7 +38,16 @@ for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" &
 
 script() {  # path template, lowest user, highest user
   cat >"$work/$4.lua" <<LUA
-math.randomseed(os.time())
+-- One seed per wrk thread: seeded with the time alone, both threads start in the same second
+-- and draw the same users, so one thread's misses become the other's hits.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_id", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 1000 + thread_id)
+end
 local token = "$token"
 request = function()
   local user = math.random($2, $3)

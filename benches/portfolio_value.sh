@@ -80,3 +80,26 @@ h = t["sipline portfolio value --hourly"] / t["duckdb: same snapshot (checkpoint
 d = t["sipline portfolio value (daily: XIRR, charts)"] / t["duckdb: same snapshot from every purchase"]
 print(f"ratio sipline/duckdb hourly: {h:.2f}  daily (sipline also computes XIRR and charts): {d:.2f}")
 PY
+
+# The same numbers, not only the same work: DuckDB's snapshots against sipline's, row for row
+# (users holding something; counts and both EXCEPTs), in this run.
+python3 - "$wh" "$date" "$out" <<'PY'
+import duckdb, sys
+wh, date, out = sys.argv[1:]
+pairs = {
+    "daily": (f"{out}/duck_daily.parquet", f"{wh}/portfolio_snapshots/as_of={date}/*/*.parquet"),
+    "hourly": (f"{out}/duck_hourly.parquet", f"{wh}/portfolio_hourly/as_of={date}/*/*.parquet"),
+}
+bad = False
+for name, (duck, ours) in pairs.items():
+    d = f"SELECT user_id, invested, current_value, gain FROM read_parquet('{duck}')"
+    s = f"SELECT user_id, invested, current_value, gain FROM read_parquet('{ours}') WHERE schemes > 0"
+    counts = duckdb.sql(f"SELECT (SELECT count(*) FROM ({d})), (SELECT count(*) FROM ({s})), "
+                        f"(SELECT count(*) FROM (({d}) EXCEPT ALL ({s}))), "
+                        f"(SELECT count(*) FROM (({s}) EXCEPT ALL ({d})))").fetchone()
+    same = counts[0] == counts[1] and counts[2] == 0 and counts[3] == 0
+    bad |= not same
+    print(f"{name}: duckdb {counts[0]} users, sipline {counts[1]}; only duckdb {counts[2]}, only sipline {counts[3]}: "
+          + ("same numbers" if same else "DIFFERENT"))
+sys.exit(1 if bad else 0)
+PY

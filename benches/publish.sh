@@ -35,8 +35,13 @@ PY
 }
 
 measure "db migrate" "$bin" db migrate
-measure "users and SIPs (--mandates, once)" "$bin" publish --date "$date" --warehouse "$wh" --mandates
-measure "publish $date again (re-run)" "$bin" publish --date "$date" --warehouse "$wh"
+measure "first publish of $date, empty store, --mandates (users and SIPs too)" "$bin" publish --date "$date" --warehouse "$wh" --mandates
+measure "re-publish of $date (replaces a published date)" "$bin" publish --date "$date" --warehouse "$wh"
+# A clean first publish of a date alone: NEXT_DATE, valued in the same warehouse and never
+# published here (run `portfolio value --date NEXT_DATE` first), without --mandates.
+if [ -n "${NEXT_DATE:-}" ]; then
+  measure "first publish of $NEXT_DATE (date only, never published)" "$bin" publish --date "$NEXT_DATE" --warehouse "$wh"
+fi
 psql "$DATABASE_URL" -X -q -c "
   SELECT c.relname AS table, pg_size_pretty(sum(pg_table_size(p.oid))) AS data,
          pg_size_pretty(sum(pg_indexes_size(p.oid))) AS indexes

@@ -140,5 +140,20 @@ def test_exit_codes_become_skip_retry_or_fail(tmp_path):
     assert not isinstance(missing.value, AirflowFailException)
     assert "exit 4" in str(missing.value)
     # A usage error (exit 2): final, no retry.
-    with pytest.raises(AirflowFailException):
+    with pytest.raises(AirflowFailException) as usage:
         run_operator(["sip", "execute", "--date", "2025-02-30", *warehouse])
+    assert "exit 2" in str(usage.value)
+    # Bad input (exit 3): a NAV file with an impossible date is final, no retry.
+    bad = tmp_path / "NAVAll.txt"
+    bad.write_text(
+        "Scheme Code;ISIN Div Payout/ ISIN Growth;ISIN Div Reinvestment;Scheme Name;Net Asset Value;Date\r\n"
+        "119551;INF209KA12Z1;-;Some Fund - Direct Growth;105.0576;31-Feb-2024\r\n"
+    )
+    with pytest.raises(AirflowFailException) as bad_input:
+        run_operator(["nav", "ingest", "--source", "amfi", "--input", str(bad), *warehouse])
+    assert "exit 3" in str(bad_input.value)
+    # An internal error (exit 1: here the database is unreachable): retried, not final.
+    with pytest.raises(AirflowException) as internal:
+        run_operator(["db", "migrate", "--database-url", "postgres://sipline@127.0.0.1:1/none"])
+    assert not isinstance(internal.value, (AirflowFailException, AirflowSkipException))
+    assert "exit 1" in str(internal.value)

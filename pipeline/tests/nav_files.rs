@@ -69,6 +69,13 @@ fn render_bse(item: &Result<Entry<BseNav>, NavFileError>) -> String {
 
 /// Compares the reader's rendering with the committed `.golden` file; `UPDATE_GOLDEN=1`
 /// rewrites it (review the diff before committing).
+///
+/// The goldens were first written by the readers themselves, so each was then checked by hand
+/// against its fixture, line by line (2026-11-25): every NAV row's line number, code, date,
+/// NAV, ISINs (`-` for none), name, fund house and the section's type and category; every
+/// `N.A.` row set aside with its line; each error naming the right line, field and expected
+/// form (`bse_bad_date`'s message now names the forms a BSE file may use, not AMFI's alone).
+/// A golden changed by `UPDATE_GOLDEN` needs the same reading before it is committed.
 fn check_golden(name: &str, rendered: Vec<String>) {
     let mut text = String::new();
     for line in rendered {

@@ -262,20 +262,38 @@ async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
         let pool = pool.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let mut seen = Vec::new();
+            // Every read with when it started and ended, to show that reads overlapped the
+            // publish rather than all falling before or after it.
+            let mut reads = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = std::time::Instant::now();
                 let now = read_consistent(&pool).await;
-                if seen.last() != Some(&now) {
-                    seen.push(now);
-                }
+                reads.push((started, std::time::Instant::now(), now));
             }
-            seen
+            reads
         })
     };
+    let publish_started = std::time::Instant::now();
     let second = publish(&pg.url, &warehouse, SECOND, &[]).await;
+    let publish_ended = std::time::Instant::now();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     second.assert_ok();
-    let seen = reader.await.unwrap();
+    let reads = reader.await.unwrap();
+    let during = reads
+        .iter()
+        .filter(|(start, end, _)| *start >= publish_started && *end <= publish_ended)
+        .count();
+    assert!(
+        during >= 3,
+        "only {during} of {} reads ran while the publish did",
+        reads.len()
+    );
+    let mut seen: Vec<&Seen> = Vec::new();
+    for (_, _, now) in &reads {
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+    }
     let dates: Vec<&str> = seen.iter().map(|s| s.as_of.as_str()).collect();
     assert_eq!(dates.first(), Some(&FIRST), "{seen:?}");
     assert!(

@@ -62,6 +62,116 @@ pub(crate) fn csv(warehouse: &Path, query: &str) -> String {
     .clone()
 }
 
+/// Every instalment due in the backfilled quarter, derived from the `sips` snapshot alone (in
+/// SQL written apart from the batch), is in `investments` exactly once as executed or failed,
+/// or still pending as of the last run; nothing else is there; each executed one used the
+/// scheme's first NAV dated on or after its due date, and a pending one had none by its run.
+fn assert_every_due_instalment_once(warehouse: &Path) {
+    let expected = "WITH months AS (SELECT 1 AS m UNION ALL SELECT 2 UNION ALL SELECT 3), \
+         cancelled AS (SELECT sip_id, min(exec_date) AS on_date FROM sip_events \
+                       WHERE kind = 'cancelled' GROUP BY sip_id), \
+         due AS (SELECT s.sip_id, s.start_date, s.end_date, s.status, s.paused_until, \
+                        make_date(2025, months.m, s.sip_day) AS due_date \
+                 FROM sips s CROSS JOIN months) \
+         SELECT due.sip_id, due.due_date FROM due LEFT JOIN cancelled c ON c.sip_id = due.sip_id \
+         WHERE due.due_date >= due.start_date \
+           AND (due.end_date IS NULL OR due.due_date <= due.end_date) \
+           AND due.status <> 'cancelled' \
+           AND NOT (due.status = 'paused' AND (due.paused_until IS NULL OR due.due_date <= due.paused_until)) \
+           AND (c.on_date IS NULL OR due.due_date <= c.on_date)";
+    let outcomes = "SELECT sip_id, due_date, \
+           sum(CASE WHEN status IN ('executed', 'failed') THEN 1 ELSE 0 END) AS final_rows, \
+           max(CASE WHEN status = 'pending' THEN exec_date END) AS last_pending \
+         FROM investments GROUP BY sip_id, due_date";
+    let counts = csv(
+        warehouse,
+        &format!(
+            "WITH expected AS ({expected}), outcomes AS ({outcomes}) SELECT \
+               (SELECT count(*) FROM expected) AS due, \
+               (SELECT count(*) FROM expected e LEFT JOIN outcomes o \
+                  ON o.sip_id = e.sip_id AND o.due_date = e.due_date WHERE o.sip_id IS NULL) AS missing, \
+               (SELECT count(*) FROM outcomes o LEFT JOIN expected e \
+                  ON o.sip_id = e.sip_id AND o.due_date = e.due_date WHERE e.sip_id IS NULL) AS unexpected, \
+               (SELECT count(*) FROM outcomes WHERE final_rows > 1) AS twice, \
+               (SELECT count(*) FROM outcomes WHERE final_rows = 0 \
+                  AND last_pending <> (SELECT max(exec_date) FROM investments)) AS dropped"
+        ),
+    );
+    let fields: Vec<u64> = counts
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert!(fields[0] > 1000, "{counts}");
+    assert_eq!(fields[1..], [0, 0, 0, 0], "{counts}");
+
+    let mispriced = csv(
+        warehouse,
+        "WITH first_nav AS ( \
+           SELECT i.sip_id, i.due_date, min(n.nav_date) AS nav_date FROM investments i \
+           JOIN navs n ON n.scheme_code = i.scheme_code AND n.nav_date >= i.due_date \
+           WHERE i.status = 'executed' GROUP BY i.sip_id, i.due_date) \
+         SELECT count(*) AS n FROM investments i \
+         JOIN first_nav f ON f.sip_id = i.sip_id AND f.due_date = i.due_date \
+         JOIN navs n ON n.scheme_code = i.scheme_code AND n.nav_date = f.nav_date \
+         WHERE i.status = 'executed' AND (i.nav_date <> f.nav_date OR i.nav <> n.nav)",
+    );
+    assert_eq!(mispriced, "n\n0\n");
+    let executed = csv(
+        warehouse,
+        "SELECT count(*) AS n FROM investments WHERE status = 'executed'",
+    );
+    let priced = csv(
+        warehouse,
+        "SELECT count(DISTINCT concat(i.sip_id, '/', i.due_date)) AS n FROM investments i \
+         JOIN navs n ON n.scheme_code = i.scheme_code AND n.nav_date >= i.due_date \
+         WHERE i.status = 'executed'",
+    );
+    assert_eq!(
+        executed, priced,
+        "every executed instalment has a NAV on or after its due date"
+    );
+    let pending_with_a_nav = csv(
+        warehouse,
+        "SELECT count(*) AS n FROM investments i JOIN navs n ON n.scheme_code = i.scheme_code \
+           AND n.nav_date >= i.due_date AND n.nav_date <= i.exec_date WHERE i.status = 'pending'",
+    );
+    assert_eq!(pending_with_a_nav, "n\n0\n");
+}
+
+/// Three consecutive failed instalments of a SIP (by due date; pending ones neither break nor
+/// extend a streak) cancel it on the run of the third failure, and nothing else cancels one.
+fn assert_cancelled_exactly_after_three_failures_in_a_row(warehouse: &Path) -> u64 {
+    let triples = "WITH o AS (SELECT sip_id, due_date, exec_date, status, \
+           lag(status, 1) OVER (PARTITION BY sip_id ORDER BY due_date) AS p1, \
+           lag(status, 2) OVER (PARTITION BY sip_id ORDER BY due_date) AS p2 \
+         FROM investments WHERE status IN ('executed', 'failed')) \
+         SELECT sip_id, min(exec_date) AS on_date FROM o \
+         WHERE status = 'failed' AND p1 = 'failed' AND p2 = 'failed' GROUP BY sip_id";
+    let events = "SELECT sip_id, exec_date AS on_date FROM sip_events WHERE kind = 'cancelled'";
+    let counts = csv(
+        warehouse,
+        &format!(
+            "SELECT (SELECT count(*) FROM ({triples})) AS triples, \
+                    (SELECT count(*) FROM ({events})) AS cancellations, \
+                    (SELECT count(*) FROM (({triples}) EXCEPT ({events}))) AS not_cancelled, \
+                    (SELECT count(*) FROM (({events}) EXCEPT ({triples}))) AS cancelled_otherwise"
+        ),
+    );
+    let fields: Vec<u64> = counts
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields[0], fields[1], "{counts}");
+    assert_eq!(fields[2..], [0, 0], "{counts}");
+    fields[1]
+}
+
 /// A universe of 3,000 users with its first quarter of 2025 executed at a 5% bounce rate.
 fn executed_universe(dir: &Path) {
     generate(dir, "3000", "0/1");
@@ -171,6 +281,7 @@ fn execution_reconciles_and_holdings_roll_forward() {
          GROUP BY sip_id, due_date HAVING count(*) > 1)",
     );
     assert_eq!(twice, "n\n0\n");
+    assert_every_due_instalment_once(dir.path());
 
     // Month-end checkpoints: March = January + the investments executed after January's.
     let checkpoints = csv(
@@ -190,6 +301,17 @@ fn execution_reconciles_and_holdings_roll_forward() {
     ] {
         assert_eq!(csv(dir.path(), &query), "n\n0\n", "{query}");
     }
+    // EXCEPT compares sets: the counts and the uniqueness of the checkpoint's keys make the
+    // comparison one of rows, so a duplicated holding cannot hide behind its twin.
+    let sizes = csv(
+        dir.path(),
+        &format!(
+            "SELECT (SELECT count(*) FROM ({rolled})) AS rolled, (SELECT count(*) FROM ({checkpoint})) AS checkpoint, \
+               (SELECT count(*) FROM (SELECT DISTINCT user_id, scheme_code FROM ({checkpoint}))) AS keys"
+        ),
+    );
+    let sizes: Vec<&str> = sizes.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!((sizes[0], sizes[1]), (sizes[2], sizes[2]), "{sizes:?}");
     let total = csv(
         dir.path(),
         "SELECT count(*) > 1000 AS many FROM holdings WHERE as_of = DATE '2025-03-28'",
@@ -207,8 +329,13 @@ fn failures_cancel_after_three_and_reruns_change_nothing() {
         dir.path(),
         "SELECT count(*) AS n FROM sip_events WHERE kind = 'cancelled'",
     );
-    let n: u32 = cancelled.lines().nth(1).unwrap().parse().unwrap();
+    let n: u64 = cancelled.lines().nth(1).unwrap().parse().unwrap();
     assert!(n > 10, "{cancelled}");
+    assert_eq!(
+        assert_cancelled_exactly_after_three_failures_in_a_row(dir.path()),
+        n
+    );
+    assert_every_due_instalment_once(dir.path());
     // Every cancellation follows three failed instalments of that SIP, and nothing is
     // attempted for it afterwards.
     let too_few_failures = csv(

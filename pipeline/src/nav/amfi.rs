@@ -323,7 +323,10 @@ fn parse_row(
     let nav_date = NaiveDate::parse_from_str(date_text, AMFI_DATE_FORMAT).map_err(|_| {
         (
             Some(Column::Date.header_name()),
-            Problem::BadDate(date_text.to_string()),
+            Problem::BadDate {
+                text: date_text.to_string(),
+                expected: "like 27-Dec-2024",
+            },
         )
     })?;
     Ok(Entry::Nav(AmfiNav {

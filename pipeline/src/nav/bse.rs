@@ -108,7 +108,10 @@ impl<R: BufRead> BseReader<R> {
                 error(
                     line,
                     Some(FIELDS[0]),
-                    Problem::BadDate(fields[0].to_string()),
+                    Problem::BadDate {
+                        text: fields[0].to_string(),
+                        expected: "like 2024-12-27, 27-Dec-2024, 27/12/2024 or 27-12-2024",
+                    },
                 )
             })?;
             return Ok(Some(Entry::Nav(BseNav {

@@ -120,8 +120,15 @@ pub enum Problem {
     DuplicateHeaderColumn(String),
     MissingHeaderColumn(&'static str),
     HeaderOnly,
-    FieldCount { expected: usize, found: usize },
-    BadDate(String),
+    FieldCount {
+        expected: usize,
+        found: usize,
+    },
+    /// The text, and the forms the format accepts (as a reader would write them).
+    BadDate {
+        text: String,
+        expected: &'static str,
+    },
     BadSchemeCode(String),
     MissingValue,
 }
@@ -139,7 +146,7 @@ impl fmt::Display for Problem {
             Problem::FieldCount { expected, found } => {
                 write!(f, "expected {expected} fields, found {found} (truncated or malformed line)")
             }
-            Problem::BadDate(text) => write!(f, "'{text}' is not a date (expected like 27-Dec-2024)"),
+            Problem::BadDate { text, expected } => write!(f, "'{text}' is not a date (expected {expected})"),
             Problem::BadSchemeCode(text) => write!(f, "'{text}' is not a scheme code"),
             Problem::MissingValue => write!(f, "is empty"),
         }
