@@ -286,7 +286,7 @@ async fn latest_nav(
     let row = timed(
         &state,
         sqlx::query(
-            "SELECT s.scheme_code, s.scheme_name, s.fund_house, s.category, n.nav::text AS nav, n.nav_date \
+            "SELECT s.scheme_code, s.scheme_name, s.fund_house, s.category, sipline_nav_text(n.nav) AS nav, n.nav_date \
              FROM schemes s JOIN LATERAL (SELECT nav, nav_date FROM navs WHERE scheme_code = s.scheme_code \
                                           ORDER BY nav_date DESC LIMIT 1) n ON true \
              WHERE s.scheme_code = $1",
@@ -331,7 +331,7 @@ async fn nav_history(
     let rows = timed(
         &state,
         sqlx::query(
-            "SELECT nav_date, nav::text AS nav FROM navs WHERE scheme_code = $1 \
+            "SELECT nav_date, sipline_nav_text(nav) AS nav FROM navs WHERE scheme_code = $1 \
              AND ($2::date IS NULL OR nav_date >= $2) AND ($3::date IS NULL OR nav_date <= $3) \
              ORDER BY nav_date DESC LIMIT $4",
         )
@@ -372,7 +372,7 @@ async fn portfolio(
                     CASE WHEN p.xirr = 'NaN' THEN NULL ELSE p.xirr END AS xirr, p.schemes, p.nav_date, \
                     coalesce((SELECT json_agg(json_build_object( \
                         'scheme_code', l.scheme_code, 'scheme_name', s.scheme_name, 'units', l.units::text, \
-                        'invested', l.invested::text, 'nav', l.nav::text, 'nav_date', l.nav_date, \
+                        'invested', l.invested::text, 'nav', sipline_nav_text(l.nav), 'nav_date', l.nav_date, \
                         'current_value', l.current_value::text, 'weight_pct', l.weight_pct::text) \
                         ORDER BY l.current_value DESC, l.scheme_code) \
                       FROM portfolio_lines l LEFT JOIN schemes s USING (scheme_code) \

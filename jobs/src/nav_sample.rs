@@ -106,6 +106,18 @@ fn walk(rng: &mut StdRng, days: usize) -> Vec<i64> {
         .collect()
 }
 
+/// The NAV a scheme publishes for a walk value (1/10,000 rupee): four decimals, or eight for
+/// one scheme in 32, as AMFI publishes fixed-maturity and interval plans. The extra digits come
+/// from the value itself, not the random generator, so the other rows stay as they were.
+fn published(scheme: &Scheme, ten_thousandths: i64) -> Nav {
+    let extra = if scheme.scheme_code % 32 == 7 {
+        ten_thousandths * 7_919 % 10_000
+    } else {
+        0
+    };
+    Nav::from_scaled(ten_thousandths * 10_000 + extra)
+}
+
 pub fn write_sample(
     out: impl Write,
     format: SampleFormat,
@@ -126,18 +138,15 @@ pub fn write_sample(
         SampleFormat::Amfi => {
             let mut writer = AmfiWriter::new(&mut out, AmfiHeaderForm::Daily, true)?;
             for scheme in &schemes {
-                let nav = *walk(&mut rng, 1).last().unwrap_or(&10_0000);
+                let nav = published(scheme, *walk(&mut rng, 1).last().unwrap_or(&10_0000));
                 let roll: f64 = rng.random();
                 // Real files carry a few schemes without a NAV and a few not priced today.
                 let (text, date) = if roll < 0.004 {
                     ("N.A.".to_string(), last)
                 } else if roll < 0.02 {
-                    (
-                        Nav::from_scaled(nav).to_string(),
-                        dates.first().copied().unwrap_or(last),
-                    )
+                    (nav.to_string(), dates.first().copied().unwrap_or(last))
                 } else {
-                    (Nav::from_scaled(nav).to_string(), last)
+                    (nav.to_string(), last)
                 };
                 writer.write_row(scheme, &text, date)?;
                 rows += 1;
@@ -148,7 +157,7 @@ pub fn write_sample(
             let mut writer = AmfiWriter::new(&mut out, AmfiHeaderForm::History, true)?;
             for scheme in &schemes {
                 for (date, nav) in dates.iter().zip(walk(&mut rng, dates.len())) {
-                    writer.write_row(scheme, &Nav::from_scaled(nav).to_string(), *date)?;
+                    writer.write_row(scheme, &published(scheme, nav).to_string(), *date)?;
                     rows += 1;
                 }
             }
@@ -156,7 +165,7 @@ pub fn write_sample(
         }
         SampleFormat::Bse => {
             for scheme in schemes.iter().filter(|s| s.isin_growth.is_some()) {
-                let nav = *walk(&mut rng, 1).last().unwrap_or(&10_0000);
+                let nav = published(scheme, *walk(&mut rng, 1).last().unwrap_or(&10_0000));
                 let code = format!("B{}-GR", scheme.scheme_code);
                 let name = &scheme.scheme_name;
                 write_bse_row(
@@ -167,7 +176,7 @@ pub fn write_sample(
                     "RTA1",
                     "Z",
                     scheme.isin_growth.as_deref(),
-                    &Nav::from_scaled(nav).to_string(),
+                    &nav.to_string(),
                     "CAMS",
                 )?;
                 rows += 1;

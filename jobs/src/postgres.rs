@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 /// One embedded copy of `sql/migrations`, shared with the API.
 pub use api::MIGRATOR;
 
-const STAGE_NAVS: &str = "CREATE TEMP TABLE navs_stage (scheme_code bigint, nav_date date, nav numeric(18,4), source text) ON COMMIT DROP";
+const STAGE_NAVS: &str = "CREATE TEMP TABLE navs_stage (scheme_code bigint, nav_date date, nav numeric(18,8), source text) ON COMMIT DROP";
 const COPY_NAVS: &str =
     "COPY navs_stage (scheme_code, nav_date, nav, source) FROM STDIN (FORMAT csv)";
 const ENSURE_NAV_PARTITIONS: &str = "SELECT sipline_ensure_month_partitions('navs', $1, $2)";

@@ -48,14 +48,14 @@ const COPY_INVESTMENTS: &str =
     "COPY investments (sip_id, user_id, scheme_code, due_date, status, amount, stamp_duty, \
      nav_date, nav, units, exec_date) FROM STDIN (FORMAT csv)";
 const STAGE_EVENTS: &str = "CREATE TEMP TABLE sip_events_stage (event_id text, sip_id bigint, user_id bigint, \
-     scheme_code bigint, due_date date, kind text, amount numeric(18,2), nav_date date, nav numeric(18,4), \
+     scheme_code bigint, due_date date, kind text, amount numeric(18,2), nav_date date, nav numeric(18,8), \
      units numeric(18,4)) ON COMMIT DROP";
 const COPY_EVENTS: &str = "COPY sip_events_stage FROM STDIN (FORMAT csv)";
 // One notification per fact: the batch's event id is stable across re-runs.
 const EVENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
      SELECT event_id, user_id, 'sip_' || kind, jsonb_strip_nulls(jsonb_build_object( \
        'sip_id', sip_id, 'scheme_code', scheme_code, 'due_date', due_date, 'run_date', $1::date, \
-       'amount', amount::text, 'nav_date', nav_date, 'nav', nav::text, 'units', units::text)) \
+       'amount', amount::text, 'nav_date', nav_date, 'nav', sipline_nav_text(nav), 'units', units::text)) \
      FROM sip_events_stage ORDER BY event_id \
      ON CONFLICT (event_key) DO NOTHING";
 // The batch cancels a SIP after three failed instalments; the system of record follows.

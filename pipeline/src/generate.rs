@@ -159,8 +159,16 @@ const CATEGORIES: &[(&str, u32, i32)] = &[
 struct SchemeShape {
     volatility_bps: u32,
     drift_bps: i32,
+    /// In 1/10,000 rupee.
     start_nav: i64,
+    /// Decimals the scheme's NAVs are published with: 4 as most are, 8 for about one scheme
+    /// in 32, as AMFI publishes fixed-maturity and interval plans (448 of 14,025 rows on
+    /// 16 May 2025).
+    nav_decimals: u32,
 }
+
+/// One scheme in this many publishes its NAVs with eight decimals.
+const EIGHT_DECIMAL_NAV_EVERY: usize = 32;
 
 fn scheme_shape(seed: u64, index: usize) -> (Scheme, SchemeShape) {
     let mut rng = SplitMix64::keyed(seed, SCHEME, index as u64);
@@ -208,6 +216,13 @@ fn scheme_shape(seed: u64, index: usize) -> (Scheme, SchemeShape) {
             volatility_bps,
             drift_bps,
             start_nav,
+            // From the index, not the generator: adding it draws no random number, so every
+            // other column of the universe is what it was.
+            nav_decimals: if index % EIGHT_DECIMAL_NAV_EVERY == 7 {
+                8
+            } else {
+                4
+            },
         },
     )
 }
@@ -270,12 +285,18 @@ impl Iterator for NavWalk<'_> {
             let mut rng = SplitMix64::keyed(self.seed, NAV_STEP, (self.day_index << 20) | i as u64);
             let drift = f64::from(shape.drift_bps) / 10_000.0 / 250.0;
             let step = drift + f64::from(shape.volatility_bps) / 10_000.0 * rng.normal();
-            // The walk is in f64; each published NAV is rounded to 4 decimals, as AMFI's are.
+            // The walk is in f64 (in 1/10,000 rupee); each published NAV is rounded to the
+            // scheme's decimals, 4 or 8, as AMFI's are.
             *nav = (*nav * step.exp()).max(1.0);
             if !rng.chance(MISSED_NAV_PER_MILLE) {
+                let scaled = if shape.nav_decimals == 8 {
+                    (*nav * 10_000.0).round() as i64
+                } else {
+                    nav.round() as i64 * 10_000
+                };
                 rows.push(NavRow {
                     scheme_code: FIRST_SCHEME_CODE + i as i64,
-                    nav: Nav::from_scaled(nav.round() as i64),
+                    nav: Nav::from_scaled(scaled),
                     source: NavSource::Amfi,
                 });
             }

@@ -1,5 +1,7 @@
 //! Exact decimal amounts as scaled integers. Money and NAVs never pass through `f64`: a NAV is
-//! an `i64` count of 1/10,000 rupee, the scale of `Decimal128(18,4)` in the warehouse.
+//! an `i64` count of 10^-8 rupee, the scale of `Decimal128(18,8)` in the warehouse, because
+//! AMFI publishes most NAVs with 4 decimals but some (fixed-maturity and interval plans among
+//! them) with up to 8, and a published NAV is kept exactly as published.
 
 use std::fmt;
 use std::str::FromStr;
@@ -85,19 +87,22 @@ pub fn format_scaled(value: i64, scale: u32, out: &mut impl fmt::Write) -> fmt::
     }
 }
 
-/// Net asset value per unit, in 1/10,000 rupee (`Decimal128(18,4)`).
+/// Net asset value per unit, in 10^-8 rupee (`Decimal128(18,8)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Nav(i64);
 
 impl Nav {
-    /// Decimal places of a NAV, as AMFI requires them to be published.
-    pub const SCALE: u32 = 4;
+    /// Decimal places a NAV is stored with: the most AMFI publishes (`14.25207048`).
+    pub const SCALE: u32 = 8;
+    /// Decimal places a NAV is shown with at least: the usual published form (`105.0576`).
+    pub const SHOWN_SCALE: u32 = 4;
 
-    pub const fn from_scaled(ten_thousandths: i64) -> Self {
-        Self(ten_thousandths)
+    /// A NAV from its value in 10^-8 rupee.
+    pub const fn from_scaled(scaled: i64) -> Self {
+        Self(scaled)
     }
 
-    /// The value in 1/10,000 rupee: the unscaled integer of `Decimal128(18,4)`.
+    /// The value in 10^-8 rupee: the unscaled integer of `Decimal128(18,8)`.
     pub const fn scaled(self) -> i64 {
         self.0
     }
@@ -114,9 +119,18 @@ impl FromStr for Nav {
     }
 }
 
+/// Four decimals, or as many more (up to eight) as the value has: `105.0576`, `10.19117240`
+/// shows as `10.1911724`. What AMFI published reads back the same, less trailing zeros past
+/// the fourth place.
 impl fmt::Display for Nav {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        format_scaled(self.0, Self::SCALE, f)
+        let mut scale = Self::SCALE;
+        let mut value = self.0;
+        while scale > Self::SHOWN_SCALE && value % 10 == 0 {
+            value /= 10;
+            scale -= 1;
+        }
+        format_scaled(value, scale, f)
     }
 }
 
@@ -125,20 +139,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A NAV from its value in 1/10,000 rupee, the scale most published NAVs have.
+    fn four(ten_thousandths: i64) -> Nav {
+        Nav::from_scaled(ten_thousandths * 10_000)
+    }
+
     #[test]
     fn parses_published_navs_exactly() {
-        assert_eq!("105.0576".parse::<Nav>(), Ok(Nav::from_scaled(1_050_576)));
-        assert_eq!("10".parse::<Nav>(), Ok(Nav::from_scaled(100_000)));
-        assert_eq!("0.5".parse::<Nav>(), Ok(Nav::from_scaled(5_000)));
-        assert_eq!(".5".parse::<Nav>(), Ok(Nav::from_scaled(5_000)));
-        assert_eq!("12.34560000".parse::<Nav>(), Ok(Nav::from_scaled(123_456)));
-        assert_eq!("-1.25".parse::<Nav>(), Ok(Nav::from_scaled(-12_500)));
+        assert_eq!("105.0576".parse::<Nav>(), Ok(four(1_050_576)));
+        assert_eq!("10".parse::<Nav>(), Ok(four(100_000)));
+        assert_eq!("0.5".parse::<Nav>(), Ok(four(5_000)));
+        assert_eq!(".5".parse::<Nav>(), Ok(four(5_000)));
+        assert_eq!("12.34560000".parse::<Nav>(), Ok(four(123_456)));
+        assert_eq!("-1.25".parse::<Nav>(), Ok(four(-12_500)));
+        // Eight decimals, as AMFI publishes some plans (both from NAVAll.txt of 16 May 2025).
+        assert_eq!(
+            "14.25207048".parse::<Nav>(),
+            Ok(Nav::from_scaled(1_425_207_048))
+        );
+        assert_eq!(
+            "10.19117240".parse::<Nav>(),
+            Ok(Nav::from_scaled(1_019_117_240))
+        );
     }
 
     #[test]
     fn refuses_what_would_need_rounding_or_is_not_a_number() {
         assert!(matches!(
-            "1.23456".parse::<Nav>(),
+            "1.234567891".parse::<Nav>(),
             Err(AmountError::TooPrecise { .. })
         ));
         for bad in ["N.A.", "", ".", "-", "1.2.3", "1,234.5", "1e3", " 1"] {
@@ -151,18 +179,28 @@ mod tests {
             "99999999999999999999".parse::<Nav>(),
             Err(AmountError::TooLarge(_))
         ));
+        // 10^11 rupees at 10^-8 overflows an i64: refused, not wrapped.
+        assert!(matches!(
+            "100000000000".parse::<Nav>(),
+            Err(AmountError::TooLarge(_))
+        ));
     }
 
     #[test]
-    fn formats_with_fixed_scale() {
-        assert_eq!(Nav::from_scaled(1_050_576).to_string(), "105.0576");
-        assert_eq!(Nav::from_scaled(5).to_string(), "0.0005");
-        assert_eq!(Nav::from_scaled(-12_500).to_string(), "-1.2500");
+    fn formats_with_four_decimals_or_as_many_as_published() {
+        assert_eq!(four(1_050_576).to_string(), "105.0576");
+        assert_eq!(four(5).to_string(), "0.0005");
+        assert_eq!(four(-12_500).to_string(), "-1.2500");
+        assert_eq!(four(100_000).to_string(), "10.0000");
+        assert_eq!(Nav::from_scaled(1_425_207_048).to_string(), "14.25207048");
+        assert_eq!(Nav::from_scaled(1_019_117_240).to_string(), "10.1911724");
+        assert_eq!(Nav::from_scaled(1).to_string(), "0.00000001");
+        assert_eq!(Nav::from_scaled(123_450).to_string(), "0.0012345");
     }
 
     proptest! {
         #[test]
-        fn format_then_parse_is_identity(v in -1_000_000_000_000_i64..1_000_000_000_000) {
+        fn format_then_parse_is_identity(v in -9_000_000_000_000_000_i64..9_000_000_000_000_000) {
             let nav = Nav::from_scaled(v);
             prop_assert_eq!(nav.to_string().parse::<Nav>(), Ok(nav));
         }

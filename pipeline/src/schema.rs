@@ -1,6 +1,7 @@
 //! The warehouse tables' columns, as Arrow schemas and as conversions between rows and record
 //! batches. This is the contract with the data team (README "Tables"): standard Parquet types
-//! only — `DATE`, `DECIMAL(18,4)`, `INT64`, UTF-8 strings.
+//! only — `DATE`, `DECIMAL(18,2)` money, `DECIMAL(18,8)` NAVs, `DECIMAL(18,4)` units, `INT64`,
+//! UTF-8 strings.
 
 use std::sync::Arc;
 
@@ -21,9 +22,14 @@ use crate::sip::{
 };
 use crate::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
 
-/// Precision and scale of NAV and unit columns: `Decimal128(18,4)`.
+/// Precision and scale of NAV columns: `Decimal128(18,8)`, the most decimals AMFI publishes.
+/// Files written before NAVs had eight decimals hold `Decimal128(18,4)`; the warehouse widens
+/// them on read (see `warehouse::conform`), so a warehouse needs no rewrite.
 pub const NAV_PRECISION: u8 = 18;
-pub const NAV_SCALE: i8 = 4;
+pub const NAV_SCALE: i8 = Nav::SCALE as i8;
+/// Precision and scale of unit columns: `Decimal128(18,4)`.
+pub const UNITS_PRECISION: u8 = 18;
+pub const UNITS_SCALE: i8 = Units::SCALE as i8;
 
 /// Units are allotted to 3 decimals unless a scheme says otherwise.
 pub const DEFAULT_UNIT_DECIMALS: i32 = 3;
@@ -218,6 +224,10 @@ fn nav_type() -> DataType {
     DataType::Decimal128(NAV_PRECISION, NAV_SCALE)
 }
 
+fn units_type() -> DataType {
+    DataType::Decimal128(UNITS_PRECISION, UNITS_SCALE)
+}
+
 fn date(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Date32, nullable)
 }
@@ -267,7 +277,7 @@ pub fn investments_file_schema() -> SchemaRef {
         Field::new("stamp_duty", money_type(), false),
         date("nav_date", true),
         Field::new("nav", nav_type(), true),
-        Field::new("units", nav_type(), true),
+        Field::new("units", units_type(), true),
     ]))
 }
 
@@ -293,7 +303,7 @@ pub fn sip_events_file_schema() -> SchemaRef {
         Field::new("amount", money_type(), false),
         date("nav_date", true),
         Field::new("nav", nav_type(), true),
-        Field::new("units", nav_type(), true),
+        Field::new("units", units_type(), true),
     ]))
 }
 
@@ -302,7 +312,7 @@ pub fn holdings_file_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Int64, false),
         Field::new("scheme_code", DataType::Int64, false),
-        Field::new("units", nav_type(), false),
+        Field::new("units", units_type(), false),
         Field::new("invested", money_type(), false),
     ]))
 }
@@ -530,8 +540,8 @@ pub fn investments_to_batch(rows: &[Investment]) -> Result<RecordBatch, ArrowErr
             )?,
             decimals(
                 rows.iter().map(|r| r.units.map(|u| u.0)),
-                NAV_PRECISION,
-                NAV_SCALE,
+                UNITS_PRECISION,
+                UNITS_SCALE,
             )?,
         ],
     )
@@ -547,7 +557,10 @@ pub fn investments_from_batch(batch: &RecordBatch) -> Result<Vec<Investment>, Sc
         c.decimal("amount", MONEY_SCALE)?,
         c.decimal("stamp_duty", MONEY_SCALE)?,
     );
-    let (nav, units) = (c.decimal("nav", NAV_SCALE)?, c.decimal("units", NAV_SCALE)?);
+    let (nav, units) = (
+        c.decimal("nav", NAV_SCALE)?,
+        c.decimal("units", UNITS_SCALE)?,
+    );
     (0..batch.num_rows())
         .map(|i| {
             Ok(Investment {
@@ -620,8 +633,8 @@ pub fn sip_events_to_batch(rows: &[SipEvent]) -> Result<RecordBatch, ArrowError>
             )?,
             decimals(
                 rows.iter().map(|r| r.units.map(|u| u.0)),
-                NAV_PRECISION,
-                NAV_SCALE,
+                UNITS_PRECISION,
+                UNITS_SCALE,
             )?,
         ],
     )
@@ -635,8 +648,8 @@ pub fn holdings_to_batch(rows: &[Holding]) -> Result<RecordBatch, ArrowError> {
             int64s(rows.iter().map(|r| r.scheme_code)),
             decimals(
                 rows.iter().map(|r| Some(r.units.0)),
-                NAV_PRECISION,
-                NAV_SCALE,
+                UNITS_PRECISION,
+                UNITS_SCALE,
             )?,
             decimals(
                 rows.iter().map(|r| Some(r.invested.0)),
@@ -651,7 +664,7 @@ pub fn holdings_from_batch(batch: &RecordBatch) -> Result<Vec<Holding>, SchemaEr
     let c = Columns(batch);
     let (user_id, scheme_code) = (c.i64("user_id")?, c.i64("scheme_code")?);
     let (units, invested) = (
-        c.decimal("units", NAV_SCALE)?,
+        c.decimal("units", UNITS_SCALE)?,
         c.decimal("invested", MONEY_SCALE)?,
     );
     (0..batch.num_rows())
@@ -738,7 +751,7 @@ pub fn portfolio_lines_file_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Int64, false),
         Field::new("scheme_code", DataType::Int64, false),
-        Field::new("units", nav_type(), false),
+        Field::new("units", units_type(), false),
         Field::new("invested", money_type(), false),
         date("nav_date", false),
         Field::new("nav", nav_type(), false),
@@ -815,8 +828,8 @@ pub fn portfolio_lines_to_batch(rows: &[PortfolioLine]) -> Result<RecordBatch, A
             int64s(rows.iter().map(|r| r.scheme_code)),
             decimals(
                 rows.iter().map(|r| Some(r.units.0)),
-                NAV_PRECISION,
-                NAV_SCALE,
+                UNITS_PRECISION,
+                UNITS_SCALE,
             )?,
             decimals(
                 rows.iter().map(|r| Some(r.invested.0)),
@@ -879,7 +892,7 @@ pub fn purchases_from_investments_batch(batch: &RecordBatch) -> Result<Vec<Purch
     let (nav_date, amount, units) = (
         c.date("nav_date")?,
         c.decimal("amount", MONEY_SCALE)?,
-        c.decimal("units", NAV_SCALE)?,
+        c.decimal("units", UNITS_SCALE)?,
     );
     let executed = InstalmentStatus::Executed.as_str();
     let mut out = Vec::with_capacity(batch.num_rows());
@@ -947,7 +960,7 @@ mod tests {
         let batch = navs_to_batch(&navs).unwrap();
         assert_eq!(
             batch.schema().field(1).data_type(),
-            &DataType::Decimal128(18, 4)
+            &DataType::Decimal128(18, 8)
         );
         assert_eq!(navs_from_batch(&batch).unwrap(), navs);
     }

@@ -1,7 +1,7 @@
 //! SIP execution rules: when an instalment falls due, how much it is for, the stamp duty on
 //! it, the units it buys, and what one run of the execution batch does to one bucket of SIPs.
 //!
-//! Everything here is integer arithmetic on scaled values (paise, NAV and units in
+//! Everything here is integer arithmetic on scaled values (paise, NAV in 10^-8, units in
 //! 1/10,000), so a re-run gives the same rows and the reconciliation
 //! `amount = stamp duty + units × NAV + residue` holds exactly.
 
@@ -68,13 +68,17 @@ pub fn allot_units(net: Paise, nav: Nav, unit_decimals: i32) -> Units {
     if nav.scaled() <= 0 || net.0 <= 0 {
         return Units(0);
     }
-    // units = (net / 100) / (nav / 10^4) = net * 100 / nav, in 10^-decimals steps, floored.
-    let steps = i128::from(net.0) * 100 * 10_i128.pow(decimals) / i128::from(nav.scaled());
+    // units = (net / 10^2) / (nav / 10^8) = net × 10^6 / nav, in 10^-decimals steps, floored.
+    let steps =
+        i128::from(net.0) * NAV_PER_PAISA * 10_i128.pow(decimals) / i128::from(nav.scaled());
     Units((steps * 10_i128.pow(Units::SCALE - decimals)) as i64)
 }
 
-/// What the purchase of `units` at `nav` costs, in 10^-8 rupees (units scale 4 × NAV scale 4).
-pub fn cost_e8(units: Units, nav: Nav) -> i128 {
+/// A paisa in NAV steps: 10^-2 / 10^-8.
+const NAV_PER_PAISA: i128 = 10_i128.pow(Nav::SCALE - 2);
+
+/// What the purchase of `units` at `nav` costs, in 10^-12 rupees (units scale 4 × NAV scale 8).
+pub fn cost_e12(units: Units, nav: Nav) -> i128 {
     i128::from(units.0) * i128::from(nav.scaled())
 }
 
@@ -602,18 +606,18 @@ mod tests {
 
     #[test]
     fn units_round_down_to_the_scheme_decimals() {
-        let nav = Nav::from_scaled(123_4567); // 123.4567
-                                              // 2999.85 / 123.4567 = 24.298801…
+        let nav: Nav = "123.4567".parse().unwrap();
+        // 2999.85 / 123.4567 = 24.298801…
         assert_eq!(allot_units(Paise(299_985), nav, 3), Units(24_2980));
         assert_eq!(allot_units(Paise(299_985), nav, 4), Units(24_2988));
         assert_eq!(allot_units(Paise(299_985), nav, 0), Units(24_0000));
         // Exactly on a unit boundary: no rounding down below the exact value.
         assert_eq!(
-            allot_units(Paise(10_000), Nav::from_scaled(10_0000), 3),
+            allot_units(Paise(10_000), "10".parse().unwrap(), 3),
             Units(10_0000)
         );
         assert_eq!(
-            allot_units(Paise(9_999), Nav::from_scaled(10_0000), 3),
+            allot_units(Paise(9_999), "10".parse().unwrap(), 3),
             Units(9_9990)
         );
     }
@@ -683,10 +687,11 @@ mod tests {
         assert_eq!(m.step_up_year(d("2025-12-05")), 1);
     }
 
+    /// NAVs given in 1/10,000 rupee, the scale most published NAVs have.
     fn lookup(navs: &[(i64, &str, i64)]) -> NavLookup {
         let mut lookup = NavLookup::default();
         for &(scheme, date, nav) in navs {
-            lookup.insert(scheme, d(date), Nav::from_scaled(nav));
+            lookup.insert(scheme, d(date), Nav::from_scaled(nav * 10_000));
         }
         lookup.finish();
         lookup
@@ -874,19 +879,66 @@ mod tests {
         #[test]
         fn allotment_reconciles_to_the_paisa(
             amount in 10_000_i64..=10_000_000,
-            nav in 1_i64..=100_000_000,
+            nav in 1_i64..=1_000_000_000_000,
             decimals in 0_i32..=4,
         ) {
             let amount = Paise(amount);
             let nav = Nav::from_scaled(nav);
             let duty = stamp_duty(amount);
             let units = allot_units(Paise(amount.0 - duty.0), nav, decimals);
-            let net_e8 = i128::from(amount.0 - duty.0) * 1_000_000;
-            let residue = net_e8 - cost_e8(units, nav);
-            let step_e8 = 10_i128.pow(4 - decimals as u32) * i128::from(nav.scaled());
+            let net_e12 = i128::from(amount.0 - duty.0) * 10_000_000_000;
+            let residue = net_e12 - cost_e12(units, nav);
+            let step_e12 = 10_i128.pow(4 - decimals as u32) * i128::from(nav.scaled());
             prop_assert!(residue >= 0);
-            prop_assert!(residue < step_e8);
+            prop_assert!(residue < step_e12);
             prop_assert!(duty.0 * 20_000 <= amount.0 + 10_000);
+        }
+
+        /// The same allotment in `rust_decimal` arithmetic, written from the rules rather than
+        /// from the integer code: duty = amount × 0.005% rounded half up to the paisa, units =
+        /// (amount − duty) / NAV truncated to the scheme's decimals.
+        #[test]
+        fn allotment_agrees_with_decimal_arithmetic(
+            amount in 10_000_i64..=10_000_000,
+            nav in 1_i64..=1_000_000_000_000,
+            decimals in 0_u32..=4,
+        ) {
+            use rust_decimal::prelude::ToPrimitive;
+            use rust_decimal::{Decimal, RoundingStrategy};
+            let rupees = Decimal::new(amount, 2);
+            let duty = (rupees * Decimal::new(5, 5))
+                .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+            let units = ((rupees - duty) / Decimal::new(nav, Nav::SCALE))
+                .round_dp_with_strategy(decimals, RoundingStrategy::ToZero);
+            let ours_duty = stamp_duty(Paise(amount));
+            let ours_units = allot_units(Paise(amount - ours_duty.0), Nav::from_scaled(nav), decimals as i32);
+            prop_assert_eq!(Some(ours_duty.0), (duty * Decimal::new(100, 0)).to_i64());
+            prop_assert_eq!(Some(ours_units.0), (units * Decimal::new(10_000, 0)).to_i64());
+        }
+
+        /// Due dates against a day-by-day scan of the calendar: every day in range whose
+        /// day of month is the SIP day, from the start date to the end date.
+        #[test]
+        fn due_dates_are_every_sip_day_in_range(
+            sip_day in 1_u32..=28,
+            start_offset in 0_u64..800,
+            from_offset in 0_u64..900,
+            length in 0_u64..400,
+            end_offset in proptest::option::of(0_u64..900),
+        ) {
+            let base = d("2023-01-01");
+            let mut m = mandate(sip_day, "2023-01-01");
+            m.start_date = base + chrono::Days::new(start_offset);
+            m.end_date = end_offset.map(|o| base + chrono::Days::new(o));
+            let from = base + chrono::Days::new(from_offset);
+            let to = from + chrono::Days::new(length);
+            let scanned: Vec<NaiveDate> = from
+                .iter_days()
+                .take_while(|day| *day <= to)
+                .filter(|day| day.day() == sip_day && *day >= m.start_date)
+                .filter(|day| m.end_date.is_none_or(|end| *day <= end))
+                .collect();
+            prop_assert_eq!(m.due_dates(from, to), scanned);
         }
 
         /// Splitting a date range into consecutive windows finds the same due dates.
@@ -923,7 +975,7 @@ mod tests {
             let start = d("2024-01-01");
             let mut navs = NavLookup::default();
             for i in 0..=days {
-                navs.insert(100, start + chrono::Days::new(i), Nav::from_scaled(10_0000 + i as i64));
+                navs.insert(100, start + chrono::Days::new(i), Nav::from_scaled((10_0000 + i as i64) * 10_000));
             }
             navs.finish();
             let end = start + chrono::Days::new(days);

@@ -253,10 +253,7 @@ impl Warehouse {
         let batches = reader
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| parquet(e.into()))?;
-        for batch in &batches {
-            check_schema(table, &path, &expected, &batch.schema())?;
-        }
-        Ok(Some(batches))
+        conform_all(table, &path, &expected, batches).map(Some)
     }
 
     /// Like [`Warehouse::read`], but decodes only the row groups whose statistics for the
@@ -305,11 +302,7 @@ impl Warehouse {
         let batches = reader
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| parquet(e.into()))?;
-        let expected = table.file_schema();
-        for batch in &batches {
-            check_schema(table, &path, &expected, &batch.schema())?;
-        }
-        Ok(Some(batches))
+        conform_all(table, &path, &table.file_schema(), batches).map(Some)
     }
 
     /// The partitions of a table, in (date, bucket) order, with whether each is published.
@@ -575,11 +568,70 @@ fn decode_parquet(
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| parquet(e.into()))?;
-    let expected = table.file_schema();
-    for batch in &batches {
-        check_schema(table, path, &expected, &batch.schema())?;
+    conform_all(table, path, &table.file_schema(), batches)
+}
+
+fn conform_all(
+    table: Table,
+    path: &Path,
+    expected: &SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, WarehouseError> {
+    batches
+        .into_iter()
+        .map(|batch| conform(table, path, expected, batch))
+        .collect()
+}
+
+/// A batch read from a file in the shape the table has now. Files written by an earlier
+/// version may hold a decimal column at a smaller scale (NAVs were `Decimal128(18,4)` before
+/// they became `Decimal128(18,8)`); such a column is widened exactly, so an existing warehouse
+/// keeps working without a rewrite. Any other difference is a schema error.
+fn conform(
+    table: Table,
+    path: &Path,
+    expected: &SchemaRef,
+    batch: RecordBatch,
+) -> Result<RecordBatch, WarehouseError> {
+    if check_schema(table, path, expected, &batch.schema()).is_ok() {
+        return Ok(batch);
     }
-    Ok(batches)
+    let widenable = expected.fields().len() == batch.num_columns()
+        && expected
+            .fields()
+            .iter()
+            .zip(batch.schema().fields())
+            .all(|(want, found)| {
+                want.name() == found.name()
+                    && match (want.data_type(), found.data_type()) {
+                        // A value too large for the new precision fails the cast below
+                        // (it is never turned into a null).
+                        (DataType::Decimal128(_, s), DataType::Decimal128(_, fs)) => fs <= s,
+                        (want, found) => want == found,
+                    }
+            });
+    if !widenable {
+        check_schema(table, path, expected, &batch.schema())?;
+    }
+    let schema_error = |e: datafusion::arrow::error::ArrowError| WarehouseError::Schema {
+        path: path.to_string(),
+        table: table.name(),
+        reason: e.to_string(),
+    };
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(expected.fields())
+        .map(|(column, field)| {
+            let options = datafusion::arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            datafusion::arrow::compute::cast_with_options(column, field.data_type(), &options)
+                .map_err(schema_error)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(expected), columns).map_err(schema_error)
 }
 
 fn check_schema(

@@ -80,12 +80,12 @@ fn amfi_daily_file_lands_as_typed_partitions() {
     assert_eq!(
         csv,
         "scheme_code,nav_date,nav,source\n\
-         120466,2024-12-20,18.1200,amfi\n\
-         119551,2024-12-27,105.0576,amfi\n\
-         119552,2024-12-27,359.8211,amfi\n\
-         120001,2024-12-27,27.1433,amfi\n\
-         120465,2024-12-27,62.5800,amfi\n\
-         130503,2024-12-27,11.9876,amfi\n"
+         120466,2024-12-20,18.12000000,amfi\n\
+         119551,2024-12-27,105.05760000,amfi\n\
+         119552,2024-12-27,359.82110000,amfi\n\
+         120001,2024-12-27,27.14330000,amfi\n\
+         120465,2024-12-27,62.58000000,amfi\n\
+         130503,2024-12-27,11.98760000,amfi\n"
     );
     let csv = query_csv(dir.path(), "SELECT scheme_code, fund_house, category, scheme_type, plan, option, unit_decimals FROM schemes WHERE scheme_code IN (120001, 130503) ORDER BY 1");
     assert_eq!(
@@ -117,7 +117,7 @@ fn files_use_standard_parquet_types() {
     assert_eq!(nav.physical_type(), PhysicalType::INT64);
     assert_eq!(
         (nav.converted_type(), nav.type_precision(), nav.type_scale()),
-        (ConvertedType::DECIMAL, 18, 4)
+        (ConvertedType::DECIMAL, 18, 8)
     );
     let code = schema
         .columns()
@@ -137,7 +137,7 @@ fn files_use_standard_parquet_types() {
         dir.path(),
         "SELECT arrow_typeof(nav_date) AS d, arrow_typeof(nav) AS n FROM navs LIMIT 1",
     );
-    assert_eq!(csv, "d,n\nDate32,\"Decimal128(18, 4)\"\n");
+    assert_eq!(csv, "d,n\nDate32,\"Decimal128(18, 8)\"\n");
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn bse_navs_join_by_isin_and_never_replace_amfi() {
     // 119552: AMFI published 359.8211 and BSE 359.9000; AMFI stays. 119553: AMFI had N.A., BSE fills it.
     assert_eq!(
         csv,
-        "scheme_code,nav,source\n119552,359.8211,amfi\n119553,341.1000,bse\n"
+        "scheme_code,nav,source\n119552,359.82110000,amfi\n119553,341.10000000,bse\n"
     );
 }
 
@@ -497,13 +497,13 @@ async fn ingest_upserts_navs_and_schemes_into_postgres() {
     assert_eq!(
         shown,
         [
-            "120466 2024-12-20 18.1200 amfi",
-            "119551 2024-12-27 105.0576 amfi",
-            "119552 2024-12-27 359.8211 amfi",
-            "119553 2024-12-27 341.1000 bse",
-            "120001 2024-12-27 27.1433 amfi",
-            "120465 2024-12-27 62.5800 amfi",
-            "130503 2024-12-27 11.9876 amfi",
+            "120466 2024-12-20 18.12000000 amfi",
+            "119551 2024-12-27 105.05760000 amfi",
+            "119552 2024-12-27 359.82110000 amfi",
+            "119553 2024-12-27 341.10000000 bse",
+            "120001 2024-12-27 27.14330000 amfi",
+            "120465 2024-12-27 62.58000000 amfi",
+            "130503 2024-12-27 11.98760000 amfi",
         ]
     );
     let (name, house): (String, Option<String>) =
@@ -539,12 +539,215 @@ async fn ingest_upserts_navs_and_schemes_into_postgres() {
         .unwrap();
     assert_eq!(count, 7);
 
-    // A history spanning two months gets both partitions.
-    args("amfi_history.txt", "amfi-history").await.assert_ok();
-    let migrated: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&pool)
+    // A history spanning two months (31-Dec-2024 to 02-Jan-2025) gets both partitions, and
+    // each row lands in its own month's partition.
+    args("amfi_history_two_months.txt", "amfi-history")
         .await
-        .unwrap();
-    assert!(migrated >= 1);
+        .assert_ok();
+    let per_partition: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT tableoid::regclass::text, count(*) FROM navs WHERE scheme_code = 100032 \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        per_partition,
+        [
+            ("navs_y2024m12".to_string(), 1),
+            ("navs_y2025m01".to_string(), 2)
+        ]
+    );
     pool.close().await;
+}
+
+/// One data row of the real NAVAll.txt, read here with nothing but `split(';')`, independently
+/// of sipline's reader: (line, scheme code, NAV text as published, date as published).
+fn published_rows(text: &str) -> Vec<(u64, i64, String, String)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let fields: Vec<&str> = line.trim_end_matches('\r').split(';').collect();
+            let code = fields.first()?.trim().parse::<i64>().ok()?;
+            (fields.len() == 6).then(|| {
+                (
+                    i as u64 + 1,
+                    code,
+                    fields[4].trim().to_string(),
+                    fields[5].trim().to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A positive decimal NAV as published, written with exactly eight decimals; `None` for zero,
+/// `N.A.` or anything that is not a plain decimal.
+fn eight_decimals(text: &str) -> Option<String> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let plain = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 8;
+    let positive = text.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    (plain && positive).then(|| format!("{}.{frac:0<8}", int.parse::<u64>().unwrap()))
+}
+
+/// AMFI's own NAVAll.txt of 16 May 2025 (14,025 schemes, NAVs with up to eight decimals, stale
+/// NAVs back to 2012, `0.00000` and `N.A.` values): every positive NAV is stored exactly as
+/// published, every other row is set aside with its line, and a re-run changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_amfi_file_is_stored_as_published() {
+    let name = "NAVAll_real_2025-05-16.txt";
+    let text = std::fs::read_to_string(fixture(name)).unwrap();
+    let rows = published_rows(&text);
+    assert_eq!(rows.len(), 14_025);
+    let mut expected: Vec<String> = Vec::new();
+    let mut set_aside: Vec<u64> = Vec::new();
+    for (line, code, nav, date) in &rows {
+        match eight_decimals(nav) {
+            Some(nav) => {
+                let date = chrono::NaiveDate::parse_from_str(date, "%d-%b-%Y").unwrap();
+                expected.push(format!("{code},{date},{nav}"));
+            }
+            None => set_aside.push(*line),
+        }
+    }
+    expected.sort();
+    let eight_decimal_rows = rows
+        .iter()
+        .filter(|(_, _, nav, _)| {
+            nav.split_once('.')
+                .is_some_and(|(_, f)| f.trim_end_matches('0').len() > 4)
+        })
+        .count();
+    // What the file holds, counted by the independent reading above.
+    assert_eq!((expected.len(), set_aside.len()), (13_637, 388));
+    assert!(eight_decimal_rows >= 448, "{eight_decimal_rows}");
+
+    let pg = Postgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_str().unwrap().to_string();
+    let path = fixture_str(name);
+    let args = [
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        &path,
+        "--warehouse",
+        &warehouse,
+        "--database-url",
+        &pg.url,
+    ];
+    let run = sipline_async(&args).await;
+    run.assert_ok();
+    assert!(
+        run.stdout.contains(
+            "navs=13637 dates=865 (2012-02-17..2025-05-18) schemes=14025 set_aside=388 duplicates=0 partitions_written=865"
+        ),
+        "{}",
+        run.stdout
+    );
+    // Set aside: exactly the zero and `N.A.` rows, each reported with its line.
+    let mut reported: Vec<u64> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("row set aside"))
+        .filter_map(|l| {
+            let plain: String = strip_ansi(l);
+            let at = plain.find(" line=")? + " line=".len();
+            plain[at..].split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    reported.sort();
+    assert_eq!(reported, set_aside);
+    let zero = run.stderr.matches("is zero or negative").count();
+    let not_a_number = run.stderr.matches("is not a number").count();
+    assert_eq!(zero + not_a_number, 388);
+    assert!(
+        zero > 0 && not_a_number > 0,
+        "{zero} zero, {not_a_number} N.A."
+    );
+
+    // The warehouse holds every positive NAV with exactly the published value.
+    let stored = query_csv(
+        dir.path(),
+        "SELECT scheme_code, nav_date, nav FROM navs ORDER BY scheme_code, nav_date",
+    );
+    let mut stored: Vec<String> = stored.lines().skip(1).map(str::to_string).collect();
+    stored.sort();
+    assert_eq!(stored.len(), expected.len());
+    assert!(stored == expected, "the warehouse differs from the file");
+    let schemes = query_csv(dir.path(), "SELECT count(*) AS n FROM schemes");
+    assert_eq!(schemes, "n\n14025\n");
+    // The two NAVs the issue names, to the last digit.
+    let named = query_csv(
+        dir.path(),
+        "SELECT CAST(nav AS VARCHAR) AS nav FROM navs WHERE nav IN (14.25207048, 10.19117240) ORDER BY nav",
+    );
+    assert!(named.starts_with("nav\n10.19117240\n"), "{named}");
+    assert!(named.contains("14.25207048"), "{named}");
+
+    // PostgreSQL holds the same rows, eight-decimal ones exact.
+    let pool = pg.pool().await;
+    let (count, precise): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE scale(trim_scale(nav)) > 4) FROM navs",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 13_637);
+    assert_eq!(precise as usize, eight_decimal_rows);
+    let shown: String = sqlx::query_scalar(
+        "SELECT string_agg(sipline_nav_text(nav), ' ' ORDER BY nav) FROM navs \
+         WHERE nav IN (14.25207048, 10.1911724, 107.0688, 118.209)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(shown.contains("10.1911724 14.25207048"), "{shown}");
+    assert!(
+        shown.contains("107.0688") && shown.contains("118.2090"),
+        "{shown}"
+    );
+
+    // Re-ingesting the file changes nothing, in the warehouse or in PostgreSQL.
+    let before = snapshot(dir.path());
+    let again = sipline_async(&args).await;
+    again.assert_ok();
+    assert!(
+        again.stdout.contains("partitions_written=0 unchanged=865"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again.stdout.contains("postgres_rows_changed=0"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        before == snapshot(dir.path()),
+        "a re-run changed the warehouse"
+    );
+    pool.close().await;
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence runs to its final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -23,19 +23,19 @@ fn sql_prints_tables_csv_and_json() {
     table.assert_ok();
     assert_eq!(
         table.stdout,
-        "+-------------+---------+\n\
-         | scheme_code | nav     |\n\
-         +-------------+---------+\n\
-         | 122639      | 89.1234 |\n\
-         | 122640      | 82.0011 |\n\
-         +-------------+---------+\n"
+        "+-------------+-------------+\n\
+         | scheme_code | nav         |\n\
+         +-------------+-------------+\n\
+         | 122639      | 89.12340000 |\n\
+         | 122640      | 82.00110000 |\n\
+         +-------------+-------------+\n"
     );
     let json = sipline(&["sql", "--format", "json", "--warehouse", warehouse, query]);
     json.assert_ok();
     // Decimals are written as JSON numbers with their exact digits.
     assert_eq!(
         json.stdout,
-        "{\"scheme_code\":122639,\"nav\":89.1234}\n{\"scheme_code\":122640,\"nav\":82.0011}\n"
+        "{\"scheme_code\":122639,\"nav\":89.12340000}\n{\"scheme_code\":122640,\"nav\":82.00110000}\n"
     );
 
     let bad = sipline(&["sql", "--warehouse", warehouse, "SELECT nope FROM navs"]);

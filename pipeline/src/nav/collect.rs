@@ -251,11 +251,12 @@ mod tests {
         }
     }
 
+    /// A NAV row, the NAV given in 1/10,000 rupee.
     fn amfi(line: u64, code: i64, nav: i64) -> AmfiNav {
         AmfiNav {
             line,
             scheme: scheme(code, "INF000000001"),
-            nav: Nav::from_scaled(nav),
+            nav: Nav::from_scaled(nav * 10_000),
             nav_date: date(),
         }
     }
