@@ -232,6 +232,30 @@ fn hmac_sha256_hex(secret: &[u8], parts: &[&[u8]]) -> String {
         .collect()
 }
 
+/// A non-2xx webhook answer: the receiver's 4xx are final (the request itself is wrong),
+/// except 408 and 429, which ask to come back later; 5xx are the receiver's own trouble.
+fn http_failure(status: reqwest::StatusCode, error: String) -> Failure {
+    if status.is_client_error()
+        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+        && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+    {
+        Failure::permanent(error)
+    } else {
+        Failure::transient(error)
+    }
+}
+
+/// An SMTP failure: a 5xx reply is a permanent rejection (RFC 5321); a 4xx reply or a broken
+/// connection is worth another attempt.
+fn smtp_failure(relay: &str, error: smtp::SmtpError) -> Failure {
+    match error {
+        smtp::SmtpError::Rejected { code, line } if code >= 500 => {
+            Failure::permanent(format!("SMTP {relay}: {line}"))
+        }
+        e => Failure::transient(format!("SMTP {relay}: {e}")),
+    }
+}
+
 pub struct Dispatcher {
     pool: PgPool,
     http: reqwest::Client,
@@ -443,15 +467,7 @@ impl Dispatcher {
         if status.is_success() {
             return Ok(());
         }
-        let error = format!("POST {url}: HTTP {status}");
-        if status.is_client_error()
-            && status != reqwest::StatusCode::REQUEST_TIMEOUT
-            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-        {
-            Err(Failure::permanent(error))
-        } else {
-            Err(Failure::transient(error))
-        }
+        Err(http_failure(status, format!("POST {url}: HTTP {status}")))
     }
 
     async fn mail(&self, delivery: &Claimed) -> Result<(), Failure> {
@@ -479,10 +495,7 @@ impl Dispatcher {
         match tokio::time::timeout(self.config.timeout, smtp::send(relay, &message)).await {
             Err(_) => Err(Failure::transient(format!("SMTP {relay}: timed out"))),
             Ok(Ok(())) => Ok(()),
-            Ok(Err(smtp::SmtpError::Rejected { code, line })) if code >= 500 => {
-                Err(Failure::permanent(format!("SMTP {relay}: {line}")))
-            }
-            Ok(Err(e)) => Err(Failure::transient(format!("SMTP {relay}: {e}"))),
+            Ok(Err(e)) => Err(smtp_failure(relay, e)),
         }
     }
 
@@ -650,6 +663,43 @@ mod smtp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_answers_408_and_429_are_retried_other_4xx_are_final() {
+        for (code, permanent) in [
+            (400, true),
+            (401, true),
+            (404, true),
+            (410, true),
+            (408, false),
+            (429, false),
+            (500, false),
+            (502, false),
+            (503, false),
+        ] {
+            let status = reqwest::StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                http_failure(status, String::new()).permanent,
+                permanent,
+                "HTTP {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn smtp_5xx_replies_are_final_4xx_and_broken_connections_retried() {
+        let rejected = |code| smtp::SmtpError::Rejected {
+            code,
+            line: format!("{code} no"),
+        };
+        assert!(smtp_failure("relay:25", rejected(550)).permanent);
+        assert!(smtp_failure("relay:25", rejected(554)).permanent);
+        assert!(!smtp_failure("relay:25", rejected(451)).permanent);
+        assert!(!smtp_failure("relay:25", rejected(421)).permanent);
+        let broken =
+            smtp::SmtpError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!smtp_failure("relay:25", broken).permanent);
+    }
 
     #[test]
     fn signature_matches_a_published_hmac_sha256_vector() {

@@ -751,3 +751,42 @@ fn strip_ansi(line: &str) -> String {
     }
     out
 }
+
+/// One scheme with two different NAVs for one date in one file is bad input (exit 3) naming
+/// both lines, and nothing of the file is written.
+#[test]
+fn conflicting_navs_in_one_file_are_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("wh");
+    ingest(
+        &warehouse,
+        "amfi",
+        &fixture_str("amfi_navall_6col.txt"),
+        &[],
+    )
+    .assert_ok();
+    let before = snapshot(&warehouse);
+    let file = dir.path().join("NAVAll.txt");
+    std::fs::write(
+        &file,
+        "Scheme Code;ISIN Div Payout/ ISIN Growth;ISIN Div Reinvestment;Scheme Name;Net Asset Value;Date\r\n\
+         \r\nOpen Ended Schemes(Equity Scheme - Large Cap Fund)\r\n\r\nSome Mutual Fund\r\n\r\n\
+         500001;INF000000001;-;Some Fund - Direct Growth;10.5000;03-Jan-2025\r\n\
+         500002;INF000000002;-;Other Fund - Direct Growth;20.0000;03-Jan-2025\r\n\
+         500001;INF000000001;-;Some Fund - Direct Growth;10.5100;03-Jan-2025\r\n",
+    )
+    .unwrap();
+    let run = ingest(&warehouse, "amfi", file.to_str().unwrap(), &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "NAVAll.txt:9: scheme 500001 has NAV 10.5100 for 2025-01-03, but line 7 gave 10.5000"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        before == snapshot(&warehouse),
+        "a rejected file changed the warehouse"
+    );
+}

@@ -517,3 +517,78 @@ async fn nav_alerts_fire_once_per_alert_and_date_in_the_ingest_transaction() {
             .unwrap();
     assert_eq!(last, chrono::NaiveDate::from_ymd_opt(2024, 12, 27));
 }
+
+/// `daily_move_pct` fires on a move from the scheme's previous NAV of at least the threshold,
+/// and not below it: 100032 moves 21.4150 → 21.4201 (+0.0238%) → 21.4260 (+0.0275%).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_move_alerts_fire_on_a_move_of_at_least_the_threshold() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 2).await;
+    sqlx::query(
+        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) VALUES \
+         (1, 100032, 'daily_move_pct', 0.025), (2, 100032, 'daily_move_pct', 0.03)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let warehouse = tempfile::tempdir().unwrap();
+    let input = fixture("amfi_history_two_months.txt");
+    sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi-history",
+        "--input",
+        input.to_str().unwrap(),
+        "--warehouse",
+        warehouse.path().to_str().unwrap(),
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
+    let fired: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT event_key, payload->>'nav', payload->>'previous_nav' FROM notifications \
+         WHERE kind = 'nav_alert' ORDER BY event_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        fired,
+        vec![(
+            "nav_alert:1:2025-01-02".to_string(),
+            "21.4260".to_string(),
+            "21.4201".to_string()
+        )]
+    );
+}
+
+/// Quiet hours that wrap midnight (22:00–07:00), in the user's time zone: deferred to 07:00
+/// the next morning from late evening, to 07:00 the same day after midnight, not at all outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_wrap_midnight_in_the_users_time_zone() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 1).await;
+    for (at, expected) in [
+        ("2025-01-01 21:59+05:30", None),
+        ("2025-01-01 22:00+05:30", Some("2025-01-02 07:00")),
+        ("2025-01-01 23:30+05:30", Some("2025-01-02 07:00")),
+        // The same instant written in UTC.
+        ("2025-01-01 18:00+00", Some("2025-01-02 07:00")),
+        ("2025-01-02 00:00+05:30", Some("2025-01-02 07:00")),
+        ("2025-01-02 06:59+05:30", Some("2025-01-02 07:00")),
+        ("2025-01-02 07:00+05:30", None),
+        ("2025-01-02 12:00+05:30", None),
+    ] {
+        let until: Option<String> = sqlx::query_scalar(
+            "SELECT to_char(sipline_quiet_until('22:00', '07:00', 'Asia/Kolkata', $1::timestamptz) \
+             AT TIME ZONE 'Asia/Kolkata', 'YYYY-MM-DD HH24:MI')",
+        )
+        .bind(at)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(until.as_deref(), expected, "at {at}");
+    }
+}
