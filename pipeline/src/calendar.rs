@@ -194,4 +194,14 @@ mod tests {
         let err = BusinessCalendar::parse("2025-01-01\n01/02/2025\n").unwrap_err();
         assert_eq!(err.line, 2);
     }
+
+    #[test]
+    fn a_given_holiday_list_replaces_the_embedded_one() {
+        // 2025-01-06 is a Monday; 2025-03-14 (Holi) is on the embedded NSE list only.
+        let calendar = BusinessCalendar::with_holidays([d("2025-01-06")]);
+        assert!(!calendar.is_business_day(d("2025-01-06")));
+        assert!(calendar.is_business_day(d("2025-01-07")));
+        assert!(calendar.is_business_day(d("2025-03-14")));
+        assert!(!BusinessCalendar::nse().is_business_day(d("2025-03-14")));
+    }
 }

@@ -152,6 +152,7 @@ mod tests {
         assert_eq!(".5".parse::<Nav>(), Ok(four(5_000)));
         assert_eq!("12.34560000".parse::<Nav>(), Ok(four(123_456)));
         assert_eq!("-1.25".parse::<Nav>(), Ok(four(-12_500)));
+        assert_eq!("+1.25".parse::<Nav>(), Ok(four(12_500)));
         // Eight decimals, as AMFI publishes some plans (both from NAVAll.txt of 16 May 2025).
         assert_eq!(
             "14.25207048".parse::<Nav>(),

@@ -993,4 +993,83 @@ mod tests {
             prop_assert_eq!(daily, once);
         }
     }
+
+    /// The text forms are the warehouse's and the API's contract: exact strings, read back.
+    #[test]
+    fn statuses_and_event_kinds_round_trip_through_their_text() {
+        for (status, text) in [
+            (SipStatus::Active, "active"),
+            (SipStatus::Paused, "paused"),
+            (SipStatus::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(SipStatus::parse(text), Some(status));
+        }
+        for (status, text) in [
+            (InstalmentStatus::Executed, "executed"),
+            (InstalmentStatus::Pending, "pending"),
+            (InstalmentStatus::Failed, "failed"),
+        ] {
+            assert_eq!(status.as_str(), text);
+            assert_eq!(InstalmentStatus::parse(text), Some(status));
+        }
+        for (kind, text) in [
+            (SipEventKind::Executed, "executed"),
+            (SipEventKind::Pending, "pending"),
+            (SipEventKind::Failed, "failed"),
+            (SipEventKind::Cancelled, "cancelled"),
+        ] {
+            assert_eq!(kind.as_str(), text);
+            assert_eq!(SipEventKind::parse(text), Some(kind));
+        }
+        assert_eq!(SipStatus::parse("Active"), None);
+        assert_eq!(InstalmentStatus::parse(""), None);
+        assert_eq!(SipEventKind::parse("cancel"), None);
+    }
+
+    #[test]
+    fn paise_and_units_show_their_fixed_scale() {
+        assert_eq!(Paise(123_456).to_string(), "1234.56");
+        assert_eq!(Paise(-5).to_string(), "-0.05");
+        assert_eq!(Units(12_3450).to_string(), "12.3450");
+        assert_eq!(Units(7).to_string(), "0.0007");
+    }
+
+    #[test]
+    fn nothing_to_invest_buys_no_units() {
+        let nav: Nav = "10".parse().unwrap();
+        assert_eq!(allot_units(Paise(0), nav, 3), Units(0));
+        assert_eq!(allot_units(Paise(-10_000), nav, 3), Units(0));
+        assert_eq!(allot_units(Paise(10_000), Nav::from_scaled(0), 3), Units(0));
+    }
+
+    /// NAVs inserted out of order, twice for one date: `finish` sorts and keeps one per date,
+    /// so the lookups see the dates in order.
+    #[test]
+    fn nav_lookup_sorts_what_it_was_given_in_any_order() {
+        let mut navs = NavLookup::default();
+        for (date, nav) in [
+            ("2025-01-08", 12),
+            ("2025-01-02", 10),
+            ("2025-01-06", 11),
+            ("2025-01-02", 10),
+        ] {
+            navs.insert(100, d(date), Nav::from_scaled(nav));
+        }
+        navs.insert(200, d("2025-01-03"), Nav::from_scaled(20));
+        navs.finish();
+        assert_eq!(
+            navs.applicable(100, d("2025-01-03"), d("2025-01-31")),
+            Some((d("2025-01-06"), Nav::from_scaled(11)))
+        );
+        assert_eq!(
+            navs.latest_on_or_before(100, d("2025-01-07")),
+            Some((d("2025-01-06"), Nav::from_scaled(11)))
+        );
+        let latest = navs.latest_all(d("2025-01-07"));
+        assert_eq!(latest.len(), 2);
+        assert_eq!(latest[&100], (d("2025-01-06"), Nav::from_scaled(11)));
+        assert_eq!(latest[&200], (d("2025-01-03"), Nav::from_scaled(20)));
+        assert!(navs.latest_all(d("2025-01-01")).is_empty());
+    }
 }

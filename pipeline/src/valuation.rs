@@ -817,4 +817,56 @@ mod tests {
             }
         ));
     }
+
+    #[test]
+    fn chart_kinds_round_trip_through_their_text() {
+        for (kind, text) in [
+            (ChartKind::PieScheme, "pie_scheme"),
+            (ChartKind::PieCategory, "pie_category"),
+            (ChartKind::PieFundHouse, "pie_fund_house"),
+            (ChartKind::Line, "line"),
+            (ChartKind::Bar, "bar"),
+        ] {
+            assert_eq!(kind.as_str(), text);
+            assert_eq!(ChartKind::parse(text), Some(kind));
+        }
+        assert_eq!(ChartKind::parse("pie"), None);
+    }
+
+    /// Holdings and purchases of users the bucket does not list (sorted before a listed user)
+    /// are passed over, and the listed user is valued from their own rows only.
+    #[test]
+    fn rows_of_unlisted_users_are_passed_over() {
+        let (_, purchases, navs) = worked_inputs();
+        let holdings = holdings_from_purchases(&purchases);
+        let only_three = value_portfolios(&ValuationInputs {
+            as_of: d("2024-03-15"),
+            mode: ValuationMode::Daily,
+            users: &[3],
+            holdings: &holdings,
+            purchases: &purchases,
+            navs: &navs,
+            schemes: &schemes(),
+        })
+        .unwrap();
+        let all = value_worked(ValuationMode::Daily, None).unwrap();
+        assert_eq!(only_three.snapshots.len(), 1);
+        let (ours, theirs) = (&only_three.snapshots[0], &all.snapshots[2]);
+        assert_eq!(
+            (
+                ours.user_id,
+                ours.invested,
+                ours.current_value,
+                ours.schemes
+            ),
+            (
+                theirs.user_id,
+                theirs.invested,
+                theirs.current_value,
+                theirs.schemes
+            )
+        );
+        assert_eq!(ours.user_id, 3);
+        assert_eq!(only_three.lines, all.lines[2..].to_vec());
+    }
 }
