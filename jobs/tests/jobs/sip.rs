@@ -97,13 +97,7 @@ fn assert_every_due_instalment_once(warehouse: &Path) {
                   AND last_pending <> (SELECT max(exec_date) FROM investments)) AS dropped"
         ),
     );
-    let fields: Vec<u64> = counts
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|f| f.parse().unwrap())
-        .collect();
+    let fields = first_row_numbers(&counts);
     assert!(fields[0] > 1000, "{counts}");
     assert_eq!(fields[1..], [0, 0, 0, 0], "{counts}");
 
@@ -143,7 +137,7 @@ fn assert_every_due_instalment_once(warehouse: &Path) {
 
 /// Three consecutive failed instalments of a SIP (by due date; pending ones neither break nor
 /// extend a streak) cancel it on the run of the third failure, and nothing else cancels one.
-fn assert_cancelled_exactly_after_three_failures_in_a_row(warehouse: &Path) -> u64 {
+fn assert_cancelled_exactly_after_three_failures_in_a_row(warehouse: &Path) -> i64 {
     let triples = "WITH o AS (SELECT sip_id, due_date, exec_date, status, \
            lag(status, 1) OVER (PARTITION BY sip_id ORDER BY due_date) AS p1, \
            lag(status, 2) OVER (PARTITION BY sip_id ORDER BY due_date) AS p2 \
@@ -160,16 +154,20 @@ fn assert_cancelled_exactly_after_three_failures_in_a_row(warehouse: &Path) -> u
                     (SELECT count(*) FROM (({events}) EXCEPT ({triples}))) AS cancelled_otherwise"
         ),
     );
-    let fields: Vec<u64> = counts
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|f| f.parse().unwrap())
-        .collect();
+    let fields = first_row_numbers(&counts);
     assert_eq!(fields[0], fields[1], "{counts}");
     assert_eq!(fields[2..], [0, 0], "{counts}");
     fields[1]
+}
+
+/// The first data row of `sipline sql --format csv` output, as numbers.
+fn first_row_numbers(csv: &str) -> Vec<i64> {
+    csv.lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no row in {csv}"))
+        .split(',')
+        .map(|f| f.parse().unwrap_or_else(|e| panic!("{f}: {e} in {csv}")))
+        .collect()
 }
 
 /// A universe of 3,000 users with its first quarter of 2025 executed at a 5% bounce rate.
@@ -210,13 +208,7 @@ fn generate_is_deterministic_and_shaped_as_documented() {
         "SELECT (SELECT count(*) FROM schemes) AS schemes, count(DISTINCT scheme_code) AS publishing, \
          count(DISTINCT nav_date) AS nav_days FROM navs",
     );
-    let fields: Vec<i64> = schemes
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(|f| f.parse().unwrap())
-        .collect();
+    let fields = first_row_numbers(&schemes);
     assert_eq!(fields[0], 14_000);
     assert_eq!(fields[1], 8_500);
     // Q1 2025 less weekends and NSE holidays, plus 2024-12-31.
@@ -329,7 +321,7 @@ fn failures_cancel_after_three_and_reruns_change_nothing() {
         dir.path(),
         "SELECT count(*) AS n FROM sip_events WHERE kind = 'cancelled'",
     );
-    let n: u64 = cancelled.lines().nth(1).unwrap().parse().unwrap();
+    let n = first_row_numbers(&cancelled)[0];
     assert!(n > 10, "{cancelled}");
     assert_eq!(
         assert_cancelled_exactly_after_three_failures_in_a_row(dir.path()),
