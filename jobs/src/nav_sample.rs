@@ -110,7 +110,7 @@ fn walk(rng: &mut StdRng, days: usize) -> Vec<i64> {
 /// one scheme in 32, as AMFI publishes fixed-maturity and interval plans. The extra digits come
 /// from the value itself, not the random generator, so the other rows stay as they were.
 fn published(scheme: &Scheme, ten_thousandths: i64) -> Nav {
-    let extra = if scheme.scheme_code % 32 == 7 {
+    let extra = if pipeline::generate::publishes_eight_decimals(scheme.scheme_code.unsigned_abs()) {
         ten_thousandths * 7_919 % 10_000
     } else {
         0

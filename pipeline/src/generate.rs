@@ -167,8 +167,12 @@ struct SchemeShape {
     nav_decimals: u32,
 }
 
-/// One scheme in this many publishes its NAVs with eight decimals.
-const EIGHT_DECIMAL_NAV_EVERY: usize = 32;
+/// Whether the scheme numbered `n` publishes its NAVs with eight decimals: one in 32, as AMFI
+/// publishes fixed-maturity and interval plans. Decided by number, not by a random draw, so
+/// adding it moved no other value; `nav sample` uses the same rule.
+pub fn publishes_eight_decimals(n: u64) -> bool {
+    n % 32 == 7
+}
 
 fn scheme_shape(seed: u64, index: usize) -> (Scheme, SchemeShape) {
     let mut rng = SplitMix64::keyed(seed, SCHEME, index as u64);
@@ -218,7 +222,7 @@ fn scheme_shape(seed: u64, index: usize) -> (Scheme, SchemeShape) {
             start_nav,
             // From the index, not the generator: adding it draws no random number, so every
             // other column of the universe is what it was.
-            nav_decimals: if index % EIGHT_DECIMAL_NAV_EVERY == 7 {
+            nav_decimals: if publishes_eight_decimals(index as u64) {
                 8
             } else {
                 4
