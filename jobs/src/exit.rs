@@ -15,6 +15,15 @@ pub enum JobFailure {
     MissingUpstream(String),
 }
 
+impl JobFailure {
+    /// No mandate snapshot to run `date` with: the generator or `sips export` has not run.
+    pub fn no_sips_snapshot(date: chrono::NaiveDate) -> Self {
+        Self::MissingUpstream(format!(
+            "no `sips` snapshot on or before {date} (run `sipline generate` or `sips export`)"
+        ))
+    }
+}
+
 pub const SUCCESS: u8 = 0;
 /// An internal error: a bug, the database or the store unreachable.
 pub const INTERNAL: u8 = 1;

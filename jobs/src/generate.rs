@@ -9,8 +9,7 @@ use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
 use pipeline::generate::{generate_bucket, scheme_master, NavWalk, UniverseSpec};
-use pipeline::schema::{navs_to_batch, schemes_to_batch, sips_to_batch, users_to_batch};
-use warehouse::{Part, Table, Warehouse};
+use warehouse::{Part, Warehouse};
 
 use crate::progress::Progress;
 use crate::shard::Shard;
@@ -52,14 +51,14 @@ pub async fn generate(
         let schemes = scheme_master(spec.seed);
         summary.schemes = schemes.len();
         warehouse
-            .write(Table::Schemes, Part::WHOLE, &[schemes_to_batch(&schemes)?])
+            .write_rows(Part::WHOLE, &schemes)
             .await
             .context("writing schemes")?;
         for (date, rows) in NavWalk::new(&spec, calendar) {
             summary.nav_days += 1;
             summary.navs += rows.len();
             warehouse
-                .write(Table::Navs, Part::date(date), &[navs_to_batch(&rows)?])
+                .write_rows(Part::date(date), &rows)
                 .await
                 .with_context(|| format!("writing navs for {date}"))?;
         }
@@ -88,19 +87,9 @@ pub async fn generate(
                     tokio::task::spawn_blocking(move || generate_bucket(&spec, bucket)).await?;
                 // Sorted by SIP day, so a day's execution can skip the row groups of other days.
                 sips.sort_unstable_by_key(|s| (s.sip_day, s.sip_id));
+                warehouse.write_rows(Part::bucket(bucket), &users).await?;
                 warehouse
-                    .write(
-                        Table::Users,
-                        Part::bucket(bucket),
-                        &[users_to_batch(&users)?],
-                    )
-                    .await?;
-                warehouse
-                    .write(
-                        Table::Sips,
-                        Part::dated_bucket(as_of, bucket),
-                        &[sips_to_batch(&sips)?],
-                    )
+                    .write_rows(Part::dated_bucket(as_of, bucket), &sips)
                     .await?;
                 progress.add(users.len() as u64);
                 anyhow::Ok((users.len() as u64, sips.len() as u64))

@@ -715,7 +715,7 @@ async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<job
                 total.pending,
                 total.failed,
                 total.cancelled,
-                pipeline::sip::Paise(total.executed_amount),
+                pipeline::money::Paise(total.executed_amount),
                 args.common.shard,
                 started.elapsed().as_millis()
             );
@@ -882,7 +882,7 @@ async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
         total.executed,
         total.failed,
         total.cancelled,
-        pipeline::sip::Paise(total.executed_amount)
+        pipeline::money::Paise(total.executed_amount)
     )?;
     let valued = portfolio_value::value(
         &warehouse,
@@ -903,9 +903,9 @@ async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
         spec.end_date,
         valued.users,
         valued.holders,
-        pipeline::sip::Paise(valued.invested),
-        pipeline::sip::Paise(valued.current_value),
-        pipeline::sip::Paise(valued.current_value - valued.invested),
+        pipeline::money::Paise(valued.invested),
+        pipeline::money::Paise(valued.current_value),
+        pipeline::money::Paise(valued.current_value - valued.invested),
         valued
             .median_xirr()
             .map_or_else(|| "none".to_string(), |r| format!("{:.2}%", r * 100.0)),

@@ -14,12 +14,9 @@ use chrono::NaiveDate;
 use pipeline::nav::amfi::AmfiReader;
 use pipeline::nav::bse::BseReader;
 use pipeline::nav::collect::{merge_navs, merge_schemes, IsinIndex, NavCollector};
-use pipeline::nav::{Entry, NavSource};
-use pipeline::schema::{
-    navs_from_batch, navs_to_batch, schemes_from_batch, schemes_to_batch, NavRow, SchemeRow,
-};
+use pipeline::nav::{Entry, NavRow, NavSource, SchemeRow};
 use sqlx::PgPool;
-use warehouse::{Part, Table, Warehouse};
+use warehouse::{Part, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::fetch::{self, RetryPolicy};
@@ -128,30 +125,6 @@ impl std::fmt::Display for IngestSummary {
     }
 }
 
-async fn read_schemes(warehouse: &Warehouse) -> anyhow::Result<Vec<SchemeRow>> {
-    let mut rows = Vec::new();
-    for batch in warehouse
-        .read(Table::Schemes, Part::WHOLE)
-        .await?
-        .unwrap_or_default()
-    {
-        rows.extend(schemes_from_batch(&batch)?);
-    }
-    Ok(rows)
-}
-
-async fn read_navs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<Vec<NavRow>> {
-    let mut rows = Vec::new();
-    for batch in warehouse
-        .read(Table::Navs, Part::date(date))
-        .await?
-        .unwrap_or_default()
-    {
-        rows.extend(navs_from_batch(&batch)?);
-    }
-    Ok(rows)
-}
-
 /// Parses the whole input into a collector; the first malformed line is an error.
 fn collect(
     format: SourceFormat,
@@ -189,7 +162,10 @@ pub async fn ingest(
     warehouse: &Warehouse,
     database: Option<&PgPool>,
 ) -> anyhow::Result<IngestSummary> {
-    let existing_schemes = read_schemes(warehouse).await?;
+    let existing_schemes = warehouse
+        .read_rows::<SchemeRow>(Part::WHOLE)
+        .await?
+        .unwrap_or_default();
     let isins = IsinIndex::new(&existing_schemes);
     if format == SourceFormat::Bse && isins.is_empty() {
         return Err(JobFailure::MissingUpstream(
@@ -215,27 +191,22 @@ pub async fn ingest(
     let by_date = collector.navs_by_date();
     let (mut written, mut unchanged) = (0, 0);
     for (date, incoming) in &by_date {
-        let existing = read_navs(warehouse, *date).await?;
+        let existing = warehouse
+            .read_rows::<NavRow>(Part::date(*date))
+            .await?
+            .unwrap_or_default();
         let merged = merge_navs(&existing, incoming);
         if merged == existing {
             unchanged += 1;
             continue;
         }
-        warehouse
-            .write(Table::Navs, Part::date(*date), &[navs_to_batch(&merged)?])
-            .await?;
+        warehouse.write_rows(Part::date(*date), &merged).await?;
         written += 1;
     }
     let merged_schemes = merge_schemes(&existing_schemes, collector.schemes());
     let schemes_written = merged_schemes != existing_schemes;
     if schemes_written {
-        warehouse
-            .write(
-                Table::Schemes,
-                Part::WHOLE,
-                &[schemes_to_batch(&merged_schemes)?],
-            )
-            .await?;
+        warehouse.write_rows(Part::WHOLE, &merged_schemes).await?;
     }
 
     let database_rows_changed = match database {

@@ -19,21 +19,19 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
-use pipeline::schema::{
-    portfolio_charts_to_batch, portfolio_hourly_to_batch, portfolio_lines_to_batch,
-    portfolio_snapshots_to_batch, purchases_from_investments_batch, schemes_from_batch,
-    user_ids_from_batch,
-};
-use pipeline::sip::{NavLookup, Paise};
+use pipeline::holdings::sum_holdings;
+use pipeline::money::Paise;
+use pipeline::nav::SchemeRow;
+use pipeline::schema::portfolio_hourly_to_batch;
+use pipeline::sip::NavLookup;
 use pipeline::valuation::{
-    holdings_from_purchases, value_portfolios, Purchase, SchemeInfo, Valuation, ValuationInputs,
+    holdings_from_purchases, value_portfolios, SchemeInfo, Valuation, ValuationInputs,
     ValuationMode,
 };
 use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::shard::Shard;
-use crate::sip_execute::{checkpoint_before, load_navs, read_rows, schema_error};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ValueOptions {
@@ -131,7 +129,8 @@ async fn run_context(
     date: NaiveDate,
     options: ValueOptions,
 ) -> anyhow::Result<RunContext> {
-    let schemes = read_rows(warehouse, Table::Schemes, Part::WHOLE, schemes_from_batch)
+    let schemes = warehouse
+        .read_rows::<SchemeRow>(Part::WHOLE)
         .await?
         .ok_or_else(|| JobFailure::MissingUpstream("no `schemes` table: ingest NAVs first".into()))?
         .into_iter()
@@ -160,7 +159,7 @@ async fn run_context(
         execution_date: last_business_day(calendar, date),
         // Every NAV up to the date: the latest per scheme values holdings, the month-end
         // ones value the line chart's history. A year of 8,500 schemes is ~2M small rows.
-        navs: load_navs(warehouse, NaiveDate::MIN, date).await?,
+        navs: warehouse.nav_lookup(NaiveDate::MIN, date).await?,
         schemes,
     })
 }
@@ -182,41 +181,6 @@ fn last_business_day(calendar: &BusinessCalendar, date: NaiveDate) -> NaiveDate 
     date
 }
 
-/// The `investments` columns a purchase is made of.
-const PURCHASE_COLUMNS: [&str; 6] = [
-    "user_id",
-    "scheme_code",
-    "status",
-    "nav_date",
-    "amount",
-    "units",
-];
-
-/// Executed purchases of the bucket from the `investments` partitions of `dates`.
-async fn purchases(
-    warehouse: &Warehouse,
-    bucket: u32,
-    dates: impl Iterator<Item = &NaiveDate>,
-) -> anyhow::Result<Vec<Purchase>> {
-    let mut out = Vec::new();
-    for date in dates {
-        let part = Part::dated_bucket(*date, bucket);
-        if let Some(batches) = warehouse
-            .read_columns(Table::Investments, part, &PURCHASE_COLUMNS)
-            .await?
-        {
-            for batch in &batches {
-                out.extend(
-                    purchases_from_investments_batch(batch)
-                        .map_err(schema_error(Table::Investments, part))?,
-                );
-            }
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
 async fn value_bucket(
     warehouse: &Warehouse,
     ctx: &Arc<RunContext>,
@@ -235,14 +199,7 @@ async fn value_bucket(
         ))
         .into());
     }
-    let users = read_rows(
-        warehouse,
-        Table::Users,
-        Part::bucket(bucket),
-        user_ids_from_batch,
-    )
-    .await?
-    .ok_or_else(|| {
+    let users = warehouse.user_ids(bucket).await?.ok_or_else(|| {
         JobFailure::MissingUpstream(format!("no `users` bucket {bucket}: generate first"))
     })?;
 
@@ -250,27 +207,28 @@ async fn value_bucket(
     let mut recent_count = 0;
     let (holdings, purchases) = match ctx.options.mode {
         ValuationMode::Daily => {
-            let purchases = purchases(warehouse, bucket, ctx.investment_dates.iter()).await?;
+            let purchases = warehouse.purchases(bucket, &ctx.investment_dates).await?;
             (holdings_from_purchases(&purchases), purchases)
         }
         ValuationMode::Hourly => {
             // The latest checkpoint on or before the date.
-            let (checkpoint, base) = checkpoint_before(
-                warehouse,
-                &ctx.holding_dates,
-                date.succ_opt().unwrap_or(date),
-                bucket,
-            )
-            .await?;
-            let since = ctx
+            let (checkpoint, base) = warehouse
+                .holdings_checkpoint_before(
+                    &ctx.holding_dates,
+                    date.succ_opt().unwrap_or(date),
+                    bucket,
+                )
+                .await?;
+            let since: Vec<NaiveDate> = ctx
                 .investment_dates
                 .iter()
-                .filter(|d| checkpoint.is_none_or(|c| **d > c));
-            let recent = purchases(warehouse, bucket, since).await?;
+                .copied()
+                .filter(|d| checkpoint.is_none_or(|c| *d > c))
+                .collect();
+            let recent = warehouse.purchases(bucket, &since).await?;
             recent_count = recent.len();
-            let mut holdings = base;
-            holdings.extend(holdings_from_purchases(&recent));
-            (merge_holdings(holdings), Vec::new())
+            let holdings = sum_holdings(base.into_iter().chain(holdings_from_purchases(&recent)));
+            (holdings, Vec::new())
         }
     };
 
@@ -295,28 +253,10 @@ async fn value_bucket(
     let summary = summarise(&valuation, purchases_read as u64);
     match ctx.options.mode {
         ValuationMode::Daily => {
-            warehouse
-                .write(
-                    Table::PortfolioCharts,
-                    part,
-                    &[portfolio_charts_to_batch(&valuation.charts)?],
-                )
-                .await?;
-            warehouse
-                .write(
-                    Table::PortfolioLines,
-                    part,
-                    &[portfolio_lines_to_batch(&valuation.lines)?],
-                )
-                .await?;
+            warehouse.write_rows(part, &valuation.charts).await?;
+            warehouse.write_rows(part, &valuation.lines).await?;
             // Last: its marker says the bucket's valuation for the date is complete.
-            warehouse
-                .write(
-                    Table::PortfolioSnapshots,
-                    part,
-                    &[portfolio_snapshots_to_batch(&valuation.snapshots)?],
-                )
-                .await?;
+            warehouse.write_rows(part, &valuation.snapshots).await?;
         }
         ValuationMode::Hourly => {
             warehouse
@@ -332,22 +272,6 @@ async fn value_bucket(
         }
     }
     Ok(summary)
-}
-
-/// Sums rows of the same (user, scheme): a checkpoint plus the holdings bought since.
-fn merge_holdings(mut rows: Vec<pipeline::sip::Holding>) -> Vec<pipeline::sip::Holding> {
-    rows.sort_unstable_by_key(|h| (h.user_id, h.scheme_code));
-    let mut out: Vec<pipeline::sip::Holding> = Vec::with_capacity(rows.len());
-    for row in rows {
-        match out.last_mut() {
-            Some(last) if (last.user_id, last.scheme_code) == (row.user_id, row.scheme_code) => {
-                last.units.0 += row.units.0;
-                last.invested.0 += row.invested.0;
-            }
-            _ => out.push(row),
-        }
-    }
-    out
 }
 
 fn summarise(valuation: &Valuation, purchases: u64) -> ValueSummary {

@@ -22,10 +22,10 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use futures::{StreamExt, TryStreamExt};
-use pipeline::generate::BUCKETS;
 use pipeline::schema::{navs_from_batch, schemes_from_batch, sips_from_batch};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
+use warehouse::BUCKETS;
 use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
@@ -778,7 +778,10 @@ pub async fn load_mandates(
     pool: &PgPool,
     date: NaiveDate,
 ) -> anyhow::Result<(u64, u64)> {
-    let sips_as_of = crate::sip_execute::sips_snapshot_on_or_before(warehouse, date).await?;
+    let sips_as_of = warehouse
+        .sips_snapshot_on_or_before(date)
+        .await?
+        .ok_or_else(|| JobFailure::no_sips_snapshot(date))?;
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query(
@@ -854,8 +857,8 @@ pub async fn load_mandates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline::money::Paise;
     use pipeline::schema::portfolio_charts_to_batch;
-    use pipeline::sip::Paise;
     use pipeline::valuation::{ChartKind, ChartPoint};
 
     fn point(

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use pipeline::generate::BUCKETS;
+use warehouse::BUCKETS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {

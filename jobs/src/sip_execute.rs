@@ -18,18 +18,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{Datelike, Days, NaiveDate};
-use datafusion::arrow::array::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
 use pipeline::generate::simulated_failures;
-use pipeline::schema::{
-    debit_failures_from_batch, debit_failures_to_batch, holdings_from_batch, holdings_to_batch,
-    investments_from_batch, investments_to_batch, navs_from_batch, schemes_from_batch,
-    sip_events_to_batch, sip_state_from_batch, sip_state_to_batch, sips_from_batch, SchemaError,
-};
+use pipeline::holdings::{roll_forward, Holding};
+use pipeline::nav::SchemeRow;
+use pipeline::schema::sips_from_batch;
 use pipeline::sip::{
-    execute_instalments, roll_forward, ExecutionInputs, Holding, InstalmentStatus, Investment,
-    NavLookup, SipEventKind, SipState,
+    execute_instalments, DebitFailure, ExecutionInputs, InstalmentStatus, Investment, NavLookup,
+    SipEventKind, SipState,
 };
 use warehouse::{Part, Table, Warehouse};
 
@@ -89,8 +86,8 @@ impl fmt::Display for ExecuteSummary {
             self.pending,
             self.failed,
             self.cancelled,
-            pipeline::sip::Paise(self.executed_amount),
-            pipeline::sip::Paise(self.stamp_duty),
+            pipeline::money::Paise(self.executed_amount),
+            pipeline::money::Paise(self.stamp_duty),
             self.holdings_checkpoint
         )
     }
@@ -108,71 +105,17 @@ struct RunContext {
     month_end: bool,
 }
 
-pub(crate) fn schema_error(table: Table, part: Part) -> impl Fn(SchemaError) -> anyhow::Error {
-    move |e| anyhow::anyhow!("{} {:?}: {e}", table.name(), part)
-}
-
-/// The latest date before `date` at which the bucket's partition of `table` is published.
-pub(crate) async fn latest_before(
-    warehouse: &Warehouse,
-    table: Table,
-    dates: &[NaiveDate],
-    date: NaiveDate,
-    bucket: u32,
-) -> anyhow::Result<Option<NaiveDate>> {
-    for candidate in dates.iter().rev().filter(|d| **d < date) {
-        if warehouse
-            .is_published(table, Part::dated_bucket(*candidate, bucket))
-            .await?
-        {
-            return Ok(Some(*candidate));
-        }
-    }
-    Ok(None)
-}
-
-pub(crate) async fn read_rows<T>(
-    warehouse: &Warehouse,
-    table: Table,
-    part: Part,
-    decode: impl Fn(&RecordBatch) -> Result<Vec<T>, SchemaError>,
-) -> anyhow::Result<Option<Vec<T>>> {
-    let Some(batches) = warehouse.read(table, part).await? else {
-        return Ok(None);
-    };
-    let mut rows = Vec::new();
-    for batch in &batches {
-        rows.extend(decode(batch).map_err(schema_error(table, part))?);
-    }
-    Ok(Some(rows))
-}
-
-/// The mandates a run on `date` uses: the latest `sips` snapshot on or before it.
-pub async fn sips_snapshot_on_or_before(
-    warehouse: &Warehouse,
-    date: NaiveDate,
-) -> anyhow::Result<NaiveDate> {
-    warehouse
-        .dates(Table::Sips)
-        .await?
-        .into_iter()
-        .filter(|d| *d <= date)
-        .max()
-        .ok_or_else(|| {
-            JobFailure::MissingUpstream(format!(
-                "no `sips` snapshot on or before {date} (run `sipline generate` or `sips export`)"
-            ))
-            .into()
-        })
-}
-
 async fn run_context(
     warehouse: &Warehouse,
     calendar: &BusinessCalendar,
     date: NaiveDate,
 ) -> anyhow::Result<RunContext> {
-    let sips_as_of = sips_snapshot_on_or_before(warehouse, date).await?;
-    let schemes = read_rows(warehouse, Table::Schemes, Part::WHOLE, schemes_from_batch)
+    let sips_as_of = warehouse
+        .sips_snapshot_on_or_before(date)
+        .await?
+        .ok_or_else(|| JobFailure::no_sips_snapshot(date))?;
+    let schemes = warehouse
+        .read_rows::<SchemeRow>(Part::WHOLE)
         .await?
         .ok_or_else(|| {
             JobFailure::MissingUpstream("no `schemes` table: ingest NAVs first".into())
@@ -188,32 +131,6 @@ async fn run_context(
         holding_dates: warehouse.dates(Table::Holdings).await?,
         month_end: calendar.is_last_business_day_of_month(date),
     })
-}
-
-/// The NAVs published on the dates in `[from, to]`.
-pub(crate) async fn load_navs(
-    warehouse: &Warehouse,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> anyhow::Result<NavLookup> {
-    let mut lookup = NavLookup::default();
-    let dates: Vec<NaiveDate> = warehouse
-        .dates(Table::Navs)
-        .await?
-        .into_iter()
-        .filter(|d| *d >= from && *d <= to)
-        .collect();
-    for date in dates {
-        if let Some(rows) =
-            read_rows(warehouse, Table::Navs, Part::date(date), navs_from_batch).await?
-        {
-            for row in rows {
-                lookup.insert(row.scheme_code, date, row.nav);
-            }
-        }
-    }
-    lookup.finish();
-    Ok(lookup)
 }
 
 /// Which days of the month (index 1–31) occur in `[from, to]`.
@@ -234,14 +151,9 @@ struct Carried {
 }
 
 async fn carried(warehouse: &Warehouse, ctx: &RunContext, bucket: u32) -> anyhow::Result<Carried> {
-    let previous = latest_before(
-        warehouse,
-        Table::Investments,
-        &ctx.investment_dates,
-        ctx.date,
-        bucket,
-    )
-    .await?;
+    let previous = warehouse
+        .latest_published_before(Table::Investments, &ctx.investment_dates, ctx.date, bucket)
+        .await?;
     let Some(previous) = previous else {
         return Ok(Carried {
             bucket,
@@ -251,12 +163,14 @@ async fn carried(warehouse: &Warehouse, ctx: &RunContext, bucket: u32) -> anyhow
         });
     };
     let part = Part::dated_bucket(previous, bucket);
-    let mut pending = read_rows(warehouse, Table::Investments, part, investments_from_batch)
+    let mut pending = warehouse
+        .read_rows::<Investment>(part)
         .await?
         .unwrap_or_default();
     pending.retain(|i| i.status == InstalmentStatus::Pending);
     // Written before `investments`, so a published run always has it.
-    let state = read_rows(warehouse, Table::SipState, part, sip_state_from_batch)
+    let state = warehouse
+        .read_rows::<SipState>(part)
         .await?
         .with_context(|| format!("sip_state for {previous} bucket {bucket} is missing though its investments are published"))?;
     Ok(Carried {
@@ -294,7 +208,10 @@ async fn execute_bucket(
             ))
         })?
     {
-        mandates.extend(sips_from_batch(&batch).map_err(schema_error(Table::Sips, sips_part))?);
+        mandates.extend(
+            sips_from_batch(&batch)
+                .with_context(|| format!("{} {sips_part:?}", Table::Sips.name()))?,
+        );
     }
 
     let failures = if options.simulate_failures > 0.0 {
@@ -308,23 +225,13 @@ async fn execute_bucket(
             .collect::<Vec<_>>();
         let mut report = simulated_failures(options.seed, options.simulate_failures, due);
         report.sort_by_key(|f| (f.sip_id, f.due_date));
-        warehouse
-            .write(
-                Table::DebitFailures,
-                part,
-                &[debit_failures_to_batch(&report)?],
-            )
-            .await?;
+        warehouse.write_rows(part, &report).await?;
         report
     } else {
-        read_rows(
-            warehouse,
-            Table::DebitFailures,
-            part,
-            debit_failures_from_batch,
-        )
-        .await?
-        .unwrap_or_default()
+        warehouse
+            .read_rows::<DebitFailure>(part)
+            .await?
+            .unwrap_or_default()
     };
     let failures: HashSet<(i64, NaiveDate)> =
         failures.iter().map(|f| (f.sip_id, f.due_date)).collect();
@@ -364,45 +271,14 @@ async fn execute_bucket(
 
     if ctx.month_end {
         let holdings = holdings_at(warehouse, ctx, bucket, &out.investments).await?;
-        warehouse
-            .write(Table::Holdings, part, &[holdings_to_batch(&holdings)?])
-            .await?;
+        warehouse.write_rows(part, &holdings).await?;
         summary.holdings_checkpoint = true;
     }
-    warehouse
-        .write(Table::SipEvents, part, &[sip_events_to_batch(&out.events)?])
-        .await?;
-    warehouse
-        .write(Table::SipState, part, &[sip_state_to_batch(&out.state)?])
-        .await?;
+    warehouse.write_rows(part, &out.events).await?;
+    warehouse.write_rows(part, &out.state).await?;
     // Last: its marker is what the next run looks for.
-    warehouse
-        .write(
-            Table::Investments,
-            part,
-            &[investments_to_batch(&out.investments)?],
-        )
-        .await?;
+    warehouse.write_rows(part, &out.investments).await?;
     Ok(summary)
-}
-
-/// The bucket's latest `holdings` checkpoint dated before `before` (of `dates`, the table's
-/// dates), with its date; none yet is an empty checkpoint.
-pub(crate) async fn checkpoint_before(
-    warehouse: &Warehouse,
-    dates: &[NaiveDate],
-    before: NaiveDate,
-    bucket: u32,
-) -> anyhow::Result<(Option<NaiveDate>, Vec<Holding>)> {
-    let Some(as_of) = latest_before(warehouse, Table::Holdings, dates, before, bucket).await?
-    else {
-        return Ok((None, Vec::new()));
-    };
-    let part = Part::dated_bucket(as_of, bucket);
-    let rows = read_rows(warehouse, Table::Holdings, part, holdings_from_batch)
-        .await?
-        .unwrap_or_default();
-    Ok((Some(as_of), rows))
 }
 
 /// Holdings at the run date: the latest checkpoint before it plus every executed
@@ -413,8 +289,9 @@ async fn holdings_at(
     bucket: u32,
     today: &[Investment],
 ) -> anyhow::Result<Vec<Holding>> {
-    let (checkpoint, base) =
-        checkpoint_before(warehouse, &ctx.holding_dates, ctx.date, bucket).await?;
+    let (checkpoint, base) = warehouse
+        .holdings_checkpoint_before(&ctx.holding_dates, ctx.date, bucket)
+        .await?;
     let mut since = Vec::new();
     for run in ctx
         .investment_dates
@@ -422,7 +299,8 @@ async fn holdings_at(
         .filter(|d| checkpoint.is_none_or(|c| **d > c) && **d < ctx.date)
     {
         let part = Part::dated_bucket(*run, bucket);
-        let mut rows = read_rows(warehouse, Table::Investments, part, investments_from_batch)
+        let mut rows = warehouse
+            .read_rows::<Investment>(part)
             .await?
             .unwrap_or_default();
         rows.retain(|i| i.status == InstalmentStatus::Executed);
@@ -462,7 +340,7 @@ pub async fn execute(
         .flat_map(|c| std::iter::once(c.window_start).chain(c.pending.iter().map(|p| p.due_date)))
         .min()
         .unwrap_or(date);
-    let navs = Arc::new(load_navs(warehouse, earliest, date).await?);
+    let navs = Arc::new(warehouse.nav_lookup(earliest, date).await?);
 
     let summaries: Vec<ExecuteSummary> = futures::stream::iter(carried)
         .map(|carried| {

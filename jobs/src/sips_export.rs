@@ -9,11 +9,10 @@ use std::fmt;
 use anyhow::Context;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
-use pipeline::generate::{bucket_of, BUCKETS};
-use pipeline::schema::sips_to_batch;
-use pipeline::sip::{Mandate, Paise, SipStatus};
+use pipeline::money::Paise;
+use pipeline::sip::{Mandate, SipStatus};
 use sqlx::{PgPool, Row};
-use warehouse::{Part, Table, Warehouse};
+use warehouse::{bucket_of, Part, Warehouse, BUCKETS};
 
 // Money and step-up come out as scaled integers, the form the batch computes in.
 const SELECT_SIPS: &str = "SELECT sip_id, user_id, scheme_code, (amount * 100)::bigint AS amount_paise, \
@@ -70,11 +69,7 @@ pub async fn export(
             sips.sort_unstable_by_key(|s| (s.sip_day, s.sip_id));
             let bucket = u32::try_from(bucket).context("bucket number")?;
             warehouse
-                .write(
-                    Table::Sips,
-                    Part::dated_bucket(date, bucket),
-                    &[sips_to_batch(&sips)?],
-                )
+                .write_rows(Part::dated_bucket(date, bucket), &sips)
                 .await?;
             anyhow::Ok(())
         })

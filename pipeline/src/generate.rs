@@ -7,20 +7,14 @@
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 
+use crate::bucket::BUCKETS;
 use crate::calendar::BusinessCalendar;
 use crate::money::Nav;
+use crate::money::{Paise, DEFAULT_UNIT_DECIMALS};
+use crate::nav::{NavRow, SchemeRow};
 use crate::nav::{NavSource, Scheme};
-use crate::schema::{DebitFailure, NavRow, SchemeRow, UserRow, DEFAULT_UNIT_DECIMALS};
-use crate::sip::{Mandate, Paise, SipStatus};
-
-/// Users, and everything keyed by user, are split into this many buckets by
-/// `user_id % BUCKETS`. A shard `i/N` owns the buckets `b` with `b % N == i`, so any N that
-/// divides 64 balances exactly.
-pub const BUCKETS: u32 = 64;
-
-pub fn bucket_of(user_id: i64) -> u32 {
-    user_id.rem_euclid(i64::from(BUCKETS)) as u32
-}
+use crate::sip::{DebitFailure, Mandate, SipStatus};
+use crate::user::UserRow;
 
 /// About 14,000 scheme codes exist; about 8,500 publish a NAV every business day.
 pub const SCHEME_COUNT: usize = 14_000;
@@ -420,6 +414,7 @@ pub fn simulated_failures(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bucket::bucket_of;
 
     fn spec(users: u64) -> UniverseSpec {
         UniverseSpec {

@@ -1,7 +1,9 @@
 //! Exact decimal amounts as scaled integers. Money and NAVs never pass through `f64`: a NAV is
 //! an `i64` count of 10^-8 rupee, the scale of `Decimal128(18,8)` in the warehouse, because
 //! AMFI publishes most NAVs with 4 decimals but some (fixed-maturity and interval plans among
-//! them) with up to 8, and a published NAV is kept exactly as published.
+//! them) with up to 8, and a published NAV is kept exactly as published. Paise, units, NAVs,
+//! percentages and their one rounding rule live here so every rule that moves money uses the
+//! same arithmetic.
 
 use std::fmt;
 use std::str::FromStr;
@@ -133,6 +135,58 @@ impl fmt::Display for Nav {
         format_scaled(value, scale, f)
     }
 }
+
+/// Rupees in paise (`Decimal128(18,2)` unscaled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Paise(pub i64);
+
+impl fmt::Display for Paise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_scaled(self.0, 2, f)
+    }
+}
+
+/// Units in 1/10,000 (`Decimal128(18,4)` unscaled); allotted to fewer decimals by scheme rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Units(pub i64);
+
+impl Units {
+    pub const SCALE: u32 = 4;
+}
+
+impl fmt::Display for Units {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        format_scaled(self.0, Self::SCALE, f)
+    }
+}
+
+/// A paisa in NAV steps: 10^-2 / 10^-8.
+pub const NAV_PER_PAISA: i128 = 10_i128.pow(Nav::SCALE - 2);
+
+/// What the purchase of `units` at `nav` costs, in 10^-12 rupees (units scale 4 × NAV scale 8).
+pub fn cost_e12(units: Units, nav: Nav) -> i128 {
+    i128::from(units.0) * i128::from(nav.scaled())
+}
+
+/// `a / b` rounded half away from zero, for positive `b`: every
+/// rounding of money to the paisa and of percentages goes through here.
+pub fn div_round_half_up(a: i128, b: i128) -> i128 {
+    let (q, r) = (a / b, a % b);
+    if 2 * r.abs() >= b {
+        q + a.signum()
+    } else {
+        q
+    }
+}
+
+/// Percentages are integers with a named scale, one per kind of percentage.
+/// `step_up_pct` of a SIP: two decimals (`1_000` is 10.00%), `Decimal128(5,2)`.
+pub const STEP_UP_PCT_SCALE: u32 = 2;
+/// Returns and portfolio weights: four decimals (`1_000_000` is 100%).
+pub const RETURN_PCT_SCALE: u32 = 4;
+
+/// Decimal places of units when a scheme's master does not say: AMFI's common practice.
+pub const DEFAULT_UNIT_DECIMALS: i32 = 3;
 
 #[cfg(test)]
 mod tests {

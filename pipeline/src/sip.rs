@@ -6,35 +6,10 @@
 //! `amount = stamp duty + units × NAV + residue` holds exactly.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 
 use chrono::{Datelike, Months, NaiveDate};
 
-use crate::money::{format_scaled, Nav};
-
-/// Rupees in paise (`Decimal128(18,2)` unscaled).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Paise(pub i64);
-
-impl fmt::Display for Paise {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        format_scaled(self.0, 2, f)
-    }
-}
-
-/// Units in 1/10,000 (`Decimal128(18,4)` unscaled); allotted to fewer decimals by scheme rule.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Units(pub i64);
-
-impl Units {
-    pub const SCALE: u32 = 4;
-}
-
-impl fmt::Display for Units {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        format_scaled(self.0, Self::SCALE, f)
-    }
-}
+use crate::money::{div_round_half_up, Nav, Paise, Units, DEFAULT_UNIT_DECIMALS, NAV_PER_PAISA};
 
 /// Stamp duty on mutual-fund purchases: 0.005% = 5 / 100,000 of the amount.
 const STAMP_DUTY_NUMERATOR: i128 = 5;
@@ -42,16 +17,6 @@ const STAMP_DUTY_DENOMINATOR: i128 = 100_000;
 
 /// A SIP is cancelled after this many consecutive failed instalments.
 pub const FAILURES_BEFORE_CANCEL: i32 = 3;
-
-/// `a / b` rounded half away from zero, for non-negative `b`.
-pub(crate) fn div_round_half_up(a: i128, b: i128) -> i128 {
-    let (q, r) = (a / b, a % b);
-    if 2 * r.abs() >= b {
-        q + a.signum()
-    } else {
-        q
-    }
-}
 
 /// The stamp duty on a purchase of `amount`, rounded to the paisa (half up).
 pub fn stamp_duty(amount: Paise) -> Paise {
@@ -74,12 +39,12 @@ pub fn allot_units(net: Paise, nav: Nav, unit_decimals: i32) -> Units {
     Units((steps * 10_i128.pow(Units::SCALE - decimals)) as i64)
 }
 
-/// A paisa in NAV steps: 10^-2 / 10^-8.
-const NAV_PER_PAISA: i128 = 10_i128.pow(Nav::SCALE - 2);
-
-/// What the purchase of `units` at `nav` costs, in 10^-12 rupees (units scale 4 × NAV scale 8).
-pub fn cost_e12(units: Units, nav: Nav) -> i128 {
-    i128::from(units.0) * i128::from(nav.scaled())
+/// A `debit_failures` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebitFailure {
+    pub sip_id: i64,
+    pub due_date: NaiveDate,
+    pub reason: String,
 }
 
 /// A SIP's status in a mandate snapshot.
@@ -511,7 +476,7 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
                 .unit_decimals
                 .get(&d.scheme_code)
                 .copied()
-                .unwrap_or(crate::schema::DEFAULT_UNIT_DECIMALS);
+                .unwrap_or(DEFAULT_UNIT_DECIMALS);
             row.status = InstalmentStatus::Executed;
             row.stamp_duty = duty;
             row.nav_date = Some(nav_date);
@@ -532,48 +497,11 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
     out
 }
 
-/// A `holdings` row: units and cost (stamp duty included) per user and scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Holding {
-    pub user_id: i64,
-    pub scheme_code: i64,
-    pub units: Units,
-    pub invested: Paise,
-}
-
-/// Holdings after `investments`: `base` plus every executed instalment. Sorted by
-/// (user, scheme). Rolling forward twice equals rolling forward once over both sets, which is
-/// what lets holdings live as month-end checkpoints plus the investments since.
-pub fn roll_forward<'a>(
-    base: &[Holding],
-    investments: impl IntoIterator<Item = &'a Investment>,
-) -> Vec<Holding> {
-    let mut by_key: BTreeMap<(i64, i64), (Units, Paise)> = base
-        .iter()
-        .map(|h| ((h.user_id, h.scheme_code), (h.units, h.invested)))
-        .collect();
-    for inv in investments {
-        if inv.status != InstalmentStatus::Executed {
-            continue;
-        }
-        let entry = by_key.entry((inv.user_id, inv.scheme_code)).or_default();
-        entry.0 .0 += inv.units.unwrap_or_default().0;
-        entry.1 .0 += inv.amount.0;
-    }
-    by_key
-        .into_iter()
-        .map(|((user_id, scheme_code), (units, invested))| Holding {
-            user_id,
-            scheme_code,
-            units,
-            invested,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::holdings::{roll_forward, Holding};
+    use crate::money::cost_e12;
     use proptest::prelude::*;
 
     fn d(text: &str) -> NaiveDate {

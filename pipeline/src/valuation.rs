@@ -12,13 +12,12 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{Datelike, Months, NaiveDate};
 
-use crate::money::Nav;
-use crate::sip::{div_round_half_up, Holding, NavLookup, Paise, Units};
+use crate::holdings::{sum_holdings, Holding};
+use crate::money::{div_round_half_up, Nav, Paise, Units, RETURN_PCT_SCALE};
+use crate::sip::NavLookup;
 use crate::xirr::{xirr, CashFlow};
 
-/// Percent with four decimals: `1_000_000` is 100%.
-pub const PCT_SCALE: u32 = 4;
-const ONE_HUNDRED_PCT: i128 = 100 * 10_i128.pow(PCT_SCALE);
+const ONE_HUNDRED_PCT: i128 = 100 * 10_i128.pow(RETURN_PCT_SCALE);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValuationError {
@@ -505,32 +504,14 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
 }
 
 /// Holdings from purchases alone (sorted by user): the daily run has every purchase anyway,
-/// and the test that this equals checkpoint-plus-since guards both paths. One user holds a
-/// handful of schemes, so a linear search per user beats a map over the whole bucket.
+/// and the test that this equals checkpoint-plus-since guards both paths.
 pub fn holdings_from_purchases(purchases: &[Purchase]) -> Vec<Holding> {
-    let mut out: Vec<Holding> = Vec::new();
-    for user in purchases.chunk_by(|a, b| a.user_id == b.user_id) {
-        let start = out.len();
-        for p in user {
-            match out[start..]
-                .iter_mut()
-                .find(|h| h.scheme_code == p.scheme_code)
-            {
-                Some(h) => {
-                    h.units.0 += p.units.0;
-                    h.invested.0 += p.amount.0;
-                }
-                None => out.push(Holding {
-                    user_id: p.user_id,
-                    scheme_code: p.scheme_code,
-                    units: p.units,
-                    invested: p.amount,
-                }),
-            }
-        }
-        out[start..].sort_unstable_by_key(|h| h.scheme_code);
-    }
-    out
+    sum_holdings(purchases.iter().map(|p| Holding {
+        user_id: p.user_id,
+        scheme_code: p.scheme_code,
+        units: p.units,
+        invested: p.amount,
+    }))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use object_store::path::Path;
+pub use pipeline::bucket::{bucket_of, BUCKETS};
 use pipeline::schema;
 
 /// A warehouse table.

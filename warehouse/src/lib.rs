@@ -6,7 +6,9 @@
 //! partition replaces its one file, and a reader sees the old data or the new, never a mix.
 //! The `_SUCCESS` marker follows the data file; readers skip partitions that lack it.
 
+mod inputs;
 pub mod layout;
+mod rows;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,7 +40,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
-pub use layout::{Layout, Part, Table};
+pub use layout::{bucket_of, Layout, Part, Table, BUCKETS};
+pub use rows::{ReadRow, TableRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -56,6 +59,12 @@ pub enum WarehouseError {
     },
     #[error("datafusion: {0}")]
     DataFusion(#[from] DataFusionError),
+    #[error("{table} {part:?}: rows do not fit the table: {reason}")]
+    Rows {
+        table: &'static str,
+        part: Part,
+        reason: String,
+    },
 }
 
 /// A partition of a table as found in the store.

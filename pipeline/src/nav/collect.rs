@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
-use super::{AmfiNav, BseNav, NavSource, Scheme, SetAside};
-use crate::money::Nav;
-use crate::schema::{NavRow, SchemeRow, DEFAULT_UNIT_DECIMALS};
+use super::{AmfiNav, BseNav, NavRow, NavSource, Scheme, SchemeRow, SetAside};
+use crate::money::{Nav, DEFAULT_UNIT_DECIMALS};
 
 /// Two rows of one file give different NAVs for the same scheme and date: the file cannot be
 /// trusted for that scheme, and guessing which one is right would put a wrong price on money.

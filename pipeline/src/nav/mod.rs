@@ -58,6 +58,21 @@ pub struct Scheme {
     pub option: Option<String>,
 }
 
+/// A `schemes` row: the scheme as published plus the allotment rule sipline keeps for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemeRow {
+    pub scheme: Scheme,
+    pub unit_decimals: i32,
+}
+
+/// A `navs` row within one `nav_date` partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NavRow {
+    pub scheme_code: i64,
+    pub nav: Nav,
+    pub source: NavSource,
+}
+
 /// One usable row of an AMFI daily or history file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmfiNav {
