@@ -13,15 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
-/// The schema, embedded: `sipline db migrate`, the jobs, and the API at start (`--migrate`).
-pub static MIGRATOR: Migrator = sqlx::migrate!("../sql/migrations");
-
-/// The channel `sipline publish` notifies when a date is published.
-pub const PUBLISH_CHANNEL: &str = "sipline_publish";
+pub use serving::{MIGRATOR, PUBLISH_CHANNEL};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

@@ -11,7 +11,7 @@ fn op(summary: &str, tag: &str, params: &[&str], ok: &str) -> Value {
                 "graph_type" => (
                     "graph_type",
                     "path",
-                    json!({"type": "string", "enum": ["pie", "line", "bar"]}),
+                    json!({"type": "string", "enum": serving::GraphType::ALL.map(|g| g.as_str())}),
                 ),
                 "action" => (
                     "action",

@@ -412,12 +412,13 @@ async fn chart(
     authed: Authed,
     ApiPath((user_id, graph_type)): ApiPath<(i64, String)>,
 ) -> Result<Response, Problem> {
-    let graph_type: &'static str = match graph_type.as_str() {
-        "pie" => "pie",
-        "line" => "line",
-        "bar" => "bar",
-        _ => return Err(Problem::bad_request("chart type must be pie, line or bar")),
+    let Some(graph_type) = serving::GraphType::parse(&graph_type) else {
+        return Err(Problem::bad_request(format!(
+            "chart type must be {}",
+            serving::GraphType::listed()
+        )));
     };
+    let graph_type = graph_type.as_str();
     authed.reach(user_id, false)?;
     let key = (user_id, graph_type);
     if let Some(body) = state.caches.graph.get(&key) {

@@ -24,6 +24,11 @@ impl JobFailure {
     }
 }
 
+/// `calendar check` on a weekend or holiday: its own exit code, not an error.
+#[derive(Debug, thiserror::Error)]
+#[error("not a business day")]
+pub struct NotABusinessDay;
+
 pub const SUCCESS: u8 = 0;
 /// An internal error: a bug, the database or the store unreachable.
 pub const INTERNAL: u8 = 1;

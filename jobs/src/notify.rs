@@ -555,7 +555,7 @@ pub async fn work(
     let mut listener = sqlx::postgres::PgListener::connect(database_url)
         .await
         .context("LISTEN connection")?;
-    listener.listen("sipline_notifications").await?;
+    listener.listen(serving::NOTIFICATIONS_CHANNEL).await?;
     let mut total = PassSummary::default();
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 /// One embedded copy of `sql/migrations`, shared with the API.
-pub use api::MIGRATOR;
+pub use serving::MIGRATOR;
 
 const STAGE_NAVS: &str = "CREATE TEMP TABLE navs_stage (scheme_code bigint, nav_date date, nav numeric(18,8), source text) ON COMMIT DROP";
 const COPY_NAVS: &str =

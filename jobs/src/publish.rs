@@ -23,6 +23,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use futures::{StreamExt, TryStreamExt};
 use pipeline::schema::{navs_from_batch, schemes_from_batch, sips_from_batch};
+use pipeline::valuation::ChartKind;
+use serving::{GraphType, PUBLISH_CHANNEL};
 use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
 use warehouse::BUCKETS;
@@ -31,8 +33,8 @@ use warehouse::{Part, Table, Warehouse};
 use crate::exit::JobFailure;
 use crate::postgres::{self, send_batches};
 
-/// The channel `publish` notifies on commit; the payload is `{"as_of": "YYYY-MM-DD"}`.
-pub const PUBLISH_CHANNEL: &str = "sipline_publish";
+// The publish channel (`serving::PUBLISH_CHANNEL`) is notified on commit; the payload is
+// `{"as_of": "YYYY-MM-DD"}`.
 
 /// Serialises publishes: two at once would race on the same partitions.
 const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
@@ -692,7 +694,7 @@ impl UserGraphs {
     fn write_csv(&mut self, out: &mut String, user_id: i64, date: NaiveDate) -> u64 {
         let documents = [
             (
-                "pie",
+                GraphType::Pie,
                 format!(
                     r#"{{"as_of":"{date}","by_scheme":{{{}}},"by_category":{{{}}},"by_fund_house":{{{}}}}}"#,
                     self.pie_scheme.json("label", true),
@@ -701,18 +703,19 @@ impl UserGraphs {
                 ),
             ),
             (
-                "line",
+                GraphType::Line,
                 format!(r#"{{"as_of":"{date}",{}}}"#, self.line.json("period", true)),
             ),
             (
-                "bar",
+                GraphType::Bar,
                 format!(r#"{{"as_of":"{date}",{}}}"#, self.bar.json("period", false)),
             ),
         ];
         for (graph_type, config) in &documents {
             let _ = writeln!(
                 out,
-                "{user_id},{graph_type},\"{}\",{date}",
+                "{user_id},{},\"{}\",{date}",
+                graph_type.as_str(),
                 config.replace('"', "\"\"")
             );
         }
@@ -754,14 +757,17 @@ fn graphs_csv(batches: &[RecordBatch], date: NaiveDate) -> anyhow::Result<(Strin
             .map_or_else(|| String::from("null"), |d| format!("\"{d}\""));
             let invested = invested.value_as_string(i);
             let value = values.value_as_string(i);
-            match charts.value(i) {
-                "pie_scheme" => graphs.pie_scheme.push(&label, &invested, &value),
-                "pie_category" => graphs.pie_category.push(&label, &invested, &value),
-                "pie_fund_house" => graphs.pie_fund_house.push(&label, &invested, &value),
-                "line" => graphs.line.push(&period, &invested, &value),
+            let kind = charts.value(i);
+            match ChartKind::parse(kind) {
+                Some(ChartKind::PieScheme) => graphs.pie_scheme.push(&label, &invested, &value),
+                Some(ChartKind::PieCategory) => graphs.pie_category.push(&label, &invested, &value),
+                Some(ChartKind::PieFundHouse) => {
+                    graphs.pie_fund_house.push(&label, &invested, &value)
+                }
+                Some(ChartKind::Line) => graphs.line.push(&period, &invested, &value),
                 // A bar is the amount invested in the month, which the row holds as `value`.
-                "bar" => graphs.bar.push(&period, &value, ""),
-                other => anyhow::bail!("portfolio_charts: unknown chart kind {other:?}"),
+                Some(ChartKind::Bar) => graphs.bar.push(&period, &value, ""),
+                None => anyhow::bail!("portfolio_charts: unknown chart kind {kind:?}"),
             }
         }
     }

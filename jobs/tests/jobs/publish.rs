@@ -129,6 +129,37 @@ async fn read_consistent(pool: &PgPool) -> Seen {
     Seen { as_of, value }
 }
 
+/// The SQL half of the serving contract matches the Rust half: the `graph_type` CHECK allows
+/// exactly `serving::GraphType::ALL`, and the notifications trigger notifies the channel the
+/// dispatcher listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sql_contract_matches_the_serving_crate() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    serving::MIGRATOR.run(&pool).await.unwrap();
+    let check: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conrelid = 'visibility_graphs'::regclass AND contype = 'c'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // `CHECK ((graph_type = ANY (ARRAY['pie'::text, 'line'::text, 'bar'::text])))`
+    let allowed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();
+    let expected: Vec<&str> = serving::GraphType::ALL.iter().map(|g| g.as_str()).collect();
+    assert_eq!(allowed, expected, "{check}");
+    let trigger: String = sqlx::query_scalar(
+        "SELECT string_agg(prosrc, ' ') FROM pg_proc WHERE prosrc LIKE '%pg_notify%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        trigger.contains(&format!("'{}'", serving::NOTIFICATIONS_CHANNEL)),
+        "{trigger}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_from_empty_and_again() {
     let pg = Postgres::start().await;

@@ -1,0 +1,601 @@
+//! The command line: every subcommand's arguments as clap types, and what a run of each is
+//! for `job_runs`. Turning arguments into a job's options happens in `commands`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::fetch::RetryPolicy;
+use crate::job_runs::JobRun;
+use crate::nav_ingest::SourceFormat;
+use crate::{exit, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql};
+
+/// sipline: the batch backend of a mutual-fund SIP platform.
+///
+/// Exit codes: 0 success, 1 internal error, 2 usage, 3 bad input (fix the file),
+/// 4 missing upstream (e.g. the NAV file is not published yet: retry later),
+/// 5 not a business day (`calendar check` only: skip the day's runs).
+#[derive(Debug, Parser)]
+#[command(name = "sipline", version)]
+pub struct Cli {
+    /// Log format on stderr: `text` for people, `json` for log shippers.
+    #[arg(
+        long,
+        env = "SIPLINE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// PostgreSQL URL. With it, every job records its run in `job_runs`; `nav ingest` also
+    /// upserts NAVs there; `publish`, `sips export` and `db migrate` need it.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Validate the command line (required options, dates, shards) and exit 0 without running:
+    /// how a scheduler's tests check every task's command.
+    #[arg(long, global = true)]
+    pub check_args: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// NAV files: ingest, or write a synthetic one.
+    #[command(subcommand)]
+    Nav(NavCommand),
+    /// Run SQL over every warehouse table (DataFusion).
+    Sql(SqlArgs),
+    /// PostgreSQL schema management.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// A deterministic synthetic universe: scheme master, NAV history, users and SIPs.
+    Generate(GenerateArgs),
+    /// The SIP execution batch.
+    #[command(subcommand)]
+    Sip(SipCommand),
+    /// Portfolio valuation.
+    #[command(subcommand)]
+    Portfolio(PortfolioCommand),
+    /// The quick start: generate a universe, execute its SIP history, value it, and query it.
+    Demo(DemoArgs),
+    /// Load a valuation date's outputs into the PostgreSQL serving store, atomically.
+    Publish(PublishArgs),
+    /// SIP mandates: PostgreSQL (the system of record) to the warehouse.
+    #[command(subcommand)]
+    Sips(SipsCommand),
+    /// The business calendar the jobs use (weekends and NSE holidays).
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+    /// Deliver the notification outbox: webhooks, email, SMS and push.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// The HTTP API over PostgreSQL (portfolios, charts, SIPs, NAVs, notifications, alerts).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "SIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// HS256 shared secret (Supabase's JWT secret).
+    #[arg(long, env = "SIPLINE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS for RS256/ES256: a file, or an https:// URL (Auth0's /.well-known/jwks.json).
+    #[arg(long, env = "SIPLINE_JWKS")]
+    pub jwks: Option<String>,
+    /// Required audience (`aud`); unset, not checked.
+    #[arg(long, env = "SIPLINE_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+    /// Required issuer (`iss`); unset, not checked.
+    #[arg(long, env = "SIPLINE_JWT_ISSUER")]
+    pub issuer: Option<String>,
+    /// The `role` claim of service tokens, which may read any user.
+    #[arg(long, env = "SIPLINE_SERVICE_ROLE", default_value = "service_role")]
+    pub service_role: String,
+    /// Apply the migrations before serving.
+    #[arg(long)]
+    pub migrate: bool,
+    #[arg(long, default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    #[arg(long, env = "SIPLINE_DB_POOL", default_value_t = 16)]
+    pub max_connections: u32,
+    /// Entries per cache (NAV, portfolio, graph) before pruning.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub cache_entries: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// One bounded pass: deliver what is due, then exit (for a scheduler, every minute).
+    Dispatch(DispatchArgs),
+    /// Long-running: deliver as notifications arrive (LISTEN/NOTIFY), polling as a fallback,
+    /// until SIGTERM.
+    Worker(WorkerArgs),
+    /// The outbox's queue depth, attempts and delivery latency, as Prometheus text.
+    Stats,
+}
+
+#[derive(Debug, Args)]
+pub struct DispatchArgs {
+    /// Stop after this many batches even if more is due.
+    #[arg(long)]
+    pub max_batches: Option<u64>,
+    #[command(flatten)]
+    pub channels: ChannelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Look for due retries at least this often, even without a NOTIFY.
+    #[arg(long, default_value_t = 5)]
+    pub poll_secs: u64,
+    #[command(flatten)]
+    pub channels: ChannelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    /// The platform's webhook endpoint (channel `webhook`).
+    #[arg(long, env = "SIPLINE_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The SMS provider's webhook (channel `sms`).
+    #[arg(long, env = "SIPLINE_SMS_WEBHOOK_URL")]
+    pub sms_webhook_url: Option<String>,
+    /// The push provider's webhook (channel `push`).
+    #[arg(long, env = "SIPLINE_PUSH_WEBHOOK_URL")]
+    pub push_webhook_url: Option<String>,
+    /// The HMAC-SHA256 key every webhook body is signed with (`X-Sipline-Signature`).
+    #[arg(long, env = "SIPLINE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: String,
+    /// SMTP relay, host:port (channel `email`).
+    #[arg(long, env = "SIPLINE_SMTP_RELAY")]
+    pub smtp_relay: Option<String>,
+    #[arg(
+        long,
+        env = "SIPLINE_MAIL_FROM",
+        default_value = "notifications@sipline.local"
+    )]
+    pub mail_from: String,
+    /// Deliveries claimed per batch.
+    #[arg(long, default_value_t = 500)]
+    pub batch: i64,
+    /// Deliveries in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Attempts before a delivery is dead.
+    #[arg(long, default_value_t = 8)]
+    pub max_attempts: i32,
+    /// First retry delay (doubled per attempt, with jitter).
+    #[arg(long, default_value_t = 30_000)]
+    pub retry_base_ms: u64,
+    #[arg(long, default_value_t = 3_600_000)]
+    pub retry_max_ms: u64,
+    /// How long a claim holds before another dispatcher may retry it.
+    #[arg(long, default_value_t = 120)]
+    pub lease_secs: u64,
+    /// Timeout of one delivery attempt.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+impl ChannelArgs {
+    pub fn config(&self) -> notify::DispatchConfig {
+        notify::DispatchConfig {
+            webhook_url: self.webhook_url.clone(),
+            sms_webhook_url: self.sms_webhook_url.clone(),
+            push_webhook_url: self.push_webhook_url.clone(),
+            webhook_secret: self.webhook_secret.clone(),
+            smtp_relay: self.smtp_relay.clone(),
+            mail_from: self.mail_from.clone(),
+            batch: self.batch.max(1),
+            concurrency: self.concurrency.max(1),
+            max_attempts: self.max_attempts.max(1),
+            retry_base: Duration::from_millis(self.retry_base_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms)),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            timeout: Duration::from_secs(self.timeout_secs.max(1)),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// Exit 0 if --date is a business day, 5 if it is a weekend or a holiday (a scheduler
+    /// skips that day's runs: no NAV file will come).
+    Check(CalendarCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CalendarCheckArgs {
+    #[arg(long)]
+    pub date: NaiveDate,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The valuation date to publish (its `portfolio value` run must be complete).
+    #[arg(long)]
+    pub date: NaiveDate,
+    /// Months of `investments` kept for the API (the current one included).
+    #[arg(long, default_value_t = 3)]
+    pub keep_investment_months: u32,
+    /// Also load the users and SIP mandates of a generated universe that PostgreSQL does not
+    /// have yet (in production they are created through the API).
+    #[arg(long)]
+    pub mandates: bool,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SipsCommand {
+    /// Write PostgreSQL's `sips` as the warehouse `sips` snapshot as of --date.
+    Export(SipsExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SipsExportArgs {
+    /// The snapshot date: execution runs on or after it use it.
+    #[arg(long)]
+    pub date: NaiveDate,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortfolioCommand {
+    /// Value every user's portfolio as of --date: snapshots (with XIRR), lines and chart data;
+    /// with --hourly, snapshots without XIRR into `portfolio_hourly`.
+    Value(ValueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValueArgs {
+    /// The valuation date: holdings after that day's SIP execution, at the latest NAV on or
+    /// before it.
+    #[arg(long)]
+    pub date: NaiveDate,
+    /// The intraday mode: no XIRR or history charts; replaces the date's `portfolio_hourly`.
+    #[arg(long)]
+    pub hourly: bool,
+    /// The hour an hourly run is for (0–23), stored with its rows.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..24))]
+    pub hour: u32,
+    /// Only this shard's buckets of users (i/N).
+    #[arg(long, default_value = "0/1")]
+    pub shard: shard::Shard,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CalendarArgs {
+    /// A holiday list (one YYYY-MM-DD per line) replacing the embedded NSE holidays.
+    #[arg(long, env = "SIPLINE_HOLIDAYS")]
+    pub holidays: Option<std::path::PathBuf>,
+}
+
+impl CalendarArgs {
+    pub fn calendar(&self) -> anyhow::Result<pipeline::calendar::BusinessCalendar> {
+        let Some(path) = &self.holidays else {
+            return Ok(pipeline::calendar::BusinessCalendar::nse());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        pipeline::calendar::BusinessCalendar::parse(&text)
+            .map_err(|e| exit::JobFailure::BadInput(format!("{}: {e}", path.display())).into())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ParallelArgs {
+    /// Buckets worked on at once (default: the number of CPUs).
+    #[arg(long, env = "SIPLINE_PARALLELISM")]
+    pub parallelism: Option<usize>,
+}
+
+impl ParallelArgs {
+    pub fn get(&self) -> usize {
+        self.parallelism.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of users.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Months of history (SIP start dates and NAVs) before --end-date.
+    #[arg(long, default_value_t = 12)]
+    pub months: u32,
+    /// The last day of the history.
+    #[arg(long, default_value = "2025-06-30")]
+    pub end_date: NaiveDate,
+    /// Generate only this shard's buckets of users (i/N); shard 0 also writes schemes and NAVs.
+    #[arg(long, default_value = "0/1")]
+    pub shard: shard::Shard,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SipCommand {
+    /// Execute every instalment due on --date (and every earlier one still pending).
+    Execute(ExecuteArgs),
+    /// Execute each business day in [--from, --to], in order.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecuteCommon {
+    /// Only this shard's buckets of users (i/N).
+    #[arg(long, default_value = "0/1")]
+    pub shard: shard::Shard,
+    /// Simulate the bank's failed-debit report at this bounce rate (0..1) and write it to
+    /// `debit_failures` before executing; without it, a report already there is used.
+    #[arg(long, default_value_t = 0.0)]
+    pub simulate_failures: f64,
+    /// Seed of the simulated failures.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
+}
+
+impl ExecuteCommon {
+    pub fn options(&self) -> anyhow::Result<sip_execute::ExecuteOptions> {
+        if !(0.0..=1.0).contains(&self.simulate_failures) {
+            anyhow::bail!(exit::JobFailure::BadInput(format!(
+                "--simulate-failures {} is not a rate between 0 and 1",
+                self.simulate_failures
+            )));
+        }
+        Ok(sip_execute::ExecuteOptions {
+            shard: self.shard,
+            simulate_failures: self.simulate_failures,
+            seed: self.seed,
+            parallelism: self.parallel.get(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    /// The run date.
+    #[arg(long)]
+    pub date: NaiveDate,
+    #[command(flatten)]
+    pub common: ExecuteCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[arg(long)]
+    pub from: NaiveDate,
+    #[arg(long)]
+    pub to: NaiveDate,
+    #[command(flatten)]
+    pub common: ExecuteCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct WarehouseArgs {
+    /// Warehouse folder or object-store URL (file://, s3://bucket/prefix, memory://).
+    #[arg(long, env = "SIPLINE_WAREHOUSE", default_value = "./data")]
+    pub warehouse: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NavCommand {
+    /// Ingest an AMFI or BSE NAV file (path or URL) into the warehouse (and PostgreSQL).
+    Ingest(IngestArgs),
+    /// Write a synthetic NAV file in a published format.
+    Sample(SampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The file's format.
+    #[arg(long)]
+    pub source: SourceFormat,
+    /// A local path or an http(s):// URL.
+    #[arg(long)]
+    pub input: String,
+    /// The business date this run is for: the file must hold NAVs of that date, or the job
+    /// exits 4 (not published yet).
+    #[arg(long)]
+    pub date: Option<NaiveDate>,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    /// Download attempts for a URL (transient failures only).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// Backoff before the first retry, doubled for each further one.
+    #[arg(long, default_value_t = 2000)]
+    pub retry_backoff_ms: u64,
+    /// Timeout of one download attempt.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    #[arg(long)]
+    pub format: nav_sample::SampleFormat,
+    /// Number of scheme codes (AMFI publishes about 14,000).
+    #[arg(long, default_value_t = 14_000)]
+    pub schemes: usize,
+    /// The last NAV date.
+    #[arg(long)]
+    pub date: NaiveDate,
+    /// Calendar days covered (weekends are skipped).
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output file.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query, e.g. "SELECT nav_date, count(*) FROM navs GROUP BY nav_date".
+    pub query: String,
+    #[arg(long, default_value = "table")]
+    pub format: sql::OutputFormat,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply the migrations in sql/migrations (idempotent).
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Users in the generated universe.
+    #[arg(long, default_value_t = 20_000)]
+    pub users: u64,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+}
+
+/// are not jobs.
+/// What a run of `command` is, for `job_runs` and the run manifest; `None` for commands that
+/// are not jobs.
+pub fn job_run(command: &Command) -> Option<JobRun> {
+    let (job, date, shard, warehouse) = match command {
+        Command::Nav(NavCommand::Ingest(args)) => ("nav ingest", args.date, None, &args.warehouse),
+        Command::Generate(args) => (
+            "generate",
+            Some(args.end_date),
+            Some(args.shard),
+            &args.warehouse,
+        ),
+        Command::Sip(SipCommand::Execute(args)) => (
+            "sip execute",
+            Some(args.date),
+            Some(args.common.shard),
+            &args.common.warehouse,
+        ),
+        Command::Sip(SipCommand::Backfill(args)) => (
+            "sip backfill",
+            Some(args.to),
+            Some(args.common.shard),
+            &args.common.warehouse,
+        ),
+        Command::Portfolio(PortfolioCommand::Value(args)) => (
+            if args.hourly {
+                "portfolio value hourly"
+            } else {
+                "portfolio value"
+            },
+            Some(args.date),
+            Some(args.shard),
+            &args.warehouse,
+        ),
+        Command::Publish(args) => ("publish", Some(args.date), None, &args.warehouse),
+        Command::Sips(SipsCommand::Export(args)) => {
+            ("sips export", Some(args.date), None, &args.warehouse)
+        }
+        // Not tied to a date or a warehouse: recorded in job_runs only.
+        Command::Notify(NotifyCommand::Dispatch(_)) => {
+            return Some(JobRun::start("notify dispatch", None, None, None))
+        }
+        Command::Nav(NavCommand::Sample(_))
+        | Command::Sql(_)
+        | Command::Db(_)
+        | Command::Demo(_)
+        | Command::Calendar(_)
+        | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats)
+        | Command::Serve(_) => return None,
+    };
+    Some(JobRun::start(
+        job,
+        date,
+        shard.map(|s| s.to_string()),
+        Some(warehouse.warehouse.clone()),
+    ))
+}
+
+impl IngestArgs {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retries.max(1),
+            first_backoff: Duration::from_millis(self.retry_backoff_ms),
+            timeout: Duration::from_secs(self.timeout_secs),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+impl GenerateArgs {
+    pub fn spec(&self) -> pipeline::generate::UniverseSpec {
+        pipeline::generate::UniverseSpec {
+            seed: self.seed,
+            users: self.users,
+            months: self.months,
+            end_date: self.end_date,
+        }
+    }
+}
+
+impl ValueArgs {
+    pub fn options(&self) -> portfolio_value::ValueOptions {
+        portfolio_value::ValueOptions {
+            shard: self.shard,
+            mode: if self.hourly {
+                pipeline::valuation::ValuationMode::Hourly
+            } else {
+                pipeline::valuation::ValuationMode::Daily
+            },
+            hour: self.hour,
+            parallelism: self.parallel.get(),
+        }
+    }
+}
+
+impl PublishArgs {
+    pub fn options(&self) -> anyhow::Result<publish::PublishOptions> {
+        Ok(publish::PublishOptions {
+            keep_investment_months: self.keep_investment_months.max(1),
+            monthly_statements: self
+                .calendar
+                .calendar()?
+                .is_last_business_day_of_month(self.date),
+        })
+    }
+}

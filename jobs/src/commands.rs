@@ -1,0 +1,309 @@
+//! What each subcommand does: its arguments turned into the job's options, the job run, its
+//! summary printed. `run` only dispatches.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use warehouse::Warehouse;
+
+use crate::cli::*;
+use crate::exit::{self, NotABusinessDay};
+use crate::job_runs::{self, RowCounts};
+use crate::nav_ingest::NavInput;
+use crate::{
+    generate, nav_ingest, nav_sample, notify, portfolio_value, postgres, publish, sip_execute,
+    sips_export, sql,
+};
+
+/// Runs one subcommand; the row counts are what `job_runs` records.
+pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+    match command {
+        Command::Nav(NavCommand::Ingest(args)) => ingest_navs(args, database_url).await,
+        Command::Nav(NavCommand::Sample(args)) => write_nav_sample(args).await,
+        Command::Sql(args) => query_sql(args).await,
+        Command::Db(DbCommand::Migrate) => migrate_db(database_url).await,
+        Command::Generate(args) => generate_universe(args).await,
+        Command::Sip(SipCommand::Execute(args)) => execute_sips(args).await,
+        Command::Sip(SipCommand::Backfill(args)) => backfill_sips(args).await,
+        Command::Portfolio(PortfolioCommand::Value(args)) => value_portfolios(args).await,
+        Command::Demo(args) => {
+            crate::demo::demo(&args.warehouse.warehouse, args.users).await?;
+            Ok(RowCounts::default())
+        }
+        Command::Publish(args) => publish_date(args, database_url).await,
+        Command::Notify(NotifyCommand::Dispatch(args)) => {
+            dispatch_notifications(args, database_url).await
+        }
+        Command::Notify(NotifyCommand::Worker(args)) => run_notify_worker(args, database_url).await,
+        Command::Notify(NotifyCommand::Stats) => print_notify_stats(database_url).await,
+        Command::Serve(args) => serve_api(args, database_url).await,
+        Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
+        Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url).await,
+    }
+}
+
+/// A migrated pool, for the jobs that write to PostgreSQL.
+pub async fn connect(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    let pool = postgres::connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    postgres::migrate(&pool)
+        .await
+        .context("migrating PostgreSQL")?;
+    Ok(pool)
+}
+
+fn required(database_url: Option<&str>, job: &str) -> anyhow::Result<String> {
+    database_url.map(str::to_string).ok_or_else(|| {
+        exit::JobFailure::BadInput(format!("`{job}` needs --database-url or DATABASE_URL")).into()
+    })
+}
+
+async fn ingest_navs(args: IngestArgs, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let database = match database_url {
+        Some(url) => Some(connect(url).await?),
+        None => None,
+    };
+    let input = NavInput::open(&args.input, args.retry_policy()).await?;
+    let summary =
+        nav_ingest::ingest(args.source, input, args.date, &warehouse, database.as_ref()).await?;
+    let counts = job_runs::RowCounts::new(
+        (summary.navs + summary.set_aside) as u64,
+        summary.navs as u64,
+    );
+    println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+    Ok(counts)
+}
+
+async fn write_nav_sample(args: SampleArgs) -> anyhow::Result<RowCounts> {
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let rows = nav_sample::write_sample(
+        file,
+        args.format,
+        args.schemes,
+        args.date,
+        args.days,
+        args.seed,
+    )?;
+    println!("nav sample ok: file={} rows={rows}", args.out.display());
+    Ok(RowCounts::default())
+}
+
+async fn query_sql(args: SqlArgs) -> anyhow::Result<RowCounts> {
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let stdout = std::io::stdout();
+    let rows = sql::run(&warehouse, &args.query, args.format, &mut stdout.lock()).await?;
+    tracing::info!(rows, "query done");
+    Ok(RowCounts::default())
+}
+
+async fn migrate_db(database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+    let database_url = required(database_url, "db migrate")?;
+    let pool = postgres::connect(&database_url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    postgres::migrate(&pool)
+        .await
+        .context("migrating PostgreSQL")?;
+    println!(
+        "db migrate ok: {} migrations known",
+        postgres::MIGRATOR.iter().count()
+    );
+    Ok(RowCounts::default())
+}
+
+async fn generate_universe(args: GenerateArgs) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let summary = generate::generate(
+        args.spec(),
+        args.shard,
+        &args.calendar.calendar()?,
+        &warehouse,
+        args.parallel.get(),
+    )
+    .await?;
+    let counts = job_runs::RowCounts::new(0, summary.users + summary.sips);
+    println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+    Ok(counts)
+}
+
+async fn execute_sips(args: ExecuteArgs) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.common.warehouse.warehouse)?;
+    let summary = sip_execute::execute(
+        &warehouse,
+        &args.common.calendar.calendar()?,
+        args.date,
+        args.common.options()?,
+    )
+    .await?;
+    let counts = job_runs::RowCounts::new(
+        summary.mandates,
+        summary.executed + summary.pending + summary.failed,
+    );
+    println!(
+        "{summary} shard={} elapsed_ms={}",
+        args.common.shard,
+        started.elapsed().as_millis()
+    );
+    Ok(counts)
+}
+
+async fn backfill_sips(args: BackfillArgs) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.common.warehouse.warehouse)?;
+    let (days, total) = sip_execute::backfill(
+        &warehouse,
+        &args.common.calendar.calendar()?,
+        args.from,
+        args.to,
+        args.common.options()?,
+    )
+    .await?;
+    let counts = job_runs::RowCounts::new(0, total.executed + total.pending + total.failed);
+    println!(
+        "sip backfill ok: from={} to={} days={days} executed={} pending_rows={} failed={} cancelled={} amount={} shard={} elapsed_ms={}",
+        args.from,
+        args.to,
+        total.executed,
+        total.pending,
+        total.failed,
+        total.cancelled,
+        pipeline::money::Paise(total.executed_amount),
+        args.common.shard,
+        started.elapsed().as_millis()
+    );
+    Ok(counts)
+}
+
+async fn value_portfolios(args: ValueArgs) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let summary = portfolio_value::value(
+        &warehouse,
+        &args.calendar.calendar()?,
+        args.date,
+        args.options(),
+    )
+    .await?;
+    let counts = job_runs::RowCounts::new(summary.purchases, summary.users + summary.lines);
+    println!(
+        "{summary} mode={} shard={} elapsed_ms={}",
+        if args.hourly { "hourly" } else { "daily" },
+        args.shard,
+        started.elapsed().as_millis()
+    );
+    Ok(counts)
+}
+
+async fn publish_date(args: PublishArgs, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let pool = connect(&required(database_url, "publish")?).await?;
+    if args.mandates {
+        let (users, sips) = publish::load_mandates(&warehouse, &pool, args.date).await?;
+        println!(
+            "mandates loaded: new_users={users} new_sips={sips} elapsed_ms={}",
+            started.elapsed().as_millis()
+        );
+    }
+    let started = Instant::now();
+    let summary = publish::publish(&warehouse, &pool, args.date, args.options()?).await?;
+    let counts = job_runs::RowCounts::new(summary.rows_in(), summary.rows_out());
+    println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+    Ok(counts)
+}
+
+async fn dispatch_notifications(
+    args: DispatchArgs,
+    database_url: Option<&str>,
+) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let url = required(database_url, "notify dispatch")?;
+    let dispatcher = notify::Dispatcher::new(connect(&url).await?, args.channels.config())?;
+    let summary = dispatcher.drain(args.max_batches).await?;
+    let counts = job_runs::RowCounts::new(summary.attempts(), summary.delivered);
+    println!(
+        "notify dispatch ok: {summary} elapsed_ms={}",
+        started.elapsed().as_millis()
+    );
+    Ok(counts)
+}
+
+async fn run_notify_worker(
+    args: WorkerArgs,
+    database_url: Option<&str>,
+) -> anyhow::Result<RowCounts> {
+    let url = required(database_url, "notify worker")?;
+    let dispatcher = notify::Dispatcher::new(connect(&url).await?, args.channels.config())?;
+    tracing::info!("notify worker started");
+    let poll = Duration::from_secs(args.poll_secs.max(1));
+    let summary = notify::work(&dispatcher, &url, poll).await?;
+    println!("notify worker stopped: {summary}");
+    Ok(RowCounts::default())
+}
+
+async fn print_notify_stats(database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+    let pool = connect(&required(database_url, "notify stats")?).await?;
+    print!("{}", notify::Dispatcher::stats(&pool).await?);
+    Ok(RowCounts::default())
+}
+
+async fn serve_api(args: ServeArgs, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+    if args.jwt_secret.is_none() && args.jwks.is_none() {
+        anyhow::bail!(exit::JobFailure::BadInput(
+            "`serve` needs --jwt-secret or --jwks: no token could be verified".into()
+        ));
+    }
+    api::serve(api::ServeConfig {
+        listen: args.listen,
+        database_url: required(database_url, "serve")?,
+        auth: api::auth::AuthConfig {
+            hs256_secret: args.jwt_secret,
+            jwks: args.jwks.as_deref().map(api::auth::JwksSource::parse),
+            audience: args.audience,
+            issuer: args.issuer,
+            service_role: args.service_role,
+        },
+        migrate: args.migrate,
+        request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        max_connections: args.max_connections.max(1),
+        cache_entries: args.cache_entries.max(1),
+    })
+    .await?;
+    Ok(RowCounts::default())
+}
+
+async fn check_calendar(args: CalendarCheckArgs) -> anyhow::Result<RowCounts> {
+    let business = args.calendar.calendar()?.is_business_day(args.date);
+    println!(
+        "calendar check: {} is {}",
+        args.date,
+        if business {
+            "a business day"
+        } else {
+            "not a business day"
+        }
+    );
+    if !business {
+        return Err(NotABusinessDay.into());
+    }
+    Ok(RowCounts::default())
+}
+
+async fn export_sips(
+    args: SipsExportArgs,
+    database_url: Option<&str>,
+) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let pool = connect(&required(database_url, "sips export")?).await?;
+    let summary = sips_export::export(&warehouse, &pool, args.date, args.parallel.get()).await?;
+    let counts = job_runs::RowCounts::new(summary.sips, summary.sips);
+    println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+    Ok(counts)
+}

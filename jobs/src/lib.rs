@@ -1,0 +1,25 @@
+//! The batch jobs of sipline as a library: each module is one job (`nav_ingest`,
+//! `sip_execute`, `portfolio_value`, `publish`, `sips_export`, `notify`, `generate`,
+//! `nav_sample`, `sql`), plus what they share that is not warehouse access (`exit` codes,
+//! `fetch` with retries, `postgres` connections, `job_runs`, `shard`, `progress`). No job
+//! imports another: what two jobs read lives in `warehouse`. The `sipline` binary is
+//! `main.rs`; `cli` holds its arguments and `commands` turns them into job options.
+
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod exit;
+pub mod fetch;
+pub mod generate;
+pub mod job_runs;
+pub mod nav_ingest;
+pub mod nav_sample;
+pub mod notify;
+pub mod portfolio_value;
+pub mod postgres;
+pub mod progress;
+pub mod publish;
+pub mod shard;
+pub mod sip_execute;
+pub mod sips_export;
+pub mod sql;
