@@ -1,0 +1,152 @@
+//! NAV alerts: list, create and delete; `nav ingest` evaluates them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::Router;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::{ApiJson, ApiPath, Authed};
+use super::sips::decimal;
+use super::{json_value, timed};
+use crate::problem::Problem;
+use crate::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route(
+            "/users/{user_id}/alerts",
+            get(list_alerts).post(create_alert),
+        )
+        .route("/users/{user_id}/alerts/{alert_id}", delete(delete_alert))
+}
+
+const ALERT_COLUMNS: &str =
+    "alert_id, scheme_code, kind, threshold::text AS threshold, active, last_triggered_on";
+
+const SCHEME_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM schemes WHERE scheme_code = $1)";
+
+const DELETE_ALERT: &str = "DELETE FROM nav_alerts WHERE alert_id = $1 AND user_id = $2";
+
+/// A NAV alert: `above`/`below` a NAV, or a `daily_move_pct` in either direction.
+#[derive(sqlx::FromRow, Serialize)]
+struct Alert {
+    alert_id: i64,
+    scheme_code: i64,
+    kind: String,
+    threshold: String,
+    active: bool,
+    last_triggered_on: Option<NaiveDate>,
+}
+
+#[derive(Serialize)]
+struct AlertList {
+    alerts: Vec<Alert>,
+}
+
+async fn list_alerts(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath(user_id): ApiPath<i64>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, false)?;
+    let alerts: Vec<Alert> = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM nav_alerts WHERE user_id = $1 ORDER BY alert_id"
+        )))
+        .bind(user_id)
+        .fetch_all(&state.pool),
+    )
+    .await?;
+    Ok(json_value(&AlertList { alerts }))
+}
+
+#[derive(Deserialize)]
+struct NewAlert {
+    scheme_code: Option<i64>,
+    kind: Option<String>,
+    threshold: Option<Value>,
+}
+
+async fn create_alert(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath(user_id): ApiPath<i64>,
+    ApiJson(alert): ApiJson<NewAlert>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, true)?;
+    let mut errors = Vec::new();
+    if !matches!(
+        alert.kind.as_deref(),
+        Some("above" | "below" | "daily_move_pct")
+    ) {
+        errors.push(("kind".into(), "one of above, below, daily_move_pct".into()));
+    }
+    let threshold = alert.threshold.as_ref().and_then(decimal);
+    if !threshold.is_some_and(|t| t > Decimal::ZERO && t.normalize().scale() <= 4) {
+        errors.push((
+            "threshold".into(),
+            "a positive decimal, at most 4 places".into(),
+        ));
+    }
+    let exists = match alert.scheme_code {
+        Some(code) => {
+            timed(
+                &state,
+                sqlx::query_scalar::<_, bool>(SCHEME_EXISTS)
+                    .bind(code)
+                    .fetch_one(&state.pool),
+            )
+            .await?
+        }
+        None => false,
+    };
+    if !exists {
+        errors.push(("scheme_code".into(), "no such scheme".into()));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let created: Alert = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) VALUES ($1, $2, $3, $4) \
+             RETURNING {ALERT_COLUMNS}"
+        )))
+        .bind(user_id)
+        .bind(alert.scheme_code)
+        .bind(alert.kind)
+        .bind(threshold)
+        .fetch_one(&state.pool),
+    )
+    .await?;
+    let mut response = json_value(&created);
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+async fn delete_alert(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user_id, alert_id)): ApiPath<(i64, i64)>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, true)?;
+    let deleted = timed(
+        &state,
+        sqlx::query(DELETE_ALERT)
+            .bind(alert_id)
+            .bind(user_id)
+            .execute(&state.pool),
+    )
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Err(Problem::not_found("no such alert"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

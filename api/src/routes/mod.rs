@@ -1,0 +1,117 @@
+//! Routes, extractors and middleware, one module per resource, each with its own router:
+//! `navs` (scheme NAVs), `portfolio` (portfolio and charts), `sips`, `notifications`,
+//! `alerts`, and `ops` (health, readiness, metrics, the OpenAPI document). Every
+//! `/v1/users/{user_id}/…` route checks the caller (`extract::Authed::reach`): a user reaches
+//! only their own id; a service token reads any user and writes none. Another user's data
+//! answers 404, the same as a user that does not exist, so ids cannot be probed.
+
+mod alerts;
+pub mod extract;
+mod navs;
+mod notifications;
+mod ops;
+mod portfolio;
+mod sips;
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::problem::Problem;
+use crate::Shared;
+
+pub fn router(state: Shared) -> Router {
+    let v1 = Router::new()
+        .merge(navs::routes())
+        .merge(portfolio::routes())
+        .merge(sips::routes())
+        .merge(notifications::routes())
+        .merge(alerts::routes());
+    Router::new()
+        .nest("/v1", v1)
+        .merge(ops::routes())
+        .fallback(|| async { Problem::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request id, timeout, access log and latency histogram, around every request.
+async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let span = tracing::info_span!("request", %request_id, %method, %route);
+    let started = Instant::now();
+    let mut response = match tokio::time::timeout(
+        state.request_timeout,
+        next.run(request).instrument(span.clone()),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "the request took too long",
+        )
+        .into_response(),
+    };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .observe_request(&method, &route, status, elapsed);
+    tracing::debug!(parent: &span, status, elapsed_us = elapsed.as_micros() as u64, "request");
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn json_body(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn json_value(value: &impl Serialize) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => json_body(Bytes::from(bytes)),
+        Err(e) => {
+            tracing::error!(error = %e, "response not serialisable");
+            Problem::internal().into_response()
+        }
+    }
+}
+
+/// Timestamps as clients parse them: RFC 3339, UTC, milliseconds.
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs a query future, timing it into the database histogram.
+async fn timed<T>(state: &Shared, query: impl std::future::Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = query.await;
+    state.metrics.db_query.observe(started.elapsed());
+    out
+}

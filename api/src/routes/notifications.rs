@@ -1,0 +1,135 @@
+//! A user's notifications (newest first, paged by id) and marking one read.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::{ApiPath, ApiQuery, Authed};
+use super::{json_value, rfc3339, timed};
+use crate::problem::Problem;
+use crate::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/users/{user_id}/notifications", get(list_notifications))
+        .route(
+            "/users/{user_id}/notifications/{notification_id}/read",
+            post(mark_read),
+        )
+}
+
+#[derive(sqlx::FromRow)]
+struct NotificationRow {
+    notification_id: i64,
+    kind: String,
+    payload: String,
+    created_at: DateTime<Utc>,
+    read_at: Option<DateTime<Utc>>,
+}
+
+/// A notification as the API shows it: timestamps RFC 3339 in UTC with milliseconds.
+#[derive(Serialize)]
+struct Notification {
+    notification_id: i64,
+    kind: String,
+    payload: Value,
+    created_at: String,
+    read_at: Option<String>,
+}
+
+impl From<NotificationRow> for Notification {
+    fn from(row: NotificationRow) -> Self {
+        Self {
+            notification_id: row.notification_id,
+            kind: row.kind,
+            payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
+            created_at: rfc3339(row.created_at),
+            read_at: row.read_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NotificationPage {
+    notifications: Vec<Notification>,
+    next_before: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Read {
+    notification_id: i64,
+    read_at: String,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    before: Option<i64>,
+    unread: Option<bool>,
+}
+
+async fn list_notifications(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath(user_id): ApiPath<i64>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, false)?;
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Problem::bad_request("limit must be between 1 and 200"));
+    }
+    let rows: Vec<NotificationRow> = timed(
+        &state,
+        sqlx::query_as(
+            "SELECT notification_id, kind, payload::text AS payload, created_at, read_at FROM notifications \
+             WHERE user_id = $1 AND ($2::bigint IS NULL OR notification_id < $2) \
+               AND (NOT $3 OR read_at IS NULL) \
+             ORDER BY notification_id DESC LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(page.before)
+        .bind(page.unread.unwrap_or(false))
+        .bind(limit)
+        .fetch_all(&state.pool),
+    )
+    .await?;
+    let notifications: Vec<Notification> = rows.into_iter().map(Notification::from).collect();
+    // A full page may have more after it; a short page is the last.
+    let next_before = notifications
+        .last()
+        .filter(|_| notifications.len() as i64 == limit)
+        .map(|n| n.notification_id);
+    Ok(json_value(&NotificationPage {
+        notifications,
+        next_before,
+    }))
+}
+
+async fn mark_read(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user_id, notification_id)): ApiPath<(i64, i64)>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, true)?;
+    let read: Option<DateTime<Utc>> = timed(
+        &state,
+        sqlx::query_scalar(
+            "UPDATE notifications SET read_at = coalesce(read_at, now()) \
+             WHERE notification_id = $1 AND user_id = $2 RETURNING read_at",
+        )
+        .bind(notification_id)
+        .bind(user_id)
+        .fetch_optional(&state.pool),
+    )
+    .await?;
+    let read_at = read.ok_or_else(|| Problem::not_found("no such notification"))?;
+    Ok(json_value(&Read {
+        notification_id,
+        read_at: rfc3339(read_at),
+    }))
+}

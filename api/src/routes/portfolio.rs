@@ -1,0 +1,129 @@
+//! A user's portfolio (summary and lines of the latest published date) and chart documents,
+//! both cached until the next publish.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serving::GraphType;
+
+use super::extract::{ApiPath, Authed};
+use super::{json_body, timed};
+use crate::problem::Problem;
+use crate::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/users/{user_id}/portfolio", get(portfolio))
+        .route("/users/{user_id}/charts/{graph_type}", get(chart))
+}
+
+/// One statement, so the summary and the lines come from the same published date.
+const PORTFOLIO: &str =
+    "SELECT p.user_id, p.as_of, p.invested::text AS invested, p.current_value::text AS current_value, \
+            p.gain::text AS gain, p.abs_return_pct::text AS abs_return_pct, \
+            CASE WHEN p.xirr = 'NaN' THEN NULL ELSE p.xirr END AS xirr, p.schemes, p.nav_date, \
+            coalesce((SELECT json_agg(json_build_object( \
+                'scheme_code', l.scheme_code, 'scheme_name', s.scheme_name, 'units', l.units::text, \
+                'invested', l.invested::text, 'nav', sipline_nav_text(l.nav), 'nav_date', l.nav_date, \
+                'current_value', l.current_value::text, 'weight_pct', l.weight_pct::text) \
+                ORDER BY l.current_value DESC, l.scheme_code) \
+              FROM portfolio_lines l LEFT JOIN schemes s USING (scheme_code) \
+              WHERE l.as_of = p.as_of AND l.user_id = p.user_id), '[]')::text AS lines \
+     FROM portfolio_latest p WHERE p.user_id = $1";
+
+const CHART: &str =
+    "SELECT config::text FROM visibility_graphs_latest WHERE user_id = $1 AND graph_type = $2";
+
+/// The latest published portfolio: money as exact decimal strings, XIRR a fraction (`null`
+/// when it cannot be computed), lines by value, largest first.
+#[derive(sqlx::FromRow, Serialize)]
+struct Portfolio {
+    user_id: i64,
+    as_of: NaiveDate,
+    invested: String,
+    current_value: String,
+    gain: String,
+    abs_return_pct: Option<String>,
+    xirr: Option<f64>,
+    schemes: i32,
+    nav_date: Option<NaiveDate>,
+    /// Already JSON, built by PostgreSQL: passed through, not parsed and re-encoded.
+    #[sqlx(try_from = "String")]
+    lines: Lines,
+}
+
+struct Lines(Box<RawValue>);
+
+impl TryFrom<String> for Lines {
+    type Error = serde_json::Error;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        RawValue::from_string(text).map(Lines)
+    }
+}
+
+impl Serialize for Lines {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+async fn portfolio(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath(user_id): ApiPath<i64>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, false)?;
+    if let Some(body) = state.caches.portfolio.get(&user_id) {
+        return Ok(json_body(body));
+    }
+    let portfolio: Portfolio = timed(
+        &state,
+        sqlx::query_as(PORTFOLIO)
+            .bind(user_id)
+            .fetch_optional(&state.pool),
+    )
+    .await?
+    .ok_or_else(|| Problem::not_found("no portfolio published for this user"))?;
+    let body = Bytes::from(serde_json::to_vec(&portfolio).map_err(|e| {
+        tracing::error!(error = %e, "portfolio not serialisable");
+        Problem::internal()
+    })?);
+    state.caches.portfolio.insert(user_id, body.clone());
+    Ok(json_body(body))
+}
+
+async fn chart(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user_id, graph_type)): ApiPath<(i64, String)>,
+) -> Result<Response, Problem> {
+    let Some(graph_type) = GraphType::parse(&graph_type) else {
+        return Err(Problem::bad_request(format!(
+            "chart type must be {}",
+            GraphType::listed()
+        )));
+    };
+    let graph_type = graph_type.as_str();
+    authed.reach(user_id, false)?;
+    let key = (user_id, graph_type);
+    if let Some(body) = state.caches.graph.get(&key) {
+        return Ok(json_body(body));
+    }
+    let config: String = timed(
+        &state,
+        sqlx::query_scalar(CHART)
+            .bind(user_id)
+            .bind(graph_type)
+            .fetch_optional(&state.pool),
+    )
+    .await?
+    .ok_or_else(|| Problem::not_found("no chart published for this user"))?;
+    let body = Bytes::from(config);
+    state.caches.graph.insert(key, body.clone());
+    Ok(json_body(body))
+}

@@ -1,0 +1,269 @@
+//! SIP mandates: list, create (validated against the scheme's SIP rules), pause, resume and
+//! cancel. PostgreSQL is their system of record; `sips export` hands them to the batch.
+
+use std::str::FromStr;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::{ApiJson, ApiPath, Authed};
+use super::{json_value, timed};
+use crate::problem::Problem;
+use crate::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/users/{user_id}/sips", get(list_sips).post(create_sip))
+        .route("/users/{user_id}/sips/{sip_id}/{action}", post(change_sip))
+}
+
+const SIP_COLUMNS: &str =
+    "sip_id, user_id, scheme_code, amount::text AS amount, sip_day, start_date, end_date, \
+     step_up_pct::text AS step_up_pct, status, paused_until";
+
+const SCHEME_SIP_RULES: &str = "SELECT coalesce(scheme_type ILIKE 'Open Ended%', false) AS open, \
+            sip_min_amount::text AS min, sip_max_amount::text AS max \
+     FROM schemes WHERE scheme_code = $1";
+
+const SIP_STATUS: &str = "SELECT status FROM sips WHERE sip_id = $1 AND user_id = $2";
+
+/// A SIP mandate as the API shows it: money and percentages as exact decimal strings.
+#[derive(sqlx::FromRow, Serialize)]
+struct Sip {
+    sip_id: i64,
+    user_id: i64,
+    scheme_code: i64,
+    amount: String,
+    sip_day: i16,
+    start_date: NaiveDate,
+    end_date: Option<NaiveDate>,
+    step_up_pct: String,
+    status: String,
+    paused_until: Option<NaiveDate>,
+}
+
+#[derive(Serialize)]
+struct SipList {
+    sips: Vec<Sip>,
+}
+
+/// What a scheme allows of a SIP.
+#[derive(sqlx::FromRow)]
+struct SchemeSipRules {
+    open: bool,
+    min: Option<String>,
+    max: Option<String>,
+}
+
+async fn list_sips(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath(user_id): ApiPath<i64>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, false)?;
+    let sips: Vec<Sip> = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIP_COLUMNS} FROM sips WHERE user_id = $1 ORDER BY sip_id"
+        )))
+        .bind(user_id)
+        .fetch_all(&state.pool),
+    )
+    .await?;
+    Ok(json_value(&SipList { sips }))
+}
+
+#[derive(Deserialize)]
+struct NewSip {
+    scheme_code: Option<i64>,
+    amount: Option<Value>,
+    sip_day: Option<i64>,
+    start_date: Option<NaiveDate>,
+    end_date: Option<NaiveDate>,
+    step_up_pct: Option<Value>,
+}
+
+/// A decimal from a JSON string ("1500.00") or number (1500), exactly.
+pub(super) fn decimal(value: &Value) -> Option<Decimal> {
+    match value {
+        Value::String(s) => Decimal::from_str(s.trim()).ok(),
+        Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
+        _ => None,
+    }
+}
+
+/// Today in India, where SIP dates live.
+fn today_ist() -> NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
+}
+
+async fn create_sip(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath(user_id): ApiPath<i64>,
+    ApiJson(sip): ApiJson<NewSip>,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, true)?;
+    let mut errors = Vec::new();
+    let mut fail =
+        |field: &str, message: &str| errors.push((field.to_string(), message.to_string()));
+    let amount = sip.amount.as_ref().and_then(decimal);
+    match amount {
+        None => fail("amount", "required, a decimal amount in rupees"),
+        Some(a) if a.scale() > 2 && a.normalize().scale() > 2 => {
+            fail("amount", "at most two decimal places (paise)")
+        }
+        Some(a) if a < Decimal::from(100) => fail("amount", "at least ₹100"),
+        Some(_) => {}
+    }
+    match sip.sip_day {
+        Some(1..=28) => {}
+        _ => fail("sip_day", "required, between 1 and 28"),
+    }
+    let today = today_ist();
+    match sip.start_date {
+        None => fail("start_date", "required"),
+        Some(d) if d < today => fail("start_date", "must not be in the past"),
+        Some(_) => {}
+    }
+    if let (Some(start), Some(end)) = (sip.start_date, sip.end_date) {
+        if end < start {
+            fail("end_date", "must not be before start_date");
+        }
+    }
+    let step_up = match sip.step_up_pct.as_ref() {
+        None => Some(Decimal::ZERO),
+        Some(v) => decimal(v),
+    };
+    match step_up {
+        Some(s) if s >= Decimal::ZERO && s <= Decimal::from(100) => {}
+        _ => fail("step_up_pct", "a percentage between 0 and 100"),
+    }
+    let scheme = match sip.scheme_code {
+        None => {
+            fail("scheme_code", "required");
+            None
+        }
+        Some(code) => {
+            let row: Option<SchemeSipRules> = timed(
+                &state,
+                sqlx::query_as(SCHEME_SIP_RULES)
+                    .bind(code)
+                    .fetch_optional(&state.pool),
+            )
+            .await?;
+            if row.is_none() {
+                fail("scheme_code", "no such scheme");
+            }
+            row
+        }
+    };
+    if let (Some(row), Some(amount)) = (&scheme, amount) {
+        if !row.open {
+            fail("scheme_code", "the scheme is not open for SIPs");
+        }
+        let min = row.min.as_deref().and_then(|m| Decimal::from_str(m).ok());
+        let max = row.max.as_deref().and_then(|m| Decimal::from_str(m).ok());
+        if min.is_some_and(|min| amount < min) {
+            fail("amount", "below the scheme's minimum SIP amount");
+        }
+        if max.is_some_and(|max| amount > max) {
+            fail("amount", "above the scheme's maximum SIP amount");
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let created: Sip = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sips (user_id, scheme_code, amount, sip_day, start_date, end_date, step_up_pct) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {SIP_COLUMNS}"
+        )))
+        .bind(user_id)
+        .bind(sip.scheme_code)
+        .bind(amount)
+        .bind(sip.sip_day.map(|d| d as i16))
+        .bind(sip.start_date)
+        .bind(sip.end_date)
+        .bind(step_up)
+        .fetch_one(&state.pool),
+    )
+    .await?;
+    let mut response = json_value(&created);
+    *response.status_mut() = StatusCode::CREATED;
+    Ok(response)
+}
+
+#[derive(Deserialize, Default)]
+struct SipChange {
+    /// Pause: resume on this date (inclusive of the instalments up to it being skipped).
+    until: Option<NaiveDate>,
+}
+
+async fn change_sip(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user_id, sip_id, action)): ApiPath<(i64, i64, String)>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    authed.reach(user_id, true)?;
+    let change: SipChange = if body.is_empty() {
+        SipChange::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(e.to_string()))?
+    };
+    let (set, allowed_from) = match action.as_str() {
+        "pause" => {
+            if change.until.is_some_and(|u| u < today_ist()) {
+                return Err(Problem::invalid(vec![(
+                    "until".into(),
+                    "must not be in the past".into(),
+                )]));
+            }
+            ("status = 'paused', paused_until = $3", "'active', 'paused'")
+        }
+        "resume" => ("status = 'active', paused_until = NULL", "'paused'"),
+        "cancel" => (
+            "status = 'cancelled', paused_until = NULL",
+            "'active', 'paused'",
+        ),
+        _ => return Err(Problem::not_found("actions are pause, resume and cancel")),
+    };
+    let changed: Option<Sip> = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE sips SET {set}, updated_at = now() \
+             WHERE sip_id = $1 AND user_id = $2 AND status IN ({allowed_from}) RETURNING {SIP_COLUMNS}"
+        )))
+        .bind(sip_id)
+        .bind(user_id)
+        .bind(change.until)
+        .fetch_optional(&state.pool),
+    )
+    .await?;
+    match changed {
+        Some(sip) => Ok(json_value(&sip)),
+        None => {
+            let status: Option<String> = sqlx::query_scalar(SIP_STATUS)
+                .bind(sip_id)
+                .bind(user_id)
+                .fetch_optional(&state.pool)
+                .await?;
+            Err(match status {
+                None => Problem::not_found("no such SIP"),
+                Some(status) => {
+                    Problem::conflict(format!("cannot {action} a SIP that is {status}"))
+                }
+            })
+        }
+    }
+}

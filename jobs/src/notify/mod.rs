@@ -1,0 +1,286 @@
+//! `sipline notify dispatch|worker|stats`: delivers the PostgreSQL outbox.
+//!
+//! A notification fans out to one delivery per channel the user chose (`notification_deliveries`).
+//! A dispatcher claims due deliveries with `FOR UPDATE SKIP LOCKED` under a lease, delivers them
+//! concurrently, and records each outcome only while it still holds the claim: several
+//! dispatchers never deliver one delivery at once, a dispatcher that dies loses its claim when
+//! the lease runs out and another retries. Delivery is therefore at least once; every request
+//! carries an idempotency key (`<event_key>/<channel>`) for the receiver to drop repeats.
+//! Failures retry with exponential backoff and full jitter up to `max_attempts`, then the
+//! delivery is dead with its last error; 4xx answers (but 408 and 429) and 5xx SMTP replies are
+//! permanent and die at once.
+//!
+//! Split by concern: `outbox` (the SQL of fan-out, claims, leases and roll-up and the claimed
+//! row), `channels` (webhook, SMS, push and email delivery and how a failure is classified),
+//! `smtp` (the minimal SMTP client), `stats` (queue health for `notify stats` and Prometheus);
+//! this module holds the dispatcher's passes and the worker loop.
+
+mod channels;
+mod outbox;
+mod smtp;
+mod stats;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use rand::Rng;
+use sqlx::{PgPool, Row};
+
+pub use channels::signature;
+use channels::Failure;
+use outbox::*;
+
+/// Where deliveries go and how hard to try.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub webhook_url: Option<String>,
+    pub sms_webhook_url: Option<String>,
+    pub push_webhook_url: Option<String>,
+    /// Signs every webhook body (HMAC-SHA256); receivers verify with the same secret.
+    pub webhook_secret: String,
+    /// `host:port` of an SMTP relay (plain SMTP, as to a local relay that does the rest).
+    pub smtp_relay: Option<String>,
+    pub mail_from: String,
+    pub batch: i64,
+    pub concurrency: usize,
+    pub max_attempts: i32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub lease: Duration,
+    pub timeout: Duration,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassSummary {
+    pub fanned_out: u64,
+    pub reclaimed: u64,
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead: u64,
+}
+
+impl PassSummary {
+    fn add(&mut self, other: PassSummary) {
+        self.fanned_out += other.fanned_out;
+        self.reclaimed += other.reclaimed;
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.dead += other.dead;
+    }
+
+    pub fn attempts(&self) -> u64 {
+        self.delivered + self.retried + self.dead
+    }
+}
+
+impl std::fmt::Display for PassSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "notifications_fanned_out={} leases_reclaimed={} delivered={} retry_scheduled={} dead={}",
+            self.fanned_out, self.reclaimed, self.delivered, self.retried, self.dead
+        )
+    }
+}
+
+pub struct Dispatcher {
+    pool: PgPool,
+    http: reqwest::Client,
+    config: DispatchConfig,
+}
+
+impl Dispatcher {
+    pub fn new(pool: PgPool, config: DispatchConfig) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .pool_max_idle_per_host(config.concurrency)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self { pool, http, config })
+    }
+
+    /// Fans out, claims and delivers until nothing is due (or `max_batches` batches): the
+    /// bounded pass a scheduler runs every minute.
+    pub async fn drain(&self, max_batches: Option<u64>) -> anyhow::Result<PassSummary> {
+        let mut total = PassSummary::default();
+        let mut batches = 0;
+        loop {
+            let pass = self.pass().await?;
+            total.add(pass);
+            batches += 1;
+            if pass.attempts() == 0 && pass.fanned_out == 0 && pass.reclaimed == 0 {
+                break;
+            }
+            if max_batches.is_some_and(|max| batches >= max) {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// One batch: fan out new notifications, reclaim dead leases, defer quiet hours, claim,
+    /// deliver, record.
+    pub async fn pass(&self) -> anyhow::Result<PassSummary> {
+        let mut summary = PassSummary {
+            fanned_out: sqlx::query(FAN_OUT)
+                .bind(self.config.batch)
+                .execute(&self.pool)
+                .await
+                .context("fanning out notifications")?
+                .rows_affected(),
+            reclaimed: sqlx::query(RECLAIM)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+            ..PassSummary::default()
+        };
+        sqlx::query(DEFER_QUIET).execute(&self.pool).await?;
+        let token: i64 = rand::rng().random_range(1..i64::MAX);
+        let claimed: Vec<Claimed> = sqlx::query(CLAIM)
+            .bind(self.config.batch)
+            .bind(token)
+            .bind(self.config.lease.as_secs_f64())
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming deliveries")?
+            .into_iter()
+            .map(|row| Claimed {
+                delivery_id: row.get("delivery_id"),
+                notification_id: row.get("notification_id"),
+                channel: row.get("channel"),
+                attempts: row.get("attempts"),
+                event_key: row.get("event_key"),
+                user_id: row.get("user_id"),
+                kind: row.get("kind"),
+                payload: row.get("payload"),
+                created_at: row.get("created_at"),
+                email: row.get("email"),
+                phone: row.get("phone"),
+                push_token: row.get("push_token"),
+            })
+            .collect();
+        if claimed.is_empty() {
+            return Ok(summary);
+        }
+        let outcomes: Vec<(i64, i64, i32, Result<(), Failure>)> =
+            futures::stream::iter(claimed.iter())
+                .map(|delivery| async move {
+                    let outcome = self.deliver(delivery).await;
+                    if let Err(failure) = &outcome {
+                        tracing::warn!(
+                            delivery_id = delivery.delivery_id,
+                            channel = %delivery.channel,
+                            attempt = delivery.attempts,
+                            permanent = failure.permanent,
+                            error = %failure.error,
+                            "delivery failed"
+                        );
+                    }
+                    (
+                        delivery.delivery_id,
+                        delivery.notification_id,
+                        delivery.attempts,
+                        outcome,
+                    )
+                })
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+
+        let mut ids = Vec::with_capacity(outcomes.len());
+        let mut oks = Vec::with_capacity(outcomes.len());
+        let mut permanents = Vec::with_capacity(outcomes.len());
+        let mut delays = Vec::with_capacity(outcomes.len());
+        let mut errors: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
+        let mut notifications: Vec<i64> = Vec::with_capacity(outcomes.len());
+        for (id, notification, attempts, outcome) in outcomes {
+            ids.push(id);
+            notifications.push(notification);
+            oks.push(outcome.is_ok());
+            permanents.push(outcome.as_ref().is_err_and(|f| f.permanent));
+            delays.push(self.backoff_ms(attempts));
+            errors.push(outcome.err().map(|f| f.error));
+        }
+        let statuses: Vec<String> = sqlx::query_scalar(RECORD)
+            .bind(token)
+            .bind(self.config.max_attempts)
+            .bind(&ids)
+            .bind(&oks)
+            .bind(&permanents)
+            .bind(&delays)
+            .bind(&errors)
+            .fetch_all(&self.pool)
+            .await
+            .context("recording delivery outcomes")?;
+        for status in &statuses {
+            match status.as_str() {
+                "delivered" => summary.delivered += 1,
+                "dead" => summary.dead += 1,
+                _ => summary.retried += 1,
+            }
+        }
+        if statuses.len() < ids.len() {
+            tracing::warn!(
+                lost = ids.len() - statuses.len(),
+                "claims expired before their outcome was recorded; another dispatcher retries them"
+            );
+        }
+        notifications.sort_unstable();
+        notifications.dedup();
+        sqlx::query(ROLL_UP)
+            .bind(&notifications)
+            .execute(&self.pool)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Exponential backoff with full jitter: a random delay up to base × 2^(attempt−1), capped,
+    /// so receivers coming back up are not hit by every retry at once.
+    fn backoff_ms(&self, attempts: i32) -> i64 {
+        let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+        let base = self.config.retry_base.as_millis() as u64;
+        let cap = self.config.retry_max.as_millis() as u64;
+        let ceiling = base.saturating_mul(1 << exponent).min(cap).max(1);
+        let delay = rand::rng().random_range(ceiling / 2..=ceiling);
+        i64::try_from(delay).unwrap_or(i64::MAX)
+    }
+}
+
+/// The long-running worker: a pass whenever the outbox grows (LISTEN) or a delivery may have
+/// become due (the poll), until SIGTERM or Ctrl-C, finishing the batch in hand.
+pub async fn work(
+    dispatcher: &Dispatcher,
+    database_url: &str,
+    poll: Duration,
+) -> anyhow::Result<PassSummary> {
+    let mut listener = sqlx::postgres::PgListener::connect(database_url)
+        .await
+        .context("LISTEN connection")?;
+    listener.listen(serving::NOTIFICATIONS_CHANNEL).await?;
+    let mut total = PassSummary::default();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let drained = dispatcher.drain(None).await?;
+        if drained.attempts() > 0 {
+            tracing::info!(%drained, "pass done");
+        }
+        total.add(drained);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            woken = listener.recv() => {
+                // A dropped LISTEN connection is re-established by the next recv; the poll
+                // covers what happened meanwhile.
+                if let Err(e) = woken {
+                    tracing::warn!(error = %e, "LISTEN connection lost");
+                }
+            }
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+    tracing::info!("shutting down");
+    Ok(total)
+}

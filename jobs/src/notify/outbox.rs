@@ -1,0 +1,103 @@
+//! The outbox's SQL: fan-out of notifications to per-channel deliveries, claims under a
+//! lease, reclaiming expired leases, deferring quiet hours, recording outcomes only under our
+//! claim, and rolling deliveries up to their notification.
+
+pub(super) const FAN_OUT: &str = "WITH picked AS ( \
+       SELECT notification_id, user_id FROM notifications WHERE status = 'pending' \
+       ORDER BY notification_id LIMIT $1 FOR UPDATE SKIP LOCKED), \
+     planned AS ( \
+       INSERT INTO notification_deliveries (notification_id, channel) \
+       SELECT p.notification_id, c FROM picked p \
+       LEFT JOIN notification_preferences np ON np.user_id = p.user_id \
+       CROSS JOIN LATERAL unnest(coalesce(np.channels, ARRAY['webhook'])) AS c \
+       ON CONFLICT (notification_id, channel) DO NOTHING) \
+     UPDATE notifications n SET status = 'delivering' FROM picked \
+     WHERE n.notification_id = picked.notification_id";
+
+// A claim whose lease ran out belongs to a dispatcher that died (or hung): due again now. The
+// attempt it made counts.
+pub(super) const RECLAIM: &str = "UPDATE notification_deliveries SET status = 'pending', next_attempt_at = now(), \
+       claim_token = NULL, claimed_until = NULL, last_error = coalesce(last_error, 'lease expired') \
+     WHERE status = 'delivering' AND claimed_until < now()";
+
+// SMS, push and email wait for the end of the user's quiet hours.
+pub(super) const DEFER_QUIET: &str = "UPDATE notification_deliveries d \
+       SET next_attempt_at = sipline_quiet_until(p.quiet_start, p.quiet_end, p.time_zone, now()) \
+     FROM notifications n JOIN notification_preferences p ON p.user_id = n.user_id \
+     WHERE d.notification_id = n.notification_id AND d.status = 'pending' AND d.next_attempt_at <= now() \
+       AND d.channel <> 'webhook' AND p.quiet_start IS NOT NULL \
+       AND sipline_quiet_until(p.quiet_start, p.quiet_end, p.time_zone, now()) IS NOT NULL";
+
+pub(super) const CLAIM: &str = "WITH due AS ( \
+       SELECT delivery_id FROM notification_deliveries \
+       WHERE status = 'pending' AND next_attempt_at <= now() \
+       ORDER BY next_attempt_at, delivery_id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+     UPDATE notification_deliveries d SET status = 'delivering', attempts = d.attempts + 1, \
+       claim_token = $2, claimed_until = now() + make_interval(secs => $3) \
+     FROM due, notifications n LEFT JOIN notification_preferences p ON p.user_id = n.user_id \
+     WHERE d.delivery_id = due.delivery_id AND n.notification_id = d.notification_id \
+     RETURNING d.delivery_id, d.channel, d.attempts, n.notification_id, n.event_key, n.user_id, \
+       n.kind, n.payload::text AS payload, n.created_at, p.email, p.phone, p.push_token";
+
+// Outcomes count only under our claim: a lease that ran out may have been taken over.
+pub(super) const RECORD: &str = "UPDATE notification_deliveries d SET \
+       status = CASE WHEN r.ok THEN 'delivered' WHEN r.permanent OR d.attempts >= $2 THEN 'dead' ELSE 'pending' END, \
+       delivered_at = CASE WHEN r.ok THEN now() END, \
+       next_attempt_at = CASE WHEN r.ok THEN d.next_attempt_at ELSE now() + r.delay_ms * INTERVAL '1 millisecond' END, \
+       last_error = r.error, claim_token = NULL, claimed_until = NULL \
+     FROM unnest($3::bigint[], $4::bool[], $5::bool[], $6::bigint[], $7::text[]) AS r(id, ok, permanent, delay_ms, error) \
+     WHERE d.delivery_id = r.id AND d.claim_token = $1 \
+     RETURNING d.status";
+
+// A notification is delivered when every channel is, dead when none is left to try and one died.
+pub(super) const ROLL_UP: &str = "UPDATE notifications n SET status = s.status, \
+       delivered_at = CASE WHEN s.status = 'delivered' THEN now() END \
+     FROM (SELECT notification_id, CASE \
+             WHEN bool_and(status = 'delivered') THEN 'delivered' \
+             WHEN bool_or(status IN ('pending', 'delivering')) THEN 'delivering' \
+             ELSE 'dead' END AS status \
+           FROM notification_deliveries WHERE notification_id = ANY($1) GROUP BY notification_id) s \
+     WHERE n.notification_id = s.notification_id AND n.status <> s.status";
+
+/// One claimed delivery.
+#[derive(Debug)]
+pub(super) struct Claimed {
+    pub(super) delivery_id: i64,
+    pub(super) notification_id: i64,
+    pub(super) channel: String,
+    pub(super) attempts: i32,
+    pub(super) event_key: String,
+    pub(super) user_id: i64,
+    pub(super) kind: String,
+    pub(super) payload: String,
+    pub(super) created_at: chrono::DateTime<chrono::Utc>,
+    pub(super) email: Option<String>,
+    pub(super) phone: Option<String>,
+    pub(super) push_token: Option<String>,
+}
+
+impl Claimed {
+    pub(super) fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.event_key, self.channel)
+    }
+
+    /// The JSON every webhook-like channel receives.
+    pub(super) fn body(&self) -> Result<String, serde_json::Error> {
+        let payload: serde_json::Value = serde_json::from_str(&self.payload)?;
+        let mut body = serde_json::json!({
+            "id": self.idempotency_key(),
+            "event_key": self.event_key,
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "channel": self.channel,
+            "created_at": self.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "payload": payload,
+        });
+        match self.channel.as_str() {
+            "sms" => body["to"] = self.phone.clone().into(),
+            "push" => body["to"] = self.push_token.clone().into(),
+            _ => {}
+        }
+        serde_json::to_string(&body)
+    }
+}

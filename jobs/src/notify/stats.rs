@@ -1,0 +1,68 @@
+//! Queue health: depth by state and channel, the oldest due delivery, attempts and latency,
+//! as `notify stats` prints them in the Prometheus text format.
+
+use sqlx::{PgPool, Row};
+
+use super::Dispatcher;
+
+/// Queue depth by state and channel, the oldest due delivery, attempts and delivery latency:
+/// the outbox's health, the same whatever number of dispatchers runs.
+const STATS: &str = "SELECT 'notifications' AS what, status, '' AS channel, count(*)::bigint AS n FROM notifications GROUP BY status \
+     UNION ALL SELECT 'deliveries', status, channel, count(*) FROM notification_deliveries GROUP BY status, channel \
+     UNION ALL SELECT 'attempts', status, channel, coalesce(sum(attempts), 0)::bigint FROM notification_deliveries GROUP BY status, channel \
+     UNION ALL SELECT 'oldest_due_seconds', 'pending', '', coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)::bigint \
+       FROM notification_deliveries WHERE status = 'pending' AND next_attempt_at <= now() \
+     UNION ALL SELECT 'latency_p50_ms', 'delivered', channel, (percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - n.created_at)) * 1000)::bigint \
+       FROM notification_deliveries d JOIN notifications n USING (notification_id) \
+       WHERE d.status = 'delivered' AND d.delivered_at > now() - INTERVAL '1 hour' GROUP BY channel \
+     UNION ALL SELECT 'latency_p99_ms', 'delivered', channel, (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - n.created_at)) * 1000)::bigint \
+       FROM notification_deliveries d JOIN notifications n USING (notification_id) \
+       WHERE d.status = 'delivered' AND d.delivered_at > now() - INTERVAL '1 hour' GROUP BY channel \
+     ORDER BY 1, 2, 3";
+
+impl Dispatcher {
+    /// The outbox's gauges, as Prometheus text.
+    pub async fn stats(pool: &PgPool) -> anyhow::Result<String> {
+        let rows = sqlx::query(STATS).fetch_all(pool).await?;
+        let mut out = String::new();
+        let mut described = std::collections::BTreeSet::new();
+        for row in rows {
+            let what: String = row.get("what");
+            let status: String = row.get("status");
+            let channel: String = row.get("channel");
+            let n: i64 = row.get("n");
+            let (name, help) = match what.as_str() {
+                "notifications" => ("sipline_notifications", "Notifications by state"),
+                "deliveries" => (
+                    "sipline_notification_deliveries",
+                    "Deliveries by state and channel (queue depth)",
+                ),
+                "attempts" => (
+                    "sipline_notification_attempts",
+                    "Delivery attempts made, by delivery state and channel",
+                ),
+                "oldest_due_seconds" => (
+                    "sipline_notification_oldest_due_seconds",
+                    "Age of the oldest due delivery (backpressure)",
+                ),
+                "latency_p50_ms" => (
+                    "sipline_notification_latency_p50_ms",
+                    "Median time from event to delivery over the last hour",
+                ),
+                _ => (
+                    "sipline_notification_latency_p99_ms",
+                    "99th percentile time from event to delivery over the last hour",
+                ),
+            };
+            if described.insert(name) {
+                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            }
+            let mut labels = vec![format!("state=\"{status}\"")];
+            if !channel.is_empty() {
+                labels.push(format!("channel=\"{channel}\""));
+            }
+            out.push_str(&format!("{name}{{{}}} {n}\n", labels.join(",")));
+        }
+        Ok(out)
+    }
+}
