@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fetch::RetryPolicy;
 use crate::job_runs::JobRun;
-use crate::nav_ingest::SourceFormat;
 use crate::{exit, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql};
+use pipeline::nav::collect::NavFormat;
 
 /// sipline: the batch backend of a mutual-fund SIP platform.
 ///
@@ -426,8 +426,8 @@ pub enum NavCommand {
 #[derive(Debug, Args)]
 pub struct IngestArgs {
     /// The file's format.
-    #[arg(long)]
-    pub source: SourceFormat,
+    #[arg(long, value_parser = nav_format())]
+    pub source: NavFormat,
     /// A local path or an http(s):// URL.
     #[arg(long)]
     pub input: String,
@@ -598,4 +598,11 @@ impl PublishArgs {
                 .is_last_business_day_of_month(self.date),
         })
     }
+}
+
+/// `--source`: one of the formats `pipeline::nav` reads, listed in `--help` and in errors.
+fn nav_format() -> impl clap::builder::TypedValueParser<Value = NavFormat> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(NavFormat::ALL.map(NavFormat::name))
+        .try_map(|name: String| NavFormat::parse(&name).ok_or("unknown NAV format"))
 }

@@ -62,6 +62,7 @@ pub fn classify(error: &anyhow::Error) -> u8 {
         }
         if cause.is::<pipeline::nav::NavFileError>()
             || cause.is::<pipeline::nav::collect::ConflictingNav>()
+            || cause.is::<pipeline::nav::collect::CollectError>()
         {
             return BAD_INPUT;
         }

@@ -11,10 +11,8 @@ use std::io::BufRead;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use pipeline::nav::amfi::AmfiReader;
-use pipeline::nav::bse::BseReader;
-use pipeline::nav::collect::{merge_navs, merge_schemes, IsinIndex, NavCollector};
-use pipeline::nav::{Entry, NavRow, NavSource, SchemeRow};
+use pipeline::nav::collect::{merge_navs, merge_schemes, IsinIndex, NavFormat};
+use pipeline::nav::{NavRow, SchemeRow};
 use sqlx::PgPool;
 use warehouse::{Part, Warehouse};
 
@@ -23,25 +21,6 @@ use crate::fetch::{self, RetryPolicy};
 use crate::postgres;
 
 /// The file formats `--source` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SourceFormat {
-    /// AMFI's daily `NAVAll.txt`.
-    Amfi,
-    /// AMFI's NAV history report.
-    AmfiHistory,
-    /// BSE StAR MF's NAV export.
-    Bse,
-}
-
-impl SourceFormat {
-    fn nav_source(self) -> NavSource {
-        match self {
-            SourceFormat::Amfi | SourceFormat::AmfiHistory => NavSource::Amfi,
-            SourceFormat::Bse => NavSource::Bse,
-        }
-    }
-}
-
 /// An input ready to read: its name for messages, and its bytes.
 pub struct NavInput {
     pub name: String,
@@ -125,38 +104,10 @@ impl std::fmt::Display for IngestSummary {
     }
 }
 
-/// Parses the whole input into a collector; the first malformed line is an error.
-fn collect(
-    format: SourceFormat,
-    input: NavInput,
-    isins: &IsinIndex,
-) -> anyhow::Result<NavCollector> {
-    let mut collector = NavCollector::new(&input.name, format.nav_source());
-    match format {
-        SourceFormat::Amfi | SourceFormat::AmfiHistory => {
-            for entry in AmfiReader::new(&input.name, input.reader) {
-                match entry? {
-                    Entry::Nav(row) => collector.add_amfi(row)?,
-                    Entry::SetAside(row) => collector.set_aside(row),
-                }
-            }
-        }
-        SourceFormat::Bse => {
-            for entry in BseReader::new(&input.name, input.reader) {
-                match entry? {
-                    Entry::Nav(row) => collector.add_bse(row, isins)?,
-                    Entry::SetAside(row) => collector.set_aside(row),
-                }
-            }
-        }
-    }
-    Ok(collector)
-}
-
 /// Runs the ingest. `expect_date`, when given, must be among the file's NAV dates: a file
 /// without it is not yet the day's file.
 pub async fn ingest(
-    format: SourceFormat,
+    format: NavFormat,
     input: NavInput,
     expect_date: Option<NaiveDate>,
     warehouse: &Warehouse,
@@ -167,7 +118,7 @@ pub async fn ingest(
         .await?
         .unwrap_or_default();
     let isins = IsinIndex::new(&existing_schemes);
-    if format == SourceFormat::Bse && isins.is_empty() {
+    if format == NavFormat::Bse && isins.is_empty() {
         return Err(JobFailure::MissingUpstream(
             "BSE NAVs are matched to AMFI schemes by ISIN, and the warehouse has no scheme master yet: ingest an AMFI file first".into(),
         )
@@ -175,7 +126,9 @@ pub async fn ingest(
     }
     let file = input.name.clone();
     // Parsing is CPU-bound and reads a blocking file: keep it off the async workers.
-    let collector = tokio::task::spawn_blocking(move || collect(format, input, &isins)).await??;
+    let collector =
+        tokio::task::spawn_blocking(move || format.collect(&input.name, input.reader, &isins))
+            .await??;
     for row in &collector.set_aside {
         tracing::warn!(file = %file, line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
     }

@@ -6,7 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
-use super::{AmfiNav, BseNav, NavRow, NavSource, Scheme, SchemeRow, SetAside};
+use std::io::BufRead;
+
+use super::amfi::AmfiReader;
+use super::bse::BseReader;
+use super::{AmfiNav, BseNav, Entry, NavFileError, NavRow, NavSource, Scheme, SchemeRow, SetAside};
 use crate::money::{Nav, DEFAULT_UNIT_DECIMALS};
 
 /// Two rows of one file give different NAVs for the same scheme and date: the file cannot be
@@ -21,6 +25,82 @@ pub struct ConflictingNav {
     pub nav_date: NaiveDate,
     pub nav: Nav,
     pub first_nav: Nav,
+}
+
+/// The NAV file formats sipline reads, by the name `nav ingest --source` takes. A new format
+/// is a reader module, a variant here and its arm in [`NavFormat::collect`]: nothing outside
+/// `pipeline::nav` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NavFormat {
+    /// AMFI's daily `NAVAll.txt`.
+    Amfi,
+    /// AMFI's NAV history report.
+    AmfiHistory,
+    /// BSE StAR MF's NAV export.
+    Bse,
+}
+
+/// Why a file could not be collected: it is not what it claims to be, or it contradicts itself.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error(transparent)]
+    File(#[from] NavFileError),
+    #[error(transparent)]
+    Conflict(#[from] ConflictingNav),
+}
+
+impl NavFormat {
+    pub const ALL: [NavFormat; 3] = [NavFormat::Amfi, NavFormat::AmfiHistory, NavFormat::Bse];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            NavFormat::Amfi => "amfi",
+            NavFormat::AmfiHistory => "amfi-history",
+            NavFormat::Bse => "bse",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == text)
+    }
+
+    /// Who publishes NAVs in this format.
+    pub const fn source(self) -> NavSource {
+        match self {
+            NavFormat::Amfi | NavFormat::AmfiHistory => NavSource::Amfi,
+            NavFormat::Bse => NavSource::Bse,
+        }
+    }
+
+    /// Reads a whole file of this format into a collector; the first malformed line or
+    /// conflicting NAV is an error. `isins` joins BSE rows to AMFI schemes.
+    pub fn collect(
+        self,
+        file: &str,
+        reader: impl BufRead,
+        isins: &IsinIndex,
+    ) -> Result<NavCollector, CollectError> {
+        let mut collector = NavCollector::new(file, self.source());
+        match self {
+            NavFormat::Amfi | NavFormat::AmfiHistory => {
+                for entry in AmfiReader::new(file, reader) {
+                    match entry? {
+                        Entry::Nav(row) => collector.add_amfi(row)?,
+                        Entry::SetAside(row) => collector.set_aside(row),
+                    }
+                }
+            }
+            NavFormat::Bse => {
+                for entry in BseReader::new(file, reader) {
+                    match entry? {
+                        Entry::Nav(row) => collector.add_bse(row, isins)?,
+                        Entry::SetAside(row) => collector.set_aside(row),
+                    }
+                }
+            }
+        }
+        Ok(collector)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
