@@ -312,6 +312,42 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn formats_are_named_for_the_command_line_and_collect_their_files() {
+        for format in NavFormat::ALL {
+            assert_eq!(NavFormat::parse(format.name()), Some(format));
+        }
+        assert_eq!(NavFormat::parse("AMFI"), None);
+        assert_eq!(NavFormat::AmfiHistory.source(), NavSource::Amfi);
+        let fixture = |name: &str| {
+            std::fs::read(format!(
+                "{}/tests/fixtures/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap()
+        };
+        let amfi = NavFormat::Amfi
+            .collect(
+                "8col",
+                &fixture("amfi_navall_8col.txt")[..],
+                &IsinIndex::default(),
+            )
+            .unwrap();
+        assert!(amfi.nav_count() > 0);
+        // BSE rows need the AMFI schemes' ISINs; without them every row is set aside.
+        let bse = NavFormat::Bse
+            .collect("bse", &fixture("bse_navs.txt")[..], &IsinIndex::default())
+            .unwrap();
+        assert_eq!(bse.nav_count(), 0);
+        assert!(!bse.set_aside.is_empty());
+        let bad = NavFormat::Amfi.collect(
+            "bad",
+            &fixture("amfi_unknown_header.txt")[..],
+            &IsinIndex::default(),
+        );
+        assert!(matches!(bad, Err(CollectError::File(_))), "{bad:?}");
+    }
+
     fn date() -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 12, 27).unwrap()
     }
