@@ -11,14 +11,17 @@ use chrono::{Datelike, Months, NaiveDate};
 
 use crate::money::{div_round_half_up, Nav, Paise, Units, DEFAULT_UNIT_DECIMALS, NAV_PER_PAISA};
 
-/// Stamp duty on mutual-fund purchases: 0.005% = 5 / 100,000 of the amount.
+/// Stamp duty on mutual-fund purchases is 0.005% of the amount allotted, and comes out of the
+/// debit: duty = amount × 0.005 / 100.005 (the AMCs' and registrars' formula), so that
+/// duty = 0.005% × (amount − duty). As integers: amount × 5 / 100,005.
 const STAMP_DUTY_NUMERATOR: i128 = 5;
-const STAMP_DUTY_DENOMINATOR: i128 = 100_000;
+const STAMP_DUTY_DENOMINATOR: i128 = 100_005;
 
 /// A SIP is cancelled after this many consecutive failed instalments.
 pub const FAILURES_BEFORE_CANCEL: i32 = 3;
 
-/// The stamp duty on a purchase of `amount`, rounded to the paisa (half up).
+/// The stamp duty on a purchase debiting `amount`, rounded half up to the paisa. (An exact half
+/// never occurs: it would need 10 × amount = 100,005 × an odd number.)
 pub fn stamp_duty(amount: Paise) -> Paise {
     Paise(div_round_half_up(
         i128::from(amount.0) * STAMP_DUTY_NUMERATOR,
@@ -524,12 +527,19 @@ mod tests {
     }
 
     #[test]
-    fn stamp_duty_rounds_half_up_to_the_paisa() {
-        assert_eq!(stamp_duty(Paise(300_000)), Paise(15)); // ₹3,000 → ₹0.15
-        assert_eq!(stamp_duty(Paise(10_000)), Paise(1)); // ₹100 → 0.5 paisa → 1
-        assert_eq!(stamp_duty(Paise(9_999)), Paise(0)); // 0.49995 paisa → 0
-        assert_eq!(stamp_duty(Paise(10_000_000)), Paise(500)); // ₹1,00,000 → ₹5
-        assert_eq!(stamp_duty(Paise(30_000)), Paise(2)); // 1.5 paise → 2
+    fn stamp_duty_is_the_registrars_formula_to_the_paisa() {
+        // amount × 0.005 / 100.005, worked by hand and rounded half up to the paisa.
+        assert_eq!(stamp_duty(Paise(50_000)), Paise(2)); // ₹500 → 2.49988 paise → ₹0.02
+        assert_eq!(stamp_duty(Paise(150_000)), Paise(7)); // ₹1,500 → 7.49963 → ₹0.07
+        assert_eq!(stamp_duty(Paise(250_000)), Paise(12)); // ₹2,500 → 12.49938 → ₹0.12
+        assert_eq!(stamp_duty(Paise(1_010_100)), Paise(51)); // ₹10,101 → 50.50247 → ₹0.51
+        assert_eq!(stamp_duty(Paise(10_000_000)), Paise(500)); // ₹1,00,000 → 499.975 → ₹5.00
+        assert_eq!(stamp_duty(Paise(300_000)), Paise(15)); // ₹3,000 → 14.99925 → ₹0.15
+        assert_eq!(stamp_duty(Paise(10_000)), Paise(0)); // ₹100 → 0.49998 → ₹0
+        assert_eq!(stamp_duty(Paise(30_000)), Paise(1)); // ₹300 → 1.49993 → ₹0.01
+                                                         // What the investor sees: ₹500 at NAV 10 allots 49.998 units (₹499.98 net).
+        let nav: Nav = "10".parse().unwrap();
+        assert_eq!(allot_units(Paise(50_000 - 2), nav, 3), Units(49_9980));
     }
 
     #[test]
@@ -823,8 +833,8 @@ mod tests {
         }
 
         /// The same allotment in `rust_decimal` arithmetic, written from the rules rather than
-        /// from the integer code: duty = amount × 0.005% rounded half up to the paisa, units =
-        /// (amount − duty) / NAV truncated to the scheme's decimals.
+        /// from the integer code: duty = amount × 0.005 / 100.005 rounded half up to the paisa,
+        /// units = (amount − duty) / NAV truncated to the scheme's decimals.
         #[test]
         fn allotment_agrees_with_decimal_arithmetic(
             amount in 10_000_i64..=10_000_000,
@@ -834,7 +844,7 @@ mod tests {
             use rust_decimal::prelude::ToPrimitive;
             use rust_decimal::{Decimal, RoundingStrategy};
             let rupees = Decimal::new(amount, 2);
-            let duty = (rupees * Decimal::new(5, 5))
+            let duty = (rupees * Decimal::new(5, 3) / Decimal::new(100_005, 3))
                 .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
             let units = ((rupees - duty) / Decimal::new(nav, Nav::SCALE))
                 .round_dp_with_strategy(decimals, RoundingStrategy::ToZero);

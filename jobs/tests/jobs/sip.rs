@@ -249,7 +249,7 @@ fn execution_reconciles_and_holdings_roll_forward() {
     let broken = csv(
         dir.path(),
         "SELECT count(*) AS n FROM investments WHERE status = 'executed' AND ( \
-           stamp_duty <> round(amount * 0.00005, 2) \
+           stamp_duty <> round(amount * 0.005 / 100.005, 2) \
            OR amount - stamp_duty - units * nav < 0 \
            OR amount - stamp_duty - units * nav >= 0.001 * nav \
            OR nav_date < due_date OR nav_date > exec_date)",
