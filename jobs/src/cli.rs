@@ -294,6 +294,11 @@ pub struct CalendarArgs {
 }
 
 impl CalendarArgs {
+    /// Whether the calendar ends within 60 days of `date` (see `BusinessCalendar::ending_soon`).
+    pub fn ending_soon(&self, date: NaiveDate) -> Option<String> {
+        self.calendar().ok()?.ending_soon(date)
+    }
+
     pub fn calendar(&self) -> anyhow::Result<pipeline::calendar::BusinessCalendar> {
         let Some(path) = &self.holidays else {
             return Ok(pipeline::calendar::BusinessCalendar::nse());
@@ -543,12 +548,31 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats)
         | Command::Serve(_) => return None,
     };
-    Some(JobRun::start(
+    let mut run = JobRun::start(
         job,
         date,
         shard.map(|s| s.to_string()),
         Some(warehouse.warehouse.clone()),
-    ))
+    );
+    if let Some(warning) = calendar_warning(command) {
+        run.warn(warning);
+    }
+    Some(run)
+}
+
+/// A warning when the holiday calendar a dated job uses ends within 60 days of its date (or
+/// has ended). A calendar that cannot be read is the job's own error to report, not this.
+pub fn calendar_warning(command: &Command) -> Option<String> {
+    let (calendar, date) = match command {
+        Command::Generate(args) => (&args.calendar, args.end_date),
+        Command::Sip(SipCommand::Execute(args)) => (&args.common.calendar, args.date),
+        Command::Sip(SipCommand::Backfill(args)) => (&args.common.calendar, args.to),
+        Command::Portfolio(PortfolioCommand::Value(args)) => (&args.calendar, args.date),
+        Command::Publish(args) => (&args.calendar, args.date),
+        Command::Calendar(CalendarCommand::Check(args)) => (&args.calendar, args.date),
+        _ => return None,
+    };
+    calendar.ending_soon(date)
 }
 
 impl IngestArgs {

@@ -279,6 +279,10 @@ async fn serve_api(args: ServeArgs, database_url: Option<&str>) -> anyhow::Resul
 }
 
 async fn check_calendar(args: CalendarCheckArgs) -> anyhow::Result<RowCounts> {
+    // Not a job run with a manifest, but the first task of every nightly DAG: say it here.
+    if let Some(warning) = args.calendar.ending_soon(args.date) {
+        tracing::warn!("{warning}");
+    }
     let business = args.calendar.calendar()?.is_business_day(args.date);
     println!(
         "calendar check: {} is {}",

@@ -37,6 +37,9 @@ pub struct JobRun {
     warehouse: Option<String>,
     started_at: DateTime<Utc>,
     started: Instant,
+    /// What the operator should act on although the run may succeed (a holiday calendar
+    /// about to end): logged, and kept in the manifest.
+    warnings: Vec<String>,
 }
 
 impl JobRun {
@@ -53,7 +56,14 @@ impl JobRun {
             warehouse,
             started_at: Utc::now(),
             started: Instant::now(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// Logs `message` as a warning and keeps it for the manifest.
+    pub fn warn(&mut self, message: String) {
+        tracing::warn!(job = self.job, "{message}");
+        self.warnings.push(message);
     }
 
     /// Writes the run manifest into the job's warehouse, for failed runs too: the manifest is
@@ -101,6 +111,7 @@ impl JobRun {
             "host": hostname(),
             "version": env!("CARGO_PKG_VERSION"),
             "args": redact(args),
+            "warnings": self.warnings,
         })
     }
 

@@ -7,58 +7,12 @@ use std::collections::BTreeSet;
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 
-/// NSE trading holidays that fall on weekdays, as NSE published them.
-const NSE_HOLIDAYS: &[&str] = &[
-    // 2024
-    "2024-01-22",
-    "2024-01-26",
-    "2024-03-08",
-    "2024-03-25",
-    "2024-03-29",
-    "2024-04-11",
-    "2024-04-17",
-    "2024-05-01",
-    "2024-05-20",
-    "2024-06-17",
-    "2024-07-17",
-    "2024-08-15",
-    "2024-10-02",
-    "2024-11-01",
-    "2024-11-15",
-    "2024-11-20",
-    "2024-12-25",
-    // 2025
-    "2025-02-26",
-    "2025-03-14",
-    "2025-03-31",
-    "2025-04-10",
-    "2025-04-14",
-    "2025-04-18",
-    "2025-05-01",
-    "2025-08-15",
-    "2025-08-27",
-    "2025-10-02",
-    "2025-10-21",
-    "2025-10-22",
-    "2025-11-05",
-    "2025-12-25",
-    // 2026
-    "2026-01-26",
-    "2026-03-03",
-    "2026-03-26",
-    "2026-03-31",
-    "2026-04-03",
-    "2026-04-14",
-    "2026-05-01",
-    "2026-05-28",
-    "2026-06-26",
-    "2026-09-14",
-    "2026-10-02",
-    "2026-10-20",
-    "2026-11-10",
-    "2026-11-24",
-    "2026-12-25",
-];
+/// NSE trading holidays that fall on weekdays, as NSE published them: a data file, so a new
+/// year is a data change.
+const NSE_HOLIDAYS: &str = include_str!("../data/nse_holidays.txt");
+
+/// How many days before its end a holiday list is reported as ending soon.
+pub const ENDING_SOON_DAYS: u64 = 60;
 
 #[derive(Debug, thiserror::Error)]
 #[error("holiday list line {line}: `{text}` is not a YYYY-MM-DD date")]
@@ -71,6 +25,8 @@ pub struct HolidayListError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusinessCalendar {
     holidays: BTreeSet<NaiveDate>,
+    /// The last date the holiday list is complete for.
+    through: Option<NaiveDate>,
 }
 
 impl Default for BusinessCalendar {
@@ -80,26 +36,40 @@ impl Default for BusinessCalendar {
 }
 
 impl BusinessCalendar {
-    /// The embedded NSE holiday list.
+    /// The embedded NSE holiday list (`pipeline/data/nse_holidays.txt`).
     pub fn nse() -> Self {
-        let holidays = NSE_HOLIDAYS
-            .iter()
-            .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-            .collect();
-        Self { holidays }
+        // A test parses the same file, so a bad line fails the build's tests, not a job.
+        Self::parse(NSE_HOLIDAYS).unwrap_or_else(|_| Self::with_holidays([]))
     }
 
+    /// A calendar of `holidays`, complete through the end of the last one's year.
     pub fn with_holidays(holidays: impl IntoIterator<Item = NaiveDate>) -> Self {
-        Self {
-            holidays: holidays.into_iter().collect(),
-        }
+        let holidays: BTreeSet<NaiveDate> = holidays.into_iter().collect();
+        let through = holidays
+            .last()
+            .and_then(|d| NaiveDate::from_ymd_opt(d.year(), 12, 31));
+        Self { holidays, through }
     }
 
-    /// A holiday list file: one date per line; blank lines and `#` comments are ignored.
+    /// A holiday list file: one date per line; blank lines and `#` comments are ignored, but
+    /// for `# through: YYYY-MM-DD`, the last date the list is complete for. Without it, a list
+    /// is taken as complete through the end of its last holiday's year (NSE publishes a year
+    /// at a time).
     pub fn parse(text: &str) -> Result<Self, HolidayListError> {
         let mut holidays = BTreeSet::new();
+        let mut through = None;
         for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
+            let (line, comment) = line.split_once('#').unwrap_or((line, ""));
+            let line = line.trim();
+            if let Some(date) = comment.trim().strip_prefix("through:") {
+                let date = date.trim();
+                through = Some(NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+                    HolidayListError {
+                        line: i + 1,
+                        text: date.to_string(),
+                    }
+                })?);
+            }
             if line.is_empty() {
                 continue;
             }
@@ -110,7 +80,34 @@ impl BusinessCalendar {
                 })?;
             holidays.insert(date);
         }
-        Ok(Self { holidays })
+        let mut calendar = Self::with_holidays(holidays);
+        if through.is_some() {
+            calendar.through = through;
+        }
+        Ok(calendar)
+    }
+
+    /// The last date the holiday list is complete for (`None` for an empty list).
+    pub fn through(&self) -> Option<NaiveDate> {
+        self.through
+    }
+
+    /// Why a run on `date` should warn about the calendar: the list ends within
+    /// [`ENDING_SOON_DAYS`] of it, or has already ended.
+    pub fn ending_soon(&self, date: NaiveDate) -> Option<String> {
+        let through = self.through?;
+        if date > through {
+            Some(format!(
+                "the holiday calendar ended on {through}: every weekday after it counts as a business day; add the new year's NSE holidays (--holidays)"
+            ))
+        } else if date + Days::new(ENDING_SOON_DAYS) > through {
+            Some(format!(
+                "the holiday calendar ends on {through}, {} days after {date}: add the next year's NSE holidays (--holidays) before then",
+                (through - date).num_days()
+            ))
+        } else {
+            None
+        }
     }
 
     pub fn is_business_day(&self, date: NaiveDate) -> bool {
@@ -156,6 +153,26 @@ impl BusinessCalendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_list_parses_and_says_when_it_ends() {
+        let embedded = BusinessCalendar::parse(NSE_HOLIDAYS).unwrap();
+        assert_eq!(embedded, BusinessCalendar::nse());
+        assert_eq!(embedded.through(), Some(d("2026-12-31")));
+        assert!(!embedded.is_business_day(d("2026-12-25")));
+        assert_eq!(embedded.ending_soon(d("2026-10-31")), None);
+        let soon = embedded.ending_soon(d("2026-11-25")).unwrap();
+        assert!(
+            soon.contains("ends on 2026-12-31, 36 days after 2026-11-25"),
+            "{soon}"
+        );
+        let ended = embedded.ending_soon(d("2027-01-04")).unwrap();
+        assert!(ended.contains("ended on 2026-12-31"), "{ended}");
+        // Without a `through:` line, a list covers its last holiday's year.
+        let listed = BusinessCalendar::parse("2027-01-26\n").unwrap();
+        assert_eq!(listed.through(), Some(d("2027-12-31")));
+        assert!(BusinessCalendar::parse("# through: soon\n").is_err());
+    }
 
     fn d(text: &str) -> NaiveDate {
         NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()

@@ -83,6 +83,52 @@ fn every_job_run_leaves_a_manifest_next_to_its_output() {
     assert_eq!(executed, rows, "the manifests count the rows written");
     let generated = manifest(dir.path(), "generate", "2025-03-31", "0-of-1");
     assert_eq!(generated["outcome"], "ok");
+    assert_eq!(generated["warnings"], serde_json::json!([]), "{generated}");
+}
+
+/// A holiday list that ends within 60 days of a run is reported — log line and manifest —
+/// without failing the run; the embedded list says where it ends.
+#[test]
+fn a_holiday_calendar_about_to_end_is_reported() {
+    let run = sipline(&["calendar", "check", "--date", "2026-11-25"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("holiday calendar ends on 2026-12-31"),
+        "{}",
+        run.stderr
+    );
+    let quiet = sipline(&["calendar", "check", "--date", "2026-06-01"]);
+    assert!(
+        !quiet.stderr.contains("holiday calendar"),
+        "{}",
+        quiet.stderr
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let holidays = dir.path().join("holidays.txt");
+    std::fs::write(&holidays, "# through: 2025-04-15\n2025-03-14\n").unwrap();
+    let w = dir.path().join("wh");
+    let w = w.to_str().unwrap();
+    sipline(&[
+        "generate",
+        "--users",
+        "20",
+        "--months",
+        "1",
+        "--end-date",
+        "2025-03-31",
+        "--holidays",
+        holidays.to_str().unwrap(),
+        "--warehouse",
+        w,
+    ])
+    .assert_ok();
+    let generated = manifest(&dir.path().join("wh"), "generate", "2025-03-31", "0-of-1");
+    let warnings = generated["warnings"].to_string();
+    assert!(
+        warnings.contains("ends on 2025-04-15, 15 days after 2025-03-31"),
+        "{generated}"
+    );
 }
 
 #[test]
