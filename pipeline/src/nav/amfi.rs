@@ -159,8 +159,45 @@ fn parse_category_line(line: &str) -> Option<(String, Option<String>)> {
     Some((scheme_type.to_string(), category))
 }
 
-/// Plan and option for the header forms that have no such columns, read from the scheme name
-/// the way AMFI's names spell them (`… - Direct Plan - Growth`, `… Regular - IDCW`).
+/// Plan and option as sipline stores them, whichever header form the file has: `Direct`,
+/// `Regular` (or the publisher's text for rarer plans such as `Retail`), and `Growth`, `IDCW`
+/// or `Bonus`. The 8-column form spells them freely (`Direct Plan`, `IDCW-Re-investment`,
+/// `Dividend Payout`); the 6-column form has them only inside the scheme name, which is kept
+/// whole as the display name.
+pub fn normalise_plan(text: &str) -> Option<String> {
+    let lower = text.to_lowercase();
+    if lower.contains("direct") {
+        Some("Direct".to_string())
+    } else if lower.contains("regular") {
+        Some("Regular".to_string())
+    } else {
+        optional_text(text)
+    }
+}
+
+pub fn normalise_option(text: &str) -> Option<String> {
+    option_word(text)
+        .map(str::to_string)
+        .or_else(|| optional_text(text))
+}
+
+/// The option a piece of text names, if any. "Dividend Yield" is an equity category, not the
+/// dividend option, so it does not count.
+fn option_word(text: &str) -> Option<&'static str> {
+    let lower = text.to_lowercase().replace("dividend yield", "");
+    if lower.contains("idcw") || lower.contains("dividend") {
+        Some("IDCW")
+    } else if lower.contains("growth") {
+        Some("Growth")
+    } else if lower.contains("bonus") {
+        Some("Bonus")
+    } else {
+        None
+    }
+}
+
+/// Plan for the header forms that have no such column, from the scheme name the way AMFI's
+/// names spell it (`… - Direct Plan - Growth`).
 pub fn plan_from_name(name: &str) -> Option<String> {
     let lower = name.to_lowercase();
     if lower.contains("direct") {
@@ -172,17 +209,14 @@ pub fn plan_from_name(name: &str) -> Option<String> {
     }
 }
 
+/// Option from the scheme name: the last ` - `-separated part that names one (`… Fund -
+/// Regular Plan - IDCW`), so words of the fund's own name ("Dividend Yield Fund - Growth")
+/// do not decide it.
 pub fn option_from_name(name: &str) -> Option<String> {
-    let lower = name.to_lowercase();
-    if lower.contains("idcw") || lower.contains("dividend") {
-        Some("IDCW".to_string())
-    } else if lower.contains("growth") {
-        Some("Growth".to_string())
-    } else if lower.contains("bonus") {
-        Some("Bonus".to_string())
-    } else {
-        None
-    }
+    name.split(['-', '–'])
+        .rev()
+        .find_map(option_word)
+        .map(str::to_string)
 }
 
 /// Streams an AMFI daily or history file. Yields each NAV row and each set-aside row; stops at
@@ -290,11 +324,11 @@ fn parse_row(
     }
     let column = |at: Option<usize>| at.and_then(|i| optional_text(fields[i]));
     let plan = match layout.plan {
-        Some(i) => optional_text(fields[i]),
+        Some(i) => normalise_plan(fields[i]),
         None => plan_from_name(scheme_name),
     };
     let option = match layout.option {
-        Some(i) => optional_text(fields[i]),
+        Some(i) => normalise_option(fields[i]),
         None => option_from_name(scheme_name),
     };
     let scheme = Scheme {
@@ -393,5 +427,72 @@ mod tests {
             Some("IDCW".into())
         );
         assert_eq!(plan_from_name("X Fund"), None);
+        // A fund named for dividend yield is not the dividend option.
+        assert_eq!(
+            option_from_name("Templeton India Equity Income Fund - Dividend Yield Fund - Growth"),
+            Some("Growth".into())
+        );
+        assert_eq!(
+            option_from_name("UTI Dividend Yield Fund – Direct Plan – IDCW"),
+            Some("IDCW".into())
+        );
+        assert_eq!(
+            option_from_name("X Fund - Direct Plan - Dividend Payout"),
+            Some("IDCW".into())
+        );
+        // Names from AMFI's NAVAll.txt of 16 May 2025 (pipeline/tests/fixtures) that a
+        // whole-name search got wrong: the option is the last part that names one.
+        for (name, option) in [
+            (
+                "Nippon India Gilt Securities Fund- Growth Plan- Bonus Option",
+                "Bonus",
+            ),
+            (
+                "Franklin India Liquid Fund - Unclaimed IDCW Plan - Growth",
+                "Growth",
+            ),
+            (
+                "quant Liquid Fund-Unclaimed Dividend-Growth Option",
+                "Growth",
+            ),
+        ] {
+            assert_eq!(option_from_name(name).as_deref(), Some(option), "{name}");
+        }
+    }
+
+    /// The 8-column header's own Plan and Option columns, as AMFI spells them, are stored in
+    /// the same words as the 6-column form's names give.
+    #[test]
+    fn eight_column_plan_and_option_are_normalised() {
+        let file = "Scheme Code;ISIN Div Payout/ ISIN Growth;ISIN Div Reinvestment;Scheme Name;Plan;Option;Net Asset Value;Date\n\
+                    \n\
+                    Open Ended Schemes(Equity Scheme - Dividend Yield Fund)\n\
+                    \n\
+                    UTI Mutual Fund\n\
+                    \n\
+                    1;INF789F01AA1;-;UTI Dividend Yield Fund - Direct Plan - IDCW;Direct Plan;IDCW-Re-investment;41.2000;27-Dec-2024\n\
+                    2;INF789F01AA2;-;UTI Dividend Yield Fund - Regular Plan - Growth;Regular Plan;Growth Option;150.1000;27-Dec-2024\n\
+                    3;INF789F01AA3;-;UTI Dividend Yield Fund - Retail Plan - Growth;Retail Plan;Growth;150.1000;27-Dec-2024\n";
+        let rows: Vec<(Option<String>, Option<String>, String)> =
+            AmfiReader::new("8col.txt", file.as_bytes())
+                .map(|entry| match entry.unwrap() {
+                    Entry::Nav(row) => (row.scheme.plan, row.scheme.option, row.scheme.scheme_name),
+                    Entry::SetAside(row) => panic!("set aside: {row:?}"),
+                })
+                .collect();
+        let plan_option: Vec<(Option<&str>, Option<&str>)> = rows
+            .iter()
+            .map(|(p, o, _)| (p.as_deref(), o.as_deref()))
+            .collect();
+        assert_eq!(
+            plan_option,
+            [
+                (Some("Direct"), Some("IDCW")),
+                (Some("Regular"), Some("Growth")),
+                (Some("Retail Plan"), Some("Growth")),
+            ]
+        );
+        // The display name stays as published.
+        assert_eq!(rows[0].2, "UTI Dividend Yield Fund - Direct Plan - IDCW");
     }
 }
