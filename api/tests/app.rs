@@ -123,3 +123,16 @@ async fn the_chart_types_documented_are_the_serving_contracts() {
     let served: Vec<&str> = serving::GraphType::ALL.iter().map(|g| g.as_str()).collect();
     assert_eq!(documented, served);
 }
+
+/// Any token is a valid HTTP method; the metrics must not grow a series per token.
+#[tokio::test]
+async fn unknown_methods_share_one_metrics_label() {
+    let addr = spawn_app().await;
+    for i in 0..5 {
+        let method = Method::from_bytes(format!("PROBE{i}").as_bytes()).unwrap();
+        send(addr, method, "/healthz").await;
+    }
+    let (_, metrics) = send(addr, Method::GET, "/metrics").await;
+    assert!(!metrics.contains("PROBE"), "{metrics}");
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+}

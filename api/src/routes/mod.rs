@@ -43,6 +43,22 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// The method as a metrics label: a client can send any token as a method, and each would be
+/// a new time series (OWASP API4, unrestricted resource consumption), so others are `OTHER`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Request id, timeout, access log and latency histogram, around every request.
 async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let request_id = request
@@ -55,7 +71,7 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let span = tracing::info_span!("request", %request_id, %method, %route);
     let started = Instant::now();
     let mut response = match tokio::time::timeout(
