@@ -88,7 +88,9 @@ async fn create_alert(
         errors.push(("kind".into(), "one of above, below, daily_move_pct".into()));
     }
     let threshold = alert.threshold.as_ref().and_then(decimal);
-    if !threshold.is_some_and(|t| t > Decimal::ZERO && t.normalize().scale() <= 4) {
+    // numeric(18,4): at most 14 integer digits; far beyond any NAV, so refuse what cannot fit.
+    let fits = |t: Decimal| t < Decimal::from(100_000_000_000_000_i64);
+    if !threshold.is_some_and(|t| t > Decimal::ZERO && t.normalize().scale() <= 4 && fits(t)) {
         errors.push((
             "threshold".into(),
             "a positive decimal, at most 4 places".into(),

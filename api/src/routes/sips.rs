@@ -25,6 +25,11 @@ pub fn routes() -> Router<Shared> {
         .route("/users/{user_id}/sips/{sip_id}/{action}", post(change_sip))
 }
 
+/// The platform's ceiling on one instalment, whatever a scheme allows: ₹1 crore. Far below
+/// `numeric(18,2)`, so an absurd amount is a 422 naming the field, never a database error,
+/// and a batch sum of 10 million instalments stays far inside `i64` paise.
+const MAX_SIP_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 2);
+
 const SIP_COLUMNS: &str =
     "sip_id, user_id, scheme_code, amount::text AS amount, sip_day, start_date, end_date, \
      step_up_pct::text AS step_up_pct, status, paused_until";
@@ -122,6 +127,7 @@ async fn create_sip(
             fail("amount", "at most two decimal places (paise)")
         }
         Some(a) if a < Decimal::from(100) => fail("amount", "at least ₹100"),
+        Some(a) if a > MAX_SIP_AMOUNT => fail("amount", "at most ₹1,00,00,000 per instalment"),
         Some(_) => {}
     }
     match sip.sip_day {

@@ -364,6 +364,14 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         api.post(&sips, &a_token, fractional).await.0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+    // Beyond the platform's ceiling, and beyond numeric(18,2): a 422 naming the field, not a 500.
+    for amount in ["10000000.01", "99999999999999999999", "1e30"] {
+        let mut huge = valid.clone();
+        huge["amount"] = amount.into();
+        let (status, body) = api.post(&sips, &a_token, huge).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{amount}: {body}");
+        assert!(body.to_string().contains("amount"), "{amount}: {body}");
+    }
     assert_eq!(
         api.post(&sips, &service, valid.clone()).await.0,
         StatusCode::FORBIDDEN,
