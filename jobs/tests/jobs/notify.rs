@@ -471,8 +471,9 @@ async fn nav_alerts_fire_once_per_alert_and_date_in_the_ingest_transaction() {
     let pool = setup(&pg, 2).await;
     // 119552 publishes 359.8211 on 2024-12-27 in the fixture.
     sqlx::query(
-        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) VALUES \
-         (1, 119552, 'above', 350), (2, 119552, 'below', 300), (2, 119552, 'above', 400)",
+        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold, created_at) VALUES \
+         (1, 119552, 'above', 350, '2024-12-01'), (2, 119552, 'below', 300, '2024-12-01'), \
+         (2, 119552, 'above', 400, '2024-12-01')",
     )
     .execute(&pool)
     .await
@@ -519,14 +520,16 @@ async fn nav_alerts_fire_once_per_alert_and_date_in_the_ingest_transaction() {
 }
 
 /// `daily_move_pct` fires on a move from the scheme's previous NAV of at least the threshold,
-/// and not below it: 100032 moves 21.4150 → 21.4201 (+0.0238%) → 21.4260 (+0.0275%).
+/// and not below it: 100032 moves 21.4150 → 21.4201 (+0.0238%) → 21.4260 (+0.0275%). An alert
+/// created after those dates does not fire for them, however low its threshold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daily_move_alerts_fire_on_a_move_of_at_least_the_threshold() {
     let pg = Postgres::start().await;
     let pool = setup(&pg, 2).await;
     sqlx::query(
-        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) VALUES \
-         (1, 100032, 'daily_move_pct', 0.025), (2, 100032, 'daily_move_pct', 0.03)",
+        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold, created_at) VALUES \
+         (1, 100032, 'daily_move_pct', 0.025, '2024-12-01'), (2, 100032, 'daily_move_pct', 0.03, '2024-12-01'), \
+         (2, 100032, 'daily_move_pct', 0.001, '2025-01-03 09:00+05:30')",
     )
     .execute(&pool)
     .await
