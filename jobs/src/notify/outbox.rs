@@ -2,6 +2,9 @@
 //! lease, reclaiming expired leases, deferring quiet hours, recording outcomes only under our
 //! claim, and rolling deliveries up to their notification.
 
+// One delivery per channel the user chose (the platform webhook without preferences). A user
+// who chose no channel reads notifications in the app only: nothing to deliver, so the
+// notification is done here instead of waiting for deliveries that will never exist.
 pub(super) const FAN_OUT: &str = "WITH picked AS ( \
        SELECT notification_id, user_id FROM notifications WHERE status = 'pending' \
        ORDER BY notification_id LIMIT $1 FOR UPDATE SKIP LOCKED), \
@@ -11,7 +14,10 @@ pub(super) const FAN_OUT: &str = "WITH picked AS ( \
        LEFT JOIN notification_preferences np ON np.user_id = p.user_id \
        CROSS JOIN LATERAL unnest(coalesce(np.channels, ARRAY['webhook'])) AS c \
        ON CONFLICT (notification_id, channel) DO NOTHING) \
-     UPDATE notifications n SET status = 'delivering' FROM picked \
+     UPDATE notifications n \
+       SET status = CASE WHEN cardinality(np.channels) = 0 THEN 'delivered' ELSE 'delivering' END, \
+           delivered_at = CASE WHEN cardinality(np.channels) = 0 THEN now() END \
+     FROM picked LEFT JOIN notification_preferences np ON np.user_id = picked.user_id \
      WHERE n.notification_id = picked.notification_id";
 
 // A claim whose lease ran out belongs to a dispatcher that died (or hung): due again now. The

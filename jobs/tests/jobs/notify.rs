@@ -465,6 +465,50 @@ async fn a_worker_killed_mid_batch_is_finished_by_another_and_workers_wake_on_no
     assert!(woke, "the worker was not woken by NOTIFY");
 }
 
+/// Preferences that used to stall the outbox: a user with no channels (their notifications
+/// stayed `delivering` for ever) and a time zone PostgreSQL does not know (every quiet-hours
+/// pass failed, for everyone). Neither may hold up another user's delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_cannot_poison_the_outbox() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 3).await;
+    let bad_zone = sqlx::query(
+        "INSERT INTO notification_preferences (user_id, channels, quiet_start, quiet_end, time_zone) \
+         VALUES (3, '{sms}', '00:00', '23:59', 'Mars/Olympus_Mons')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        bad_zone.to_string().contains("time_zone_known"),
+        "{bad_zone}"
+    );
+    sqlx::query("INSERT INTO notification_preferences (user_id, channels) VALUES (2, '{}')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    add_notifications(&pool, 1, 6, 3).await;
+    let (receiver, url) = receiver().await;
+    dispatch(&pg, &url, &[]).await.assert_ok();
+    let by_user: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT n.user_id, n.status, count(d.delivery_id) FROM notifications n \
+         LEFT JOIN notification_deliveries d USING (notification_id) \
+         GROUP BY n.user_id, n.status ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        by_user,
+        vec![
+            (1, "delivered".to_string(), 2),
+            (2, "delivered".to_string(), 0),
+            (3, "delivered".to_string(), 2),
+        ]
+    );
+    assert_eq!(receiver.keys().len(), 4, "webhooks for users 1 and 3 only");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nav_alerts_fire_once_per_alert_and_date_in_the_ingest_transaction() {
     let pg = Postgres::start().await;
