@@ -28,6 +28,14 @@ pub fn routes() -> Router<Shared> {
 const ALERT_COLUMNS: &str =
     "alert_id, scheme_code, kind, threshold::text AS threshold, active, last_triggered_on";
 
+/// Active alerts one user may hold: each is evaluated in every NAV ingest's transaction, so an
+/// unbounded number from one token would slow every ingest (OWASP API4).
+pub(super) const MAX_ACTIVE_ALERTS: i64 = 100;
+
+pub(super) const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE";
+
+const ACTIVE_ALERTS: &str = "SELECT count(*) FROM nav_alerts WHERE user_id = $1 AND active";
+
 const SCHEME_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM schemes WHERE scheme_code = $1)";
 
 const DELETE_ALERT: &str = "DELETE FROM nav_alerts WHERE alert_id = $1 AND user_id = $2";
@@ -114,6 +122,22 @@ async fn create_alert(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
+    // The quota is checked and the row inserted under a lock on the user, so concurrent
+    // requests cannot together pass it.
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(LOCK_USER)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    let active: i64 = sqlx::query_scalar(ACTIVE_ALERTS)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if active >= MAX_ACTIVE_ALERTS {
+        return Err(Problem::conflict(format!(
+            "at most {MAX_ACTIVE_ALERTS} active NAV alerts per user: delete one first"
+        )));
+    }
     let created: Alert = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -124,9 +148,10 @@ async fn create_alert(
         .bind(alert.scheme_code)
         .bind(alert.kind)
         .bind(threshold)
-        .fetch_one(&state.pool),
+        .fetch_one(&mut *tx),
     )
     .await?;
+    tx.commit().await?;
     let mut response = json_value(&created);
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)

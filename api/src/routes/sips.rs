@@ -30,6 +30,13 @@ pub fn routes() -> Router<Shared> {
 /// and a batch sum of 10 million instalments stays far inside `i64` paise.
 const MAX_SIP_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 2);
 
+/// Active or paused SIPs one user may hold: each is a mandate the batch executes every month,
+/// so one token must not be able to create them without bound (OWASP API4, API6).
+const MAX_OPEN_SIPS: i64 = 50;
+
+const OPEN_SIPS: &str =
+    "SELECT count(*) FROM sips WHERE user_id = $1 AND status IN ('active', 'paused')";
+
 const SIP_COLUMNS: &str =
     "sip_id, user_id, scheme_code, amount::text AS amount, sip_day, start_date, end_date, \
      step_up_pct::text AS step_up_pct, status, paused_until";
@@ -188,6 +195,21 @@ async fn create_sip(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
+    // Quota and insert under a lock on the user: concurrent requests cannot together pass it.
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(super::alerts::LOCK_USER)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    let open: i64 = sqlx::query_scalar(OPEN_SIPS)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if open >= MAX_OPEN_SIPS {
+        return Err(Problem::conflict(format!(
+            "at most {MAX_OPEN_SIPS} active or paused SIPs per user: cancel one first"
+        )));
+    }
     let created: Sip = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -201,9 +223,10 @@ async fn create_sip(
         .bind(sip.start_date)
         .bind(sip.end_date)
         .bind(step_up)
-        .fetch_one(&state.pool),
+        .fetch_one(&mut *tx),
     )
     .await?;
+    tx.commit().await?;
     let mut response = json_value(&created);
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)

@@ -484,6 +484,54 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
     assert_eq!(bad["errors"].as_array().unwrap().len(), 2, "{bad}");
     let (_, listed) = api.get(&alerts, Some(&a_token)).await;
     assert_eq!(listed["alerts"].as_array().unwrap().len(), 1);
+    // A quota per user: the 100th active alert is accepted, the 101st refused.
+    sqlx::query(
+        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) \
+         SELECT $1, $2, 'above', 1000 + i FROM generate_series(1, 98) i",
+    )
+    .bind(a)
+    .bind(scheme)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let over = json!({ "scheme_code": scheme, "kind": "above", "threshold": "5000" });
+    assert_eq!(
+        api.post(&alerts, &a_token, over.clone()).await.0,
+        StatusCode::CREATED
+    );
+    let (status, refused) = api.post(&alerts, &a_token, over).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    sqlx::query("DELETE FROM nav_alerts WHERE user_id = $1 AND threshold >= 1000")
+        .bind(a)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // And of SIPs: with 50 open, the next is refused; the mandates are removed again.
+    let (last_sip, open): (i64, i64) = sqlx::query_as(
+        "SELECT max(sip_id), count(*) FILTER (WHERE status IN ('active', 'paused')) FROM sips WHERE user_id = $1",
+    )
+    .bind(a)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sips (user_id, scheme_code, amount, sip_day, start_date) \
+         SELECT $1, $2, 500, 5, current_date FROM generate_series(1, $3)",
+    )
+    .bind(a)
+    .bind(scheme)
+    .bind(50 - open)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, refused) = api.post(&sips, &a_token, valid.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    sqlx::query("DELETE FROM sips WHERE user_id = $1 AND sip_id > $2")
+        .bind(a)
+        .bind(last_sip)
+        .execute(&pool)
+        .await
+        .unwrap();
     let delete = format!("{alerts}/{}", alert["alert_id"]);
     let (status, _, _) = api
         .send(reqwest::Method::DELETE, &delete, Some(&b_token), None)
