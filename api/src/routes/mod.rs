@@ -92,7 +92,7 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     let status = response.status().as_u16();
     state
         .metrics
-        .observe_request(&method, &route, status, elapsed);
+        .observe_request(method, &route, status, elapsed);
     tracing::debug!(parent: &span, status, elapsed_us = elapsed.as_micros() as u64, "request");
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
