@@ -19,7 +19,7 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
-use pipeline::holdings::sum_holdings;
+use pipeline::holdings::add_holdings;
 use pipeline::money::Paise;
 use pipeline::nav::SchemeRow;
 use pipeline::schema::portfolio_hourly_to_batch;
@@ -227,7 +227,7 @@ async fn value_bucket(
                 .collect();
             let recent = warehouse.purchases(bucket, &since).await?;
             recent_count = recent.len();
-            let holdings = sum_holdings(base.into_iter().chain(holdings_from_purchases(&recent)));
+            let holdings = add_holdings(&base, holdings_from_purchases(&recent));
             (holdings, Vec::new())
         }
     };

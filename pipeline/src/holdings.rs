@@ -66,7 +66,7 @@ pub fn roll_forward<'a>(
     base: &[Holding],
     investments: impl IntoIterator<Item = &'a Investment>,
 ) -> Vec<Holding> {
-    let executed = investments
+    let executed: Vec<Holding> = investments
         .into_iter()
         .filter(|inv| inv.status == InstalmentStatus::Executed)
         .map(|inv| Holding {
@@ -74,8 +74,28 @@ pub fn roll_forward<'a>(
             scheme_code: inv.scheme_code,
             units: inv.units.unwrap_or_default(),
             invested: inv.amount,
-        });
-    sum_holdings(base.iter().copied().chain(executed))
+        })
+        .collect();
+    add_holdings(base, executed)
+}
+
+/// `base` (a checkpoint, sorted by (user, scheme)) plus `more` in any order. Only `more` is
+/// sorted, then the two are merged, so a month-end roll-forward costs a pass over the
+/// checkpoint rather than a sort of it.
+pub fn add_holdings(base: &[Holding], mut more: Vec<Holding>) -> Vec<Holding> {
+    more.sort_unstable_by_key(key);
+    let mut base = base.iter().copied().peekable();
+    let mut more = more.into_iter().peekable();
+    let merged = std::iter::from_fn(move || match (base.peek(), more.peek()) {
+        (Some(a), Some(b)) if key(a) <= key(b) => base.next(),
+        (Some(_), Some(_)) | (None, _) => more.next(),
+        (Some(_), None) => base.next(),
+    });
+    sum_holdings(merged)
+}
+
+fn key(h: &Holding) -> (i64, i64) {
+    (h.user_id, h.scheme_code)
 }
 
 #[cfg(test)]
@@ -106,6 +126,24 @@ mod tests {
                 holding(1, 7, 1, 1),
                 holding(2, 3, 1, 2),
                 holding(2, 7, 15, 150)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_plus_unordered_additions() {
+        let base = vec![holding(1, 7, 10, 100), holding(3, 2, 1, 1)];
+        let more = vec![
+            holding(3, 2, 1, 1),
+            holding(2, 9, 5, 5),
+            holding(1, 7, 1, 0),
+        ];
+        assert_eq!(
+            add_holdings(&base, more),
+            vec![
+                holding(1, 7, 11, 100),
+                holding(2, 9, 5, 5),
+                holding(3, 2, 2, 2)
             ]
         );
     }
