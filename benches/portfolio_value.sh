@@ -94,9 +94,10 @@ bad = False
 for name, (duck, ours) in pairs.items():
     d = f"SELECT user_id, invested, current_value, gain FROM read_parquet('{duck}')"
     s = f"SELECT user_id, invested, current_value, gain FROM read_parquet('{ours}') WHERE schemes > 0"
-    counts = duckdb.sql(f"SELECT (SELECT count(*) FROM ({d})), (SELECT count(*) FROM ({s})), "
-                        f"(SELECT count(*) FROM (({d}) EXCEPT ALL ({s}))), "
-                        f"(SELECT count(*) FROM (({s}) EXCEPT ALL ({d})))").fetchone()
+    # `execute(...).fetchone()`: DuckDB 2 dropped `fetchone` on relations (`sql(...)`).
+    counts = duckdb.execute(f"SELECT (SELECT count(*) FROM ({d})), (SELECT count(*) FROM ({s})), "
+                            f"(SELECT count(*) FROM (({d}) EXCEPT ALL ({s}))), "
+                            f"(SELECT count(*) FROM (({s}) EXCEPT ALL ({d})))").fetchone()
     same = counts[0] == counts[1] and counts[2] == 0 and counts[3] == 0
     bad |= not same
     print(f"{name}: duckdb {counts[0]} users, sipline {counts[1]}; only duckdb {counts[2]}, only sipline {counts[3]}: "

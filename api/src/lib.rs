@@ -72,14 +72,33 @@ pub use routes::router;
 
 /// Serves until SIGTERM or Ctrl-C, then stops accepting and lets in-flight requests finish.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    if config.migrate {
+        // On a connection of its own: a migration may take longer than any request may.
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&config.database_url).await?;
+        MIGRATOR.run(&mut conn).await?;
+    }
+    // A statement may not outlive its request, and a lock wait (a publish switching dates)
+    // ends after two seconds with a 503 rather than queueing every reader behind it.
+    let statement_timeout_ms = config.request_timeout.as_millis().max(1);
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                sqlx::Executor::execute(
+                    &mut *conn,
+                    sqlx::AssertSqlSafe(format!(
+                        "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = 2000"
+                    )),
+                )
+                .await?;
+                Ok(())
+            })
+        })
         .connect(&config.database_url)
         .await?;
-    if config.migrate {
-        MIGRATOR.run(&pool).await?;
-    }
+
     let state = AppState::new(pool, &config);
     tokio::spawn(invalidate_on_publish(
         config.database_url.clone(),

@@ -64,7 +64,31 @@ impl Problem {
 }
 
 impl From<sqlx::Error> for Problem {
+    /// The database being busy or away is a 503 the client may retry (with `Retry-After`):
+    /// no free connection within the acquire timeout, no connection at all, or a statement
+    /// cancelled by `statement_timeout`/`lock_timeout` (a publish switching dates holds its
+    /// lock for milliseconds; a reader gives up after the lock timeout rather than queueing).
+    /// Anything else is a bug or a broken schema: a 500.
     fn from(error: sqlx::Error) -> Self {
+        let busy = match &error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => matches!(
+                db.code().as_deref(),
+                // query_canceled (statement_timeout), lock_not_available (lock_timeout),
+                // too_many_connections, cannot_connect_now (starting up or shutting down).
+                Some("57014" | "55P03" | "53300" | "57P03")
+            ),
+            _ => false,
+        };
+        if busy {
+            tracing::warn!(error = %error, "database busy or unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                "the database is busy or unavailable: retry shortly",
+            );
+        }
         tracing::error!(error = %error, "database error");
         Self::internal()
     }
@@ -92,6 +116,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

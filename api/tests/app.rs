@@ -136,3 +136,27 @@ async fn unknown_methods_share_one_metrics_label() {
     assert!(!metrics.contains("PROBE"), "{metrics}");
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
 }
+
+/// With the database away, a route that needs it answers 503 with `Retry-After`, not 500: a
+/// client or load balancer retries instead of reporting a bug.
+#[tokio::test]
+async fn a_database_outage_is_a_retryable_503() {
+    let addr = spawn_app().await;
+    let claims = serde_json::json!({ "sub": "someone", "exp": 4_102_444_800_u64 });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"a-test-secret-of-at-least-32-bytes!!"),
+    )
+    .unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/users/1/portfolio"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body = response.text().await.unwrap();
+    assert!(body.contains("retry shortly"), "{body}");
+}
