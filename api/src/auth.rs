@@ -53,6 +53,12 @@ struct Claims {
     sub: String,
     #[serde(default)]
     role: Option<String>,
+    /// Supabase and Auth0 both put the verified address here.
+    #[serde(default)]
+    email: Option<String>,
+    /// Supabase's `phone`, Auth0's `phone_number`.
+    #[serde(default, alias = "phone_number")]
+    phone: Option<String>,
 }
 
 /// Who is calling.
@@ -60,6 +66,8 @@ struct Claims {
 pub struct Caller {
     pub subject: String,
     pub service: bool,
+    pub email: Option<String>,
+    pub phone: Option<String>,
 }
 
 pub struct Verifier {
@@ -120,6 +128,8 @@ impl Verifier {
         Ok(Caller {
             service: data.claims.role.as_deref() == Some(self.config.service_role.as_str()),
             subject: data.claims.sub,
+            email: data.claims.email.filter(|e| !e.is_empty()),
+            phone: data.claims.phone.filter(|p| !p.is_empty()),
         })
     }
 

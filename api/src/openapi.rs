@@ -21,6 +21,12 @@ fn op(summary: &str, tag: &str, params: &[&str], ok: &str) -> Value {
                 "from" | "to" => (*p, "query", json!({"type": "string", "format": "date"})),
                 "limit" | "before" => (*p, "query", json!({"type": "integer"})),
                 "unread" => ("unread", "query", json!({"type": "boolean"})),
+                "user_id" => (
+                    "user_id",
+                    "path",
+                    json!({"description": "a user id, or `me` for the caller",
+                           "oneOf": [{"type": "integer", "format": "int64"}, {"const": "me"}]}),
+                ),
                 other => (other, "path", json!({"type": "integer", "format": "int64"})),
             };
             json!({"name": name, "in": location, "required": location == "path", "schema": schema})
@@ -51,6 +57,7 @@ pub fn document() -> Value {
                  "description": "Portfolios, charts, SIPs, NAVs, notifications and NAV alerts. Money is a decimal string in rupees."},
         "security": [{"bearer": []}],
         "paths": {
+            "/v1/me": {"get": op("The signed-in user: id and profile (provisioned on the first call of a new token subject)", "me", &[], "200")},
             "/v1/schemes/{scheme_code}/nav": {"get": op("Latest NAV of a scheme (cached 24 h)", "navs", &["scheme_code"], "200")},
             "/v1/schemes/{scheme_code}/navs": {"get": op("NAV history of a scheme, newest first", "navs", &["scheme_code", "from", "to", "limit"], "200")},
             "/v1/users/{user_id}/portfolio": {"get": op("Portfolio summary and per-scheme lines of the latest published date (cached 15 min)", "portfolio", &["user_id"], "200")},

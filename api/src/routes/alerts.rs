@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiPath, Authed};
+use super::extract::{ApiJson, ApiPath, Authed, UserRef};
 use super::sips::decimal;
 use super::{json_value, timed};
 use crate::problem::Problem;
@@ -59,9 +59,9 @@ struct AlertList {
 async fn list_alerts(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user): ApiPath<UserRef>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, false)?;
+    let user_id = authed.reach(user, false)?;
     let alerts: Vec<Alert> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -84,10 +84,10 @@ struct NewAlert {
 async fn create_alert(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user): ApiPath<UserRef>,
     ApiJson(alert): ApiJson<NewAlert>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, true)?;
+    let user_id = authed.reach(user, true)?;
     let mut errors = Vec::new();
     if !matches!(
         alert.kind.as_deref(),
@@ -160,9 +160,9 @@ async fn create_alert(
 async fn delete_alert(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath((user_id, alert_id)): ApiPath<(i64, i64)>,
+    ApiPath((user, alert_id)): ApiPath<(UserRef, i64)>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, true)?;
+    let user_id = authed.reach(user, true)?;
     let deleted = timed(
         &state,
         sqlx::query(DELETE_ALERT)

@@ -54,7 +54,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The verified caller, and their user id if the subject is a known user.
+/// The user a `/v1/users/{user_id}/…` path names: an id, or `me` for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRef {
+    Me,
+    Id(i64),
+}
+
+impl<'de> serde::Deserialize<'de> for UserRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text == "me" {
+            return Ok(UserRef::Me);
+        }
+        text.parse().map(UserRef::Id).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a user id (an integer, or `me`)"))
+        })
+    }
+}
+
+/// The verified caller, and their user id (provisioned on a person's first call).
 pub struct Authed {
     caller: crate::auth::Caller,
     user_id: Option<i64>,
@@ -87,30 +106,71 @@ impl FromRequestParts<Shared> for Authed {
         let user_id = match known {
             Some(id) => Some(id),
             None => {
-                let found: Option<i64> =
-                    sqlx::query_scalar("SELECT user_id FROM users WHERE auth_subject = $1")
-                        .bind(&caller.subject)
-                        .fetch_optional(&state.pool)
-                        .await?;
-                if let Some(id) = found {
+                let id = user_of(state, &caller).await?;
+                if let Some(id) = id {
                     let mut subjects = state.subjects.lock().unwrap_or_else(|e| e.into_inner());
                     if subjects.len() > 1_000_000 {
                         subjects.clear();
                     }
                     subjects.insert(caller.subject.clone(), id);
                 }
-                found
+                id
             }
         };
         Ok(Self { caller, user_id })
     }
 }
 
+const FIND_USER: &str = "SELECT user_id FROM users WHERE auth_subject = $1";
+
+/// A first call provisions the user; `DO NOTHING` makes concurrent first calls insert once,
+/// and the loser reads the winner's row.
+const PROVISION_USER: &str = "INSERT INTO users (auth_subject, email, phone) VALUES ($1, $2, $3) \
+     ON CONFLICT (auth_subject) DO NOTHING RETURNING user_id";
+
+/// The caller's user id, provisioning the user on their first call. A service token is not a
+/// person and gets no user.
+async fn user_of(state: &Shared, caller: &crate::auth::Caller) -> Result<Option<i64>, Problem> {
+    let found: Option<i64> = sqlx::query_scalar(FIND_USER)
+        .bind(&caller.subject)
+        .fetch_optional(&state.pool)
+        .await?;
+    if found.is_some() || caller.service {
+        return Ok(found);
+    }
+    let inserted: Option<i64> = sqlx::query_scalar(PROVISION_USER)
+        .bind(&caller.subject)
+        .bind(&caller.email)
+        .bind(&caller.phone)
+        .fetch_optional(&state.pool)
+        .await?;
+    if let Some(id) = inserted {
+        tracing::info!(user_id = id, "user provisioned on first sign-in");
+        return Ok(Some(id));
+    }
+    Ok(sqlx::query_scalar(FIND_USER)
+        .bind(&caller.subject)
+        .fetch_optional(&state.pool)
+        .await?)
+}
+
 impl Authed {
-    /// May the caller read (or, with `write`, change) `user_id`'s data?
-    pub fn reach(&self, user_id: i64, write: bool) -> Result<(), Problem> {
+    /// The caller's own user id (`None` for a service token).
+    pub fn user_id(&self) -> Option<i64> {
+        self.user_id
+    }
+
+    /// May the caller read (or, with `write`, change) the data of the user the path names?
+    /// Returns that user's id (`me` is the caller's own).
+    pub fn reach(&self, user: UserRef, write: bool) -> Result<i64, Problem> {
+        let user_id = match user {
+            UserRef::Me => self
+                .user_id
+                .ok_or_else(|| Problem::not_found("a service token is not a user: name one"))?,
+            UserRef::Id(id) => id,
+        };
         if self.user_id == Some(user_id) {
-            return Ok(());
+            return Ok(user_id);
         }
         if self.caller.service {
             return if write {
@@ -118,7 +178,7 @@ impl Authed {
                     "a service token reads; only the user writes",
                 ))
             } else {
-                Ok(())
+                Ok(user_id)
             };
         }
         Err(Problem::not_found("no such user"))

@@ -1,5 +1,5 @@
 //! Routes, extractors and middleware, one module per resource, each with its own router:
-//! `navs` (scheme NAVs), `portfolio` (portfolio and charts), `sips`, `notifications`,
+//! `me` (the signed-in person), `navs` (scheme NAVs), `portfolio` (portfolio and charts), `sips`, `notifications`,
 //! `alerts`, and `ops` (health, readiness, metrics, the OpenAPI document). Every
 //! `/v1/users/{user_id}/…` route checks the caller (`extract::Authed::reach`): a user reaches
 //! only their own id; a service token reads any user and writes none. Another user's data
@@ -7,6 +7,7 @@
 
 mod alerts;
 pub mod extract;
+mod me;
 mod navs;
 mod notifications;
 mod ops;
@@ -29,6 +30,7 @@ use crate::Shared;
 
 pub fn router(state: Shared) -> Router {
     let v1 = Router::new()
+        .merge(me::routes())
         .merge(navs::routes())
         .merge(portfolio::routes())
         .merge(sips::routes())

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiPath, ApiQuery, Authed};
+use super::extract::{ApiPath, ApiQuery, Authed, UserRef};
 use super::{json_value, rfc3339, timed};
 use crate::problem::Problem;
 use crate::Shared;
@@ -75,10 +75,10 @@ struct Page {
 async fn list_notifications(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user): ApiPath<UserRef>,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, false)?;
+    let user_id = authed.reach(user, false)?;
     let limit = page.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 200"));
@@ -113,9 +113,9 @@ async fn list_notifications(
 async fn mark_read(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath((user_id, notification_id)): ApiPath<(i64, i64)>,
+    ApiPath((user, notification_id)): ApiPath<(UserRef, i64)>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, true)?;
+    let user_id = authed.reach(user, true)?;
     let read: Option<DateTime<Utc>> = timed(
         &state,
         sqlx::query_scalar(

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serving::GraphType;
 
-use super::extract::{ApiPath, Authed};
+use super::extract::{ApiPath, Authed, UserRef};
 use super::{json_body, timed};
 use crate::problem::Problem;
 use crate::Shared;
@@ -75,9 +75,9 @@ impl Serialize for Lines {
 async fn portfolio(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user): ApiPath<UserRef>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, false)?;
+    let user_id = authed.reach(user, false)?;
     if let Some(body) = state.caches.portfolio.get(&user_id) {
         return Ok(json_body(body));
     }
@@ -100,7 +100,7 @@ async fn portfolio(
 async fn chart(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath((user_id, graph_type)): ApiPath<(i64, String)>,
+    ApiPath((user, graph_type)): ApiPath<(UserRef, String)>,
 ) -> Result<Response, Problem> {
     let Some(graph_type) = GraphType::parse(&graph_type) else {
         return Err(Problem::bad_request(format!(
@@ -109,7 +109,7 @@ async fn chart(
         )));
     };
     let graph_type = graph_type.as_str();
-    authed.reach(user_id, false)?;
+    let user_id = authed.reach(user, false)?;
     let key = (user_id, graph_type);
     if let Some(body) = state.caches.graph.get(&key) {
         return Ok(json_body(body));

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiPath, Authed};
+use super::extract::{ApiJson, ApiPath, Authed, UserRef};
 use super::{json_value, timed};
 use crate::problem::Problem;
 use crate::Shared;
@@ -78,9 +78,9 @@ struct SchemeSipRules {
 async fn list_sips(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user): ApiPath<UserRef>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, false)?;
+    let user_id = authed.reach(user, false)?;
     let sips: Vec<Sip> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -120,10 +120,10 @@ fn today_ist() -> NaiveDate {
 async fn create_sip(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath(user_id): ApiPath<i64>,
+    ApiPath(user): ApiPath<UserRef>,
     ApiJson(sip): ApiJson<NewSip>,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, true)?;
+    let user_id = authed.reach(user, true)?;
     let mut errors = Vec::new();
     let mut fail =
         |field: &str, message: &str| errors.push((field.to_string(), message.to_string()));
@@ -241,10 +241,10 @@ struct SipChange {
 async fn change_sip(
     State(state): State<Shared>,
     authed: Authed,
-    ApiPath((user_id, sip_id, action)): ApiPath<(i64, i64, String)>,
+    ApiPath((user, sip_id, action)): ApiPath<(UserRef, i64, String)>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    authed.reach(user_id, true)?;
+    let user_id = authed.reach(user, true)?;
     let change: SipChange = if body.is_empty() {
         SipChange::default()
     } else {

@@ -463,6 +463,77 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         StatusCode::NOT_FOUND
     );
 
+    // Sign-in: a new token subject is provisioned on its first call, exactly once however many
+    // first calls race, with the email and phone its token carries; `me` names the caller.
+    let mut newcomer_claims = claims("auth0|newcomer-1");
+    newcomer_claims["email"] = "newcomer@example.com".into();
+    newcomer_claims["phone_number"] = "+919800000001".into();
+    let newcomer = hs256(&newcomer_claims);
+    let max_before: i64 = sqlx::query_scalar("SELECT max(user_id) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let firsts =
+        futures::future::join_all((0..8).map(|_| api.get("/v1/me", Some(&newcomer)))).await;
+    let ids: std::collections::BTreeSet<i64> = firsts
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["user_id"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one user for one subject: {ids:?}");
+    let newcomer_id = *ids.first().unwrap();
+    assert!(
+        newcomer_id > max_before,
+        "a new id after the generated users'"
+    );
+    let (_, me) = api.get("/v1/me", Some(&newcomer)).await;
+    assert_eq!(me["auth_subject"], "auth0|newcomer-1");
+    assert_eq!(me["email"], "newcomer@example.com");
+    assert_eq!(me["phone"], "+919800000001");
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE auth_subject = 'auth0|newcomer-1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 1);
+    // Nothing published for them yet: their portfolio is a 404 that says so, not "no such user".
+    let (status, body) = api.get("/v1/users/me/portfolio", Some(&newcomer)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no portfolio published"),
+        "{body}"
+    );
+    // `me` is the caller's own id on every user route.
+    assert_eq!(
+        api.get("/v1/users/me/portfolio", Some(&a_token)).await,
+        api.get(&portfolio, Some(&a_token)).await
+    );
+    let (status, listed) = api.get("/v1/users/me/sips", Some(&newcomer)).await;
+    assert_eq!(
+        (status, listed["sips"].as_array().unwrap().len()),
+        (StatusCode::OK, 0)
+    );
+    // A service token is not a person: it is not provisioned and has no `me`.
+    assert_eq!(
+        api.get("/v1/me", Some(&service)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.get("/v1/users/me/portfolio", Some(&service)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let service_users: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE auth_subject = 'backend'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(service_users, 0);
+
     // NAV alerts: create, list, delete.
     let alerts = format!("/v1/users/{a}/alerts");
     let (status, alert) = api
@@ -642,6 +713,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ("GET", "/healthz"),
         ("GET", "/metrics"),
         ("GET", "/readyz"),
+        ("GET", "/v1/me"),
         ("GET", "/v1/schemes/{scheme_code}/nav"),
         ("GET", "/v1/schemes/{scheme_code}/navs"),
         ("GET", "/v1/users/{user_id}/alerts"),
