@@ -3,6 +3,11 @@
 //! reads. Every bucket is written, empty or not, so the snapshot is complete; a bucket whose
 //! write failed has no `_SUCCESS` and the execution run refuses the snapshot (exit 4) until
 //! the export is re-run.
+//!
+//! The users come along: PostgreSQL is also the system of record for who exists (a person who
+//! signs in is provisioned there by the API), and `portfolio value` values exactly the users
+//! of the warehouse's `users` table, so a user created through the API is valued from the
+//! first export after their sign-in. The table is replaced whole, bucket by bucket.
 
 use std::fmt;
 
@@ -11,6 +16,7 @@ use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::money::Paise;
 use pipeline::sip::{Mandate, SipStatus};
+use pipeline::user::UserRow;
 use sqlx::{PgPool, Row};
 use warehouse::{bucket_of, Part, Warehouse, BUCKETS};
 
@@ -19,9 +25,13 @@ const SELECT_SIPS: &str = "SELECT sip_id, user_id, scheme_code, (amount * 100)::
      sip_day::integer AS sip_day, start_date, end_date, (step_up_pct * 100)::bigint AS step_up_bps, status, paused_until \
      FROM sips";
 
+const SELECT_USERS: &str = "SELECT user_id, auth_subject, \
+     (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_micros FROM users";
+
 #[derive(Debug, Default)]
 pub struct ExportSummary {
     pub date: Option<NaiveDate>,
+    pub users: u64,
     pub sips: u64,
     pub active: u64,
     pub buckets: u32,
@@ -31,10 +41,11 @@ impl fmt::Display for ExportSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "sips export ok: as_of={} sips={} active={} buckets={}",
+            "sips export ok: as_of={} sips={} active={} users={} buckets={}",
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.sips,
             self.active,
+            self.users,
             self.buckets
         )
     }
@@ -53,8 +64,20 @@ pub async fn export(
         buckets[bucket_of(mandate.user_id) as usize].push(mandate);
     }
     drop(rows);
+    let mut users: Vec<Vec<UserRow>> = (0..BUCKETS).map(|_| Vec::new()).collect();
+    let mut rows = sqlx::query(SELECT_USERS).fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        let user = UserRow {
+            user_id: row.try_get("user_id")?,
+            auth_subject: row.try_get("auth_subject")?,
+            created_at_micros: row.try_get("created_at_micros")?,
+        };
+        users[bucket_of(user.user_id) as usize].push(user);
+    }
+    drop(rows);
     let summary = ExportSummary {
         date: Some(date),
+        users: users.iter().map(|b| b.len() as u64).sum(),
         sips: buckets.iter().map(|b| b.len() as u64).sum(),
         active: buckets
             .iter()
@@ -63,14 +86,16 @@ pub async fn export(
             .count() as u64,
         buckets: BUCKETS,
     };
-    futures::stream::iter(buckets.into_iter().enumerate())
-        .map(|(bucket, mut sips)| async move {
+    futures::stream::iter(buckets.into_iter().zip(users).enumerate())
+        .map(|(bucket, (mut sips, mut users))| async move {
             // Sorted by SIP day, as `generate` writes it: a day's run skips other days' row groups.
             sips.sort_unstable_by_key(|s| (s.sip_day, s.sip_id));
+            users.sort_unstable_by_key(|u| u.user_id);
             let bucket = u32::try_from(bucket).context("bucket number")?;
             warehouse
                 .write_rows(Part::dated_bucket(date, bucket), &sips)
                 .await?;
+            warehouse.write_rows(Part::bucket(bucket), &users).await?;
             anyhow::Ok(())
         })
         .buffer_unordered(parallelism.max(1))

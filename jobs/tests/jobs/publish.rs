@@ -488,6 +488,22 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
         new_sip > max_generated,
         "ids continue after the loaded ones"
     );
+    // A person who signed up through the API (not in the generated universe) starts one too.
+    let newcomer: i64 = sqlx::query_scalar(
+        "INSERT INTO users (auth_subject) VALUES ('auth0|signed-up-later') RETURNING user_id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO sips (user_id, scheme_code, amount, sip_day, start_date) \
+         VALUES ($1, $2, 1000.00, 5, DATE '2025-03-05')",
+    )
+    .bind(newcomer)
+    .bind(scheme)
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query(
         "UPDATE sips SET status = 'cancelled' WHERE sip_id = (SELECT min(sip_id) FROM sips)",
     )
@@ -534,4 +550,28 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
         ),
     );
     assert_eq!(executed, "status,amount\nexecuted,2500.00\n");
+
+    // The newcomer's instalment executes and, since the export brought the users along, is
+    // valued: their portfolio holds what they paid.
+    let w = warehouse.to_str().unwrap().to_string();
+    let valued = tokio::task::spawn_blocking(move || {
+        sipline(&[
+            "portfolio",
+            "value",
+            "--date",
+            "2025-03-05",
+            "--warehouse",
+            &w,
+        ])
+    })
+    .await
+    .unwrap();
+    valued.assert_ok();
+    let snapshot = csv(
+        &warehouse,
+        &format!(
+            "SELECT invested, schemes FROM portfolio_snapshots WHERE as_of = DATE '2025-03-05' AND user_id = {newcomer}"
+        ),
+    );
+    assert_eq!(snapshot, "invested,schemes\n1000.00,1\n");
 }
