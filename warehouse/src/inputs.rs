@@ -76,11 +76,8 @@ impl Warehouse {
         let mut ids = Vec::new();
         for batch in &batches {
             ids.extend(
-                user_ids_from_batch(batch).map_err(|e| WarehouseError::Rows {
-                    table: Table::Users.name(),
-                    part,
-                    reason: e.to_string(),
-                })?,
+                user_ids_from_batch(batch)
+                    .map_err(|e| WarehouseError::rows(Table::Users, part, e))?,
             );
         }
         Ok(Some(ids))
@@ -103,13 +100,10 @@ impl Warehouse {
                 continue;
             };
             for batch in &batches {
-                out.extend(purchases_from_investments_batch(batch).map_err(|e| {
-                    WarehouseError::Rows {
-                        table: Table::Investments.name(),
-                        part,
-                        reason: e.to_string(),
-                    }
-                })?);
+                out.extend(
+                    purchases_from_investments_batch(batch)
+                        .map_err(|e| WarehouseError::rows(Table::Investments, part, e))?,
+                );
             }
         }
         out.sort_unstable();

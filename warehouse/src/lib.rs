@@ -67,6 +67,17 @@ pub enum WarehouseError {
     },
 }
 
+impl WarehouseError {
+    /// Rows of `table`'s partition `part` that do not convert to or from its record batches.
+    pub fn rows(table: Table, part: Part, reason: impl std::fmt::Display) -> Self {
+        WarehouseError::Rows {
+            table: table.name(),
+            part,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// A partition of a table as found in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionStatus {

@@ -106,11 +106,7 @@ impl Warehouse {
         part: Part,
         rows: &[R],
     ) -> Result<u64, WarehouseError> {
-        let batch = R::to_batch(rows).map_err(|e| WarehouseError::Rows {
-            table: R::TABLE.name(),
-            part,
-            reason: e.to_string(),
-        })?;
+        let batch = R::to_batch(rows).map_err(|e| WarehouseError::rows(R::TABLE, part, e))?;
         self.write(R::TABLE, part, &[batch]).await
     }
 
@@ -124,11 +120,7 @@ impl Warehouse {
         };
         let mut rows = Vec::new();
         for batch in &batches {
-            rows.extend(R::from_batch(batch).map_err(|e| WarehouseError::Rows {
-                table: R::TABLE.name(),
-                part,
-                reason: e.to_string(),
-            })?);
+            rows.extend(R::from_batch(batch).map_err(|e| WarehouseError::rows(R::TABLE, part, e))?);
         }
         Ok(Some(rows))
     }

@@ -32,8 +32,6 @@ const ALERT_COLUMNS: &str =
 /// unbounded number from one token would slow every ingest (OWASP API4).
 pub(super) const MAX_ACTIVE_ALERTS: i64 = 100;
 
-pub(super) const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE";
-
 const ACTIVE_ALERTS: &str = "SELECT count(*) FROM nav_alerts WHERE user_id = $1 AND active";
 
 const SCHEME_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM schemes WHERE scheme_code = $1)";
@@ -125,7 +123,7 @@ async fn create_alert(
     // The quota is checked and the row inserted under a lock on the user, so concurrent
     // requests cannot together pass it.
     let mut tx = state.pool.begin().await?;
-    sqlx::query(LOCK_USER)
+    sqlx::query(super::extract::LOCK_USER)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;

@@ -121,6 +121,9 @@ impl FromRequestParts<Shared> for Authed {
     }
 }
 
+/// Serialises a user's quota checks (open SIPs, active alerts) with their inserts.
+pub(super) const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE";
+
 const FIND_USER: &str = "SELECT user_id FROM users WHERE auth_subject = $1";
 
 /// A first call provisions the user; `DO NOTHING` makes concurrent first calls insert once,

@@ -197,7 +197,7 @@ async fn create_sip(
     }
     // Quota and insert under a lock on the user: concurrent requests cannot together pass it.
     let mut tx = state.pool.begin().await?;
-    sqlx::query(super::alerts::LOCK_USER)
+    sqlx::query(super::extract::LOCK_USER)
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
