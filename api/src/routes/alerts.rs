@@ -10,9 +10,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiPath, Authed, UserRef};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::sips::decimal;
-use super::{json_value, timed};
+use super::{json_value, next_after, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -52,24 +52,31 @@ struct Alert {
 #[derive(Serialize)]
 struct AlertList {
     alerts: Vec<Alert>,
+    next_after: Option<i64>,
 }
 
 async fn list_alerts(
     State(state): State<Shared>,
     authed: Authed,
     ApiPath(user): ApiPath<UserRef>,
+    ApiQuery(page): ApiQuery<IdPage>,
 ) -> Result<Response, Problem> {
     let user_id = authed.reach(user, false)?;
+    let (after, limit) = page.bounds()?;
     let alerts: Vec<Alert> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ALERT_COLUMNS} FROM nav_alerts WHERE user_id = $1 ORDER BY alert_id"
+            "SELECT {ALERT_COLUMNS} FROM nav_alerts WHERE user_id = $1 AND alert_id > $2 \
+             ORDER BY alert_id LIMIT $3"
         )))
         .bind(user_id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&state.pool),
     )
     .await?;
-    Ok(json_value(&AlertList { alerts }))
+    let next_after = next_after(alerts.iter().map(|a| a.alert_id), limit);
+    Ok(json_value(&AlertList { alerts, next_after }))
 }
 
 #[derive(Deserialize)]

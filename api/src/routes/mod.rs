@@ -45,6 +45,34 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// `?limit=&after=` on the lists ordered by id (SIPs, alerts): a page of at most `limit` rows
+/// (default 100, at most 200) with ids after `after`; the response's `next_after` continues it.
+#[derive(serde::Deserialize)]
+pub struct IdPage {
+    limit: Option<i64>,
+    after: Option<i64>,
+}
+
+impl IdPage {
+    /// `(after, limit)` for the query; a limit outside 1–200 is a 400.
+    pub fn bounds(&self) -> Result<(i64, i64), Problem> {
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=200).contains(&limit) {
+            return Err(Problem::bad_request("limit must be between 1 and 200"));
+        }
+        Ok((self.after.unwrap_or(i64::MIN), limit))
+    }
+}
+
+/// The cursor for the next page: the last id, when the page was full.
+pub fn next_after(
+    ids: impl DoubleEndedIterator<Item = i64> + ExactSizeIterator,
+    limit: i64,
+) -> Option<i64> {
+    let full = ids.len() as i64 == limit;
+    ids.last().filter(|_| full)
+}
+
 /// The method as a metrics label: a client can send any token as a method, and each would be
 /// a new time series (OWASP API4, unrestricted resource consumption), so others are `OTHER`.
 fn method_label(method: &axum::http::Method) -> &'static str {

@@ -14,8 +14,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiPath, Authed, UserRef};
-use super::{json_value, timed};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::{json_value, next_after, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -65,6 +65,7 @@ struct Sip {
 #[derive(Serialize)]
 struct SipList {
     sips: Vec<Sip>,
+    next_after: Option<i64>,
 }
 
 /// What a scheme allows of a SIP.
@@ -79,18 +80,23 @@ async fn list_sips(
     State(state): State<Shared>,
     authed: Authed,
     ApiPath(user): ApiPath<UserRef>,
+    ApiQuery(page): ApiQuery<IdPage>,
 ) -> Result<Response, Problem> {
     let user_id = authed.reach(user, false)?;
+    let (after, limit) = page.bounds()?;
     let sips: Vec<Sip> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SIP_COLUMNS} FROM sips WHERE user_id = $1 ORDER BY sip_id"
+            "SELECT {SIP_COLUMNS} FROM sips WHERE user_id = $1 AND sip_id > $2 ORDER BY sip_id LIMIT $3"
         )))
         .bind(user_id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&state.pool),
     )
     .await?;
-    Ok(json_value(&SipList { sips }))
+    let next_after = next_after(sips.iter().map(|s| s.sip_id), limit);
+    Ok(json_value(&SipList { sips, next_after }))
 }
 
 #[derive(Deserialize)]

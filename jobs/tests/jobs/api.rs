@@ -572,6 +572,30 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
     );
     let (status, refused) = api.post(&alerts, &a_token, over).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    // Lists come a bounded page at a time: 100 alerts as 60 + 40, ids ascending, no overlap.
+    let (status, first) = api.get(&format!("{alerts}?limit=60"), Some(&a_token)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["alerts"].as_array().unwrap().len(), 60);
+    let after = first["next_after"].as_i64().unwrap();
+    assert_eq!(first["alerts"][59]["alert_id"].as_i64(), Some(after));
+    let (_, second) = api
+        .get(&format!("{alerts}?limit=60&after={after}"), Some(&a_token))
+        .await;
+    assert_eq!(second["alerts"].as_array().unwrap().len(), 40);
+    assert!(second["next_after"].is_null(), "{second}");
+    assert!(second["alerts"][0]["alert_id"].as_i64().unwrap() > after);
+    assert_eq!(
+        api.get(&format!("{alerts}?limit=0"), Some(&a_token))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        api.get(&format!("{sips}?limit=201"), Some(&a_token))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
     sqlx::query("DELETE FROM nav_alerts WHERE user_id = $1 AND threshold >= 1000")
         .bind(a)
         .execute(&pool)
