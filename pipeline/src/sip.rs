@@ -17,6 +17,12 @@ use crate::money::{div_round_half_up, Nav, Paise, Units, DEFAULT_UNIT_DECIMALS, 
 const STAMP_DUTY_NUMERATOR: i128 = 5;
 const STAMP_DUTY_DENOMINATOR: i128 = 100_005;
 
+/// An instalment still without a NAV this many days after it fell due fails with `no_nav`: its
+/// scheme stopped publishing (merged, wound up), and waiting longer would leave it pending for
+/// ever. No money is taken, and it does not count towards the failed-debit streak, which is
+/// about the investor's bank.
+pub const NO_NAV_AFTER_DAYS: i64 = 30;
+
 /// A SIP is cancelled after this many consecutive failed instalments.
 pub const FAILURES_BEFORE_CANCEL: i32 = 3;
 
@@ -224,6 +230,8 @@ pub enum SipEventKind {
     Pending,
     Failed,
     Cancelled,
+    /// No NAV came for [`NO_NAV_AFTER_DAYS`]: the instalment failed, no money taken.
+    NoNav,
 }
 
 impl SipEventKind {
@@ -233,6 +241,7 @@ impl SipEventKind {
             SipEventKind::Pending => "pending",
             SipEventKind::Failed => "failed",
             SipEventKind::Cancelled => "cancelled",
+            SipEventKind::NoNav => "no_nav",
         }
     }
 
@@ -242,6 +251,7 @@ impl SipEventKind {
             "pending" => Some(SipEventKind::Pending),
             "failed" => Some(SipEventKind::Failed),
             "cancelled" => Some(SipEventKind::Cancelled),
+            "no_nav" => Some(SipEventKind::NoNav),
             _ => None,
         }
     }
@@ -487,6 +497,9 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
             row.units = Some(allot_units(Paise(d.amount.0 - duty.0), nav, decimals));
             entry.failure_streak = 0;
             out.events.push(SipEvent::of(&row, SipEventKind::Executed));
+        } else if (inputs.run_date - d.due_date).num_days() > NO_NAV_AFTER_DAYS {
+            row.status = InstalmentStatus::Failed;
+            out.events.push(SipEvent::of(&row, SipEventKind::NoNav));
         } else if d.is_new {
             out.events.push(SipEvent::of(&row, SipEventKind::Pending));
         }
@@ -655,6 +668,29 @@ mod tests {
             navs,
             unit_decimals: &HashMap::new(),
         })
+    }
+
+    /// A scheme that never publishes again: the instalment waits NO_NAV_AFTER_DAYS, then fails
+    /// with `no_nav` — no money taken, no units, and the failed-debit streak untouched.
+    #[test]
+    fn an_instalment_without_a_nav_for_too_long_fails_with_no_nav() {
+        let m = mandate(5, "2024-11-01");
+        let navs = lookup(&[(100, "2024-12-04", 10_0000)]);
+        let pending = run("2024-12-05", "2024-12-05", &[m], &[], &[], &[], &navs).investments;
+        assert_eq!(pending[0].status, InstalmentStatus::Pending);
+        let waiting = run("2025-01-04", "2025-01-04", &[], &pending, &[], &[], &navs);
+        assert_eq!(
+            waiting.investments[0].status,
+            InstalmentStatus::Pending,
+            "30 days: still waiting"
+        );
+        let out = run("2025-01-05", "2025-01-05", &[], &pending, &[], &[], &navs);
+        let inv = &out.investments[0];
+        assert_eq!(inv.status, InstalmentStatus::Failed);
+        assert_eq!((inv.units, inv.nav, inv.stamp_duty), (None, None, Paise(0)));
+        assert_eq!(out.events[0].kind, SipEventKind::NoNav);
+        assert_eq!(out.events[0].event_id, "sip:1:2024-12-05:no_nav");
+        assert!(out.state.is_empty(), "no failure streak: {:?}", out.state);
     }
 
     #[test]
