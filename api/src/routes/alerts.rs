@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::sips::decimal;
 use super::{json_value, next_after, timed, IdPage};
 use crate::problem::Problem;
@@ -127,18 +127,8 @@ async fn create_alert(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    // The quota is checked and the row inserted under a lock on the user, so concurrent
-    // requests cannot together pass it.
     let mut tx = state.pool.begin().await?;
-    sqlx::query(super::extract::LOCK_USER)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-    let active: i64 = sqlx::query_scalar(ACTIVE_ALERTS)
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if active >= MAX_ACTIVE_ALERTS {
+    if locked_count(&mut tx, user_id, ACTIVE_ALERTS).await? >= MAX_ACTIVE_ALERTS {
         return Err(Problem::conflict(format!(
             "at most {MAX_ACTIVE_ALERTS} active NAV alerts per user: delete one first"
         )));

@@ -121,8 +121,25 @@ impl FromRequestParts<Shared> for Authed {
     }
 }
 
-/// Serialises a user's quota checks (open SIPs, active alerts) with their inserts.
-pub(super) const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE";
+const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE";
+
+/// Locks the user's row for the rest of `tx` and returns `count_sql`'s count for them. A quota
+/// checked this way and followed by the insert in the same transaction cannot be passed by
+/// concurrent requests together (open SIPs, active alerts).
+pub(super) async fn locked_count(
+    tx: &mut sqlx::PgConnection,
+    user_id: i64,
+    count_sql: &'static str,
+) -> Result<i64, Problem> {
+    sqlx::query(LOCK_USER)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(sqlx::query_scalar(count_sql)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?)
+}
 
 const FIND_USER: &str = "SELECT user_id FROM users WHERE auth_subject = $1";
 

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::{json_value, next_after, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
@@ -201,17 +201,8 @@ async fn create_sip(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    // Quota and insert under a lock on the user: concurrent requests cannot together pass it.
     let mut tx = state.pool.begin().await?;
-    sqlx::query(super::extract::LOCK_USER)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-    let open: i64 = sqlx::query_scalar(OPEN_SIPS)
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if open >= MAX_OPEN_SIPS {
+    if locked_count(&mut tx, user_id, OPEN_SIPS).await? >= MAX_OPEN_SIPS {
         return Err(Problem::conflict(format!(
             "at most {MAX_OPEN_SIPS} active or paused SIPs per user: cancel one first"
         )));
