@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::sips::decimal;
-use super::{json_value, next_after, timed, IdPage};
+use super::{json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -75,7 +75,7 @@ async fn list_alerts(
         .fetch_all(&state.pool),
     )
     .await?;
-    let next_after = next_after(alerts.iter().map(|a| a.alert_id), limit);
+    let next_after = next_cursor(alerts.iter().map(|a| a.alert_id), limit);
     Ok(json_value(&AlertList { alerts, next_after }))
 }
 

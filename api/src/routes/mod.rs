@@ -64,8 +64,9 @@ impl IdPage {
     }
 }
 
-/// The cursor for the next page: the last id, when the page was full.
-pub fn next_after(
+/// The cursor for the next page of a list paged by id (`after` ascending, `before`
+/// descending): the page's last id when the page was full; a short page is the last.
+pub fn next_cursor(
     ids: impl DoubleEndedIterator<Item = i64> + ExactSizeIterator,
     limit: i64,
 ) -> Option<i64> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{ApiPath, ApiQuery, Authed, UserRef};
-use super::{json_value, rfc3339, timed};
+use super::{json_value, next_cursor, rfc3339, timed};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -99,11 +99,7 @@ async fn list_notifications(
     )
     .await?;
     let notifications: Vec<Notification> = rows.into_iter().map(Notification::from).collect();
-    // A full page may have more after it; a short page is the last.
-    let next_before = notifications
-        .last()
-        .filter(|_| notifications.len() as i64 == limit)
-        .map(|n| n.notification_id);
+    let next_before = next_cursor(notifications.iter().map(|n| n.notification_id), limit);
     Ok(json_value(&NotificationPage {
         notifications,
         next_before,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
-use super::{json_value, next_after, timed, IdPage};
+use super::{json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -95,7 +95,7 @@ async fn list_sips(
         .fetch_all(&state.pool),
     )
     .await?;
-    let next_after = next_after(sips.iter().map(|s| s.sip_id), limit);
+    let next_after = next_cursor(sips.iter().map(|s| s.sip_id), limit);
     Ok(json_value(&SipList { sips, next_after }))
 }
 
