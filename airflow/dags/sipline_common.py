@@ -30,6 +30,7 @@ EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_MISSING_UPSTREAM = 4
 EXIT_NOT_A_BUSINESS_DAY = 5
+EXIT_LATER_DATES_RAN = 6
 
 
 def business_date(logical_date) -> str:
@@ -87,6 +88,7 @@ class SiplineOperator(BaseOperator):
     - 2 (usage), 3 (bad input): fail now, no retry — re-running cannot fix the input.
     - 4 (missing upstream, e.g. the NAV file is not published yet): fail this try, retry.
     - 5 (not a business day, from `calendar check`): skip, and the day's tasks with it.
+    - 6 (a past date re-run after later dates ran, without `--rewind`): fail now, no retry.
     - anything else (internal error, killed): fail this try, retry.
     """
 
@@ -141,6 +143,10 @@ def exit_code_outcome(code: int, command: list[str], summary: str | None):
     if code in (EXIT_USAGE, EXIT_BAD_INPUT):
         raise AirflowFailException(
             f"exit {code} (bad input or usage, retrying will not help): {shown}"
+        )
+    if code == EXIT_LATER_DATES_RAN:
+        raise AirflowFailException(
+            f"exit 6 (later dates already ran; re-run with --rewind, then re-run them): {shown}"
         )
     if code == EXIT_MISSING_UPSTREAM:
         raise AirflowException(f"exit 4 (upstream not there yet, will retry): {shown}")

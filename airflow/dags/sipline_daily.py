@@ -55,9 +55,14 @@ with DAG(
         arguments=["sips", "export", "--date", DATE],
         execution_timeout=timedelta(minutes=30),
     )
+    # Dates run in order (max_active_runs=1, depends_on_past), so a normal run has no later
+    # date and `--rewind` retires nothing. A run that finds later dates is a clear of a past
+    # date: the rewind retires their execution and valuation output (never settling an
+    # instalment twice), and "clear with future" re-runs them in order. An uncleared later
+    # date loses nothing either: the next run's window covers its instalments.
     sip_execute = SiplineOperator.partial(
         task_id="sip_execute",
-        arguments=["sip", "execute", "--date", DATE],
+        arguments=["sip", "execute", "--date", DATE, "--rewind"],
         depends_on_past=True,
         execution_timeout=timedelta(minutes=30),
     ).expand(shard=shards())

@@ -29,6 +29,8 @@ pub struct ServeConfig {
     pub max_connections: u32,
     /// Entries per cache before it is pruned.
     pub cache_entries: usize,
+    /// The jobs' business calendar: SIP schedules shown to users follow it.
+    pub calendar: pipeline::calendar::BusinessCalendar,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,7 @@ pub struct AppState {
     /// Token subject → user id: ids never change, so this is only bounded, never expired.
     pub subjects: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     pub request_timeout: Duration,
+    pub calendar: pipeline::calendar::BusinessCalendar,
 }
 
 pub type Shared = Arc<AppState>;
@@ -64,6 +67,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             subjects: std::sync::Mutex::new(std::collections::HashMap::new()),
             request_timeout: config.request_timeout,
+            calendar: config.calendar.clone(),
         })
     }
 }

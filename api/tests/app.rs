@@ -26,6 +26,7 @@ async fn spawn_app() -> SocketAddr {
         request_timeout: Duration::from_secs(5),
         max_connections: 1,
         cache_entries: 16,
+        calendar: pipeline::calendar::BusinessCalendar::nse(),
     };
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(300))

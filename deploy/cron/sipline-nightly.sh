@@ -2,15 +2,21 @@
 # The nightly pipeline for one business date, for cron: what the sipline_daily DAG does, in
 # order, on one machine. Idempotent: re-running it for a date that already ran changes nothing.
 #
-#   sipline-nightly.sh [DATE]     DATE defaults to today in Asia/Kolkata
+#   sipline-nightly.sh [DATE] [--rewind]
+#
+# DATE defaults to today in Asia/Kolkata. Re-running a past date after later dates ran is
+# refused (exit 6) unless --rewind is given, which retires the later dates' execution and
+# valuation output first: run them again in order afterwards.
 #
 # Exit codes are sipline's: 0 done (or not a business day), 3 bad input, 4 the NAV file never
-# arrived before the deadline, 1 anything else. One run at a time (flock).
+# arrived before the deadline, 6 later dates ran (see --rewind), 1 anything else. One run at a time (flock).
 set -uo pipefail
 # shellcheck disable=SC1090
 [ -n "${SIPLINE_ENV:-}" ] && [ -r "$SIPLINE_ENV" ] && { set -a; . "$SIPLINE_ENV"; set +a; }
 sipline=${SIPLINE_BIN:-sipline}
 date=${1:-$(TZ=Asia/Kolkata date +%F)}
+rewind=()
+[ "${2:-}" = "--rewind" ] && rewind=(--rewind)
 amfi_url=${SIPLINE_AMFI_NAVALL_URL:-https://www.amfiindia.com/spages/NAVAll.txt}
 # How long to wait for AMFI's file, and how often to look.
 nav_deadline_secs=${SIPLINE_NAV_DEADLINE_SECS:-21600}
@@ -48,7 +54,7 @@ while true; do
 done
 
 step sips export --date "$date" || exit $?
-step sip execute --date "$date" || exit $?
+step sip execute --date "$date" "${rewind[@]}" || exit $?
 step portfolio value --date "$date" || exit $?
 step publish --date "$date" || exit $?
 echo "== $(date -u +%FT%TZ) nightly run for $date done"

@@ -9,14 +9,17 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fetch::RetryPolicy;
 use crate::job_runs::JobRun;
-use crate::{exit, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql};
+use crate::{
+    exit, nav_ingest, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql,
+};
 use pipeline::nav::collect::NavFormat;
 
 /// sipline: the batch backend of a mutual-fund SIP platform.
 ///
 /// Exit codes: 0 success, 1 internal error, 2 usage, 3 bad input (fix the file),
 /// 4 missing upstream (e.g. the NAV file is not published yet: retry later),
-/// 5 not a business day (`calendar check` only: skip the day's runs).
+/// 5 not a business day (`calendar check` only: skip the day's runs), 6 a past date
+/// re-run after later dates ran (`sip execute` without `--rewind`: nothing written).
 #[derive(Debug, Parser)]
 #[command(name = "sipline", version)]
 pub struct Cli {
@@ -71,6 +74,9 @@ pub enum Command {
     /// SIP mandates: PostgreSQL (the system of record) to the warehouse.
     #[command(subcommand)]
     Sips(SipsCommand),
+    /// The scheme master's rules that NAV files do not carry.
+    #[command(subcommand)]
+    Schemes(SchemesCommand),
     /// The business calendar the jobs use (weekends and NSE holidays).
     #[command(subcommand)]
     Calendar(CalendarCommand),
@@ -110,6 +116,8 @@ pub struct ServeArgs {
     /// Entries per cache (NAV, portfolio, graph) before pruning.
     #[arg(long, default_value_t = 1_000_000)]
     pub cache_entries: usize,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +253,22 @@ pub enum SipsCommand {
     Export(SipsExportArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SchemesCommand {
+    /// Set per-scheme unit decimals from a CSV file (`scheme_code,unit_decimals`, 0–4); later
+    /// NAV ingests keep them.
+    Rules(SchemeRulesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemeRulesArgs {
+    /// The rules file (CSV with the header `scheme_code,unit_decimals`).
+    #[arg(long)]
+    pub input: std::path::PathBuf,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct SipsExportArgs {
     /// The snapshot date: execution runs on or after it use it.
@@ -369,6 +393,15 @@ pub struct ExecuteCommon {
     /// Seed of the simulated failures.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Business days an instalment waits past its applicable date for that date's NAV before
+    /// it fails with `no_nav` (scheme merged or wound up; no money taken).
+    #[arg(long, default_value_t = pipeline::sip::NO_NAV_AFTER_BUSINESS_DAYS)]
+    pub no_nav_after: u32,
+    /// Re-run a date although later dates already ran: first retire every later date's
+    /// execution and valuation output (newest first), which must then be re-run in order.
+    /// Without it such a re-run is refused with exit code 6 and writes nothing.
+    #[arg(long)]
+    pub rewind: bool,
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
     #[command(flatten)]
@@ -390,6 +423,8 @@ impl ExecuteCommon {
             simulate_failures: self.simulate_failures,
             seed: self.seed,
             parallelism: self.parallel.get(),
+            no_nav_after: self.no_nav_after,
+            rewind: self.rewind,
         })
     }
 }
@@ -436,10 +471,15 @@ pub struct IngestArgs {
     /// A local path or an http(s):// URL.
     #[arg(long)]
     pub input: String,
-    /// The business date this run is for: the file must hold NAVs of that date, or the job
-    /// exits 4 (not published yet).
+    /// The business date this run is for: the file must hold NAVs of that date for enough of
+    /// the open-ended schemes that published the previous NAV date, or the job exits 4
+    /// (not published yet, retry later) and writes nothing.
     #[arg(long)]
     pub date: Option<NaiveDate>,
+    /// With --date: the share (0–1) of the previous NAV date's open-ended publishers that
+    /// must have a NAV dated --date; 0 accepts any file holding one.
+    #[arg(long, default_value_t = nav_ingest::MIN_PUBLISHER_SHARE)]
+    pub min_publisher_share: f64,
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
     /// Download attempts for a URL (transient failures only).
@@ -536,6 +576,9 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         Command::Sips(SipsCommand::Export(args)) => {
             ("sips export", Some(args.date), None, &args.warehouse)
         }
+        Command::Schemes(SchemesCommand::Rules(args)) => {
+            ("schemes rules", None, None, &args.warehouse)
+        }
         // Not tied to a date or a warehouse: recorded in job_runs only.
         Command::Notify(NotifyCommand::Dispatch(_)) => {
             return Some(JobRun::start("notify dispatch", None, None, None))
@@ -583,6 +626,13 @@ impl IngestArgs {
             timeout: Duration::from_secs(self.timeout_secs),
             ..RetryPolicy::default()
         }
+    }
+
+    pub fn expected_day(&self) -> Option<nav_ingest::ExpectedDay> {
+        self.date.map(|date| nav_ingest::ExpectedDay {
+            date,
+            min_publisher_share: self.min_publisher_share.clamp(0.0, 1.0),
+        })
     }
 }
 

@@ -11,8 +11,8 @@ use crate::exit::{self, NotABusinessDay};
 use crate::job_runs::{self, RowCounts};
 use crate::nav_ingest::NavInput;
 use crate::{
-    generate, nav_ingest, nav_sample, notify, portfolio_value, postgres, publish, sip_execute,
-    sips_export, sql,
+    generate, nav_ingest, nav_sample, notify, portfolio_value, postgres, publish, scheme_rules,
+    sip_execute, sips_export, sql,
 };
 
 /// Runs one subcommand; the row counts are what `job_runs` records.
@@ -39,6 +39,7 @@ pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result
         Command::Serve(args) => serve_api(args, database_url).await,
         Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
         Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url).await,
+        Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,
     }
 }
 
@@ -67,8 +68,14 @@ async fn ingest_navs(args: IngestArgs, database_url: Option<&str>) -> anyhow::Re
         None => None,
     };
     let input = NavInput::open(&args.input, args.retry_policy()).await?;
-    let summary =
-        nav_ingest::ingest(args.source, input, args.date, &warehouse, database.as_ref()).await?;
+    let summary = nav_ingest::ingest(
+        args.source,
+        input,
+        args.expected_day(),
+        &warehouse,
+        database.as_ref(),
+    )
+    .await?;
     let counts = job_runs::RowCounts::new(
         (summary.navs + summary.set_aside) as u64,
         summary.navs as u64,
@@ -273,6 +280,7 @@ async fn serve_api(args: ServeArgs, database_url: Option<&str>) -> anyhow::Resul
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
         max_connections: args.max_connections.max(1),
         cache_entries: args.cache_entries.max(1),
+        calendar: args.calendar.calendar()?,
     })
     .await?;
     Ok(RowCounts::default())
@@ -310,4 +318,22 @@ async fn export_sips(
     let counts = job_runs::RowCounts::new(summary.sips, summary.sips);
     println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
     Ok(counts)
+}
+
+async fn set_scheme_rules(
+    args: SchemeRulesArgs,
+    database_url: Option<&str>,
+) -> anyhow::Result<RowCounts> {
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let file = args.input.display().to_string();
+    let text = std::fs::read_to_string(&args.input)
+        .map_err(|e| exit::JobFailure::BadInput(format!("{file}: {e}")))?;
+    let rules = scheme_rules::parse_rules(&file, &text)?;
+    let database = match database_url {
+        Some(url) => Some(connect(url).await?),
+        None => None,
+    };
+    let summary = scheme_rules::apply(&file, &rules, &warehouse, database.as_ref()).await?;
+    println!("{summary}");
+    Ok(RowCounts::new(rules.len() as u64, summary.changed as u64))
 }

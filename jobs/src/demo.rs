@@ -31,6 +31,9 @@ pub async fn demo(location: &str, users: u64) -> anyhow::Result<()> {
         simulate_failures: 0.02,
         seed: 42,
         parallelism,
+        no_nav_after: pipeline::sip::NO_NAV_AFTER_BUSINESS_DAYS,
+        // The universe was just generated again: a previous demo's runs are retired.
+        rewind: true,
     };
     let (days, total) = sip_execute::backfill(
         &warehouse,

@@ -13,6 +13,10 @@ pub enum JobFailure {
     /// What the job needs is not there yet (a NAV file not published): retry later.
     #[error("missing upstream: {0}")]
     MissingUpstream(String),
+    /// A date was run after later dates already ran: refused, since it would settle again what
+    /// they settled. `--rewind` retires the later dates first.
+    #[error("later dates ran: {0}")]
+    LaterDatesRan(String),
 }
 
 impl JobFailure {
@@ -36,12 +40,15 @@ pub const BAD_INPUT: u8 = 3;
 pub const MISSING_UPSTREAM: u8 = 4;
 /// `calendar check` on a weekend or holiday: nothing is wrong, there is nothing to do.
 pub const NOT_A_BUSINESS_DAY: u8 = 5;
+/// A past date re-run after later dates ran, without `--rewind`: nothing was written.
+pub const LATER_DATES_RAN: u8 = 6;
 
 /// The outcome recorded in `job_runs` for a failed run.
 pub fn outcome(error: &anyhow::Error) -> &'static str {
     match classify(error) {
         BAD_INPUT => "bad_input",
         MISSING_UPSTREAM => "missing_upstream",
+        LATER_DATES_RAN => "later_dates_ran",
         _ => "failed",
     }
 }
@@ -58,6 +65,7 @@ pub fn classify(error: &anyhow::Error) -> u8 {
             return match failure {
                 JobFailure::BadInput(_) => BAD_INPUT,
                 JobFailure::MissingUpstream(_) => MISSING_UPSTREAM,
+                JobFailure::LaterDatesRan(_) => LATER_DATES_RAN,
             };
         }
         if cause.is::<pipeline::nav::NavFileError>()

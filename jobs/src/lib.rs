@@ -19,6 +19,7 @@ pub mod portfolio_value;
 pub mod postgres;
 pub mod progress;
 pub mod publish;
+pub mod scheme_rules;
 pub mod shard;
 pub mod sip_execute;
 pub mod sips_export;

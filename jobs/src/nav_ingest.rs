@@ -6,7 +6,7 @@
 //! (a daily file also carries stale NAVs of earlier dates, which must not wipe those days) and
 //! rewritten with one atomic put; an unchanged partition is not rewritten at all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::BufRead;
 
 use anyhow::Context;
@@ -76,6 +76,8 @@ pub struct IngestSummary {
     pub partitions_unchanged: usize,
     pub schemes_written: bool,
     pub database_rows_changed: Option<u64>,
+    /// The expected day's publishers against the previous NAV date's.
+    pub publishers: Option<Publishers>,
 }
 
 impl std::fmt::Display for IngestSummary {
@@ -97,6 +99,13 @@ impl std::fmt::Display for IngestSummary {
             self.partitions_unchanged,
             if self.schemes_written { "written" } else { "unchanged" },
         )?;
+        if let Some(p) = self.publishers {
+            write!(
+                f,
+                " open_ended_publishers={} previous={} ({})",
+                p.today, p.previous, p.previous_date
+            )?;
+        }
         if let Some(rows) = self.database_rows_changed {
             write!(f, " postgres_rows_changed={rows}")?;
         }
@@ -104,12 +113,35 @@ impl std::fmt::Display for IngestSummary {
     }
 }
 
-/// Runs the ingest. `expect_date`, when given, must be among the file's NAV dates: a file
-/// without it is not yet the day's file.
+/// By default, the day's file is complete when at least this share of the open-ended schemes
+/// that have a NAV for the previous NAV date have one for the day. On AMFI's real file of
+/// 16 May 2025, 7,187 open-ended schemes carry that day's NAV and 467 (funds of funds,
+/// overseas funds) still the day before's: 94% of the previous day's publishers.
+pub const MIN_PUBLISHER_SHARE: f64 = 0.85;
+
+/// The day a daily ingest is for, and how complete its file must be.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedDay {
+    pub date: NaiveDate,
+    /// See [`MIN_PUBLISHER_SHARE`]; 0 accepts any file holding a NAV dated `date`.
+    pub min_publisher_share: f64,
+}
+
+/// How many open-ended schemes published the expected day, against the previous NAV date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publishers {
+    pub today: usize,
+    pub previous_date: NaiveDate,
+    pub previous: usize,
+}
+
+/// Runs the ingest. With `expected`, the file must hold NAVs dated that day for enough of the
+/// open-ended schemes that published the previous NAV date; otherwise it is not yet the
+/// day's complete file (exit 4, nothing written).
 pub async fn ingest(
     format: NavFormat,
     input: NavInput,
-    expect_date: Option<NaiveDate>,
+    expected: Option<ExpectedDay>,
     warehouse: &Warehouse,
     database: Option<&PgPool>,
 ) -> anyhow::Result<IngestSummary> {
@@ -132,16 +164,40 @@ pub async fn ingest(
     for row in &collector.set_aside {
         tracing::warn!(file = %file, line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
     }
-    if let Some(date) = expect_date {
-        if !collector.dates().any(|d| d == date) {
+    if let Some(expected) = expected {
+        if !collector.dates().any(|d| d == expected.date) {
             return Err(JobFailure::MissingUpstream(format!(
-                "{file} holds no NAV dated {date}: the file for that day is not published yet"
+                "{file} holds no NAV dated {}: the file for that day is not published yet",
+                expected.date
             ))
             .into());
         }
     }
 
     let by_date = collector.navs_by_date();
+    let merged_schemes = merge_schemes(&existing_schemes, collector.schemes());
+    let publishers = match expected {
+        None => None,
+        Some(expected) => {
+            let publishers =
+                count_publishers(warehouse, &merged_schemes, &by_date, expected.date).await?;
+            if let Some(p) = publishers {
+                tracing::info!(date = %expected.date, today = p.today, previous_date = %p.previous_date, previous = p.previous, "open-ended schemes with a NAV");
+                if (p.today as f64) < expected.min_publisher_share * p.previous as f64 {
+                    return Err(JobFailure::MissingUpstream(format!(
+                        "{file}: only {} open-ended schemes have a NAV dated {}, fewer than {:.0}% of the {} that published {}: the day's NAVs are not all out yet (nothing written)",
+                        p.today,
+                        expected.date,
+                        expected.min_publisher_share * 100.0,
+                        p.previous,
+                        p.previous_date
+                    ))
+                    .into());
+                }
+            }
+            publishers
+        }
+    };
     let (mut written, mut unchanged) = (0, 0);
     for (date, incoming) in &by_date {
         let existing = warehouse
@@ -156,7 +212,6 @@ pub async fn ingest(
         warehouse.write_rows(Part::date(*date), &merged).await?;
         written += 1;
     }
-    let merged_schemes = merge_schemes(&existing_schemes, collector.schemes());
     let schemes_written = merged_schemes != existing_schemes;
     if schemes_written {
         warehouse.write_rows(Part::WHOLE, &merged_schemes).await?;
@@ -199,5 +254,59 @@ pub async fn ingest(
         partitions_unchanged: unchanged,
         schemes_written,
         database_rows_changed,
+        publishers,
     })
+}
+
+fn is_open_ended(scheme: &SchemeRow) -> bool {
+    scheme.scheme.scheme_type.as_deref().is_some_and(|t| {
+        t.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("open ended")
+    })
+}
+
+/// Open-ended schemes with a NAV dated `date`, and with one dated the NAV date before it,
+/// each counted over what the warehouse holds plus this file. `None` without an earlier date.
+async fn count_publishers(
+    warehouse: &Warehouse,
+    schemes: &[SchemeRow],
+    incoming: &BTreeMap<NaiveDate, Vec<NavRow>>,
+    date: NaiveDate,
+) -> anyhow::Result<Option<Publishers>> {
+    let open: HashSet<i64> = schemes
+        .iter()
+        .filter(|s| is_open_ended(s))
+        .map(|s| s.scheme.scheme_code)
+        .collect();
+    let previous_date = warehouse
+        .dates(warehouse::Table::Navs)
+        .await?
+        .into_iter()
+        .chain(incoming.keys().copied())
+        .filter(|d| *d < date)
+        .max();
+    let Some(previous_date) = previous_date else {
+        return Ok(None);
+    };
+    let mut counts = [0; 2];
+    for (slot, day) in [date, previous_date].into_iter().enumerate() {
+        let existing = warehouse
+            .read_rows::<NavRow>(Part::date(day))
+            .await?
+            .unwrap_or_default();
+        let merged = match incoming.get(&day) {
+            Some(rows) => merge_navs(&existing, rows),
+            None => existing,
+        };
+        counts[slot] = merged
+            .iter()
+            .filter(|n| open.contains(&n.scheme_code))
+            .count();
+    }
+    Ok(Some(Publishers {
+        today: counts[0],
+        previous_date,
+        previous: counts[1],
+    }))
 }

@@ -839,6 +839,13 @@ pub async fn load_mandates(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    // Loaded mandates held all along (their snapshot is the warehouse's): their history row
+    // is effective from the beginning, so a re-export of any date keeps them.
+    sqlx::query(
+        "SELECT set_config('sipline.effective_from', '-infinity', true), set_config('sipline.change', 'load', true)",
+    )
+        .execute(&mut *tx)
+        .await?;
     let sips = sqlx::query(
         "INSERT INTO sips (sip_id, user_id, scheme_code, amount, sip_day, start_date, end_date, step_up_pct, status, paused_until) \
          SELECT sip_id, user_id, scheme_code, amount, sip_day, start_date, end_date, step_up_pct, status, paused_until \

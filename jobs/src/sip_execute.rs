@@ -11,6 +11,13 @@
 //!
 //! Each bucket's output depends only on that bucket's inputs, so N shards write exactly the
 //! files one run would.
+//!
+//! Dates run in order. Re-running the latest date reproduces it; re-running D after later
+//! dates ran would execute D's late instalments a second time (they were settled by the later
+//! run), so it is refused (exit 6) unless `--rewind` is given, which first retires every later
+//! date's execution and valuation output, newest first, so the scheduler re-runs them in
+//! order. Each run also checks that it settles no instalment an earlier run settled
+//! ([`pipeline::sip::ExecutionOutput::check_at_most_once`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -42,7 +49,25 @@ pub struct ExecuteOptions {
     pub simulate_failures: f64,
     pub seed: u64,
     pub parallelism: usize,
+    /// Business days an instalment waits for its applicable NAV before it fails `no_nav`.
+    pub no_nav_after: u32,
+    /// Retire later dates' outputs instead of refusing to run (see the module docs).
+    pub rewind: bool,
 }
+
+/// Tables a rewind retires for the dates after the re-run date: execution's outputs (the
+/// `investments` marker first, since it is what the next run looks for) and valuation's.
+/// `debit_failures` is the bank's input and stays.
+const REWOUND_TABLES: [Table; 8] = [
+    Table::Investments,
+    Table::SipState,
+    Table::SipEvents,
+    Table::Holdings,
+    Table::PortfolioSnapshots,
+    Table::PortfolioLines,
+    Table::PortfolioCharts,
+    Table::PortfolioHourly,
+];
 
 /// Totals of a run, for the summary line and the reconciliation.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -58,6 +83,8 @@ pub struct ExecuteSummary {
     pub executed_amount: i64,
     pub stamp_duty: i64,
     pub holdings_checkpoint: bool,
+    /// Partitions a `--rewind` retired.
+    pub retired: u64,
 }
 
 impl ExecuteSummary {
@@ -71,6 +98,7 @@ impl ExecuteSummary {
         self.executed_amount += other.executed_amount;
         self.stamp_duty += other.stamp_duty;
         self.holdings_checkpoint |= other.holdings_checkpoint;
+        self.retired += other.retired;
     }
 }
 
@@ -79,7 +107,7 @@ impl fmt::Display for ExecuteSummary {
         let date = self.date.map(|d| d.to_string()).unwrap_or_default();
         write!(
             f,
-            "sip execute ok: date={date} buckets={} sips_read={} executed={} pending={} failed={} cancelled={} amount={} stamp_duty={} holdings_checkpoint={}",
+            "sip execute ok: date={date} buckets={} sips_read={} executed={} pending={} failed={} cancelled={} amount={} stamp_duty={} holdings_checkpoint={} retired_partitions={}",
             self.buckets,
             self.mandates,
             self.executed,
@@ -88,7 +116,8 @@ impl fmt::Display for ExecuteSummary {
             self.cancelled,
             pipeline::money::Paise(self.executed_amount),
             pipeline::money::Paise(self.stamp_duty),
-            self.holdings_checkpoint
+            self.holdings_checkpoint,
+            self.retired
         )
     }
 }
@@ -102,7 +131,10 @@ struct RunContext {
     /// partition is published is checked per bucket, so a listing never walks every file.
     investment_dates: Vec<NaiveDate>,
     holding_dates: Vec<NaiveDate>,
+    /// Dates after the run date with any partition of a [`REWOUND_TABLES`] table, by table.
+    later_dates: Vec<(Table, Vec<NaiveDate>)>,
     month_end: bool,
+    calendar: BusinessCalendar,
 }
 
 async fn run_context(
@@ -129,8 +161,90 @@ async fn run_context(
             .collect(),
         investment_dates: warehouse.dates(Table::Investments).await?,
         holding_dates: warehouse.dates(Table::Holdings).await?,
+        later_dates: later_dates(warehouse, date).await?,
         month_end: calendar.is_last_business_day_of_month(date),
+        calendar: calendar.clone(),
     })
+}
+
+async fn later_dates(
+    warehouse: &Warehouse,
+    date: NaiveDate,
+) -> anyhow::Result<Vec<(Table, Vec<NaiveDate>)>> {
+    let mut later = Vec::new();
+    for table in REWOUND_TABLES {
+        let dates: Vec<NaiveDate> = warehouse
+            .dates(table)
+            .await?
+            .into_iter()
+            .filter(|d| *d > date)
+            .collect();
+        later.push((table, dates));
+    }
+    Ok(later)
+}
+
+/// Refuses to run a bucket whose execution already ran for a later date, or with `--rewind`
+/// retires every later date's output of the bucket, newest date first: a rewind cut short
+/// leaves the bucket's runs a gap-free prefix, and running it again finishes the job.
+async fn rewind_or_refuse(
+    warehouse: &Warehouse,
+    ctx: &RunContext,
+    bucket: u32,
+    rewind: bool,
+) -> anyhow::Result<u64> {
+    let later_runs: Vec<NaiveDate> = {
+        let mut runs = Vec::new();
+        for (table, dates) in &ctx.later_dates {
+            if *table != Table::Investments {
+                continue;
+            }
+            for date in dates {
+                if warehouse
+                    .is_published(*table, Part::dated_bucket(*date, bucket))
+                    .await?
+                {
+                    runs.push(*date);
+                }
+            }
+        }
+        runs
+    };
+    if !rewind {
+        if let Some(last) = later_runs.last() {
+            return Err(JobFailure::LaterDatesRan(format!(
+                "bucket {bucket} already ran for {} later date(s), the last {last}: re-running {} now would settle again what they settled; \
+                 pass --rewind to retire their execution and valuation output and re-run them in order",
+                later_runs.len(),
+                ctx.date
+            ))
+            .into());
+        }
+        return Ok(0);
+    }
+    let mut dates: Vec<NaiveDate> = ctx
+        .later_dates
+        .iter()
+        .flat_map(|(_, dates)| dates.iter().copied())
+        .collect();
+    dates.sort_unstable();
+    dates.dedup();
+    let mut retired = 0;
+    for date in dates.iter().rev() {
+        for (table, table_dates) in &ctx.later_dates {
+            if table_dates.binary_search(date).is_ok()
+                && warehouse
+                    .retire(*table, Part::dated_bucket(*date, bucket))
+                    .await?
+            {
+                retired += 1;
+            }
+        }
+    }
+    if retired > 0 {
+        tracing::warn!(bucket, from = %ctx.date, retired, "rewound: later dates' outputs retired; re-run them in order");
+    }
+    Ok(retired)
 }
 
 /// Which days of the month (index 1–31) occur in `[from, to]`.
@@ -145,18 +259,26 @@ fn sip_days_in(from: NaiveDate, to: NaiveDate) -> [bool; 32] {
 /// A bucket's carried state, read before the NAVs so the NAV range is known.
 struct Carried {
     bucket: u32,
+    retired: u64,
     window_start: NaiveDate,
     pending: Vec<Investment>,
     state: Vec<SipState>,
 }
 
-async fn carried(warehouse: &Warehouse, ctx: &RunContext, bucket: u32) -> anyhow::Result<Carried> {
+async fn carried(
+    warehouse: &Warehouse,
+    ctx: &RunContext,
+    bucket: u32,
+    rewind: bool,
+) -> anyhow::Result<Carried> {
+    let retired = rewind_or_refuse(warehouse, ctx, bucket, rewind).await?;
     let previous = warehouse
         .latest_published_before(Table::Investments, &ctx.investment_dates, ctx.date, bucket)
         .await?;
     let Some(previous) = previous else {
         return Ok(Carried {
             bucket,
+            retired,
             window_start: ctx.date,
             pending: Vec::new(),
             state: Vec::new(),
@@ -175,6 +297,7 @@ async fn carried(warehouse: &Warehouse, ctx: &RunContext, bucket: u32) -> anyhow
         .with_context(|| format!("sip_state for {previous} bucket {bucket} is missing though its investments are published"))?;
     Ok(Carried {
         bucket,
+        retired,
         window_start: previous + Days::new(1),
         pending,
         state,
@@ -236,7 +359,7 @@ async fn execute_bucket(
     let failures: HashSet<(i64, NaiveDate)> =
         failures.iter().map(|f| (f.sip_id, f.due_date)).collect();
 
-    let out = execute_instalments(&ExecutionInputs {
+    let inputs = ExecutionInputs {
         run_date: date,
         window_start: carried.window_start,
         mandates: &mandates,
@@ -245,10 +368,16 @@ async fn execute_bucket(
         failures: &failures,
         navs,
         unit_decimals: &ctx.unit_decimals,
-    });
+        calendar: &ctx.calendar,
+        no_nav_after: options.no_nav_after,
+    };
+    let out = execute_instalments(&inputs);
+    out.check_at_most_once(&inputs)
+        .with_context(|| format!("bucket {bucket} on {date}"))?;
 
     let mut summary = ExecuteSummary {
         buckets: 1,
+        retired: carried.retired,
         mandates: mandates.len() as u64,
         ..ExecuteSummary::default()
     };
@@ -330,7 +459,7 @@ pub async fn execute(
     let carried: Vec<Carried> = futures::stream::iter(buckets)
         .map(|bucket| {
             let (warehouse, ctx) = (warehouse.clone(), Arc::clone(&ctx));
-            async move { carried(&warehouse, &ctx, bucket).await }
+            async move { carried(&warehouse, &ctx, bucket, options.rewind).await }
         })
         .buffered(options.parallelism.max(1) * 2)
         .try_collect()
@@ -374,7 +503,12 @@ pub async fn backfill(
     let days: Vec<NaiveDate> = calendar.business_days(from, to).collect();
     let progress = crate::progress::Progress::new("days", days.len() as u64);
     let mut total = ExecuteSummary::default();
-    for day in &days {
+    for (i, day) in days.iter().enumerate() {
+        // A rewind applies to the first day; after it no later date is left.
+        let options = ExecuteOptions {
+            rewind: options.rewind && i == 0,
+            ..options
+        };
         let summary = execute(warehouse, calendar, *day, options)
             .await
             .with_context(|| format!("sip execute for {day}"))?;

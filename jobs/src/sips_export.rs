@@ -1,6 +1,10 @@
 //! `sipline sips export --date D`: the mandates in PostgreSQL (where clients create, pause and
 //! cancel SIPs) into the warehouse's `sips` snapshot as of D, which the next execution run
-//! reads. Every bucket is written, empty or not, so the snapshot is complete; a bucket whose
+//! reads. The snapshot is rebuilt from the change history (`sip_changes`, migration 0009):
+//! each SIP's latest state effective on or before D, so a change made after D's cut-off
+//! applies from the next batch date, and re-exporting a past date gives the same snapshot
+//! whatever changed since. Exporting D before D's cut-off has passed is refused (exit 4):
+//! changes could still apply to D. Every bucket is written, empty or not, so the snapshot is complete; a bucket whose
 //! write failed has no `_SUCCESS` and the execution run refuses the snapshot (exit 4) until
 //! the export is re-run.
 //!
@@ -20,10 +24,18 @@ use pipeline::user::UserRow;
 use sqlx::{PgPool, Row};
 use warehouse::{bucket_of, Part, Warehouse, BUCKETS};
 
-// Money and step-up come out as scaled integers, the form the batch computes in.
-const SELECT_SIPS: &str = "SELECT sip_id, user_id, scheme_code, (amount * 100)::bigint AS amount_paise, \
-     sip_day::integer AS sip_day, start_date, end_date, (step_up_pct * 100)::bigint AS step_up_bps, status, paused_until \
-     FROM sips";
+use crate::exit::JobFailure;
+
+// Money and step-up come out as scaled integers, the form the batch computes in. SIPs whose
+// first change is effective after D do not exist yet as of D.
+const SELECT_SIPS_AS_OF: &str = "SELECT sip_id, user_id, scheme_code, amount_paise, sip_day, start_date, end_date, step_up_bps, status, paused_until \
+     FROM (SELECT DISTINCT ON (sip_id) sip_id, user_id, scheme_code, (amount * 100)::bigint AS amount_paise, \
+             sip_day::integer AS sip_day, start_date, end_date, (step_up_pct * 100)::bigint AS step_up_bps, status, paused_until \
+           FROM sip_changes WHERE effective_from <= $1 ORDER BY sip_id, change_id DESC) AS as_of";
+
+/// Whether D's cut-off has passed: the batch date a change made now would apply to is after D.
+const CUTOFF_PASSED: &str =
+    "SELECT sipline_batch_date(now()) > $1 AS passed, sipline_sip_cutoff()::text AS cutoff";
 
 const SELECT_USERS: &str = "SELECT user_id, auth_subject, \
      (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_micros FROM users";
@@ -57,8 +69,19 @@ pub async fn export(
     date: NaiveDate,
     parallelism: usize,
 ) -> anyhow::Result<ExportSummary> {
+    let cutoff = sqlx::query(CUTOFF_PASSED)
+        .bind(date)
+        .fetch_one(pool)
+        .await?;
+    if !cutoff.try_get::<bool, _>("passed")? {
+        let at: String = cutoff.try_get("cutoff")?;
+        return Err(JobFailure::MissingUpstream(format!(
+            "the cut-off for {date} ({at} IST) has not passed: SIP changes made before it still apply to {date}; export after it"
+        ))
+        .into());
+    }
     let mut buckets: Vec<Vec<Mandate>> = (0..BUCKETS).map(|_| Vec::new()).collect();
-    let mut rows = sqlx::query(SELECT_SIPS).fetch(pool);
+    let mut rows = sqlx::query(SELECT_SIPS_AS_OF).bind(date).fetch(pool);
     while let Some(row) = rows.try_next().await? {
         let mandate = mandate_from_row(&row)?;
         buckets[bucket_of(mandate.user_id) as usize].push(mandate);

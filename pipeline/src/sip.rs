@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, Months, NaiveDate};
 
+use crate::calendar::BusinessCalendar;
 use crate::money::{div_round_half_up, Nav, Paise, Units, DEFAULT_UNIT_DECIMALS, NAV_PER_PAISA};
 
 /// Stamp duty on mutual-fund purchases is 0.005% of the amount allotted, and comes out of the
@@ -17,11 +18,11 @@ use crate::money::{div_round_half_up, Nav, Paise, Units, DEFAULT_UNIT_DECIMALS, 
 const STAMP_DUTY_NUMERATOR: i128 = 5;
 const STAMP_DUTY_DENOMINATOR: i128 = 100_005;
 
-/// An instalment still without a NAV this many days after it fell due fails with `no_nav`: its
-/// scheme stopped publishing (merged, wound up), and waiting longer would leave it pending for
-/// ever. No money is taken, and it does not count towards the failed-debit streak, which is
-/// about the investor's bank.
-pub const NO_NAV_AFTER_DAYS: i64 = 30;
+/// By default, an instalment still without its applicable NAV this many business days after
+/// the applicable date fails with `no_nav`: its scheme stopped publishing (merged, wound up),
+/// and waiting longer would leave it pending for ever. No money is taken, and it does not
+/// count towards the failed-debit streak, which is about the investor's bank.
+pub const NO_NAV_AFTER_BUSINESS_DAYS: u32 = 20;
 
 /// A SIP is cancelled after this many consecutive failed instalments.
 pub const FAILURES_BEFORE_CANCEL: i32 = 3;
@@ -98,7 +99,8 @@ pub struct Mandate {
     /// Yearly step-up in hundredths of a percent (`step_up_pct` 10.00 is 1000).
     pub step_up_bps: i64,
     pub status: SipStatus,
-    /// A paused SIP skips every instalment due on or before this date (for ever if `None`).
+    /// A paused SIP skips every instalment due on or before this date — the last skipped
+    /// day, not the resume day — and for ever if `None`.
     pub paused_until: Option<NaiveDate>,
 }
 
@@ -123,7 +125,8 @@ impl Mandate {
 
     /// The instalments due in `[from, to]`: each month's `sip_day` from the first due date
     /// until the end date, minus those a pause or cancellation skips. No holiday roll here:
-    /// a due date without a NAV executes at the next NAV date (see [`NavLookup`]).
+    /// a due date on a weekend or holiday executes at the NAV of the next business day
+    /// (see [`applicable_date`]).
     pub fn due_dates(&self, from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
         let mut dates = Vec::new();
         let (Some(first), true) = (self.first_due_date(), (1..=28).contains(&self.sip_day)) else {
@@ -146,6 +149,24 @@ impl Mandate {
             }
         }
         dates
+    }
+
+    /// The first instalment these terms settle when they apply from batch date
+    /// `effective_from`: the first due date whose run — the business day its NAV is dated,
+    /// [`applicable_date`] — is on or after `effective_from`. (A run on date B takes the
+    /// instalments due since the previous business day, with the mandate snapshot as of B.)
+    /// `None` when nothing more falls due within a year and a month.
+    pub fn first_instalment_from(
+        &self,
+        calendar: &BusinessCalendar,
+        effective_from: NaiveDate,
+    ) -> Option<NaiveDate> {
+        // A due date runs at most a couple of weeks after it falls (long holiday chains).
+        let from = effective_from.checked_sub_days(chrono::Days::new(14))?;
+        let to = effective_from.checked_add_days(chrono::Days::new(400))?;
+        self.due_dates(from, to)
+            .into_iter()
+            .find(|due| applicable_date(calendar, *due) >= effective_from)
     }
 
     /// Whole years of instalments before `due` (0 in the first twelve months).
@@ -172,7 +193,7 @@ impl Mandate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InstalmentStatus {
     Executed,
-    /// No NAV on or after the due date is published yet; a later run executes it.
+    /// The NAV of the applicable date is not published yet; a later run executes it.
     Pending,
     /// The bank reported the debit as failed.
     Failed,
@@ -230,7 +251,8 @@ pub enum SipEventKind {
     Pending,
     Failed,
     Cancelled,
-    /// No NAV came for [`NO_NAV_AFTER_DAYS`]: the instalment failed, no money taken.
+    /// No NAV came within the limit (see [`NO_NAV_AFTER_BUSINESS_DAYS`]): the instalment
+    /// failed, no money taken.
     NoNav,
 }
 
@@ -317,17 +339,12 @@ impl NavLookup {
         }
     }
 
-    /// The NAV an instalment due on `due` executes at: the one dated `due`, else the next
-    /// NAV date, as long as it is not after `run_date`.
-    pub fn applicable(
-        &self,
-        scheme_code: i64,
-        due: NaiveDate,
-        run_date: NaiveDate,
-    ) -> Option<(NaiveDate, Nav)> {
+    /// The scheme's NAV dated exactly `date`, if published. An instalment executes only at
+    /// the NAV of its applicable date, never at a later one that happens to be there.
+    pub fn on(&self, scheme_code: i64, date: NaiveDate) -> Option<Nav> {
         let navs = self.by_scheme.get(&scheme_code)?;
-        let i = navs.partition_point(|(date, _)| *date < due);
-        navs.get(i).copied().filter(|(date, _)| *date <= run_date)
+        let i = navs.binary_search_by_key(&date, |(d, _)| *d).ok()?;
+        navs.get(i).map(|(_, nav)| *nav)
     }
 
     /// For every scheme, its latest NAV on or before each of `dates` (ascending).
@@ -369,6 +386,13 @@ impl NavLookup {
     }
 }
 
+/// SEBI's applicable NAV date of an instalment due on `due`: the business day the funds are
+/// realised, which is the due date, or the next business day when it falls on a weekend or
+/// holiday.
+pub fn applicable_date(calendar: &BusinessCalendar, due: NaiveDate) -> NaiveDate {
+    calendar.roll_forward(due)
+}
+
 /// Everything one run needs for one bucket of SIPs.
 #[derive(Debug)]
 pub struct ExecutionInputs<'a> {
@@ -386,6 +410,11 @@ pub struct ExecutionInputs<'a> {
     pub navs: &'a NavLookup,
     /// Unit decimals by scheme; missing schemes use the default of 3.
     pub unit_decimals: &'a HashMap<i64, i32>,
+    /// Business days, for the applicable NAV date and the `no_nav` limit.
+    pub calendar: &'a BusinessCalendar,
+    /// Business days after its applicable date an instalment may wait for its NAV before it
+    /// fails with `no_nav`.
+    pub no_nav_after: u32,
 }
 
 /// One run's output for a bucket, each list sorted by its key.
@@ -396,6 +425,55 @@ pub struct ExecutionOutput {
     pub events: Vec<SipEvent>,
 }
 
+/// An instalment a run would record although another row already settles it: the one
+/// invariant no run may break, whatever order dates run in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SIP {sip_id}, instalment due {due_date}: {reason}; refusing to write a run that would execute it twice")]
+pub struct DoubleExecution {
+    pub sip_id: i64,
+    pub due_date: NaiveDate,
+    pub reason: &'static str,
+}
+
+impl ExecutionOutput {
+    /// Checks that this run records each instalment at most once across the warehouse.
+    ///
+    /// Runs form a chain: each reads the previous published run and takes new instalments
+    /// only from the days after it, so an instalment is settled in exactly one run if every
+    /// run's rows are unique and each row is either new (due in this run's window) or one
+    /// the previous run handed on as pending. Checking those two facts here, on every run,
+    /// keeps the invariant by induction without reading the whole history.
+    pub fn check_at_most_once(&self, inputs: &ExecutionInputs<'_>) -> Result<(), DoubleExecution> {
+        let carried: HashSet<(i64, NaiveDate)> = inputs
+            .pending
+            .iter()
+            .filter(|p| p.status == InstalmentStatus::Pending)
+            .map(|p| (p.sip_id, p.due_date))
+            .collect();
+        let mut seen = HashSet::with_capacity(self.investments.len());
+        for row in &self.investments {
+            let key = (row.sip_id, row.due_date);
+            let fail = |reason| DoubleExecution {
+                sip_id: row.sip_id,
+                due_date: row.due_date,
+                reason,
+            };
+            if !seen.insert(key) {
+                return Err(fail("it appears twice in this run"));
+            }
+            if row.due_date < inputs.window_start && !carried.contains(&key) {
+                return Err(fail(
+                    "it fell due before this run's window and the previous run did not hand it on as pending, so an earlier run settled it",
+                ));
+            }
+            if row.due_date > inputs.run_date {
+                return Err(fail("it is not due yet"));
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Due {
     sip_id: i64,
     due_date: NaiveDate,
@@ -404,6 +482,18 @@ struct Due {
     amount: Paise,
     /// First seen in this run (so its "pending" event is new).
     is_new: bool,
+}
+
+/// Whether an instalment due on `due` has waited more than `no_nav_after` business days past
+/// its applicable date for the NAV.
+fn waited_too_long(inputs: &ExecutionInputs<'_>, due: NaiveDate) -> bool {
+    let applicable = applicable_date(inputs.calendar, due);
+    applicable < inputs.run_date
+        && inputs
+            .calendar
+            .business_days(applicable.succ_opt().unwrap_or(applicable), inputs.run_date)
+            .nth(inputs.no_nav_after as usize)
+            .is_some()
 }
 
 /// Executes one bucket's instalments for one run date. Pure: the same inputs give the same
@@ -479,10 +569,9 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
                 entry.cancelled_on = Some(inputs.run_date);
                 out.events.push(SipEvent::of(&row, SipEventKind::Cancelled));
             }
-        } else if let Some((nav_date, nav)) =
-            inputs
-                .navs
-                .applicable(d.scheme_code, d.due_date, inputs.run_date)
+        } else if let Some((nav_date, nav)) = Some(applicable_date(inputs.calendar, d.due_date))
+            .filter(|date| *date <= inputs.run_date)
+            .and_then(|date| Some((date, inputs.navs.on(d.scheme_code, date)?)))
         {
             let duty = stamp_duty(d.amount);
             let decimals = inputs
@@ -497,7 +586,7 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
             row.units = Some(allot_units(Paise(d.amount.0 - duty.0), nav, decimals));
             entry.failure_streak = 0;
             out.events.push(SipEvent::of(&row, SipEventKind::Executed));
-        } else if (inputs.run_date - d.due_date).num_days() > NO_NAV_AFTER_DAYS {
+        } else if waited_too_long(inputs, d.due_date) {
             row.status = InstalmentStatus::Failed;
             out.events.push(SipEvent::of(&row, SipEventKind::NoNav));
         } else if d.is_new {
@@ -627,6 +716,51 @@ mod tests {
             .is_empty());
     }
 
+    /// A change applies to the instalments whose run is on or after its effective date: a SIP
+    /// starting on its own SIP day, created after that day's cut-off (effective the next day),
+    /// has its first instalment a month later; one due on a Saturday is still run on Monday.
+    #[test]
+    fn the_first_instalment_of_new_terms_is_the_first_run_on_or_after_their_effective_date() {
+        let calendar = BusinessCalendar::nse();
+        let m = mandate(2, "2025-06-02"); // Monday 2 June 2025
+        assert_eq!(
+            m.first_instalment_from(&calendar, d("2025-06-02")),
+            Some(d("2025-06-02"))
+        );
+        assert_eq!(
+            m.first_instalment_from(&calendar, d("2025-06-03")),
+            Some(d("2025-07-02"))
+        );
+        let saturday = mandate(7, "2025-06-07"); // Saturday 7 June: runs Monday 9 June
+        assert_eq!(
+            saturday.first_instalment_from(&calendar, d("2025-06-08")),
+            Some(d("2025-06-07"))
+        );
+        assert_eq!(
+            saturday.first_instalment_from(&calendar, d("2025-06-10")),
+            Some(d("2025-07-07"))
+        );
+        // Paused through the 2 July instalment (the last skipped day): 2 August is next.
+        let mut paused = mandate(2, "2025-06-02");
+        paused.status = SipStatus::Paused;
+        paused.paused_until = Some(d("2025-07-02"));
+        assert_eq!(
+            paused.first_instalment_from(&calendar, d("2025-06-20")),
+            Some(d("2025-08-02"))
+        );
+        paused.paused_until = Some(d("2025-07-01"));
+        assert_eq!(
+            paused.first_instalment_from(&calendar, d("2025-06-20")),
+            Some(d("2025-07-02"))
+        );
+        let mut cancelled = mandate(2, "2025-06-02");
+        cancelled.status = SipStatus::Cancelled;
+        assert_eq!(
+            cancelled.first_instalment_from(&calendar, d("2025-06-02")),
+            None
+        );
+    }
+
     #[test]
     fn step_up_applies_per_completed_year_rounded_each_year() {
         let mut m = mandate(5, "2024-01-05");
@@ -667,24 +801,37 @@ mod tests {
             failures: &failures,
             navs,
             unit_decimals: &HashMap::new(),
+            calendar: &BusinessCalendar::nse(),
+            no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
         })
     }
 
-    /// A scheme that never publishes again: the instalment waits NO_NAV_AFTER_DAYS, then fails
-    /// with `no_nav` — no money taken, no units, and the failed-debit streak untouched.
+    /// A scheme that never publishes again: the instalment waits NO_NAV_AFTER_BUSINESS_DAYS
+    /// business days, then fails with `no_nav` — no money taken, no units, and the
+    /// failed-debit streak untouched.
     #[test]
     fn an_instalment_without_a_nav_for_too_long_fails_with_no_nav() {
         let m = mandate(5, "2024-11-01");
-        let navs = lookup(&[(100, "2024-12-04", 10_0000)]);
+        // Later NAVs arrive, but never the one dated the 5th: the instalment must not take them.
+        let navs = lookup(&[(100, "2024-12-04", 10_0000), (100, "2024-12-06", 11_0000)]);
         let pending = run("2024-12-05", "2024-12-05", &[m], &[], &[], &[], &navs).investments;
         assert_eq!(pending[0].status, InstalmentStatus::Pending);
-        let waiting = run("2025-01-04", "2025-01-04", &[], &pending, &[], &[], &navs);
+        // 2024-12-06 … 2025-01-03 holds exactly 20 business days (25 December is an NSE
+        // holiday): still waiting on the 20th, failed on the 21st (Monday 6 January).
+        let calendar = BusinessCalendar::nse();
+        assert_eq!(
+            calendar
+                .business_days(d("2024-12-06"), d("2025-01-03"))
+                .count(),
+            20
+        );
+        let waiting = run("2025-01-03", "2025-01-03", &[], &pending, &[], &[], &navs);
         assert_eq!(
             waiting.investments[0].status,
             InstalmentStatus::Pending,
-            "30 days: still waiting"
+            "20 business days: still waiting"
         );
-        let out = run("2025-01-05", "2025-01-05", &[], &pending, &[], &[], &navs);
+        let out = run("2025-01-06", "2025-01-06", &[], &pending, &[], &[], &navs);
         let inv = &out.investments[0];
         assert_eq!(inv.status, InstalmentStatus::Failed);
         assert_eq!((inv.units, inv.nav, inv.stamp_duty), (None, None, Paise(0)));
@@ -707,6 +854,89 @@ mod tests {
         assert_eq!(inv.units, Some(Units(149_9920))); // 2999.85 / 20 = 149.9925 → 149.992
         assert_eq!(out.events[0].kind, SipEventKind::Executed);
         assert_eq!(out.events[0].event_id, "sip:1:2024-12-28:executed");
+    }
+
+    /// SEBI's applicable NAV: the due date's own NAV, never the next one the warehouse holds.
+    /// When the daily file lacked it and the next day's arrived, the instalment waits; once
+    /// the history report for the due date is ingested, it executes at that NAV.
+    #[test]
+    fn an_instalment_waits_for_its_own_nav_and_never_takes_a_later_one() {
+        let m = mandate(10, "2024-12-01");
+        let next_day_only = lookup(&[(100, "2024-12-11", 12_0000)]);
+        let out = run(
+            "2024-12-11",
+            "2024-12-10",
+            &[m],
+            &[],
+            &[],
+            &[],
+            &next_day_only,
+        );
+        assert_eq!(out.investments[0].status, InstalmentStatus::Pending);
+        assert_eq!(out.investments[0].nav, None);
+        let filled = lookup(&[(100, "2024-12-10", 11_0000), (100, "2024-12-11", 12_0000)]);
+        let out = run(
+            "2024-12-12",
+            "2024-12-12",
+            &[],
+            &out.investments,
+            &[],
+            &[],
+            &filled,
+        );
+        assert_eq!(out.investments[0].status, InstalmentStatus::Executed);
+        assert_eq!(out.investments[0].nav_date, Some(d("2024-12-10")));
+        assert_eq!(
+            out.investments[0].nav,
+            Some(Nav::from_scaled(11_0000 * 10_000))
+        );
+    }
+
+    /// A due date on an NSE holiday takes the next business day's NAV, not the holiday's
+    /// (there is none) and not a later one.
+    #[test]
+    fn the_applicable_date_rolls_over_weekends_and_holidays() {
+        let calendar = BusinessCalendar::nse();
+        assert_eq!(applicable_date(&calendar, d("2024-12-25")), d("2024-12-26"));
+        assert_eq!(applicable_date(&calendar, d("2024-12-28")), d("2024-12-30"));
+        assert_eq!(applicable_date(&calendar, d("2024-12-27")), d("2024-12-27"));
+    }
+
+    /// The at-most-once check refuses a run that would settle an instalment an earlier run
+    /// already settled, or settle one twice.
+    #[test]
+    fn the_at_most_once_check_refuses_a_second_execution() {
+        let m = mandate(10, "2024-12-01");
+        let navs = lookup(&[(100, "2024-12-10", 10_0000)]);
+        let failures = HashSet::new();
+        let decimals = HashMap::new();
+        let calendar = BusinessCalendar::nse();
+        let inputs = ExecutionInputs {
+            run_date: d("2024-12-10"),
+            window_start: d("2024-12-10"),
+            mandates: std::slice::from_ref(&m),
+            pending: &[],
+            state: &[],
+            failures: &failures,
+            navs: &navs,
+            unit_decimals: &decimals,
+            calendar: &calendar,
+            no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
+        };
+        let out = execute_instalments(&inputs);
+        assert_eq!(out.check_at_most_once(&inputs), Ok(()));
+        // The same rows claimed by a run whose window starts after the due date, with nothing
+        // carried: the instalment belongs to an earlier run.
+        let later = ExecutionInputs {
+            run_date: d("2024-12-11"),
+            window_start: d("2024-12-11"),
+            ..inputs
+        };
+        let err = out.check_at_most_once(&later).unwrap_err();
+        assert_eq!((err.sip_id, err.due_date), (1, d("2024-12-10")));
+        let mut twice = out;
+        twice.investments.push(twice.investments[0].clone());
+        assert!(twice.check_at_most_once(&inputs).is_err());
     }
 
     #[test]
@@ -955,15 +1185,34 @@ mod tests {
             let end = start + chrono::Days::new(days);
             let failures = HashSet::new();
             let decimals = HashMap::new();
-            let inputs = |run_date, window_start| ExecutionInputs {
-                run_date, window_start, mandates: std::slice::from_ref(&m), pending: &[], state: &[],
-                failures: &failures, navs: &navs, unit_decimals: &decimals,
-            };
-            let once = execute_instalments(&inputs(end, start)).investments;
+            let calendar = BusinessCalendar::with_holidays([]);
+            let once = execute_instalments(&ExecutionInputs {
+                run_date: end, window_start: start, mandates: std::slice::from_ref(&m),
+                pending: &[], state: &[], failures: &failures, navs: &navs,
+                unit_decimals: &decimals, calendar: &calendar,
+                no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
+            }).investments;
+            // Day by day, each run carrying the previous one's pending instalments (a weekend
+            // due date waits for Monday's NAV): what settles, plus what is left pending at the
+            // end, is what one run over the range gives.
             let mut daily = Vec::new();
+            let mut pending: Vec<Investment> = Vec::new();
             for day in start.iter_days().take_while(|x| *x <= end) {
-                daily.extend(execute_instalments(&inputs(day, day)).investments);
+                let out = execute_instalments(&ExecutionInputs {
+                    run_date: day, window_start: day, mandates: std::slice::from_ref(&m),
+                    pending: &pending, state: &[], failures: &failures, navs: &navs,
+                    unit_decimals: &decimals, calendar: &calendar,
+                    no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
+                });
+                let (waiting, settled): (Vec<_>, Vec<_>) = out
+                    .investments
+                    .into_iter()
+                    .partition(|i| i.status == InstalmentStatus::Pending);
+                daily.extend(settled);
+                pending = waiting;
             }
+            daily.extend(pending);
+            daily.sort_by_key(|i| (i.sip_id, i.due_date));
             prop_assert_eq!(daily, once);
         }
     }
@@ -1032,10 +1281,8 @@ mod tests {
         }
         navs.insert(200, d("2025-01-03"), Nav::from_scaled(20));
         navs.finish();
-        assert_eq!(
-            navs.applicable(100, d("2025-01-03"), d("2025-01-31")),
-            Some((d("2025-01-06"), Nav::from_scaled(11)))
-        );
+        assert_eq!(navs.on(100, d("2025-01-06")), Some(Nav::from_scaled(11)));
+        assert_eq!(navs.on(100, d("2025-01-03")), None);
         assert_eq!(
             navs.latest_on_or_before(100, d("2025-01-07")),
             Some((d("2025-01-06"), Nav::from_scaled(11)))

@@ -183,6 +183,22 @@ impl Warehouse {
         Ok(rows)
     }
 
+    /// Unpublishes a partition: its `_SUCCESS` marker goes first, so readers stop seeing it
+    /// before its data file is removed. Retiring a partition that is not there is a no-op.
+    pub async fn retire(&self, table: Table, partition: Part) -> Result<bool, WarehouseError> {
+        let was_published = self.is_published(table, partition).await?;
+        for path in [
+            self.layout.success_marker(table, partition),
+            self.layout.data_file(table, partition),
+        ] {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(was_published)
+    }
+
     /// Writes a small document (a run manifest) in one put: whole or not at all.
     pub async fn put_document(&self, path: &Path, bytes: Vec<u8>) -> Result<(), WarehouseError> {
         self.store.put(path, PutPayload::from(bytes)).await?;

@@ -1,5 +1,11 @@
-//! SIP mandates: list, create (validated against the scheme's SIP rules), pause, resume and
-//! cancel. PostgreSQL is their system of record; `sips export` hands them to the batch.
+//! SIP mandates: list, detail with change history, create (validated against the scheme's SIP
+//! rules), change (amount, step-up, SIP day, end date), pause, resume and cancel. PostgreSQL is
+//! their system of record; `sips export` hands them to the batch.
+//!
+//! Every change is recorded with its time and the first batch date it applies to (migration
+//! 0009: before the daily cut-off, that day; after it, the next), and every response that
+//! changes a SIP says so: `effective_from`, and `next_instalment`, the first instalment the new
+//! terms settle — its due date, the date whose NAV it is bought at, and its amount.
 
 use std::str::FromStr;
 
@@ -14,6 +20,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use pipeline::money::Paise;
+use pipeline::sip::{applicable_date, Mandate, SipStatus};
+
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::{json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
@@ -22,6 +31,10 @@ use crate::Shared;
 pub fn routes() -> Router<Shared> {
     Router::new()
         .route("/users/{user_id}/sips", get(list_sips).post(create_sip))
+        .route(
+            "/users/{user_id}/sips/{sip_id}",
+            get(sip_detail).patch(amend_sip),
+        )
         .route("/users/{user_id}/sips/{sip_id}/{action}", post(change_sip))
 }
 
@@ -47,6 +60,24 @@ const SCHEME_SIP_RULES: &str = "SELECT coalesce(scheme_type ILIKE 'Open Ended%',
 
 const SIP_STATUS: &str = "SELECT status FROM sips WHERE sip_id = $1 AND user_id = $2";
 
+/// The latest change of a SIP (the one just made, in the writing transaction), and the batch
+/// date a change made now applies to. `-infinity` (states from before history was kept) shows
+/// as null.
+const LATEST_CHANGE: &str =
+    "SELECT CASE WHEN isfinite(effective_from) THEN effective_from END AS effective_from, \
+            sipline_batch_date(now()) AS batch_date \
+     FROM sip_changes WHERE sip_id = $1 ORDER BY change_id DESC LIMIT 1";
+
+const CURRENT_BATCH_DATE: &str = "SELECT sipline_batch_date(now())";
+
+/// Marks the transaction's writes to `sips` as this kind of change, for the history trigger.
+const MARK_CHANGE: &str = "SELECT set_config('sipline.change', $1, true)";
+
+const SIP_CHANGES: &str = "SELECT change_id, change, changed_at, \
+            CASE WHEN isfinite(effective_from) THEN effective_from END AS effective_from, \
+            amount::text AS amount, sip_day, end_date, step_up_pct::text AS step_up_pct, status, paused_until \
+     FROM sip_changes WHERE sip_id = $1 ORDER BY change_id DESC LIMIT 100";
+
 /// A SIP mandate as the API shows it: money and percentages as exact decimal strings.
 #[derive(sqlx::FromRow, Serialize)]
 struct Sip {
@@ -60,6 +91,97 @@ struct Sip {
     step_up_pct: String,
     status: String,
     paused_until: Option<NaiveDate>,
+}
+
+impl Sip {
+    /// The mandate as the batch will see it, for computing its schedule.
+    fn mandate(&self) -> Option<Mandate> {
+        let paise = |text: &str| {
+            let value = Decimal::from_str(text).ok()? * Decimal::from(100);
+            value.trunc().to_string().parse::<i64>().ok()
+        };
+        Some(Mandate {
+            sip_id: self.sip_id,
+            user_id: self.user_id,
+            scheme_code: self.scheme_code,
+            amount: Paise(paise(&self.amount)?),
+            sip_day: u32::try_from(self.sip_day).ok()?,
+            start_date: self.start_date,
+            end_date: self.end_date,
+            step_up_bps: paise(&self.step_up_pct)?,
+            status: SipStatus::parse(&self.status)?,
+            paused_until: self.paused_until,
+        })
+    }
+}
+
+/// The first instalment a SIP's current terms settle.
+#[derive(Serialize)]
+struct NextInstalment {
+    due_date: NaiveDate,
+    /// The NAV date it is bought at: the due date, or the next business day.
+    nav_date: NaiveDate,
+    amount: String,
+}
+
+/// A SIP with when its current terms apply and what they settle next.
+#[derive(Serialize)]
+struct ScheduledSip {
+    #[serde(flatten)]
+    sip: Sip,
+    /// The first batch date the SIP's current terms apply to (null: from before history).
+    effective_from: Option<NaiveDate>,
+    /// Null when nothing more falls due (cancelled, ended, or paused without an end).
+    next_instalment: Option<NextInstalment>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LatestChange {
+    effective_from: Option<NaiveDate>,
+    batch_date: NaiveDate,
+}
+
+fn schedule(state: &Shared, sip: Sip, change: LatestChange) -> ScheduledSip {
+    // Instalments run before the current batch date have been handed to the batch already.
+    let from = change
+        .effective_from
+        .map_or(change.batch_date, |e| e.max(change.batch_date));
+    let next_instalment = sip.mandate().and_then(|m| {
+        let due_date = m.first_instalment_from(&state.calendar, from)?;
+        Some(NextInstalment {
+            due_date,
+            nav_date: applicable_date(&state.calendar, due_date),
+            amount: m.instalment_amount(due_date).to_string(),
+        })
+    });
+    ScheduledSip {
+        sip,
+        effective_from: change.effective_from,
+        next_instalment,
+    }
+}
+
+/// One entry of a SIP's change history.
+#[derive(sqlx::FromRow, Serialize)]
+struct SipChangeEntry {
+    change_id: i64,
+    change: String,
+    changed_at: chrono::DateTime<chrono::Utc>,
+    effective_from: Option<NaiveDate>,
+    amount: String,
+    sip_day: i16,
+    end_date: Option<NaiveDate>,
+    step_up_pct: String,
+    status: String,
+    paused_until: Option<NaiveDate>,
+}
+
+#[derive(Serialize)]
+struct SipDetail {
+    #[serde(flatten)]
+    sip: ScheduledSip,
+    /// Newest first, at most 100.
+    changes: Vec<SipChangeEntry>,
 }
 
 #[derive(Serialize)]
@@ -118,6 +240,57 @@ pub(super) fn decimal(value: &Value) -> Option<Decimal> {
     }
 }
 
+const STEP_UP_RULE: &str = "a percentage between 0 and 100";
+
+/// What is wrong with an instalment amount, whatever the scheme.
+fn amount_problem(amount: Decimal) -> Option<&'static str> {
+    if amount.scale() > 2 && amount.normalize().scale() > 2 {
+        Some("at most two decimal places (paise)")
+    } else if amount < Decimal::from(100) {
+        Some("at least ₹100")
+    } else if amount > MAX_SIP_AMOUNT {
+        Some("at most ₹1,00,00,000 per instalment")
+    } else {
+        None
+    }
+}
+
+/// What the scheme says against a SIP in it of `amount` (when given).
+async fn scheme_problems(
+    state: &Shared,
+    scheme_code: i64,
+    amount: Option<Decimal>,
+) -> Result<Vec<(String, String)>, Problem> {
+    let rules: Option<SchemeSipRules> = timed(
+        state,
+        sqlx::query_as(SCHEME_SIP_RULES)
+            .bind(scheme_code)
+            .fetch_optional(&state.pool),
+    )
+    .await?;
+    let mut errors = Vec::new();
+    let mut fail =
+        |field: &str, message: &str| errors.push((field.to_string(), message.to_string()));
+    let Some(rules) = rules else {
+        fail("scheme_code", "no such scheme");
+        return Ok(errors);
+    };
+    if !rules.open {
+        fail("scheme_code", "the scheme is not open for SIPs");
+    }
+    if let Some(amount) = amount {
+        let min = rules.min.as_deref().and_then(|m| Decimal::from_str(m).ok());
+        let max = rules.max.as_deref().and_then(|m| Decimal::from_str(m).ok());
+        if min.is_some_and(|min| amount < min) {
+            fail("amount", "below the scheme's minimum SIP amount");
+        }
+        if max.is_some_and(|max| amount > max) {
+            fail("amount", "above the scheme's maximum SIP amount");
+        }
+    }
+    Ok(errors)
+}
+
 /// Today in India, where SIP dates live.
 fn today_ist() -> NaiveDate {
     (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
@@ -136,16 +309,14 @@ async fn create_sip(
     let amount = sip.amount.as_ref().and_then(decimal);
     match amount {
         None => fail("amount", "required, a decimal amount in rupees"),
-        Some(a) if a.scale() > 2 && a.normalize().scale() > 2 => {
-            fail("amount", "at most two decimal places (paise)")
+        Some(a) => {
+            if let Some(problem) = amount_problem(a) {
+                fail("amount", problem);
+            }
         }
-        Some(a) if a < Decimal::from(100) => fail("amount", "at least ₹100"),
-        Some(a) if a > MAX_SIP_AMOUNT => fail("amount", "at most ₹1,00,00,000 per instalment"),
-        Some(_) => {}
     }
-    match sip.sip_day {
-        Some(1..=28) => {}
-        _ => fail("sip_day", "required, between 1 and 28"),
+    if !sip.sip_day.is_some_and(|d| (1..=28).contains(&d)) {
+        fail("sip_day", "required, between 1 and 28");
     }
     let today = today_ist();
     match sip.start_date {
@@ -162,41 +333,12 @@ async fn create_sip(
         None => Some(Decimal::ZERO),
         Some(v) => decimal(v),
     };
-    match step_up {
-        Some(s) if s >= Decimal::ZERO && s <= Decimal::from(100) => {}
-        _ => fail("step_up_pct", "a percentage between 0 and 100"),
+    if step_up.is_none_or(|s| s < Decimal::ZERO || s > Decimal::from(100)) {
+        fail("step_up_pct", STEP_UP_RULE);
     }
-    let scheme = match sip.scheme_code {
-        None => {
-            fail("scheme_code", "required");
-            None
-        }
-        Some(code) => {
-            let row: Option<SchemeSipRules> = timed(
-                &state,
-                sqlx::query_as(SCHEME_SIP_RULES)
-                    .bind(code)
-                    .fetch_optional(&state.pool),
-            )
-            .await?;
-            if row.is_none() {
-                fail("scheme_code", "no such scheme");
-            }
-            row
-        }
-    };
-    if let (Some(row), Some(amount)) = (&scheme, amount) {
-        if !row.open {
-            fail("scheme_code", "the scheme is not open for SIPs");
-        }
-        let min = row.min.as_deref().and_then(|m| Decimal::from_str(m).ok());
-        let max = row.max.as_deref().and_then(|m| Decimal::from_str(m).ok());
-        if min.is_some_and(|min| amount < min) {
-            fail("amount", "below the scheme's minimum SIP amount");
-        }
-        if max.is_some_and(|max| amount > max) {
-            fail("amount", "above the scheme's maximum SIP amount");
-        }
+    match sip.scheme_code {
+        None => fail("scheme_code", "required"),
+        Some(code) => errors.extend(scheme_problems(&state, code, amount).await?),
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
@@ -207,6 +349,10 @@ async fn create_sip(
             "at most {MAX_OPEN_SIPS} active or paused SIPs per user: cancel one first"
         )));
     }
+    sqlx::query(MARK_CHANGE)
+        .bind("create")
+        .execute(&mut *tx)
+        .await?;
     let created: Sip = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -223,15 +369,20 @@ async fn create_sip(
         .fetch_one(&mut *tx),
     )
     .await?;
+    let change: LatestChange = sqlx::query_as(LATEST_CHANGE)
+        .bind(created.sip_id)
+        .fetch_one(&mut *tx)
+        .await?;
     tx.commit().await?;
-    let mut response = json_value(&created);
+    let mut response = json_value(&schedule(&state, created, change));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }
 
 #[derive(Deserialize, Default)]
 struct SipChange {
-    /// Pause: resume on this date (inclusive of the instalments up to it being skipped).
+    /// Pause: the last day whose instalment is skipped. An instalment due on `until` is
+    /// skipped; one due the day after runs. Without it, the SIP stays paused until resumed.
     until: Option<NaiveDate>,
 }
 
@@ -264,6 +415,11 @@ async fn change_sip(
         ),
         _ => return Err(Problem::not_found("actions are pause, resume and cancel")),
     };
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(MARK_CHANGE)
+        .bind(action.as_str())
+        .execute(&mut *tx)
+        .await?;
     let changed: Option<Sip> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -273,11 +429,18 @@ async fn change_sip(
         .bind(sip_id)
         .bind(user_id)
         .bind(change.until)
-        .fetch_optional(&state.pool),
+        .fetch_optional(&mut *tx),
     )
     .await?;
     match changed {
-        Some(sip) => Ok(json_value(&sip)),
+        Some(sip) => {
+            let latest: LatestChange = sqlx::query_as(LATEST_CHANGE)
+                .bind(sip.sip_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(json_value(&schedule(&state, sip, latest)))
+        }
         None => {
             let status: Option<String> = sqlx::query_scalar(SIP_STATUS)
                 .bind(sip_id)
@@ -292,4 +455,162 @@ async fn change_sip(
             })
         }
     }
+}
+
+async fn sip_detail(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user, sip_id)): ApiPath<(UserRef, i64)>,
+) -> Result<Response, Problem> {
+    let user_id = authed.reach(user, false)?;
+    let sip: Option<Sip> = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIP_COLUMNS} FROM sips WHERE sip_id = $1 AND user_id = $2"
+        )))
+        .bind(sip_id)
+        .bind(user_id)
+        .fetch_optional(&state.pool),
+    )
+    .await?;
+    let sip = sip.ok_or_else(|| Problem::not_found("no such SIP"))?;
+    let latest: Option<LatestChange> = sqlx::query_as(LATEST_CHANGE)
+        .bind(sip_id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let latest = match latest {
+        Some(latest) => latest,
+        None => LatestChange {
+            effective_from: None,
+            batch_date: sqlx::query_scalar(CURRENT_BATCH_DATE)
+                .fetch_one(&state.pool)
+                .await?,
+        },
+    };
+    let changes: Vec<SipChangeEntry> = timed(
+        &state,
+        sqlx::query_as(SIP_CHANGES)
+            .bind(sip_id)
+            .fetch_all(&state.pool),
+    )
+    .await?;
+    Ok(json_value(&SipDetail {
+        sip: schedule(&state, sip, latest),
+        changes,
+    }))
+}
+
+/// `PATCH`: new terms for the instalments not yet handed to the batch.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SipAmendment {
+    amount: Option<Value>,
+    step_up_pct: Option<Value>,
+    sip_day: Option<i64>,
+    end_date: Option<NaiveDate>,
+}
+
+async fn amend_sip(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user, sip_id)): ApiPath<(UserRef, i64)>,
+    ApiJson(change): ApiJson<SipAmendment>,
+) -> Result<Response, Problem> {
+    let user_id = authed.reach(user, true)?;
+    let current: Sip = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIP_COLUMNS} FROM sips WHERE sip_id = $1 AND user_id = $2"
+        )))
+        .bind(sip_id)
+        .bind(user_id)
+        .fetch_optional(&state.pool),
+    )
+    .await?
+    .ok_or_else(|| Problem::not_found("no such SIP"))?;
+    if current.status == "cancelled" {
+        return Err(Problem::conflict("cannot change a SIP that is cancelled"));
+    }
+    let mut errors = Vec::new();
+    let mut fail =
+        |field: &str, message: &str| errors.push((field.to_string(), message.to_string()));
+    if change.amount.is_none()
+        && change.step_up_pct.is_none()
+        && change.sip_day.is_none()
+        && change.end_date.is_none()
+    {
+        fail(
+            "body",
+            "change at least one of amount, step_up_pct, sip_day, end_date",
+        );
+    }
+    let amount = match &change.amount {
+        None => None,
+        Some(v) => match decimal(v) {
+            None => {
+                fail("amount", "a decimal amount in rupees");
+                None
+            }
+            Some(a) => {
+                if let Some(problem) = amount_problem(a) {
+                    fail("amount", problem);
+                }
+                Some(a)
+            }
+        },
+    };
+    let step_up = match &change.step_up_pct {
+        None => None,
+        Some(v) => {
+            let s = decimal(v);
+            if s.is_none_or(|s| s < Decimal::ZERO || s > Decimal::from(100)) {
+                fail("step_up_pct", STEP_UP_RULE);
+            }
+            s
+        }
+    };
+    if change.sip_day.is_some_and(|d| !(1..=28).contains(&d)) {
+        fail("sip_day", "between 1 and 28");
+    }
+    if let Some(end) = change.end_date {
+        if end < current.start_date || end < today_ist() {
+            fail("end_date", "must not be before start_date or in the past");
+        }
+    }
+    if amount.is_some() {
+        errors.extend(scheme_problems(&state, current.scheme_code, amount).await?);
+    }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(MARK_CHANGE)
+        .bind("amend")
+        .execute(&mut *tx)
+        .await?;
+    let changed: Option<Sip> = timed(
+        &state,
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE sips SET amount = coalesce($3, amount), step_up_pct = coalesce($4, step_up_pct), \
+                    sip_day = coalesce($5, sip_day), end_date = coalesce($6, end_date), updated_at = now() \
+             WHERE sip_id = $1 AND user_id = $2 AND status <> 'cancelled' RETURNING {SIP_COLUMNS}"
+        )))
+        .bind(sip_id)
+        .bind(user_id)
+        .bind(amount)
+        .bind(step_up)
+        .bind(change.sip_day.map(|d| d as i16))
+        .bind(change.end_date)
+        .fetch_optional(&mut *tx),
+    )
+    .await?;
+    let Some(sip) = changed else {
+        return Err(Problem::conflict("the SIP was cancelled meanwhile"));
+    };
+    let latest: LatestChange = sqlx::query_as(LATEST_CHANGE)
+        .bind(sip.sip_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(json_value(&schedule(&state, sip, latest)))
 }
