@@ -49,6 +49,22 @@ pub fn document() -> Value {
     let mut create_sip = op("Create a SIP", "sips", &["user_id"], "201");
     create_sip["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewSip"}}}});
     create_sip["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
+    let mut amend_sip = op(
+        "Change a SIP's amount, step-up, SIP day or end date. The response's effective_from is the first batch date the new terms apply to (changes made after the daily cut-off, 15:00 IST unless configured, apply from the next day), and next_instalment the first instalment they settle",
+        "sips",
+        &["user_id", "sip_id"],
+        "200",
+    );
+    amend_sip["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SipAmendment"}}}});
+    amend_sip["responses"]["409"] = json!({"$ref": "#/components/responses/Problem"});
+    amend_sip["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
+    let mut change_sip = op(
+        "Pause, resume or cancel a SIP. Pause takes an optional body {\"until\": date}: paused_until is the last day whose instalment is skipped (one due on it is skipped, one due the day after runs); without it the SIP stays paused until resumed. The response says from which batch date the change applies (effective_from) and the next instalment it leaves",
+        "sips",
+        &["user_id", "sip_id", "action"],
+        "200",
+    );
+    change_sip["responses"]["409"] = json!({"$ref": "#/components/responses/Problem"});
     let mut create_alert = op("Create a NAV alert", "alerts", &["user_id"], "201");
     create_alert["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewAlert"}}}});
     json!({
@@ -63,7 +79,8 @@ pub fn document() -> Value {
             "/v1/users/{user_id}/portfolio": {"get": op("Portfolio summary and per-scheme lines of the latest published date (cached 15 min)", "portfolio", &["user_id"], "200")},
             "/v1/users/{user_id}/charts/{graph_type}": {"get": op("Chart data: pie, line or bar (cached 30 min)", "portfolio", &["user_id", "graph_type"], "200")},
             "/v1/users/{user_id}/sips": {"get": op("The user's SIPs by id, a page at a time (limit ≤ 200; next_after continues)", "sips", &["user_id", "limit", "after"], "200"), "post": create_sip},
-            "/v1/users/{user_id}/sips/{sip_id}/{action}": {"post": op("Pause (optional body {\"until\": date}), resume or cancel a SIP", "sips", &["user_id", "sip_id", "action"], "200")},
+            "/v1/users/{user_id}/sips/{sip_id}": {"get": op("A SIP: its terms, effective_from, next_instalment, and its change history (newest first, at most 100)", "sips", &["user_id", "sip_id"], "200"), "patch": amend_sip},
+            "/v1/users/{user_id}/sips/{sip_id}/{action}": {"post": change_sip},
             "/v1/users/{user_id}/notifications": {"get": op("The user's notifications, newest first", "notifications", &["user_id", "limit", "before", "unread"], "200")},
             "/v1/users/{user_id}/notifications/{notification_id}/read": {"post": op("Mark a notification read", "notifications", &["user_id", "notification_id"], "200")},
             "/v1/users/{user_id}/alerts": {"get": op("The user's NAV alerts by id, a page at a time (limit ≤ 200; next_after continues)", "alerts", &["user_id", "limit", "after"], "200"), "post": create_alert},
@@ -82,6 +99,9 @@ pub fn document() -> Value {
                     "scheme_code": {"type": "integer"}, "amount": {"type": "string", "example": "1500.00"},
                     "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "start_date": {"type": "string", "format": "date"},
                     "end_date": {"type": "string", "format": "date"}, "step_up_pct": {"type": "string", "example": "10"}}},
+                "SipAmendment": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
+                    "amount": {"type": "string", "example": "2000.00"}, "step_up_pct": {"type": "string", "example": "10"},
+                    "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "end_date": {"type": "string", "format": "date"}}},
                 "NewAlert": {"type": "object", "required": ["scheme_code", "kind", "threshold"], "properties": {
                     "scheme_code": {"type": "integer"}, "kind": {"type": "string", "enum": ["above", "below", "daily_move_pct"]},
                     "threshold": {"type": "string", "example": "45.50"}}},

@@ -21,7 +21,7 @@ $$;
 
 CREATE TABLE sip_changes (
     change_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    sip_id         bigint        NOT NULL REFERENCES sips (sip_id),
+    sip_id         bigint        NOT NULL REFERENCES sips (sip_id) ON DELETE CASCADE,
     changed_at     timestamptz   NOT NULL DEFAULT now(),
     -- The first batch date this state applies to; '-infinity' for states from before the
     -- history was kept and for snapshots loaded from the warehouse, which held all along.

@@ -745,6 +745,8 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ("GET", "/v1/users/{user_id}/notifications"),
         ("GET", "/v1/users/{user_id}/portfolio"),
         ("GET", "/v1/users/{user_id}/sips"),
+        ("GET", "/v1/users/{user_id}/sips/{sip_id}"),
+        ("PATCH", "/v1/users/{user_id}/sips/{sip_id}"),
         ("POST", "/v1/users/{user_id}/alerts"),
         (
             "POST",

@@ -7,6 +7,8 @@ mod notify;
 mod operations;
 mod portfolio;
 mod publish;
+mod rerun;
+mod rerun_property;
 mod sip;
 mod sql;
 mod support;

@@ -514,6 +514,14 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
         .fetch_one(&pool)
         .await
         .unwrap();
+    // These changes stand for ones made before 5 March's cut-off: their history rows say so.
+    sqlx::query(
+        "UPDATE sip_changes SET effective_from = DATE '2025-03-04', changed_at = TIMESTAMPTZ '2025-03-04 10:00+05:30' \
+         WHERE effective_from > DATE '2025-03-04'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
 
     let w = warehouse.to_str().unwrap().to_string();
     let url = pg.url.clone();
@@ -574,4 +582,73 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
         ),
     );
     assert_eq!(snapshot, "invested,schemes\n1000.00,1\n");
+
+    // The newcomer cancels today, long after 5 March. Re-exporting 5 March rebuilds that day's
+    // snapshot from the history, so it is byte for byte what it was, and re-running the day
+    // keeps the purchase the cancellation must not undo.
+    let w = warehouse.to_str().unwrap().to_string();
+    let before = crate::support::snapshot(&warehouse);
+    sqlx::query("UPDATE sips SET status = 'cancelled' WHERE user_id = $1")
+        .bind(newcomer)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let url = pg.url.clone();
+    let (exported, run) = tokio::task::spawn_blocking(move || {
+        let exported = sipline(&[
+            "sips",
+            "export",
+            "--date",
+            "2025-03-05",
+            "--warehouse",
+            &w,
+            "--database-url",
+            &url,
+        ]);
+        let run = sipline(&["sip", "execute", "--date", "2025-03-05", "--warehouse", &w]);
+        (exported, run)
+    })
+    .await
+    .unwrap();
+    exported.assert_ok();
+    run.assert_ok();
+    let after = crate::support::snapshot(&warehouse);
+    for (path, bytes) in &before {
+        let p = path.to_string_lossy();
+        if p.starts_with("sips/") || p.starts_with("investments/") || p.starts_with("users/") {
+            assert!(after.get(path) == Some(bytes), "{p} changed");
+        }
+    }
+    let kept = csv(
+        &warehouse,
+        &format!(
+            "SELECT i.status, i.amount, s.status AS sip_status FROM investments i \
+             JOIN sips s ON s.sip_id = i.sip_id AND s.as_of = DATE '2025-03-05' \
+             WHERE i.exec_date = DATE '2025-03-05' AND i.user_id = {newcomer}"
+        ),
+    );
+    assert_eq!(kept, "status,amount,sip_status\nexecuted,1000.00,active\n");
+    // Exported for a date whose cut-off has not passed (tomorrow), it is refused: changes can
+    // still apply to it.
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2))
+        .date_naive()
+        .to_string();
+    let w = warehouse.to_str().unwrap().to_string();
+    let url = pg.url.clone();
+    let early = tokio::task::spawn_blocking(move || {
+        sipline(&[
+            "sips",
+            "export",
+            "--date",
+            &tomorrow,
+            "--warehouse",
+            &w,
+            "--database-url",
+            &url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(early.code, 4, "{}", early.stderr);
+    assert!(early.stderr.contains("has not passed"), "{}", early.stderr);
 }
