@@ -45,5 +45,6 @@ label=$(cold)
 measure "sip execute (fresh day 2025-06-26, $label)" "$bin" sip execute --date 2025-06-26 --simulate-failures 0.02 --warehouse "$wh"
 measure "sip execute (fresh day 2025-06-27, warm cache)" "$bin" sip execute --date 2025-06-27 --simulate-failures 0.02 --warehouse "$wh"
 measure "sip execute (fresh month end 2025-06-30, checkpoint)" "$bin" sip execute --date 2025-06-30 --simulate-failures 0.02 --warehouse "$wh"
-measure "sip execute (re-run of 2025-06-27, already executed)" "$bin" sip execute --date 2025-06-27 --simulate-failures 0.02 --warehouse "$wh"
+# The latest date re-run reproduces it; an earlier one would be refused (exit 6, see --rewind).
+measure "sip execute (re-run of 2025-06-30, already executed)" "$bin" sip execute --date 2025-06-30 --simulate-failures 0.02 --warehouse "$wh"
 du -sh "$wh"/* | sed 's/^/    /'

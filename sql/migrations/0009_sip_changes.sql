@@ -51,7 +51,10 @@ BEGIN
                              amount, sip_day, start_date, end_date, step_up_pct, status, paused_until)
     SELECT n.sip_id, now(),
            coalesce(nullif(current_setting('sipline.effective_from', true), '')::date,
-                    sipline_batch_date(now())),
+                    -- Never before an earlier change of the same SIP (the cut-off may have
+                    -- been moved meanwhile): a SIP's history applies in the order it was made.
+                    greatest(sipline_batch_date(now()),
+                             (SELECT max(c.effective_from) FROM sip_changes c WHERE c.sip_id = n.sip_id))),
            coalesce(nullif(current_setting('sipline.change', true), ''), lower(TG_OP)),
            n.user_id, n.scheme_code, n.amount, n.sip_day, n.start_date, n.end_date,
            n.step_up_pct, n.status, n.paused_until

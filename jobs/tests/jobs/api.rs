@@ -25,11 +25,11 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn claims(sub: &str) -> Value {
+pub(crate) fn claims(sub: &str) -> Value {
     json!({ "sub": sub, "aud": "authenticated", "exp": now() + 600, "iat": now() })
 }
 
-fn hs256(claims: &Value) -> String {
+pub(crate) fn hs256(claims: &Value) -> String {
     encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -45,14 +45,14 @@ fn rs256(claims: &Value, pem: &str) -> String {
     encode(&header, claims, &key).unwrap()
 }
 
-struct Api {
-    base: String,
+pub(crate) struct Api {
+    pub(crate) base: String,
     http: reqwest::Client,
     process: tokio::process::Child,
 }
 
 impl Api {
-    async fn start(database_url: &str) -> Self {
+    pub(crate) async fn start(database_url: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -93,7 +93,7 @@ impl Api {
         panic!("sipline serve did not come up");
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -121,12 +121,12 @@ impl Api {
         (status, content_type, json)
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         let (status, _, body) = self.send(reqwest::Method::GET, path, token, None).await;
         (status, body)
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         let (status, _, body) = self
             .send(reqwest::Method::POST, path, Some(token), Some(body))
             .await;

@@ -10,5 +10,6 @@ mod publish;
 mod rerun;
 mod rerun_property;
 mod sip;
+mod sip_changes;
 mod sql;
 mod support;

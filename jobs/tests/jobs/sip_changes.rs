@@ -1,0 +1,199 @@
+//! SIP changes through the real API process take effect at the daily cut-off, the API says
+//! when, and `sips export` agrees (issue 17 §2, issue 16 §3): a SIP created after the cut-off
+//! on its own start day has its first instalment next month, and the response said so; one
+//! created before it is due today. Changes (amount, pause) are kept as history, shown on the
+//! SIP, and validated; another user's SIP is a 404.
+
+use chrono::{Datelike, NaiveDate};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::api::{claims, hs256, Api};
+use crate::support::{fixture, sipline_async, Postgres};
+
+fn today_ist() -> NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
+}
+
+async fn set_cutoff(pool: &sqlx::PgPool, cutoff: &str) {
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE \"{database}\" SET sipline.sip_cutoff = '{cutoff}'"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn patch(api: &Api, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, body) = api
+        .send(reqwest::Method::PATCH, path, Some(token), Some(body))
+        .await;
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    let warehouse = tempfile::tempdir().unwrap();
+    let wh = warehouse.path().to_str().unwrap().to_string();
+    sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        fixture("amfi_navall_6col.txt").to_str().unwrap(),
+        "--warehouse",
+        &wh,
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
+
+    // Every moment is after a 00:00 cut-off: today's changes apply from tomorrow.
+    set_cutoff(&pool, "00:00").await;
+    let api = Api::start(&pg.url).await;
+    let token = hs256(&claims("auth0|cut-off-tester"));
+    let other = hs256(&claims("auth0|someone-else"));
+    let today = today_ist();
+    let tomorrow = today.succ_opt().unwrap();
+    let sip_day = today.day().min(28);
+    let sips = "/v1/users/me/sips";
+    let new_sip = json!({ "scheme_code": 119552, "amount": "1000.00", "sip_day": sip_day,
+                          "start_date": today });
+    let (status, late) = api.post(sips, &token, new_sip.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{late}");
+    assert_eq!(late["effective_from"], json!(tomorrow), "{late}");
+    let first_due = |body: &Value| {
+        NaiveDate::parse_from_str(body["next_instalment"]["due_date"].as_str().unwrap(), "%Y-%m-%d")
+            .unwrap()
+    };
+    // Created after the cut-off on its own SIP day: the first instalment is next month's.
+    assert!(first_due(&late) > today, "{late}");
+    assert_eq!(first_due(&late).day(), sip_day, "{late}");
+    if today.day() <= 28 {
+        assert_eq!(
+            first_due(&late),
+            today.checked_add_months(chrono::Months::new(1)).unwrap(),
+            "{late}"
+        );
+    }
+    assert_eq!(late["next_instalment"]["amount"], "1000.00");
+    let late_id = late["sip_id"].as_i64().unwrap();
+
+    // Today's snapshot (its cut-off has passed) does not hold it: the batch agrees with the API.
+    let exported = sipline_async(&[
+        "sips",
+        "export",
+        "--date",
+        &today.to_string(),
+        "--warehouse",
+        &wh,
+        "--database-url",
+        &pg.url,
+    ])
+    .await;
+    exported.assert_ok();
+    assert!(exported.stdout.contains(" sips=0 "), "{}", exported.stdout);
+
+    // A cut-off at the end of the day: a SIP created now is due today, if today is its day.
+    drop(api);
+    set_cutoff(&pool, "23:59:59.999").await;
+    let api = Api::start(&pg.url).await;
+    let (status, early) = api.post(sips, &token, new_sip.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{early}");
+    assert_eq!(early["effective_from"], json!(today), "{early}");
+    if today.day() <= 28 {
+        assert_eq!(first_due(&early), today, "{early}");
+    }
+    // A change never applies before an earlier change of the same SIP, whatever the cut-off
+    // became meanwhile: the late SIP's amendment waits for its creation, tomorrow.
+    let (status, amended_late) = patch(
+        &api,
+        &format!("{sips}/{late_id}"),
+        &token,
+        json!({ "amount": "1200.00" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{amended_late}");
+    assert_eq!(amended_late["effective_from"], json!(tomorrow));
+
+    // Change the amount: history kept, validated, effective from today's batch.
+    let one = format!("{sips}/{}", early["sip_id"].as_i64().unwrap());
+    let (status, changed) = patch(&api, &one, &token, json!({ "amount": "2500.00" })).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        (changed["amount"].as_str(), changed["effective_from"].clone()),
+        (Some("2500.00"), json!(today))
+    );
+    assert_eq!(changed["next_instalment"]["amount"], "2500.00");
+    for (body, field) in [
+        (json!({ "amount": "50" }), "amount"),
+        (json!({ "sip_day": 31 }), "sip_day"),
+        (json!({ "step_up_pct": "101" }), "step_up_pct"),
+        (json!({ "end_date": "2020-01-01" }), "end_date"),
+        (json!({}), "body"),
+    ] {
+        let (status, problem) = patch(&api, &one, &token, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {problem}");
+        assert!(problem.to_string().contains(field), "{body}: {problem}");
+    }
+    let (status, _) = patch(&api, &one, &token, json!({ "nickname": "x" })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
+    let (status, _) = patch(&api, &one, &other, json!({ "amount": "2000" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's SIP");
+    let (status, _) = api.get(&one, Some(&other)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Pause through the next instalment: `until` is the last skipped day, so the one after
+    // it is next; pausing through the day before it skips nothing.
+    let next = first_due(&changed);
+    let (status, paused) = api
+        .post(&format!("{one}/pause"), &token, json!({ "until": next }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["paused_until"], json!(next));
+    assert!(first_due(&paused) > next, "{paused}");
+    let (status, resumed) = api
+        .post(&format!("{one}/resume"), &token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(first_due(&resumed), next);
+    let day_before = next.pred_opt().unwrap();
+    if day_before >= today {
+        let (_, paused) = api
+            .post(&format!("{one}/pause"), &token, json!({ "until": day_before }))
+            .await;
+        assert_eq!(first_due(&paused), next, "{paused}");
+        api.post(&format!("{one}/resume"), &token, json!({})).await;
+    }
+
+    // The SIP shows its history, newest first.
+    let (status, detail) = api.get(&one, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    let kinds: Vec<&str> = detail["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.last(), Some(&"create"), "{detail}");
+    assert!(kinds.contains(&"amend") && kinds.contains(&"pause"), "{detail}");
+    assert_eq!(detail["changes"][kinds.len() - 1]["amount"], "1000.00");
+    assert_eq!(detail["changes"][kinds.len() - 1]["effective_from"], json!(today));
+
+    // Cancelled: no next instalment, and no more changes.
+    let (status, cancelled) = api
+        .post(&format!("{one}/cancel"), &token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cancelled["next_instalment"], Value::Null);
+    let (status, _) = patch(&api, &one, &token, json!({ "amount": "3000" })).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
