@@ -21,6 +21,17 @@ fn op(summary: &str, tag: &str, params: &[&str], ok: &str) -> Value {
                 "from" | "to" => (*p, "query", json!({"type": "string", "format": "date"})),
                 "limit" | "before" | "after" => (*p, "query", json!({"type": "integer"})),
                 "unread" => ("unread", "query", json!({"type": "boolean"})),
+                "open_for_sip" => ("open_for_sip", "query", json!({"type": "boolean"})),
+                "q" => ("q", "query", json!({"type": "string", "maxLength": 100})),
+                "category" | "fund_house" | "plan" | "option" => {
+                    (*p, "query", json!({"type": "string"}))
+                }
+                "scheme_limit" => (
+                    "limit",
+                    "query",
+                    json!({"type": "integer", "minimum": 1, "maximum": 50}),
+                ),
+                "cursor" => ("after", "query", json!({"type": "string"})),
                 "user_id" => (
                     "user_id",
                     "path",
@@ -65,6 +76,14 @@ pub fn document() -> Value {
         "200",
     );
     change_sip["responses"]["409"] = json!({"$ref": "#/components/responses/Problem"});
+    let mut put_preferences = op(
+        "Set where notifications go (every field; what is left out is cleared): channels (webhook, email, sms, push) with the address each needs, quiet hours HH:MM and the IANA time zone they are read in. An unknown zone, a channel without its address or an address with control characters is a 422",
+        "notifications",
+        &["user_id"],
+        "200",
+    );
+    put_preferences["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Preferences"}}}});
+    put_preferences["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
     let mut create_alert = op("Create a NAV alert", "alerts", &["user_id"], "201");
     create_alert["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewAlert"}}}});
     json!({
@@ -74,6 +93,8 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/v1/me": {"get": op("The signed-in user: id and profile (provisioned on the first call of a new token subject)", "me", &[], "200")},
+            "/v1/schemes": {"get": op("Find a fund: typo-tolerant search (q) over scheme name, fund house, ISIN and code, best match first; filters by category, fund house, plan (Direct, Regular), option (Growth, IDCW) and open_for_sip; at most 50 a page, next_after continues", "schemes", &["q", "category", "fund_house", "plan", "option", "open_for_sip", "scheme_limit", "cursor"], "200")},
+            "/v1/schemes/{scheme_code}": {"get": op("One scheme: category, plan, option, ISINs, SIP limits, unit decimals and the latest NAV with its date", "schemes", &["scheme_code"], "200")},
             "/v1/schemes/{scheme_code}/nav": {"get": op("Latest NAV of a scheme (cached 24 h)", "navs", &["scheme_code"], "200")},
             "/v1/schemes/{scheme_code}/navs": {"get": op("NAV history of a scheme, newest first", "navs", &["scheme_code", "from", "to", "limit"], "200")},
             "/v1/users/{user_id}/portfolio": {"get": op("Portfolio summary and per-scheme lines of the latest published date (cached 15 min)", "portfolio", &["user_id"], "200")},
@@ -83,6 +104,7 @@ pub fn document() -> Value {
             "/v1/users/{user_id}/sips/{sip_id}/{action}": {"post": change_sip},
             "/v1/users/{user_id}/notifications": {"get": op("The user's notifications, newest first", "notifications", &["user_id", "limit", "before", "unread"], "200")},
             "/v1/users/{user_id}/notifications/{notification_id}/read": {"post": op("Mark a notification read", "notifications", &["user_id", "notification_id"], "200")},
+            "/v1/users/{user_id}/notification-preferences": {"get": op("Where the user's notifications go (defaults when never set: webhook only, Asia/Kolkata)", "notifications", &["user_id"], "200"), "put": put_preferences},
             "/v1/users/{user_id}/alerts": {"get": op("The user's NAV alerts by id, a page at a time (limit ≤ 200; next_after continues)", "alerts", &["user_id", "limit", "after"], "200"), "post": create_alert},
             "/v1/users/{user_id}/alerts/{alert_id}": {"delete": op("Delete a NAV alert", "alerts", &["user_id", "alert_id"], "204")},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "alive"}}}},
@@ -102,6 +124,12 @@ pub fn document() -> Value {
                 "SipAmendment": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
                     "amount": {"type": "string", "example": "2000.00"}, "step_up_pct": {"type": "string", "example": "10"},
                     "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "end_date": {"type": "string", "format": "date"}}},
+                "Preferences": {"type": "object", "additionalProperties": false, "required": ["channels"], "properties": {
+                    "channels": {"type": "array", "uniqueItems": true, "items": {"type": "string", "enum": ["webhook", "email", "sms", "push"]}},
+                    "email": {"type": ["string", "null"], "maxLength": 254}, "phone": {"type": ["string", "null"], "pattern": "^\\+[0-9]{8,15}$"},
+                    "push_token": {"type": ["string", "null"], "maxLength": 4096},
+                    "quiet_start": {"type": ["string", "null"], "example": "22:00"}, "quiet_end": {"type": ["string", "null"], "example": "07:00"},
+                    "time_zone": {"type": "string", "example": "Asia/Kolkata"}}},
                 "NewAlert": {"type": "object", "required": ["scheme_code", "kind", "threshold"], "properties": {
                     "scheme_code": {"type": "integer"}, "kind": {"type": "string", "enum": ["above", "below", "daily_move_pct"]},
                     "threshold": {"type": "string", "example": "45.50"}}},

@@ -12,6 +12,8 @@ mod navs;
 mod notifications;
 mod ops;
 mod portfolio;
+mod preferences;
+mod schemes;
 mod sips;
 
 use std::time::Instant;
@@ -31,10 +33,12 @@ use crate::Shared;
 pub fn router(state: Shared) -> Router {
     let v1 = Router::new()
         .merge(me::routes())
+        .merge(schemes::routes())
         .merge(navs::routes())
         .merge(portfolio::routes())
         .merge(sips::routes())
         .merge(notifications::routes())
+        .merge(preferences::routes())
         .merge(alerts::routes());
     Router::new()
         .nest("/v1", v1)

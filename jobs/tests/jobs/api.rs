@@ -738,10 +738,13 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ("GET", "/metrics"),
         ("GET", "/readyz"),
         ("GET", "/v1/me"),
+        ("GET", "/v1/schemes"),
+        ("GET", "/v1/schemes/{scheme_code}"),
         ("GET", "/v1/schemes/{scheme_code}/nav"),
         ("GET", "/v1/schemes/{scheme_code}/navs"),
         ("GET", "/v1/users/{user_id}/alerts"),
         ("GET", "/v1/users/{user_id}/charts/{graph_type}"),
+        ("GET", "/v1/users/{user_id}/notification-preferences"),
         ("GET", "/v1/users/{user_id}/notifications"),
         ("GET", "/v1/users/{user_id}/portfolio"),
         ("GET", "/v1/users/{user_id}/sips"),
@@ -754,6 +757,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ),
         ("POST", "/v1/users/{user_id}/sips"),
         ("POST", "/v1/users/{user_id}/sips/{sip_id}/{action}"),
+        ("PUT", "/v1/users/{user_id}/notification-preferences"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

@@ -106,13 +106,14 @@ fn assert_every_due_instalment_once(warehouse: &Path) {
     // of that day; a pending one had none by its run; one that failed without a bounced debit
     // had none within the no_nav limit. (The generator leaves a few NAVs out each day.)
     let applicable = "WITH market AS (SELECT DISTINCT nav_date FROM navs), \
-         applicable AS (SELECT i.sip_id, i.due_date, min(m.nav_date) AS nav_date FROM investments i \
-                        JOIN market m ON m.nav_date >= i.due_date GROUP BY i.sip_id, i.due_date)";
+         applicable AS (SELECT d.due_date, min(m.nav_date) AS nav_date \
+                        FROM (SELECT DISTINCT due_date FROM investments) d \
+                        JOIN market m ON m.nav_date >= d.due_date GROUP BY d.due_date)";
     let mispriced = csv(
         warehouse,
         &format!(
             "{applicable} SELECT count(*) AS n FROM investments i \
-             JOIN applicable a ON a.sip_id = i.sip_id AND a.due_date = i.due_date \
+             JOIN applicable a ON a.due_date = i.due_date \
              LEFT JOIN navs n ON n.scheme_code = i.scheme_code AND n.nav_date = a.nav_date \
              WHERE i.status = 'executed' AND (i.nav_date <> a.nav_date OR n.nav IS NULL OR i.nav <> n.nav)"
         ),
@@ -122,7 +123,7 @@ fn assert_every_due_instalment_once(warehouse: &Path) {
         warehouse,
         &format!(
             "{applicable} SELECT count(*) AS n FROM investments i \
-             JOIN applicable a ON a.sip_id = i.sip_id AND a.due_date = i.due_date \
+             JOIN applicable a ON a.due_date = i.due_date \
              JOIN navs n ON n.scheme_code = i.scheme_code AND n.nav_date = a.nav_date \
              WHERE a.nav_date <= i.exec_date AND (i.status = 'pending' \
                 OR (i.status = 'failed' AND NOT EXISTS (SELECT 1 FROM debit_failures f \

@@ -71,8 +71,11 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     assert_eq!(status, StatusCode::CREATED, "{late}");
     assert_eq!(late["effective_from"], json!(tomorrow), "{late}");
     let first_due = |body: &Value| {
-        NaiveDate::parse_from_str(body["next_instalment"]["due_date"].as_str().unwrap(), "%Y-%m-%d")
-            .unwrap()
+        NaiveDate::parse_from_str(
+            body["next_instalment"]["due_date"].as_str().unwrap(),
+            "%Y-%m-%d",
+        )
+        .unwrap()
     };
     // Created after the cut-off on its own SIP day: the first instalment is next month's.
     assert!(first_due(&late) > today, "{late}");
@@ -129,7 +132,10 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     let (status, changed) = patch(&api, &one, &token, json!({ "amount": "2500.00" })).await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(
-        (changed["amount"].as_str(), changed["effective_from"].clone()),
+        (
+            changed["amount"].as_str(),
+            changed["effective_from"].clone()
+        ),
         (Some("2500.00"), json!(today))
     );
     assert_eq!(changed["next_instalment"]["amount"], "2500.00");
@@ -141,11 +147,19 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
         (json!({}), "body"),
     ] {
         let (status, problem) = patch(&api, &one, &token, body.clone()).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {problem}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {problem}"
+        );
         assert!(problem.to_string().contains(field), "{body}: {problem}");
     }
     let (status, _) = patch(&api, &one, &token, json!({ "nickname": "x" })).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown fields are refused"
+    );
     let (status, _) = patch(&api, &one, &other, json!({ "amount": "2000" })).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another user's SIP");
     let (status, _) = api.get(&one, Some(&other)).await;
@@ -160,15 +174,17 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     assert_eq!(status, StatusCode::OK, "{paused}");
     assert_eq!(paused["paused_until"], json!(next));
     assert!(first_due(&paused) > next, "{paused}");
-    let (status, resumed) = api
-        .post(&format!("{one}/resume"), &token, json!({}))
-        .await;
+    let (status, resumed) = api.post(&format!("{one}/resume"), &token, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first_due(&resumed), next);
     let day_before = next.pred_opt().unwrap();
     if day_before >= today {
         let (_, paused) = api
-            .post(&format!("{one}/pause"), &token, json!({ "until": day_before }))
+            .post(
+                &format!("{one}/pause"),
+                &token,
+                json!({ "until": day_before }),
+            )
             .await;
         assert_eq!(first_due(&paused), next, "{paused}");
         api.post(&format!("{one}/resume"), &token, json!({})).await;
@@ -184,14 +200,18 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
         .map(|c| c["change"].as_str().unwrap())
         .collect();
     assert_eq!(kinds.last(), Some(&"create"), "{detail}");
-    assert!(kinds.contains(&"amend") && kinds.contains(&"pause"), "{detail}");
+    assert!(
+        kinds.contains(&"amend") && kinds.contains(&"pause"),
+        "{detail}"
+    );
     assert_eq!(detail["changes"][kinds.len() - 1]["amount"], "1000.00");
-    assert_eq!(detail["changes"][kinds.len() - 1]["effective_from"], json!(today));
+    assert_eq!(
+        detail["changes"][kinds.len() - 1]["effective_from"],
+        json!(today)
+    );
 
     // Cancelled: no next instalment, and no more changes.
-    let (status, cancelled) = api
-        .post(&format!("{one}/cancel"), &token, json!({}))
-        .await;
+    let (status, cancelled) = api.post(&format!("{one}/cancel"), &token, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cancelled["next_instalment"], Value::Null);
     let (status, _) = patch(&api, &one, &token, json!({ "amount": "3000" })).await;

@@ -1,0 +1,233 @@
+//! Finding a fund: `GET /v1/schemes` searches the scheme master (typo-tolerant, over name, fund
+//! house, ISINs and code; migration 0010) with filters and a bounded, cursor-paged result, and
+//! `GET /v1/schemes/{scheme_code}` is one scheme with its latest NAV and SIP rules.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{ApiPath, ApiQuery, Authed};
+use super::{json_value, timed};
+use crate::problem::Problem;
+use crate::Shared;
+
+pub fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/schemes", get(search_schemes))
+        .route("/schemes/{scheme_code}", get(scheme_detail))
+}
+
+const MAX_PAGE: i64 = 50;
+const MAX_QUERY_CHARS: usize = 100;
+
+const SCHEME_COLUMNS: &str = "s.scheme_code, s.scheme_name, s.fund_house, s.category, s.plan, s.option, \
+     s.isin_growth, s.isin_reinvestment, coalesce(s.scheme_type ILIKE 'Open Ended%', false) AS open_for_sip";
+
+/// Filters shared by both searches: `$1` category, `$2` fund house, `$3` plan, `$4` option,
+/// `$5` open for SIP; each NULL when not asked for.
+const FILTERS: &str = "($1::text IS NULL OR lower(s.category) = lower($1)) \
+     AND ($2::text IS NULL OR lower(s.fund_house) = lower($2)) \
+     AND ($3::text IS NULL OR lower(s.plan) = lower($3)) \
+     AND ($4::text IS NULL OR lower(s.option) = lower($4)) \
+     AND ($5::boolean IS NULL OR coalesce(s.scheme_type ILIKE 'Open Ended%', false) = $5)";
+
+#[derive(Deserialize)]
+struct SchemeQuery {
+    q: Option<String>,
+    category: Option<String>,
+    fund_house: Option<String>,
+    plan: Option<String>,
+    option: Option<String>,
+    open_for_sip: Option<bool>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+#[derive(sqlx::FromRow, Serialize)]
+struct SchemeSummary {
+    scheme_code: i64,
+    scheme_name: String,
+    fund_house: Option<String>,
+    category: Option<String>,
+    plan: Option<String>,
+    option: Option<String>,
+    isin_growth: Option<String>,
+    isin_reinvestment: Option<String>,
+    open_for_sip: bool,
+    /// How well the name, house, ISIN or code matches `q` (0–1); absent without `q`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
+}
+
+#[derive(Serialize)]
+struct SchemePage {
+    schemes: Vec<SchemeSummary>,
+    /// Pass as `after` for the next page; null on the last.
+    next_after: Option<String>,
+}
+
+/// The position after which a page starts: by score then code when searching, by code when
+/// listing. Opaque to clients (`0.7058824:120465`, `120465`).
+fn parse_after(after: Option<&str>, searching: bool) -> Result<(f32, i64), Problem> {
+    let bad = || Problem::bad_request("after: not a cursor this search returned");
+    let Some(after) = after else {
+        return Ok((f32::INFINITY, i64::MIN));
+    };
+    if searching {
+        let (score, code) = after.split_once(':').ok_or_else(bad)?;
+        let score: f32 = score.parse().map_err(|_| bad())?;
+        if !score.is_finite() {
+            return Err(bad());
+        }
+        Ok((score, code.parse().map_err(|_| bad())?))
+    } else {
+        Ok((f32::INFINITY, after.parse().map_err(|_| bad())?))
+    }
+}
+
+async fn search_schemes(
+    State(state): State<Shared>,
+    _authed: Authed,
+    ApiQuery(query): ApiQuery<SchemeQuery>,
+) -> Result<Response, Problem> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let text = query
+        .q
+        .as_deref()
+        .map(|q| q.trim().to_lowercase())
+        .filter(|q| !q.is_empty());
+    if text
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
+        return Err(Problem::bad_request(format!(
+            "q: at most {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let (after_score, after_code) = parse_after(query.after.as_deref(), text.is_some())?;
+    let filtered = |sql: String| {
+        sqlx::query_as::<_, SchemeSummary>(sqlx::AssertSqlSafe(sql))
+            .bind(query.category.clone())
+            .bind(query.fund_house.clone())
+            .bind(query.plan.clone())
+            .bind(query.option.clone())
+            .bind(query.open_for_sip)
+    };
+    let found = match text {
+        // `<%` is word similarity above pg_trgm's threshold (0.6), served by the trigram index.
+        Some(text) => filtered(format!(
+            "SELECT * FROM (SELECT {SCHEME_COLUMNS}, word_similarity($6, s.search_text) AS score \
+               FROM schemes s WHERE $6 <% s.search_text AND {FILTERS}) m \
+             WHERE m.score < $7 OR (m.score = $7 AND m.scheme_code > $8) \
+             ORDER BY m.score DESC, m.scheme_code LIMIT $9"
+        ))
+        .bind(text)
+        .bind(after_score)
+        .bind(after_code)
+        .bind(limit)
+        .fetch_all(&state.pool),
+        None => filtered(format!(
+            "SELECT {SCHEME_COLUMNS}, NULL::real AS score FROM schemes s \
+             WHERE {FILTERS} AND s.scheme_code > $6 ORDER BY s.scheme_code LIMIT $7"
+        ))
+        .bind(after_code)
+        .bind(limit)
+        .fetch_all(&state.pool),
+    };
+    let schemes: Vec<SchemeSummary> = timed(&state, found).await?;
+    let next_after = (schemes.len() as i64 == limit)
+        .then(|| schemes.last())
+        .flatten()
+        .map(|last| match last.score {
+            Some(score) => format!("{score}:{}", last.scheme_code),
+            None => last.scheme_code.to_string(),
+        });
+    Ok(json_value(&SchemePage {
+        schemes,
+        next_after,
+    }))
+}
+
+const SCHEME_DETAIL: &str = "SELECT s.scheme_code, s.scheme_name, s.fund_house, s.category, s.scheme_type, s.plan, s.option, \
+            s.isin_growth, s.isin_reinvestment, coalesce(s.scheme_type ILIKE 'Open Ended%', false) AS open_for_sip, \
+            s.sip_min_amount::text AS sip_min_amount, s.sip_max_amount::text AS sip_max_amount, s.unit_decimals, \
+            sipline_nav_text(n.nav) AS nav, n.nav_date \
+     FROM schemes s LEFT JOIN LATERAL (SELECT nav, nav_date FROM navs WHERE scheme_code = s.scheme_code \
+                                       ORDER BY nav_date DESC LIMIT 1) n ON true \
+     WHERE s.scheme_code = $1";
+
+#[derive(sqlx::FromRow, Serialize)]
+struct SchemeDetail {
+    scheme_code: i64,
+    scheme_name: String,
+    fund_house: Option<String>,
+    category: Option<String>,
+    scheme_type: Option<String>,
+    plan: Option<String>,
+    option: Option<String>,
+    isin_growth: Option<String>,
+    isin_reinvestment: Option<String>,
+    open_for_sip: bool,
+    sip_min_amount: String,
+    sip_max_amount: Option<String>,
+    /// Decimals units are allotted to.
+    unit_decimals: i32,
+    /// The latest NAV, as published; null before any.
+    nav: Option<String>,
+    nav_date: Option<NaiveDate>,
+}
+
+async fn scheme_detail(
+    State(state): State<Shared>,
+    _authed: Authed,
+    ApiPath(scheme_code): ApiPath<i64>,
+) -> Result<Response, Problem> {
+    let scheme: Option<SchemeDetail> = timed(
+        &state,
+        sqlx::query_as(SCHEME_DETAIL)
+            .bind(scheme_code)
+            .fetch_optional(&state.pool),
+    )
+    .await?;
+    match scheme {
+        Some(scheme) => Ok(json_value(&scheme)),
+        None => Err(Problem::not_found("no such scheme")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_what_a_search_never_returned() {
+        assert_eq!(
+            parse_after(Some("0.7058824:120465"), true).ok(),
+            Some((0.705_882_4, 120465))
+        );
+        assert_eq!(
+            parse_after(Some("120465"), false).ok(),
+            Some((f32::INFINITY, 120465))
+        );
+        assert_eq!(
+            parse_after(None, true).ok(),
+            Some((f32::INFINITY, i64::MIN))
+        );
+        for (cursor, searching) in [
+            ("x", false),
+            ("120465", true),
+            ("inf:1", true),
+            ("0.5:x", true),
+        ] {
+            assert!(parse_after(Some(cursor), searching).is_err(), "{cursor}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Finding a fund through the real API over AMFI's real scheme master (NAVAll.txt of
+//! 16 May 2025, about 14,000 schemes, ingested with `nav ingest --database-url`).
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::api::{claims, hs256, Api};
+use crate::support::{fixture, sipline_async, Postgres};
+
+fn codes(page: &Value) -> Vec<i64> {
+    page["schemes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["scheme_code"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_pages() {
+    let pg = Postgres::start().await;
+    let warehouse = tempfile::tempdir().unwrap();
+    sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        fixture("NAVAll_real_2025-05-16.txt").to_str().unwrap(),
+        "--warehouse",
+        warehouse.path().to_str().unwrap(),
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
+    let api = Api::start(&pg.url).await;
+    let token = hs256(&claims("auth0|fund-finder"));
+    let search = |query: &str| {
+        let path = format!("/v1/schemes?{query}");
+        let api = &api;
+        let token = token.clone();
+        async move { api.get(&path, Some(&token)).await }
+    };
+
+    // Typo-tolerant: the words as a person types them.
+    let (status, found) = search("q=axis%20blue%20chip").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let first = &found["schemes"][0];
+    assert!(
+        first["scheme_name"]
+            .as_str()
+            .unwrap()
+            .starts_with("Axis Bluechip Fund"),
+        "{found}"
+    );
+    assert!(first["score"].as_f64().unwrap() > 0.6);
+    assert_eq!(first["fund_house"], "Axis Mutual Fund");
+    // By ISIN (either one) and by code, exactly.
+    for q in ["INF846K01DP8", "inf846k01dp8", "120465"] {
+        let (_, found) = search(&format!("q={q}")).await;
+        assert_eq!(codes(&found)[0], 120465, "{q}: {found}");
+    }
+    // Filters narrow it down.
+    let (_, direct_growth) = search("q=axis%20bluechip&plan=direct&option=growth").await;
+    let schemes = direct_growth["schemes"].as_array().unwrap();
+    assert!(!schemes.is_empty());
+    assert!(
+        schemes
+            .iter()
+            .all(|s| s["plan"] == "Direct" && s["option"] == "Growth"),
+        "{direct_growth}"
+    );
+    assert_eq!(codes(&direct_growth)[0], 120465);
+    let (_, house) = search("fund_house=Axis%20Mutual%20Fund&open_for_sip=true&limit=50").await;
+    assert_eq!(codes(&house).len(), 50);
+    assert!(house["schemes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["fund_house"] == "Axis Mutual Fund" && s["open_for_sip"] == true));
+
+    // Pages: bounded, disjoint, in order, ending with a null cursor.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..20 {
+        let query = match &after {
+            Some(a) => format!("q=bluechip&limit=7&after={a}"),
+            None => "q=bluechip&limit=7".to_string(),
+        };
+        let (status, page) = search(&query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(codes(&page));
+        match page["next_after"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let (_, all) = search("q=bluechip&limit=50").await;
+    assert!(seen.len() > 7, "{seen:?}");
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a scheme on two pages");
+    assert_eq!(
+        seen[..seen.len().min(50)],
+        codes(&all)[..seen.len().min(50)]
+    );
+
+    // Bounds and bad input are 400s, never a slow or failing query.
+    for query in [
+        "limit=51",
+        "limit=0",
+        &format!("q={}", "a".repeat(101)),
+        "q=axis&after=garbage",
+        "after=x",
+    ] {
+        assert_eq!(search(query).await.0, StatusCode::BAD_REQUEST, "{query}");
+    }
+    assert_eq!(
+        api.get("/v1/schemes?q=axis", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // One scheme: its latest NAV and date, and its SIP rules.
+    let (status, scheme) = api.get("/v1/schemes/120465", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{scheme}");
+    assert_eq!(scheme["nav"], "69.1500");
+    assert_eq!(scheme["nav_date"], "2025-05-16");
+    assert_eq!(scheme["isin_growth"], "INF846K01DP8");
+    assert_eq!(scheme["open_for_sip"], true);
+    assert_eq!(scheme["sip_min_amount"], "100.00");
+    assert_eq!(scheme["unit_decimals"], 3);
+    assert_eq!(
+        api.get("/v1/schemes/1", Some(&token)).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
