@@ -32,6 +32,23 @@ fn op(summary: &str, tag: &str, params: &[&str], ok: &str) -> Value {
                     json!({"type": "integer", "minimum": 1, "maximum": 50}),
                 ),
                 "cursor" => ("after", "query", json!({"type": "string"})),
+                "before_cursor" => ("before", "query", json!({"type": "string"})),
+                "status" => (
+                    "status",
+                    "query",
+                    json!({"type": "string", "enum": ["executed", "pending", "failed", "reversed"]}),
+                ),
+                "sip_filter" => ("sip_id", "query", json!({"type": "integer", "format": "int64"})),
+                "scheme_filter" => (
+                    "scheme_code",
+                    "query",
+                    json!({"type": "integer", "format": "int64"}),
+                ),
+                "from_required" | "to_required" => (
+                    &p[..p.len() - "_required".len()],
+                    "query",
+                    json!({"type": "string", "format": "date"}),
+                ),
                 "user_id" => (
                     "user_id",
                     "path",
@@ -40,7 +57,8 @@ fn op(summary: &str, tag: &str, params: &[&str], ok: &str) -> Value {
                 ),
                 other => (other, "path", json!({"type": "integer", "format": "int64"})),
             };
-            json!({"name": name, "in": location, "required": location == "path", "schema": schema})
+            let required = location == "path" || p.ends_with("_required");
+            json!({"name": name, "in": location, "required": required, "schema": schema})
         })
         .collect();
     json!({
@@ -98,6 +116,8 @@ pub fn document() -> Value {
             "/v1/schemes/{scheme_code}/nav": {"get": op("Latest NAV of a scheme (cached 24 h)", "navs", &["scheme_code"], "200")},
             "/v1/schemes/{scheme_code}/navs": {"get": op("NAV history of a scheme, newest first", "navs", &["scheme_code", "from", "to", "limit"], "200")},
             "/v1/users/{user_id}/portfolio": {"get": op("Portfolio summary and per-scheme lines of the latest published date (cached 15 min)", "portfolio", &["user_id"], "200")},
+            "/v1/users/{user_id}/investments": {"get": op("Every instalment with its latest status (executed, pending, failed, reversed), amount, stamp duty, NAV, NAV date and units; filters by SIP, scheme, status and due-date range; newest due first, at most 200 a page, next_before continues", "portfolio", &["user_id", "sip_filter", "scheme_filter", "status", "from", "to", "limit", "before_cursor"], "200")},
+            "/v1/users/{user_id}/portfolio/history": {"get": op("The published daily snapshots from..to (at most 1,100 days) as a series: invested, value, gain, returns, XIRR", "portfolio", &["user_id", "from_required", "to_required"], "200")},
             "/v1/users/{user_id}/charts/{graph_type}": {"get": op("Chart data: pie, line or bar (cached 30 min)", "portfolio", &["user_id", "graph_type"], "200")},
             "/v1/users/{user_id}/sips": {"get": op("The user's SIPs by id, a page at a time (limit ≤ 200; next_after continues)", "sips", &["user_id", "limit", "after"], "200"), "post": create_sip},
             "/v1/users/{user_id}/sips/{sip_id}": {"get": op("A SIP: its terms, effective_from, next_instalment, and its change history (newest first, at most 100)", "sips", &["user_id", "sip_id"], "200"), "patch": amend_sip},

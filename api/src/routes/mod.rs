@@ -7,6 +7,7 @@
 
 mod alerts;
 pub mod extract;
+mod investments;
 mod me;
 mod navs;
 mod notifications;
@@ -36,6 +37,7 @@ pub fn router(state: Shared) -> Router {
         .merge(schemes::routes())
         .merge(navs::routes())
         .merge(portfolio::routes())
+        .merge(investments::routes())
         .merge(sips::routes())
         .merge(notifications::routes())
         .merge(preferences::routes())

@@ -197,6 +197,103 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         .await;
     assert_eq!(status, StatusCode::OK, "RS256 via JWKS: {body}");
 
+    // Instalments: each one once, at its latest state, newest due first, paged; filters.
+    let instalments: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT DISTINCT sip_id, due_date FROM investments WHERE user_id = $1) AS i",
+    )
+    .bind(a)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(instalments > 0);
+    let mut pages = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            Some(b) => format!("/v1/users/{a}/investments?limit=2&before={b}"),
+            None => format!("/v1/users/{a}/investments?limit=2"),
+        };
+        let (status, page) = api.get(&path, Some(&a_token)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages.extend(page["investments"].as_array().unwrap().clone());
+        match page["next_before"].as_str() {
+            Some(next) => before = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages.len() as i64, instalments);
+    let keys: Vec<(String, i64)> = pages
+        .iter()
+        .map(|i| {
+            (
+                i["due_date"].as_str().unwrap().to_string(),
+                i["sip_id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|x, y| y.cmp(x));
+    assert_eq!(keys, sorted, "newest due first, no repeats");
+    let executed = &pages
+        .iter()
+        .find(|i| i["status"] == "executed")
+        .expect("an executed instalment");
+    assert!(
+        executed["units"].is_string() && executed["nav"].is_string(),
+        "{executed}"
+    );
+    let (_, only_executed) = api
+        .get(
+            &format!("/v1/users/{a}/investments?status=executed&limit=200"),
+            Some(&a_token),
+        )
+        .await;
+    assert!(only_executed["investments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["status"] == "executed"));
+    for bad in [
+        "status=done",
+        "limit=201",
+        "before=yesterday",
+        "from=2025-03-05&to=2025-03-01",
+    ] {
+        let (status, _) = api
+            .get(&format!("/v1/users/{a}/investments?{bad}"), Some(&a_token))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(
+        api.get(&format!("/v1/users/{a}/investments"), Some(&b_token))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // The portfolio's history: the published date's point is the portfolio itself.
+    let (status, history) = api
+        .get(
+            &format!("/v1/users/{a}/portfolio/history?from=2024-01-01&to={FIRST}"),
+            Some(&a_token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let last = history["points"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (last["as_of"].as_str(), last["invested"].as_str()),
+        (Some(FIRST), Some(a_invested.as_str()))
+    );
+    assert_eq!(
+        api.get(
+            &format!("/v1/users/{a}/portfolio/history?from=2020-01-01&to={FIRST}"),
+            Some(&a_token)
+        )
+        .await
+        .0,
+        StatusCode::BAD_REQUEST,
+        "too long a range"
+    );
+
     // Every refused token is a 401 problem.
     let mut expired = claims(&a_sub);
     expired["exp"] = (now() - 3600).into();
@@ -744,9 +841,11 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ("GET", "/v1/schemes/{scheme_code}/navs"),
         ("GET", "/v1/users/{user_id}/alerts"),
         ("GET", "/v1/users/{user_id}/charts/{graph_type}"),
+        ("GET", "/v1/users/{user_id}/investments"),
         ("GET", "/v1/users/{user_id}/notification-preferences"),
         ("GET", "/v1/users/{user_id}/notifications"),
         ("GET", "/v1/users/{user_id}/portfolio"),
+        ("GET", "/v1/users/{user_id}/portfolio/history"),
         ("GET", "/v1/users/{user_id}/sips"),
         ("GET", "/v1/users/{user_id}/sips/{sip_id}"),
         ("PATCH", "/v1/users/{user_id}/sips/{sip_id}"),
