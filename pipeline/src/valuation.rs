@@ -29,6 +29,14 @@ pub enum ValuationError {
         scheme_code: i64,
         as_of: NaiveDate,
     },
+    /// A holding or purchase of a user the bucket's `users` does not list: valuing only the
+    /// listed users would drop their money silently (the AUM would no longer equal what was
+    /// invested), so the run stops instead.
+    #[error("user {user_id} holds units but is not in the `users` table (export the users with `sips export`)")]
+    UnknownHolder { user_id: i64 },
+    /// The users' invested amounts do not add up to the holdings' cost.
+    #[error("invested over users is {valued} paise but the holdings cost {held} paise")]
+    Unreconciled { valued: i128, held: i128 },
 }
 
 /// An executed instalment as valuation sees it: money in on `nav_date`, units allotted.
@@ -495,12 +503,37 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
         out.snapshots.push(snapshot);
         out.lines.extend(lines);
     }
+    // Every holding and purchase belongs to a listed user.
+    let orphan = first_unlisted(inputs.users, inputs.holdings.iter().map(|h| h.user_id))
+        .or_else(|| first_unlisted(inputs.users, inputs.purchases.iter().map(|p| p.user_id)));
+    if let Some(user_id) = orphan {
+        return Err(ValuationError::UnknownHolder { user_id });
+    }
+    let valued: i128 = out.snapshots.iter().map(|s| i128::from(s.invested.0)).sum();
+    let held: i128 = inputs.holdings.iter().map(|h| i128::from(h.invested.0)).sum();
+    if valued != held {
+        return Err(ValuationError::Unreconciled { valued, held });
+    }
     // Users come in order and each user's charts are appended in (chart, seq) order.
     debug_assert!(out
         .charts
         .windows(2)
         .all(|w| (w[0].user_id, w[0].chart, w[0].seq) < (w[1].user_id, w[1].chart, w[1].seq)));
     Ok(out)
+}
+
+/// The first of `ids` not in `users`, both sorted ascending: one merge walk, no hashing.
+fn first_unlisted(users: &[i64], ids: impl Iterator<Item = i64>) -> Option<i64> {
+    let mut i = 0;
+    for id in ids {
+        while users.get(i).is_some_and(|u| *u < id) {
+            i += 1;
+        }
+        if users.get(i) != Some(&id) {
+            return Some(id);
+        }
+    }
+    None
 }
 
 /// Holdings from purchases alone (sorted by user): the daily run has every purchase anyway,
@@ -553,6 +586,15 @@ mod tests {
                 },
             ),
         ])
+    }
+
+    #[test]
+    fn unlisted_holders_are_found_by_a_merge_walk() {
+        assert_eq!(first_unlisted(&[1, 3, 5], [1, 1, 3, 5, 5].into_iter()), None);
+        assert_eq!(first_unlisted(&[1, 3, 5], [1, 2, 3].into_iter()), Some(2));
+        assert_eq!(first_unlisted(&[1, 3, 5], [0].into_iter()), Some(0));
+        assert_eq!(first_unlisted(&[1, 3, 5], [5, 6].into_iter()), Some(6));
+        assert_eq!(first_unlisted(&[], [4].into_iter()), Some(4));
     }
 
     fn purchase(user_id: i64, date: &str, scheme_code: i64, amount: i64, units: i64) -> Purchase {
@@ -814,40 +856,33 @@ mod tests {
         assert_eq!(ChartKind::parse("pie"), None);
     }
 
-    /// Holdings and purchases of users the bucket does not list (sorted before a listed user)
-    /// are passed over, and the listed user is valued from their own rows only.
+    /// A holding of a user the bucket does not list is an error naming the user, never
+    /// passed over: the AUM must equal what was invested (issue 16).
     #[test]
-    fn rows_of_unlisted_users_are_passed_over() {
+    fn an_orphaned_holding_stops_the_valuation() {
         let (_, purchases, navs) = worked_inputs();
         let holdings = holdings_from_purchases(&purchases);
-        let only_three = value_portfolios(&ValuationInputs {
-            as_of: d("2024-03-15"),
-            mode: ValuationMode::Daily,
-            users: &[3],
-            holdings: &holdings,
-            purchases: &purchases,
-            navs: &navs,
-            schemes: &schemes(),
-        })
-        .unwrap();
-        let all = value_worked(ValuationMode::Daily, None).unwrap();
-        assert_eq!(only_three.snapshots.len(), 1);
-        let (ours, theirs) = (&only_three.snapshots[0], &all.snapshots[2]);
-        assert_eq!(
-            (
-                ours.user_id,
-                ours.invested,
-                ours.current_value,
-                ours.schemes
-            ),
-            (
-                theirs.user_id,
-                theirs.invested,
-                theirs.current_value,
-                theirs.schemes
-            )
-        );
-        assert_eq!(ours.user_id, 3);
-        assert_eq!(only_three.lines, all.lines[2..].to_vec());
+        let listed_users: Vec<i64> = value_worked(ValuationMode::Daily, None)
+            .unwrap()
+            .snapshots
+            .iter()
+            .map(|s| s.user_id)
+            .collect();
+        let orphan = *listed_users.first().unwrap();
+        let without: Vec<i64> = listed_users.iter().copied().filter(|u| *u != orphan).collect();
+        for mode in [ValuationMode::Daily, ValuationMode::Hourly] {
+            let err = value_portfolios(&ValuationInputs {
+                as_of: d("2024-03-15"),
+                mode,
+                users: &without,
+                holdings: &holdings,
+                purchases: &purchases,
+                navs: &navs,
+                schemes: &schemes(),
+            })
+            .unwrap_err();
+            assert_eq!(err, ValuationError::UnknownHolder { user_id: orphan });
+            assert!(err.to_string().contains("not in the `users` table"));
+        }
     }
 }
