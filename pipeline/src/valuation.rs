@@ -510,7 +510,11 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
         return Err(ValuationError::UnknownHolder { user_id });
     }
     let valued: i128 = out.snapshots.iter().map(|s| i128::from(s.invested.0)).sum();
-    let held: i128 = inputs.holdings.iter().map(|h| i128::from(h.invested.0)).sum();
+    let held: i128 = inputs
+        .holdings
+        .iter()
+        .map(|h| i128::from(h.invested.0))
+        .sum();
     if valued != held {
         return Err(ValuationError::Unreconciled { valued, held });
     }
@@ -590,7 +594,10 @@ mod tests {
 
     #[test]
     fn unlisted_holders_are_found_by_a_merge_walk() {
-        assert_eq!(first_unlisted(&[1, 3, 5], [1, 1, 3, 5, 5].into_iter()), None);
+        assert_eq!(
+            first_unlisted(&[1, 3, 5], [1, 1, 3, 5, 5].into_iter()),
+            None
+        );
         assert_eq!(first_unlisted(&[1, 3, 5], [1, 2, 3].into_iter()), Some(2));
         assert_eq!(first_unlisted(&[1, 3, 5], [0].into_iter()), Some(0));
         assert_eq!(first_unlisted(&[1, 3, 5], [5, 6].into_iter()), Some(6));
@@ -869,7 +876,11 @@ mod tests {
             .map(|s| s.user_id)
             .collect();
         let orphan = *listed_users.first().unwrap();
-        let without: Vec<i64> = listed_users.iter().copied().filter(|u| *u != orphan).collect();
+        let without: Vec<i64> = listed_users
+            .iter()
+            .copied()
+            .filter(|u| *u != orphan)
+            .collect();
         for mode in [ValuationMode::Daily, ValuationMode::Hourly] {
             let err = value_portfolios(&ValuationInputs {
                 as_of: d("2024-03-15"),

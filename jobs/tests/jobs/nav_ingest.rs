@@ -216,10 +216,24 @@ fn a_daily_file_merges_into_history_without_wiping_it() {
     );
     assert_eq!(
         csv,
-        "nav_date,navs\n2024-12-23,3\n2024-12-24,1\n2024-12-26,2\n2024-12-27,2\n"
+        "nav_date,navs\n2024-12-23,3\n2024-12-24,1\n2024-12-26,2\n2024-12-27,4\n"
     );
     let csv = query_csv(dir.path(), "SELECT count(*) AS schemes FROM schemes");
-    assert_eq!(csv, "schemes\n7\n", "schemes from both files are kept");
+    assert_eq!(csv, "schemes\n9\n", "schemes from both files are kept");
+    // The 8-column layout spells plan and option freely; they are stored normalised, the
+    // full name kept, and "Dividend Yield Fund - Growth" is a growth option.
+    let csv = query_csv(
+        dir.path(),
+        "SELECT scheme_code, plan, option, scheme_name FROM schemes WHERE scheme_code IN (122639, 122641, 100255, 100256) ORDER BY 1",
+    );
+    assert_eq!(
+        csv,
+        "scheme_code,plan,option,scheme_name\n\
+         100255,Regular,Growth,Templeton India Equity Income Fund - Dividend Yield Fund - Growth\n\
+         100256,Regular,IDCW,Templeton India Equity Income Fund - IDCW\n\
+         122639,Direct,Growth,Parag Parikh Flexi Cap Fund - Direct Plan - Growth\n\
+         122641,Regular,IDCW,Parag Parikh Flexi Cap Fund - Regular Plan - IDCW\n"
+    );
 }
 
 #[test]
