@@ -78,7 +78,12 @@ impl Metrics {
         histogram.observe(elapsed);
     }
 
-    pub fn render(&self, caches: &crate::cache::Caches, pool: &sqlx::PgPool) -> String {
+    pub fn render(
+        &self,
+        caches: &crate::cache::Caches,
+        pool: &sqlx::PgPool,
+        calendar: &pipeline::calendar::BusinessCalendar,
+    ) -> String {
         let mut out = String::new();
         out.push_str(
             "# HELP sipline_api_request_duration_seconds Request latency by route and status.\n",
@@ -142,6 +147,18 @@ impl Metrics {
             "sipline_api_db_pool_connections{{state=\"in_use\"}} {}",
             size.saturating_sub(idle)
         );
+        // Alert on this before the holiday list ends: after it every weekday counts as a
+        // business day, and SIP schedules shown to users would be wrong on holidays.
+        if let Some(through) = calendar.through() {
+            let today = (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive();
+            out.push_str("# HELP sipline_holiday_calendar_days_left Days until the NSE holiday list in use ends (negative: ended).\n");
+            out.push_str("# TYPE sipline_holiday_calendar_days_left gauge\n");
+            let _ = writeln!(
+                out,
+                "sipline_holiday_calendar_days_left {}",
+                (through - today).num_days()
+            );
+        }
         out
     }
 }

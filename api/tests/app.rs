@@ -136,6 +136,18 @@ async fn unknown_methods_share_one_metrics_label() {
     let (_, metrics) = send(addr, Method::GET, "/metrics").await;
     assert!(!metrics.contains("PROBE"), "{metrics}");
     assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+    // The holiday list's remaining days, for an alert before it ends.
+    let left: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sipline_holiday_calendar_days_left "))
+        .expect("the calendar gauge")
+        .parse()
+        .unwrap();
+    let through = pipeline::calendar::BusinessCalendar::nse()
+        .through()
+        .unwrap();
+    let today = (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive();
+    assert_eq!(left, (through - today).num_days());
 }
 
 /// With the database away, a route that needs it answers 503 with `Retry-After`, not 500: a

@@ -48,7 +48,9 @@ async fn readyz(State(state): State<Shared>) -> Response {
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
-    let body = state.metrics.render(&state.caches, &state.pool);
+    let body = state
+        .metrics
+        .render(&state.caches, &state.pool, &state.calendar);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
