@@ -78,6 +78,12 @@ pub fn document() -> Value {
     let mut create_sip = op("Create a SIP", "sips", &["user_id"], "201");
     create_sip["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewSip"}}}});
     create_sip["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
+    create_sip["responses"]["409"] = json!({"$ref": "#/components/responses/Problem"});
+    if let Some(parameters) = create_sip["parameters"].as_array_mut() {
+        parameters.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Retry-safe creation: the same key and request within 24 hours returns the stored response (header idempotent-replayed: true) and creates no second SIP; the same key with another request is a 422",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
+    }
     let mut amend_sip = op(
         "Change a SIP's amount, step-up, SIP day or end date. The response's effective_from is the first batch date the new terms apply to (changes made after the daily cut-off, 15:00 IST unless configured, apply from the next day), and next_instalment the first instalment they settle",
         "sips",

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,7 +24,7 @@ use pipeline::money::Paise;
 use pipeline::sip::{applicable_date, Mandate, SipStatus};
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
-use super::{json_value, next_cursor, timed, IdPage};
+use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -59,6 +59,44 @@ const SCHEME_SIP_RULES: &str = "SELECT coalesce(scheme_type ILIKE 'Open Ended%',
      FROM schemes WHERE scheme_code = $1";
 
 const SIP_STATUS: &str = "SELECT status FROM sips WHERE sip_id = $1 AND user_id = $2";
+
+/// How long an `Idempotency-Key` is remembered.
+const IDEMPOTENCY_HOURS: i32 = 24;
+
+const EXPIRE_KEYS: &str = "DELETE FROM idempotency_keys WHERE user_id = $1 \
+     AND created_at < now() - make_interval(hours => $2)";
+
+/// Claims a key for this request: a row back means the key is new (the caller goes on and
+/// stores its response in the same transaction); none means it was used before.
+const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (user_id, idem_key, route, request_hash) \
+     VALUES ($1, $2, $3, sha256(convert_to($4, 'UTF8'))) ON CONFLICT DO NOTHING RETURNING 1";
+
+const STORED_RESPONSE: &str =
+    "SELECT route = $3 AND request_hash = sha256(convert_to($4, 'UTF8')) AS same, \
+            status, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2";
+
+const STORE_RESPONSE: &str =
+    "UPDATE idempotency_keys SET status = $3, response = $4 WHERE user_id = $1 AND idem_key = $2";
+
+#[derive(sqlx::FromRow)]
+struct StoredResponse {
+    same: bool,
+    status: Option<i16>,
+    response: Option<String>,
+}
+
+/// The request's `Idempotency-Key`: 1–255 visible ASCII characters, or a 400.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|k| Some(k.to_string()))
+        .ok_or_else(|| Problem::bad_request("Idempotency-Key: 1 to 255 visible ASCII characters"))
+}
 
 /// The latest change of a SIP (the one just made, in the writing transaction), and the batch
 /// date a change made now applies to. `-infinity` (states from before history was kept) shows
@@ -300,9 +338,20 @@ async fn create_sip(
     State(state): State<Shared>,
     authed: Authed,
     ApiPath(user): ApiPath<UserRef>,
-    ApiJson(sip): ApiJson<NewSip>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, Problem> {
     let user_id = authed.reach(user, true)?;
+    let key = idempotency_key(&headers)?;
+    // Keys are compared on the request as JSON (object keys sorted), not on its bytes.
+    let request = body.to_string();
+    let sip: NewSip = serde_json::from_value(body).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed",
+            e.to_string(),
+        )
+    })?;
     let mut errors = Vec::new();
     let mut fail =
         |field: &str, message: &str| errors.push((field.to_string(), message.to_string()));
@@ -344,6 +393,48 @@ async fn create_sip(
         return Err(Problem::invalid(errors));
     }
     let mut tx = state.pool.begin().await?;
+    if let Some(key) = &key {
+        sqlx::query(EXPIRE_KEYS)
+            .bind(user_id)
+            .bind(IDEMPOTENCY_HOURS)
+            .execute(&mut *tx)
+            .await?;
+        // A concurrent request with the same key waits here until the first one commits.
+        let claimed: Option<i32> = sqlx::query_scalar(CLAIM_KEY)
+            .bind(user_id)
+            .bind(key)
+            .bind("create_sip")
+            .bind(&request)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if claimed.is_none() {
+            let stored: StoredResponse = sqlx::query_as(STORED_RESPONSE)
+                .bind(user_id)
+                .bind(key)
+                .bind("create_sip")
+                .bind(&request)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !stored.same {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed",
+                    "Idempotency-Key was already used for another request",
+                ));
+            }
+            let (Some(status), Some(response)) = (stored.status, stored.response) else {
+                return Err(Problem::conflict(
+                    "the first request with this Idempotency-Key is still in progress",
+                ));
+            };
+            let mut replay = json_body(Bytes::from(response));
+            *replay.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+            replay
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(replay);
+        }
+    }
     if locked_count(&mut tx, user_id, OPEN_SIPS).await? >= MAX_OPEN_SIPS {
         return Err(Problem::conflict(format!(
             "at most {MAX_OPEN_SIPS} active or paused SIPs per user: cancel one first"
@@ -373,8 +464,22 @@ async fn create_sip(
         .bind(created.sip_id)
         .fetch_one(&mut *tx)
         .await?;
+    let body = serde_json::to_string(&schedule(&state, created, change)).map_err(|e| {
+        tracing::error!(error = %e, "response not serialisable");
+        Problem::internal()
+    })?;
+    if let Some(key) = &key {
+        // In the SIP's own transaction: committed together or not at all.
+        sqlx::query(STORE_RESPONSE)
+            .bind(user_id)
+            .bind(key)
+            .bind(StatusCode::CREATED.as_u16() as i16)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
-    let mut response = json_value(&schedule(&state, created, change));
+    let mut response = json_body(Bytes::from(body));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }

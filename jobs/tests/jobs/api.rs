@@ -47,7 +47,7 @@ fn rs256(claims: &Value, pem: &str) -> String {
 
 pub(crate) struct Api {
     pub(crate) base: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     process: tokio::process::Child,
 }
 

@@ -217,3 +217,98 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     let (status, _) = patch(&api, &one, &token, json!({ "amount": "3000" })).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+/// `POST …/sips` with an `Idempotency-Key`: a retry (also one racing the first) gets the
+/// stored response and creates no second mandate; the key with another body is a 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_sip_creation_with_its_key_debits_once() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    let warehouse = tempfile::tempdir().unwrap();
+    sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        fixture("amfi_navall_6col.txt").to_str().unwrap(),
+        "--warehouse",
+        warehouse.path().to_str().unwrap(),
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
+    let api = Api::start(&pg.url).await;
+    let token = hs256(&claims("auth0|retries-a-lot"));
+    let start = today_ist() + chrono::Duration::days(3);
+    let body =
+        json!({ "scheme_code": 119552, "amount": "1000.00", "sip_day": 10, "start_date": start });
+    let post = |key: &'static str, body: Value| {
+        let (http, base, token) = (api.http.clone(), api.base.clone(), token.clone());
+        async move {
+            let response = http
+                .post(format!("{base}/v1/users/me/sips"))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            let status = response.status();
+            let text = response.text().await.unwrap();
+            (
+                status,
+                replayed,
+                serde_json::from_str::<Value>(&text).unwrap(),
+            )
+        }
+    };
+    let (status, replayed, first) = post("create-1", body.clone()).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
+    let (status, replayed, again) = post("create-1", body.clone()).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again, first, "the stored response, byte for byte");
+    // Key order and spacing are not a different request.
+    let reordered: Value = serde_json::from_str(&format!(
+        r#"{{"start_date": "{start}", "sip_day": 10, "amount": "1000.00", "scheme_code": 119552}}"#
+    ))
+    .unwrap();
+    assert_eq!(
+        post("create-1", reordered).await.2["sip_id"],
+        first["sip_id"]
+    );
+    let mut other = body.clone();
+    other["amount"] = "2000.00".into();
+    let (status, _, problem) = post("create-1", other).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    // Eight concurrent first tries of a new key: one mandate.
+    let racing: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(post("create-2", body.clone())))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for task in racing {
+        let (status, _, created) = task.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        ids.insert(created["sip_id"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let sips: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sips s JOIN users u USING (user_id) WHERE u.auth_subject = 'auth0|retries-a-lot'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sips, 2, "one per key");
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/v1/users/me/sips",
+            Some(&token),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "without a key, no dedup");
+}
