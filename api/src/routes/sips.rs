@@ -562,14 +562,10 @@ async fn change_sip(
     }
 }
 
-async fn sip_detail(
-    State(state): State<Shared>,
-    authed: Authed,
-    ApiPath((user, sip_id)): ApiPath<(UserRef, i64)>,
-) -> Result<Response, Problem> {
-    let user_id = authed.reach(user, false)?;
+/// The user's SIP, or a 404 (also when it is another user's).
+async fn own_sip(state: &Shared, user_id: i64, sip_id: i64) -> Result<Sip, Problem> {
     let sip: Option<Sip> = timed(
-        &state,
+        state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {SIP_COLUMNS} FROM sips WHERE sip_id = $1 AND user_id = $2"
         )))
@@ -578,7 +574,16 @@ async fn sip_detail(
         .fetch_optional(&state.pool),
     )
     .await?;
-    let sip = sip.ok_or_else(|| Problem::not_found("no such SIP"))?;
+    sip.ok_or_else(|| Problem::not_found("no such SIP"))
+}
+
+async fn sip_detail(
+    State(state): State<Shared>,
+    authed: Authed,
+    ApiPath((user, sip_id)): ApiPath<(UserRef, i64)>,
+) -> Result<Response, Problem> {
+    let user_id = authed.reach(user, false)?;
+    let sip = own_sip(&state, user_id, sip_id).await?;
     let latest: Option<LatestChange> = sqlx::query_as(LATEST_CHANGE)
         .bind(sip_id)
         .fetch_optional(&state.pool)
@@ -622,17 +627,7 @@ async fn amend_sip(
     ApiJson(change): ApiJson<SipAmendment>,
 ) -> Result<Response, Problem> {
     let user_id = authed.reach(user, true)?;
-    let current: Sip = timed(
-        &state,
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {SIP_COLUMNS} FROM sips WHERE sip_id = $1 AND user_id = $2"
-        )))
-        .bind(sip_id)
-        .bind(user_id)
-        .fetch_optional(&state.pool),
-    )
-    .await?
-    .ok_or_else(|| Problem::not_found("no such SIP"))?;
+    let current = own_sip(&state, user_id, sip_id).await?;
     if current.status == "cancelled" {
         return Err(Problem::conflict("cannot change a SIP that is cancelled"));
     }

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::api::{claims, hs256, Api};
-use crate::support::{fixture, sipline_async, Postgres};
+use crate::support::{ingest_fixture_into_postgres, Postgres};
 
 fn codes(page: &Value) -> Vec<i64> {
     page["schemes"]
@@ -19,21 +19,7 @@ fn codes(page: &Value) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_pages() {
     let pg = Postgres::start().await;
-    let warehouse = tempfile::tempdir().unwrap();
-    sipline_async(&[
-        "nav",
-        "ingest",
-        "--source",
-        "amfi",
-        "--input",
-        fixture("NAVAll_real_2025-05-16.txt").to_str().unwrap(),
-        "--warehouse",
-        warehouse.path().to_str().unwrap(),
-        "--database-url",
-        &pg.url,
-    ])
-    .await
-    .assert_ok();
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "NAVAll_real_2025-05-16.txt").await;
     let api = Api::start(&pg.url).await;
     let token = hs256(&claims("auth0|fund-finder"));
     let search = |query: &str| {

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::api::{claims, hs256, Api};
-use crate::support::{fixture, sipline_async, Postgres};
+use crate::support::{ingest_fixture_into_postgres, sipline_async, Postgres};
 
 fn today_ist() -> NaiveDate {
     (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
@@ -39,22 +39,8 @@ async fn patch(api: &Api, path: &str, token: &str, body: Value) -> (StatusCode, 
 async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     let pg = Postgres::start().await;
     let pool = pg.pool().await;
-    let warehouse = tempfile::tempdir().unwrap();
+    let warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
     let wh = warehouse.path().to_str().unwrap().to_string();
-    sipline_async(&[
-        "nav",
-        "ingest",
-        "--source",
-        "amfi",
-        "--input",
-        fixture("amfi_navall_6col.txt").to_str().unwrap(),
-        "--warehouse",
-        &wh,
-        "--database-url",
-        &pg.url,
-    ])
-    .await
-    .assert_ok();
 
     // Every moment is after a 00:00 cut-off: today's changes apply from tomorrow.
     set_cutoff(&pool, "00:00").await;
@@ -224,21 +210,7 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
 async fn a_retried_sip_creation_with_its_key_debits_once() {
     let pg = Postgres::start().await;
     let pool = pg.pool().await;
-    let warehouse = tempfile::tempdir().unwrap();
-    sipline_async(&[
-        "nav",
-        "ingest",
-        "--source",
-        "amfi",
-        "--input",
-        fixture("amfi_navall_6col.txt").to_str().unwrap(),
-        "--warehouse",
-        warehouse.path().to_str().unwrap(),
-        "--database-url",
-        &pg.url,
-    ])
-    .await
-    .assert_ok();
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
     let api = Api::start(&pg.url).await;
     let token = hs256(&claims("auth0|retries-a-lot"));
     let start = today_ist() + chrono::Duration::days(3);

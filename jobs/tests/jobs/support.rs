@@ -306,3 +306,25 @@ impl FixtureServer {
         }
     }
 }
+
+/// `nav ingest` of a fixture into a fresh warehouse and the database at `database_url`: the
+/// scheme master the API's SIP and search routes read. The warehouse lives as long as the
+/// returned folder.
+pub async fn ingest_fixture_into_postgres(database_url: &str, name: &str) -> tempfile::TempDir {
+    let warehouse = tempfile::tempdir().unwrap();
+    sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        fixture(name).to_str().unwrap(),
+        "--warehouse",
+        warehouse.path().to_str().unwrap(),
+        "--database-url",
+        database_url,
+    ])
+    .await
+    .assert_ok();
+    warehouse
+}
