@@ -17,7 +17,7 @@ fn sql_prints_tables_csv_and_json() {
     ])
     .assert_ok();
     let query =
-        "SELECT scheme_code, nav FROM navs WHERE nav_date = DATE '2024-12-27' ORDER BY scheme_code";
+        "SELECT scheme_code, nav FROM navs WHERE nav_date = DATE '2024-12-27' AND scheme_code > 120000 ORDER BY scheme_code";
 
     let table = sipline(&["sql", "--warehouse", warehouse, query]);
     table.assert_ok();
