@@ -8,8 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${REQUESTS:-2000}
-cargo build --profile "${PROFILE:-release}" -q -p jobs
-bin="$(realpath "${CARGO_TARGET_DIR:-target}")/${PROFILE:-release}/sipline"
+if [ -n "${SIPLINE_BIN:-}" ]; then
+  bin=$SIPLINE_BIN  # a binary built already (e.g. to measure two versions)
+else
+  cargo build --profile "${PROFILE:-release}" -q -p jobs
+  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/${PROFILE:-release}/sipline"
+fi
 pg=/usr/lib/postgresql/15/bin
 work=$(mktemp -d)
 chmod 755 "$work"
