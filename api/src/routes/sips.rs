@@ -19,6 +19,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::FromRow;
 
 use pipeline::money::Paise;
 use pipeline::sip::{applicable_date, Mandate, SipStatus};
@@ -77,6 +78,54 @@ const STORED_RESPONSE: &str =
 
 const STORE_RESPONSE: &str =
     "UPDATE idempotency_keys SET status = $3, response = $4 WHERE user_id = $1 AND idem_key = $2";
+
+/// Claims `key` for this request inside `tx`, or answers the stored response of the request
+/// that used it first. `None`: the key is new, and the caller stores its response in `tx` with
+/// `STORE_RESPONSE`, so the claim and the change commit together or not at all (a rejected
+/// request rolls its claim back, and a corrected retry with the same key goes through).
+async fn claim_or_replay(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: i64,
+    key: &str,
+    route: &str,
+    request: &str,
+) -> Result<Option<Response>, Problem> {
+    sqlx::query(EXPIRE_KEYS)
+        .bind(user_id)
+        .bind(IDEMPOTENCY_HOURS)
+        .execute(&mut **tx)
+        .await?;
+    let bound = |sql: &'static str| {
+        sqlx::query(sql)
+            .bind(user_id)
+            .bind(key)
+            .bind(route)
+            .bind(request)
+    };
+    // A concurrent request with the same key waits here until the first one commits.
+    if bound(CLAIM_KEY).fetch_optional(&mut **tx).await?.is_some() {
+        return Ok(None);
+    }
+    let stored = StoredResponse::from_row(&bound(STORED_RESPONSE).fetch_one(&mut **tx).await?)?;
+    if !stored.same {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed",
+            "Idempotency-Key was already used for another request",
+        ));
+    }
+    let (Some(status), Some(response)) = (stored.status, stored.response) else {
+        return Err(Problem::conflict(
+            "the first request with this Idempotency-Key is still in progress",
+        ));
+    };
+    let mut replay = json_body(Bytes::from(response));
+    *replay.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
+    replay
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(Some(replay))
+}
 
 #[derive(sqlx::FromRow)]
 struct StoredResponse {
@@ -345,6 +394,15 @@ async fn create_sip(
     let key = idempotency_key(&headers)?;
     // Keys are compared on the request as JSON (object keys sorted), not on its bytes.
     let request = body.to_string();
+    // The key is looked up before the body is validated: a retry after the start date has
+    // passed, or after the scheme closed, replays the stored 201 rather than answering 422.
+    let mut tx = state.pool.begin().await?;
+    if let Some(key) = &key {
+        if let Some(replay) = claim_or_replay(&mut tx, user_id, key, "create_sip", &request).await?
+        {
+            return Ok(replay);
+        }
+    }
     let sip: NewSip = serde_json::from_value(body).map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -391,49 +449,6 @@ async fn create_sip(
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
-    }
-    let mut tx = state.pool.begin().await?;
-    if let Some(key) = &key {
-        sqlx::query(EXPIRE_KEYS)
-            .bind(user_id)
-            .bind(IDEMPOTENCY_HOURS)
-            .execute(&mut *tx)
-            .await?;
-        // A concurrent request with the same key waits here until the first one commits.
-        let claimed: Option<i32> = sqlx::query_scalar(CLAIM_KEY)
-            .bind(user_id)
-            .bind(key)
-            .bind("create_sip")
-            .bind(&request)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if claimed.is_none() {
-            let stored: StoredResponse = sqlx::query_as(STORED_RESPONSE)
-                .bind(user_id)
-                .bind(key)
-                .bind("create_sip")
-                .bind(&request)
-                .fetch_one(&mut *tx)
-                .await?;
-            if !stored.same {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Validation Failed",
-                    "Idempotency-Key was already used for another request",
-                ));
-            }
-            let (Some(status), Some(response)) = (stored.status, stored.response) else {
-                return Err(Problem::conflict(
-                    "the first request with this Idempotency-Key is still in progress",
-                ));
-            };
-            let mut replay = json_body(Bytes::from(response));
-            *replay.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-            replay
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return Ok(replay);
-        }
     }
     if locked_count(&mut tx, user_id, OPEN_SIPS).await? >= MAX_OPEN_SIPS {
         return Err(Problem::conflict(format!(

@@ -267,19 +267,42 @@ async fn a_retried_sip_creation_with_its_key_debits_once() {
         ids.insert(created["sip_id"].as_i64().unwrap());
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
+    // The scheme's rules change after the first request: the retry still gets its 201, the
+    // key is looked up before the body is validated again.
+    sqlx::query("UPDATE schemes SET sip_min_amount = 5000 WHERE scheme_code = 119552")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, replayed, late) = post("create-1", body.clone()).await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{late}");
+    let (status, _, problem) = post("create-3", body.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a new key is validated: {problem}"
+    );
+    // A rejected request keeps no claim: the same key with a corrected body goes through.
+    let mut corrected = body.clone();
+    corrected["amount"] = "5000.00".into();
+    let (status, replayed, created) = post("create-3", corrected.clone()).await;
+    assert_eq!(
+        (status, replayed),
+        (StatusCode::CREATED, false),
+        "{created}"
+    );
     let sips: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM sips s JOIN users u USING (user_id) WHERE u.auth_subject = 'auth0|retries-a-lot'",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(sips, 2, "one per key");
+    assert_eq!(sips, 3, "one per key");
     let (status, _, _) = api
         .send(
             reqwest::Method::POST,
             "/v1/users/me/sips",
             Some(&token),
-            Some(body.clone()),
+            Some(corrected),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "without a key, no dedup");
