@@ -202,5 +202,10 @@ pub async fn upsert_schemes(pool: &PgPool, schemes: &[SchemeRow]) -> Result<u64,
         .await?
         .rows_affected();
     tx.commit().await?;
+    if changed > 0 {
+        // Fresh statistics, so that scheme search plans with its indexes from the first load on
+        // rather than after autovacuum gets round to the table.
+        sqlx::query("ANALYZE schemes").execute(&mut *conn).await?;
+    }
     Ok(changed)
 }

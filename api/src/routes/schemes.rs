@@ -88,6 +88,28 @@ fn parse_after(after: Option<&str>, searching: bool) -> Result<(f32, i64), Probl
     }
 }
 
+/// The exact lookup a search text can be, over the parameter `p` holding it (lower case): a
+/// scheme code (all digits), an ISIN (12 characters, `INF…`-shaped), else a fund house by its
+/// full name or its leading words ("nippon india" is Nippon India Mutual Fund).
+fn exact_condition(text: &str, p: &str) -> String {
+    let bytes = text.as_bytes();
+    if !bytes.is_empty() && bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) {
+        format!("s.scheme_code = {p}::bigint")
+    } else if bytes.len() == 12
+        && bytes[..2].iter().all(u8::is_ascii_alphabetic)
+        && bytes.iter().all(u8::is_ascii_alphanumeric)
+    {
+        format!("(s.isin_growth = upper({p}) OR s.isin_reinvestment = upper({p}))")
+    } else {
+        // `LIKE` with the text's own wildcards escaped; the prefix is served by the
+        // `text_pattern_ops` index.
+        format!(
+            "(lower(s.fund_house) = {p} OR lower(s.fund_house) LIKE \
+              replace(replace(replace({p}, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || ' %')"
+        )
+    }
+}
+
 async fn search_schemes(
     State(state): State<Shared>,
     _authed: Authed,
@@ -113,36 +135,81 @@ async fn search_schemes(
         )));
     }
     let (after_score, after_code) = parse_after(query.after.as_deref(), text.is_some())?;
+    // Unnamed statements: each search is planned with its own text, so a broad one ("nippon
+    // india") and a narrow one get their own plans, never a generic plan that scans the table.
     let filtered = |sql: String| {
         sqlx::query_as::<_, SchemeSummary>(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .bind(query.category.clone())
             .bind(query.fund_house.clone())
             .bind(query.plan.clone())
             .bind(query.option.clone())
             .bind(query.open_for_sip)
     };
-    let found = match text {
-        // `<%` is word similarity above pg_trgm's threshold (0.6), served by the trigram index.
-        Some(text) => filtered(format!(
-            "SELECT * FROM (SELECT {SCHEME_COLUMNS}, word_similarity($6, s.search_text) AS score \
-               FROM schemes s WHERE $6 <% s.search_text AND {FILTERS}) m \
-             WHERE m.score < $7 OR (m.score = $7 AND m.scheme_code > $8) \
-             ORDER BY m.score DESC, m.scheme_code LIMIT $9"
-        ))
-        .bind(text)
-        .bind(after_score)
-        .bind(after_code)
-        .bind(limit)
-        .fetch_all(&state.pool),
-        None => filtered(format!(
-            "SELECT {SCHEME_COLUMNS}, NULL::real AS score FROM schemes s \
-             WHERE {FILTERS} AND s.scheme_code > $6 ORDER BY s.scheme_code LIMIT $7"
-        ))
-        .bind(after_code)
-        .bind(limit)
-        .fetch_all(&state.pool),
+    let schemes: Vec<SchemeSummary> = match text {
+        Some(text) => {
+            let page = |sql: String| {
+                filtered(sql)
+                    .bind(text.clone())
+                    .bind(after_score)
+                    .bind(after_code)
+                    .bind(limit)
+                    .fetch_all(&state.pool)
+            };
+            // A code, an ISIN or a fund house is looked up exactly (score 1). Which of the two
+            // ways a search goes depends on the text alone, so every page of it goes the same.
+            let exact: bool = timed(
+                &state,
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT EXISTS (SELECT 1 FROM schemes s WHERE {})",
+                    exact_condition(&text, "$1")
+                )))
+                .persistent(false)
+                .bind(text.clone())
+                .fetch_one(&state.pool),
+            )
+            .await?;
+            if exact {
+                timed(
+                    &state,
+                    page(format!(
+                        "SELECT {SCHEME_COLUMNS}, 1::real AS score FROM schemes s \
+                         WHERE {} AND {FILTERS} AND (1 < $7 OR (1 = $7 AND s.scheme_code > $8)) \
+                         ORDER BY s.scheme_code LIMIT $9",
+                        exact_condition(&text, "$6")
+                    )),
+                )
+                .await?
+            } else {
+                // `<%` is word similarity above pg_trgm's threshold (0.6), served by the
+                // trigram index over the short name (migration 0012).
+                timed(
+                    &state,
+                    page(format!(
+                        "SELECT * FROM (SELECT {SCHEME_COLUMNS}, \
+                                word_similarity($6, s.search_name) AS score \
+                           FROM schemes s WHERE $6 <% s.search_name AND {FILTERS}) m \
+                         WHERE m.score < $7 OR (m.score = $7 AND m.scheme_code > $8) \
+                         ORDER BY m.score DESC, m.scheme_code LIMIT $9"
+                    )),
+                )
+                .await?
+            }
+        }
+        None => {
+            timed(
+                &state,
+                filtered(format!(
+                    "SELECT {SCHEME_COLUMNS}, NULL::real AS score FROM schemes s \
+                     WHERE {FILTERS} AND s.scheme_code > $6 ORDER BY s.scheme_code LIMIT $7"
+                ))
+                .bind(after_code)
+                .bind(limit)
+                .fetch_all(&state.pool),
+            )
+            .await?
+        }
     };
-    let schemes: Vec<SchemeSummary> = timed(&state, found).await?;
     let next_after = (schemes.len() as i64 == limit)
         .then(|| schemes.last())
         .flatten()

@@ -47,6 +47,45 @@ async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_page
         let (_, found) = search(&format!("q={q}")).await;
         assert_eq!(codes(&found)[0], 120465, "{q}: {found}");
     }
+    // A fund house by its name or its leading words: its schemes only, all of them, by code.
+    let house_pages = |q: &'static str| {
+        let search = &search;
+        async move {
+            let (mut listed, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let query = match &after {
+                    Some(a) => format!("q={q}&limit=50&after={a}"),
+                    None => format!("q={q}&limit=50"),
+                };
+                let (status, page) = search(&query).await;
+                assert_eq!(status, StatusCode::OK, "{page}");
+                for scheme in page["schemes"].as_array().unwrap() {
+                    assert_eq!(scheme["fund_house"], "Nippon India Mutual Fund", "{q}: {scheme}");
+                    listed.push(scheme["scheme_code"].as_i64().unwrap());
+                }
+                match page["next_after"].as_str() {
+                    Some(next) => after = Some(next.to_string()),
+                    None => return listed,
+                }
+            }
+        }
+    };
+    let nippon = house_pages("nippon%20india%20mutual%20fund").await;
+    assert!(nippon.len() > 1000, "{}", nippon.len());
+    assert!(nippon.windows(2).all(|w| w[0] < w[1]), "by code, no repeats");
+    assert_eq!(house_pages("Nippon%20India").await, nippon);
+    // The text's own `%` and `_` are not wildcards: "%" is no house's leading word, and
+    // "_ippon india" is matched by similarity (score below 1), not listed as a house.
+    let (status, found) = search("q=%25").await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert!(codes(&found).is_empty(), "{found}");
+    let (_, found) = search("q=_ippon%20india").await;
+    let similar = found["schemes"].as_array().unwrap();
+    assert!(!similar.is_empty(), "{found}");
+    assert!(
+        similar.iter().all(|s| s["score"].as_f64().unwrap() < 1.0),
+        "a similarity match, not the house listing: {found}"
+    );
     // Filters narrow it down.
     let (_, direct_growth) = search("q=axis%20bluechip&plan=direct&option=growth").await;
     let schemes = direct_growth["schemes"].as_array().unwrap();
