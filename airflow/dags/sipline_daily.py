@@ -1,11 +1,13 @@
 """The nightly pipeline for one business date D (the run's logical date in IST):
 
-    business_day ─┬─ nav_ingest_amfi ─┬─ sip_execute[shards] ── portfolio_value[shards] ── publish
-                  └─ sips_export ─────┘
+    business_day ─┬─ nav_ingest_amfi ─────────────────┬─ sip_execute[shards] ── portfolio_value[shards] ── publish
+                  └─ sips_export ── debits_ingest ────┘
 
 AMFI publishes NAVAll.txt late in the evening IST; the run starts at 23:00 IST on weekdays and
 `nav_ingest_amfi` retries (exit 4: no NAV dated D in the file yet) every 15 minutes for up to
-six hours. NSE holidays skip the whole run (`calendar check` exits 5). Dates must run in order
+six hours. `debits_ingest` reads the bank's debit report for D (the Variable
+`sipline_debit_report_url`, `{date}` replaced by D): its returns fail instalments due tonight
+and reverse ones allotted earlier; a report not there means no returns tonight. NSE holidays skip the whole run (`calendar check` exits 5). Dates must run in order
 (a day's execution reads the previous day's state): one run at a time, and the batches wait
 for the previous date's success.
 """
@@ -21,6 +23,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 from sipline_common import DATE, DEFAULT_ARGS, IST, MACROS, SiplineOperator, shards
 
 AMFI_URL = "{{ var.value.get('sipline_amfi_navall_url', 'https://www.amfiindia.com/spages/NAVAll.txt') }}"
+DEBIT_REPORT_URL = "{{ var.value.get('sipline_debit_report_url', '/var/lib/sipline/debits/{date}.csv') }}"
 
 with DAG(
     dag_id="sipline_daily",
@@ -55,6 +58,12 @@ with DAG(
         arguments=["sips", "export", "--date", DATE],
         execution_timeout=timedelta(minutes=30),
     )
+    # The bank's returns, checked against tonight's mandates, for tonight's execution.
+    debits_ingest = SiplineOperator(
+        task_id="debits_ingest",
+        arguments=["debits", "ingest", "--input", DEBIT_REPORT_URL, "--date", DATE, "--missing-ok"],
+        execution_timeout=timedelta(minutes=20),
+    )
     # Dates run in order (max_active_runs=1, depends_on_past), so a normal run has no later
     # date and `--rewind` retires nothing. A run that finds later dates is a clear of a past
     # date: the rewind retires their execution and valuation output (never settling an
@@ -79,4 +88,5 @@ with DAG(
     )
 
     business_day >> [nav_ingest_amfi, sips_export]
-    [nav_ingest_amfi, sips_export] >> sip_execute >> portfolio_value >> publish
+    sips_export >> debits_ingest
+    [nav_ingest_amfi, debits_ingest] >> sip_execute >> portfolio_value >> publish

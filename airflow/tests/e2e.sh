@@ -38,6 +38,14 @@ server_pid=$!
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$port/NAVAll.txt" && break; sleep 0.1; done
 export AIRFLOW_VAR_SIPLINE_AMFI_NAVALL_URL="http://127.0.0.1:$port/NAVAll.txt"
 
+echo "== the bank's debit report for $date: one debit allotted on $previous came back"
+returned=$(psql -X -At -F, "$DATABASE_URL" -c "SELECT sip_id, due_date, amount FROM investments \
+  WHERE exec_date = DATE '$previous' AND status = 'executed' ORDER BY sip_id LIMIT 1")
+[ -n "$returned" ] || { echo "FAIL: nothing executed on $previous to return"; exit 1; }
+printf 'sip_id,due_date,amount,status,reason_code\n%s,returned,04\n' "$returned" >"$work/http/debits_$date.csv"
+cat "$work/http/debits_$date.csv"
+export AIRFLOW_VAR_SIPLINE_DEBIT_REPORT_URL="http://127.0.0.1:$port/debits_{date}.csv"
+
 echo "== airflow dags test sipline_daily $date"
 started=$(date +%s)
 airflow dags test sipline_daily "$date" >"$work/dag.log" 2>&1 || { tail -50 "$work/dag.log"; exit 1; }
@@ -49,13 +57,14 @@ fail() { echo "FAIL: $*"; tail -80 "$work/dag.log"; exit 1; }
 # say whether the tasks succeeded.
 grep -q "DagRun Finished: dag_id=sipline_daily.*state=success" "$work/dag.log" || fail "the DAG run did not succeed"
 succeeded=$(grep -c "Marking task as SUCCESS" "$work/dag.log" || true)
-# business_day, nav_ingest_amfi, sips_export, 2 × sip_execute, 2 × portfolio_value, publish
-[ "$succeeded" -eq 8 ] || fail "$succeeded tasks succeeded, not 8"
+# business_day, nav_ingest_amfi, sips_export, debits_ingest, 2 × sip_execute,
+# 2 × portfolio_value, publish
+[ "$succeeded" -eq 9 ] || fail "$succeeded tasks succeeded, not 9"
 published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
 [ "$published" = "$date" ] || fail "latest publication is $published, not $date"
 runs=$(psql -X -At "$DATABASE_URL" -c "SELECT job || ' ' || coalesce(shard, '-') || ' ' || outcome FROM job_runs WHERE run_date = DATE '$date' ORDER BY 1")
 echo "$runs"
-for expected in "nav ingest - ok" "sips export - ok" "sip execute 0/2 ok" "sip execute 1/2 ok" \
+for expected in "nav ingest - ok" "sips export - ok" "debits ingest - ok" "sip execute 0/2 ok" "sip execute 1/2 ok" \
                 "portfolio value 0/2 ok" "portfolio value 1/2 ok" "publish - ok"; do
   grep -qx "$expected" <<<"$runs" || fail "no job_runs row '$expected'"
 done
@@ -64,14 +73,25 @@ executed=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM investments WHER
 for manifest in sip_execute/date=$date/shard=0-of-2.json portfolio_value/date=$date/shard=1-of-2.json publish/date=$date/shard=0-of-1.json; do
   grep -q '"outcome": "ok"' "$SIPLINE_WAREHOUSE/_runs/$manifest" || fail "manifest $manifest"
 done
-echo "dag e2e ok: date=$date executed=$executed"
+# The returned debit: reversed on $date (the instalment's latest status), and the user told.
+sip_id=${returned%%,*}
+reversed=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM investments WHERE exec_date = DATE '$date' \
+  AND status = 'reversed' AND sip_id = $sip_id")
+[ "$reversed" -eq 1 ] || fail "SIP $sip_id's returned debit was not reversed on $date"
+told=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM notifications WHERE kind = 'sip_reversed' \
+  AND (payload->>'sip_id')::bigint = $sip_id")
+[ "$told" -eq 1 ] || fail "no sip_reversed notification for SIP $sip_id"
+echo "dag e2e ok: date=$date executed=$executed reversed=sip:$sip_id"
 
 echo "== the cron alternative, for the next date, on the same universe"
 next=2025-03-05
 cron="$here/../../deploy/cron/sipline-nightly.sh"
 python3 "$here/navall_for_date.py" "$SIPLINE_BIN" "$SIPLINE_WAREHOUSE" "$date" "$next" "$work/http/NAVAll.txt"
 export SIPLINE_LOG_DIR="$work/logs" SIPLINE_AMFI_NAVALL_URL="$AIRFLOW_VAR_SIPLINE_AMFI_NAVALL_URL"
+export SIPLINE_DEBIT_REPORT_URL="$AIRFLOW_VAR_SIPLINE_DEBIT_REPORT_URL"
 "$cron" "$next" || { cat "$work/logs/nightly-$next.log"; fail "sipline-nightly.sh $next"; }
+# No report for $next on the server: no returns, the night goes on.
+grep -q "debits ingest ok: .* missing" "$work/logs/nightly-$next.log" || fail "cron did not look for the debit report"
 published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
 [ "$published" = "$next" ] || fail "after cron, latest publication is $published, not $next"
 # A holiday (Holi) does nothing and succeeds; a file that never gets the date's NAVs gives up

@@ -42,7 +42,8 @@ def test_daily_runs_ingest_then_execution_then_valuation_then_publish(dagbag):
         "business_day": set(),
         "nav_ingest_amfi": {"business_day"},
         "sips_export": {"business_day"},
-        "sip_execute": {"nav_ingest_amfi", "sips_export"},
+        "debits_ingest": {"sips_export"},
+        "sip_execute": {"nav_ingest_amfi", "debits_ingest"},
         "portfolio_value": {"sip_execute"},
         "publish": {"portfolio_value"},
     }

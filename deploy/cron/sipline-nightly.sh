@@ -18,6 +18,8 @@ date=${1:-$(TZ=Asia/Kolkata date +%F)}
 rewind=()
 [ "${2:-}" = "--rewind" ] && rewind=(--rewind)
 amfi_url=${SIPLINE_AMFI_NAVALL_URL:-https://www.amfiindia.com/spages/NAVAll.txt}
+# The bank's debit report for the date (`{date}` is replaced); none there means no returns.
+debit_report_url=${SIPLINE_DEBIT_REPORT_URL:-/var/lib/sipline/debits/{date}.csv}
 # How long to wait for AMFI's file, and how often to look.
 nav_deadline_secs=${SIPLINE_NAV_DEADLINE_SECS:-21600}
 nav_retry_secs=${SIPLINE_NAV_RETRY_SECS:-900}
@@ -54,6 +56,7 @@ while true; do
 done
 
 step sips export --date "$date" || exit $?
+step debits ingest --input "$debit_report_url" --date "$date" --missing-ok || exit $?
 step sip execute --date "$date" "${rewind[@]}" || exit $?
 step portfolio value --date "$date" || exit $?
 step publish --date "$date" || exit $?

@@ -77,6 +77,9 @@ pub enum Command {
     /// The scheme master's rules that NAV files do not carry.
     #[command(subcommand)]
     Schemes(SchemesCommand),
+    /// The bank's report of SIP debits (e-mandate / NACH returns).
+    #[command(subcommand)]
+    Debits(DebitsCommand),
     /// The business calendar the jobs use (weekends and NSE holidays).
     #[command(subcommand)]
     Calendar(CalendarCommand),
@@ -258,6 +261,32 @@ pub enum SchemesCommand {
     /// Set per-scheme unit decimals from a CSV file (`scheme_code,unit_decimals`, 0–4); later
     /// NAV ingests keep them.
     Rules(SchemeRulesArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebitsCommand {
+    /// Check a debit report (CSV `sip_id,due_date,amount,status,reason_code`) and store its
+    /// returned debits for the run of --date: due ones fail, allotted ones are reversed.
+    Ingest(DebitsIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DebitsIngestArgs {
+    /// A local path or an http(s):// URL; `{date}` in it is replaced by --date.
+    #[arg(long)]
+    pub input: String,
+    /// A report that is not there (HTTP 404, no such file) means no returns today: log it and
+    /// change nothing. Returns reported late are applied by a later date's run.
+    #[arg(long)]
+    pub missing_ok: bool,
+    /// The `sip execute` run that applies the report (ingest before it).
+    #[arg(long)]
+    pub date: NaiveDate,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    /// Download attempts for a URL (transient failures only).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
 }
 
 #[derive(Debug, Args)]
@@ -578,6 +607,9 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         }
         Command::Schemes(SchemesCommand::Rules(args)) => {
             ("schemes rules", None, None, &args.warehouse)
+        }
+        Command::Debits(DebitsCommand::Ingest(args)) => {
+            ("debits ingest", Some(args.date), None, &args.warehouse)
         }
         // Not tied to a date or a warehouse: recorded in job_runs only.
         Command::Notify(NotifyCommand::Dispatch(_)) => {

@@ -11,8 +11,8 @@ use crate::exit::{self, NotABusinessDay};
 use crate::job_runs::{self, RowCounts};
 use crate::nav_ingest::NavInput;
 use crate::{
-    generate, nav_ingest, nav_sample, notify, portfolio_value, postgres, publish, scheme_rules,
-    sip_execute, sips_export, sql,
+    debits_ingest, generate, nav_ingest, nav_sample, notify, portfolio_value, postgres, publish,
+    scheme_rules, sip_execute, sips_export, sql,
 };
 
 /// Runs one subcommand; the row counts are what `job_runs` records.
@@ -40,6 +40,7 @@ pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result
         Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
         Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url).await,
         Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,
+        Command::Debits(DebitsCommand::Ingest(args)) => ingest_debits(args).await,
     }
 }
 
@@ -336,4 +337,32 @@ async fn set_scheme_rules(
     let summary = scheme_rules::apply(&file, &rules, &warehouse, database.as_ref()).await?;
     println!("{summary}");
     Ok(RowCounts::new(rules.len() as u64, summary.changed as u64))
+}
+
+async fn ingest_debits(args: DebitsIngestArgs) -> anyhow::Result<RowCounts> {
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let policy = crate::fetch::RetryPolicy {
+        attempts: args.retries.max(1),
+        ..crate::fetch::RetryPolicy::default()
+    };
+    let input = args.input.replace("{date}", &args.date.to_string());
+    let text = match crate::fetch::read_text(&input, policy).await {
+        Ok(text) => text,
+        Err(error) if args.missing_ok && crate::fetch::is_missing(&error) => {
+            tracing::warn!(input = %input, %error, "no debit report: nothing to apply");
+            println!("debits ingest ok: file={input} date={} missing", args.date);
+            return Ok(RowCounts::new(0, 0));
+        }
+        Err(error) => return Err(error),
+    };
+    let summary = debits_ingest::ingest(&input, &text, args.date, &warehouse).await?;
+    println!("{summary}");
+    Ok(RowCounts::new(
+        summary.lines as u64,
+        if summary.unchanged {
+            0
+        } else {
+            summary.returned as u64
+        },
+    ))
 }

@@ -69,6 +69,7 @@ pub fn classify(error: &anyhow::Error) -> u8 {
             };
         }
         if cause.is::<pipeline::nav::NavFileError>()
+            || cause.is::<pipeline::debits::DebitReportError>()
             || cause.is::<pipeline::nav::collect::ConflictingNav>()
             || cause.is::<pipeline::nav::collect::CollectError>()
         {

@@ -145,3 +145,35 @@ async fn download_once(
     file.flush().map_err(io)?;
     Ok(file)
 }
+
+/// A small text input (a report, not a NAV file): a local path, or an `http(s)://` URL
+/// downloaded with `policy`. A path that cannot be read is bad input.
+pub async fn read_text(location: &str, policy: RetryPolicy) -> anyhow::Result<String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        let download = download(location, policy).await?;
+        std::fs::read_to_string(download.path())
+            .map_err(|e| anyhow::anyhow!("{location}: reading the download: {e}"))
+    } else {
+        std::fs::read_to_string(location).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                crate::exit::JobFailure::MissingUpstream(format!("{location}: no such file")).into()
+            } else {
+                crate::exit::JobFailure::BadInput(format!("{location}: {e}")).into()
+            }
+        })
+    }
+}
+
+/// Whether `read_text` failed because the input is not there (yet): an HTTP 404/410 or a
+/// missing local file.
+pub fn is_missing(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<FetchError>()
+            .is_some_and(FetchError::is_not_published)
+            || matches!(
+                cause.downcast_ref::<crate::exit::JobFailure>(),
+                Some(crate::exit::JobFailure::MissingUpstream(_))
+            )
+    })
+}

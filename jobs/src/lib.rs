@@ -1,5 +1,5 @@
 //! The batch jobs of sipline as a library: each module is one job (`nav_ingest`,
-//! `sip_execute`, `portfolio_value`, `publish`, `sips_export`, `notify`, `generate`,
+//! `sip_execute`, `debits_ingest`, `portfolio_value`, `publish`, `sips_export`, `notify`, `generate`,
 //! `nav_sample`, `sql`), plus what they share that is not warehouse access (`exit` codes,
 //! `fetch` with retries, `postgres` connections, `job_runs`, `shard`, `progress`). No job
 //! imports another: what two jobs read lives in `warehouse`. The `sipline` binary is
@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod debits_ingest;
 pub mod demo;
 pub mod exit;
 pub mod fetch;

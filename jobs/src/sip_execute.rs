@@ -78,6 +78,8 @@ pub struct ExecuteSummary {
     pub executed: u64,
     pub pending: u64,
     pub failed: u64,
+    /// Earlier allotments the bank's report returned, reversed in this run.
+    pub reversed: u64,
     pub cancelled: u64,
     /// Paise.
     pub executed_amount: i64,
@@ -94,6 +96,7 @@ impl ExecuteSummary {
         self.executed += other.executed;
         self.pending += other.pending;
         self.failed += other.failed;
+        self.reversed += other.reversed;
         self.cancelled += other.cancelled;
         self.executed_amount += other.executed_amount;
         self.stamp_duty += other.stamp_duty;
@@ -107,12 +110,13 @@ impl fmt::Display for ExecuteSummary {
         let date = self.date.map(|d| d.to_string()).unwrap_or_default();
         write!(
             f,
-            "sip execute ok: date={date} buckets={} sips_read={} executed={} pending={} failed={} cancelled={} amount={} stamp_duty={} holdings_checkpoint={} retired_partitions={}",
+            "sip execute ok: date={date} buckets={} sips_read={} executed={} pending={} failed={} reversed={} cancelled={} amount={} stamp_duty={} holdings_checkpoint={} retired_partitions={}",
             self.buckets,
             self.mandates,
             self.executed,
             self.pending,
             self.failed,
+            self.reversed,
             self.cancelled,
             pipeline::money::Paise(self.executed_amount),
             pipeline::money::Paise(self.stamp_duty),
@@ -358,6 +362,7 @@ async fn execute_bucket(
     };
     let failures: HashSet<(i64, NaiveDate)> =
         failures.iter().map(|f| (f.sip_id, f.due_date)).collect();
+    let returned = allotted_and_returned(warehouse, ctx, &carried, &mandates, &failures).await?;
 
     let inputs = ExecutionInputs {
         run_date: date,
@@ -366,6 +371,7 @@ async fn execute_bucket(
         pending: &carried.pending,
         state: &carried.state,
         failures: &failures,
+        returned: &returned,
         navs,
         unit_decimals: &ctx.unit_decimals,
         calendar: &ctx.calendar,
@@ -390,6 +396,7 @@ async fn execute_bucket(
             }
             InstalmentStatus::Pending => summary.pending += 1,
             InstalmentStatus::Failed => summary.failed += 1,
+            InstalmentStatus::Reversed => summary.reversed += 1,
         }
     }
     summary.cancelled = out
@@ -408,6 +415,70 @@ async fn execute_bucket(
     // Last: its marker is what the next run looks for.
     warehouse.write_rows(part, &out.investments).await?;
     Ok(summary)
+}
+
+/// The earlier runs' allotments that the bank's report for this run returns: every reported
+/// debit that is neither due in this run nor carried as pending refers to an instalment an
+/// earlier run settled. Those runs' partitions (from the earliest such due date on) are read
+/// only when the report has one, which is rare; an allotment already reversed, or an
+/// instalment that had failed, is left alone, so a return reported twice reverses once.
+async fn allotted_and_returned(
+    warehouse: &Warehouse,
+    ctx: &RunContext,
+    carried: &Carried,
+    mandates: &[pipeline::sip::Mandate],
+    failures: &HashSet<(i64, NaiveDate)>,
+) -> anyhow::Result<Vec<Investment>> {
+    let mut settled_before: HashSet<(i64, NaiveDate)> = failures.clone();
+    for p in &carried.pending {
+        settled_before.remove(&(p.sip_id, p.due_date));
+    }
+    for m in mandates {
+        for due in m.due_dates(carried.window_start, ctx.date) {
+            settled_before.remove(&(m.sip_id, due));
+        }
+    }
+    let Some(earliest) = settled_before.iter().map(|(_, due)| *due).min() else {
+        return Ok(Vec::new());
+    };
+    let mut allotted: HashMap<(i64, NaiveDate), Investment> = HashMap::new();
+    for run in ctx
+        .investment_dates
+        .iter()
+        .filter(|d| **d >= earliest && **d < ctx.date)
+    {
+        let part = Part::dated_bucket(*run, carried.bucket);
+        for row in warehouse
+            .read_rows::<Investment>(part)
+            .await?
+            .unwrap_or_default()
+        {
+            let key = (row.sip_id, row.due_date);
+            if !settled_before.contains(&key) {
+                continue;
+            }
+            match row.status {
+                InstalmentStatus::Executed => {
+                    allotted.insert(key, row);
+                }
+                InstalmentStatus::Reversed | InstalmentStatus::Failed => {
+                    allotted.remove(&key);
+                }
+                InstalmentStatus::Pending => {}
+            }
+        }
+    }
+    if allotted.len() < settled_before.len() {
+        tracing::warn!(
+            bucket = carried.bucket,
+            returns = settled_before.len(),
+            reversible = allotted.len(),
+            "some returned debits match no allotment still held (reversed or failed already)"
+        );
+    }
+    let mut returned: Vec<Investment> = allotted.into_values().collect();
+    returned.sort_by_key(|r| (r.sip_id, r.due_date));
+    Ok(returned)
 }
 
 /// Holdings at the run date: the latest checkpoint before it plus every executed
@@ -432,7 +503,12 @@ async fn holdings_at(
             .read_rows::<Investment>(part)
             .await?
             .unwrap_or_default();
-        rows.retain(|i| i.status == InstalmentStatus::Executed);
+        rows.retain(|i| {
+            matches!(
+                i.status,
+                InstalmentStatus::Executed | InstalmentStatus::Reversed
+            )
+        });
         since.append(&mut rows);
     }
     Ok(roll_forward(&base, since.iter().chain(today)))

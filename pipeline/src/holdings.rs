@@ -68,12 +68,19 @@ pub fn roll_forward<'a>(
 ) -> Vec<Holding> {
     let executed: Vec<Holding> = investments
         .into_iter()
-        .filter(|inv| inv.status == InstalmentStatus::Executed)
-        .map(|inv| Holding {
-            user_id: inv.user_id,
-            scheme_code: inv.scheme_code,
-            units: inv.units.unwrap_or_default(),
-            invested: inv.amount,
+        .filter_map(|inv| {
+            // A reversal takes back exactly what its allotment added.
+            let sign = match inv.status {
+                InstalmentStatus::Executed => 1,
+                InstalmentStatus::Reversed => -1,
+                InstalmentStatus::Pending | InstalmentStatus::Failed => return None,
+            };
+            Some(Holding {
+                user_id: inv.user_id,
+                scheme_code: inv.scheme_code,
+                units: Units(sign * inv.units.unwrap_or_default().0),
+                invested: Paise(sign * inv.amount.0),
+            })
         })
         .collect();
     add_holdings(base, executed)

@@ -10,6 +10,7 @@
 
 pub mod bucket;
 pub mod calendar;
+pub mod debits;
 pub mod generate;
 pub mod holdings;
 pub mod money;

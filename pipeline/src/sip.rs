@@ -197,6 +197,9 @@ pub enum InstalmentStatus {
     Pending,
     /// The bank reported the debit as failed.
     Failed,
+    /// Executed by an earlier run, then returned by the bank (returns come T+1 to T+3): the
+    /// row repeats the allotment's amount and units, which come out of the holding again.
+    Reversed,
 }
 
 impl InstalmentStatus {
@@ -205,6 +208,7 @@ impl InstalmentStatus {
             InstalmentStatus::Executed => "executed",
             InstalmentStatus::Pending => "pending",
             InstalmentStatus::Failed => "failed",
+            InstalmentStatus::Reversed => "reversed",
         }
     }
 
@@ -213,6 +217,7 @@ impl InstalmentStatus {
             "executed" => Some(InstalmentStatus::Executed),
             "pending" => Some(InstalmentStatus::Pending),
             "failed" => Some(InstalmentStatus::Failed),
+            "reversed" => Some(InstalmentStatus::Reversed),
             _ => None,
         }
     }
@@ -254,6 +259,8 @@ pub enum SipEventKind {
     /// No NAV came within the limit (see [`NO_NAV_AFTER_BUSINESS_DAYS`]): the instalment
     /// failed, no money taken.
     NoNav,
+    /// The bank returned an executed instalment's debit: its units were taken back.
+    Reversed,
 }
 
 impl SipEventKind {
@@ -264,6 +271,7 @@ impl SipEventKind {
             SipEventKind::Failed => "failed",
             SipEventKind::Cancelled => "cancelled",
             SipEventKind::NoNav => "no_nav",
+            SipEventKind::Reversed => "reversed",
         }
     }
 
@@ -274,6 +282,7 @@ impl SipEventKind {
             "failed" => Some(SipEventKind::Failed),
             "cancelled" => Some(SipEventKind::Cancelled),
             "no_nav" => Some(SipEventKind::NoNav),
+            "reversed" => Some(SipEventKind::Reversed),
             _ => None,
         }
     }
@@ -407,6 +416,9 @@ pub struct ExecutionInputs<'a> {
     pub state: &'a [SipState],
     /// `(sip_id, due_date)` of debits the bank reported failed.
     pub failures: &'a HashSet<(i64, NaiveDate)>,
+    /// Instalments earlier runs executed (and none reversed) whose debit the bank's report
+    /// returns: each is reversed in this run.
+    pub returned: &'a [Investment],
     pub navs: &'a NavLookup,
     /// Unit decimals by scheme; missing schemes use the default of 3.
     pub unit_decimals: &'a HashMap<i64, i32>,
@@ -450,6 +462,12 @@ impl ExecutionOutput {
             .filter(|p| p.status == InstalmentStatus::Pending)
             .map(|p| (p.sip_id, p.due_date))
             .collect();
+        let returned: HashSet<(i64, NaiveDate)> = inputs
+            .returned
+            .iter()
+            .filter(|r| r.status == InstalmentStatus::Executed)
+            .map(|r| (r.sip_id, r.due_date))
+            .collect();
         let mut seen = HashSet::with_capacity(self.investments.len());
         for row in &self.investments {
             let key = (row.sip_id, row.due_date);
@@ -460,6 +478,14 @@ impl ExecutionOutput {
             };
             if !seen.insert(key) {
                 return Err(fail("it appears twice in this run"));
+            }
+            // A reversal undoes one allotment an earlier run made, named in the inputs; the
+            // job hands over only allotments no run reversed yet.
+            if row.status == InstalmentStatus::Reversed {
+                if !returned.contains(&key) {
+                    return Err(fail("it is reversed without an allotment to reverse"));
+                }
+                continue;
             }
             if row.due_date < inputs.window_start && !carried.contains(&key) {
                 return Err(fail(
@@ -474,7 +500,7 @@ impl ExecutionOutput {
     }
 }
 
-struct Due {
+struct Due<'a> {
     sip_id: i64,
     due_date: NaiveDate,
     user_id: i64,
@@ -482,6 +508,8 @@ struct Due {
     amount: Paise,
     /// First seen in this run (so its "pending" event is new).
     is_new: bool,
+    /// An earlier run's allotment the bank returned: reversed, not executed.
+    allotted: Option<&'a Investment>,
 }
 
 /// Whether an instalment due on `due` has waited more than `no_nav_after` business days past
@@ -513,7 +541,23 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
             scheme_code: p.scheme_code,
             amount: p.amount,
             is_new: false,
+            allotted: None,
         })
+        .chain(
+            inputs
+                .returned
+                .iter()
+                .filter(|r| r.status == InstalmentStatus::Executed)
+                .map(|r| Due {
+                    sip_id: r.sip_id,
+                    due_date: r.due_date,
+                    user_id: r.user_id,
+                    scheme_code: r.scheme_code,
+                    amount: r.amount,
+                    is_new: false,
+                    allotted: Some(r),
+                }),
+        )
         .collect();
     for mandate in inputs.mandates {
         if state
@@ -530,6 +574,7 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
                 scheme_code: mandate.scheme_code,
                 amount: mandate.instalment_amount(due_date),
                 is_new: true,
+                allotted: None,
             });
         }
     }
@@ -547,6 +592,22 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
         // A SIP cancelled earlier in this same walk takes no new instalments; money already
         // debited for a pending one is still invested.
         if entry.cancelled_on.is_some() && d.is_new {
+            continue;
+        }
+        if let Some(allotted) = d.allotted {
+            // The money came back to the investor: the units go, and the return counts
+            // towards the failed-debit streak like a debit that failed on the day.
+            let row = Investment {
+                status: InstalmentStatus::Reversed,
+                ..allotted.clone()
+            };
+            entry.failure_streak += 1;
+            out.events.push(SipEvent::of(&row, SipEventKind::Reversed));
+            if entry.failure_streak >= FAILURES_BEFORE_CANCEL && entry.cancelled_on.is_none() {
+                entry.cancelled_on = Some(inputs.run_date);
+                out.events.push(SipEvent::of(&row, SipEventKind::Cancelled));
+            }
+            out.investments.push(row);
             continue;
         }
         let mut row = Investment {
@@ -799,6 +860,7 @@ mod tests {
             pending,
             state,
             failures: &failures,
+            returned: &[],
             navs,
             unit_decimals: &HashMap::new(),
             calendar: &BusinessCalendar::nse(),
@@ -918,6 +980,7 @@ mod tests {
             pending: &[],
             state: &[],
             failures: &failures,
+            returned: &[],
             navs: &navs,
             unit_decimals: &decimals,
             calendar: &calendar,
@@ -937,6 +1000,101 @@ mod tests {
         let mut twice = out;
         twice.investments.push(twice.investments[0].clone());
         assert!(twice.check_at_most_once(&inputs).is_err());
+    }
+
+    /// The bank returns a debit after the instalment was allotted: the next run reverses it
+    /// (same amount and units, so the holding loses exactly what it gained), tells the user,
+    /// counts it towards the streak, and two more failed debits cancel the SIP.
+    #[test]
+    fn a_returned_debit_reverses_its_allotment_and_counts_towards_cancellation() {
+        let m = mandate(10, "2024-10-01");
+        let navs = lookup(&[
+            (100, "2024-10-10", 10_0000),
+            (100, "2024-10-14", 10_0000),
+            (100, "2024-11-11", 10_0000),
+            (100, "2024-12-10", 10_0000),
+        ]);
+        let allotted = run(
+            "2024-10-10",
+            "2024-10-10",
+            std::slice::from_ref(&m),
+            &[],
+            &[],
+            &[],
+            &navs,
+        );
+        let executed = allotted.investments[0].clone();
+        assert_eq!(executed.status, InstalmentStatus::Executed);
+
+        let failures: HashSet<(i64, NaiveDate)> = [(1, d("2024-10-10"))].into();
+        let (decimals, calendar) = (HashMap::new(), BusinessCalendar::nse());
+        let inputs = ExecutionInputs {
+            run_date: d("2024-10-14"),
+            window_start: d("2024-10-11"),
+            mandates: std::slice::from_ref(&m),
+            pending: &[],
+            state: &[],
+            failures: &failures,
+            returned: std::slice::from_ref(&executed),
+            navs: &navs,
+            unit_decimals: &decimals,
+            calendar: &calendar,
+            no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
+        };
+        let reversal = execute_instalments(&inputs);
+        assert_eq!(
+            reversal.investments,
+            vec![Investment {
+                status: InstalmentStatus::Reversed,
+                ..executed.clone()
+            }]
+        );
+        assert_eq!(reversal.events[0].kind, SipEventKind::Reversed);
+        assert_eq!(reversal.events[0].event_id, "sip:1:2024-10-10:reversed");
+        assert_eq!(reversal.state[0].failure_streak, 1);
+        assert_eq!(reversal.check_at_most_once(&inputs), Ok(()));
+        // The holding is back where it was before the allotment.
+        let held = roll_forward(
+            &[],
+            allotted.investments.iter().chain(&reversal.investments),
+        );
+        assert!(
+            held.iter().all(|h| h.units.0 == 0 && h.invested.0 == 0),
+            "{held:?}"
+        );
+        // A reversal the inputs did not ask for is refused.
+        let unasked = ExecutionInputs {
+            returned: &[],
+            ..inputs
+        };
+        assert!(reversal.check_at_most_once(&unasked).is_err());
+
+        // Two more failed debits: cancelled on the third.
+        let failures: HashSet<(i64, NaiveDate)> =
+            [(1, d("2024-11-10")), (1, d("2024-12-10"))].into();
+        let november = ExecutionInputs {
+            run_date: d("2024-11-11"),
+            window_start: d("2024-10-15"),
+            state: &reversal.state,
+            failures: &failures,
+            returned: &[],
+            ..inputs
+        };
+        let november_out = execute_instalments(&november);
+        assert_eq!(november_out.investments[0].status, InstalmentStatus::Failed);
+        assert!(november_out.state[0].cancelled_on.is_none());
+        let december = ExecutionInputs {
+            run_date: d("2024-12-10"),
+            window_start: d("2024-11-12"),
+            state: &november_out.state,
+            ..november
+        };
+        let december_out = execute_instalments(&december);
+        assert_eq!(december_out.state[0].cancelled_on, Some(d("2024-12-10")));
+        assert!(december_out
+            .events
+            .iter()
+            .any(|e| e.kind == SipEventKind::Cancelled));
     }
 
     #[test]
@@ -1188,7 +1346,7 @@ mod tests {
             let calendar = BusinessCalendar::with_holidays([]);
             let once = execute_instalments(&ExecutionInputs {
                 run_date: end, window_start: start, mandates: std::slice::from_ref(&m),
-                pending: &[], state: &[], failures: &failures, navs: &navs,
+                pending: &[], state: &[], failures: &failures, returned: &[], navs: &navs,
                 unit_decimals: &decimals, calendar: &calendar,
                 no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
             }).investments;
@@ -1200,7 +1358,7 @@ mod tests {
             for day in start.iter_days().take_while(|x| *x <= end) {
                 let out = execute_instalments(&ExecutionInputs {
                     run_date: day, window_start: day, mandates: std::slice::from_ref(&m),
-                    pending: &pending, state: &[], failures: &failures, navs: &navs,
+                    pending: &pending, state: &[], failures: &failures, returned: &[], navs: &navs,
                     unit_decimals: &decimals, calendar: &calendar,
                     no_nav_after: NO_NAV_AFTER_BUSINESS_DAYS,
                 });

@@ -2,6 +2,7 @@
 //! HTTP server and a real PostgreSQL. One test crate, so it links once.
 
 mod api;
+mod debits;
 mod nav_ingest;
 mod notify;
 mod operations;

@@ -60,7 +60,10 @@ async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_page
                 let (status, page) = search(&query).await;
                 assert_eq!(status, StatusCode::OK, "{page}");
                 for scheme in page["schemes"].as_array().unwrap() {
-                    assert_eq!(scheme["fund_house"], "Nippon India Mutual Fund", "{q}: {scheme}");
+                    assert_eq!(
+                        scheme["fund_house"], "Nippon India Mutual Fund",
+                        "{q}: {scheme}"
+                    );
                     listed.push(scheme["scheme_code"].as_i64().unwrap());
                 }
                 match page["next_after"].as_str() {
@@ -72,7 +75,10 @@ async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_page
     };
     let nippon = house_pages("nippon%20india%20mutual%20fund").await;
     assert!(nippon.len() > 1000, "{}", nippon.len());
-    assert!(nippon.windows(2).all(|w| w[0] < w[1]), "by code, no repeats");
+    assert!(
+        nippon.windows(2).all(|w| w[0] < w[1]),
+        "by code, no repeats"
+    );
     assert_eq!(house_pages("Nippon%20India").await, nippon);
     // The text's own `%` and `_` are not wildcards: "%" is no house's leading word, and
     // "_ippon india" is matched by similarity (score below 1), not listed as a house.

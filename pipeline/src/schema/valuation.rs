@@ -174,7 +174,9 @@ pub fn portfolio_charts_to_batch(rows: &[ChartPoint]) -> Result<RecordBatch, Arr
 }
 
 /// The executed rows of an `investments` batch, as valuation needs them: decoded straight
-/// from the columns, without building an `Investment` per row.
+/// from the columns, without building an `Investment` per row. A reversed row is its
+/// allotment negated (same NAV date), so the pair nets to nothing in holdings, invested, the
+/// charts and XIRR: the money went back to the investor.
 pub fn purchases_from_investments_batch(batch: &RecordBatch) -> Result<Vec<Purchase>, SchemaError> {
     let c = Columns(batch);
     let (user_id, scheme_code, status) =
@@ -185,21 +187,24 @@ pub fn purchases_from_investments_batch(batch: &RecordBatch) -> Result<Vec<Purch
         c.decimal("units", UNITS_SCALE)?,
     );
     let executed = InstalmentStatus::Executed.as_str();
+    let reversed = InstalmentStatus::Reversed.as_str();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
-        if status.value(i) != executed {
-            continue;
-        }
+        let sign = match status.value(i) {
+            s if s == executed => 1,
+            s if s == reversed => -1,
+            _ => continue,
+        };
         let missing = |column: &'static str| SchemaError::Value {
             column,
-            value: "null in an executed instalment".into(),
+            value: "null in an executed or reversed instalment".into(),
         };
         out.push(Purchase {
             user_id: user_id.value(i),
             nav_date: opt_date(nav_date, i).ok_or_else(|| missing("nav_date"))?,
             scheme_code: scheme_code.value(i),
-            amount: Paise(scaled(amount, i, "amount")?),
-            units: Units(opt_scaled(units, i, "units")?.ok_or_else(|| missing("units"))?),
+            amount: Paise(sign * scaled(amount, i, "amount")?),
+            units: Units(sign * opt_scaled(units, i, "units")?.ok_or_else(|| missing("units"))?),
         });
     }
     Ok(out)
