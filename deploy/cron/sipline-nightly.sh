@@ -19,7 +19,9 @@ rewind=()
 [ "${2:-}" = "--rewind" ] && rewind=(--rewind)
 amfi_url=${SIPLINE_AMFI_NAVALL_URL:-https://www.amfiindia.com/spages/NAVAll.txt}
 # The bank's debit report for the date (`{date}` is replaced); none there means no returns.
-debit_report_url=${SIPLINE_DEBIT_REPORT_URL:-/var/lib/sipline/debits/{date}.csv}
+# (The default is set apart: a `}` inside ${VAR:-default} would end the expansion.)
+default_debit_report='/var/lib/sipline/debits/{date}.csv'
+debit_report_url=${SIPLINE_DEBIT_REPORT_URL:-$default_debit_report}
 # How long to wait for AMFI's file, and how often to look.
 nav_deadline_secs=${SIPLINE_NAV_DEADLINE_SECS:-21600}
 nav_retry_secs=${SIPLINE_NAV_RETRY_SECS:-900}

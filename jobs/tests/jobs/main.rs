@@ -3,6 +3,7 @@
 
 mod api;
 mod debits;
+mod journey;
 mod nav_ingest;
 mod notify;
 mod operations;

@@ -1,0 +1,363 @@
+//! A real person, end to end (issue 16): from an empty warehouse and database, through the
+//! real API process, the real nightly cron script (which runs the real binary's jobs), the real
+//! notification dispatcher and a webhook receiver started here.
+//!
+//! A new subject signs in, finds a fund by typing its name, starts a SIP and chooses webhook
+//! notifications. Each night's NAV file is made by `nav sample` and served over local HTTP,
+//! the bank's debit report too. The SIP is created today, through the API; the nights that
+//! execute it are in the past, so the test moves the SIP's start into the past with the same
+//! mechanism `publish --mandates` uses for a snapshot that held all along (a history row
+//! effective from `-infinity`): months cannot pass inside a test.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::api::{claims, hs256, Api};
+use crate::support::{sipline_async, Postgres};
+
+const SEED: &str = "11";
+const SCHEMES: &str = "300";
+
+/// Serves a folder over HTTP (`/NAME`), 404 for what is not there, as AMFI's and the bank's
+/// servers would.
+async fn file_server(root: PathBuf) -> String {
+    let app = axum::Router::new().route(
+        "/{name}",
+        axum::routing::get(
+            move |axum::extract::Path(name): axum::extract::Path<String>| {
+                let path = root.join(name);
+                async move {
+                    match std::fs::read(path) {
+                        Ok(bytes) => (StatusCode::OK, bytes),
+                        Err(_) => (StatusCode::NOT_FOUND, Vec::new()),
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+/// A webhook receiver: every notification body it was sent.
+async fn webhook_receiver() -> (Arc<Mutex<Vec<Value>>>, String) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().fallback(axum::routing::post(move |body: String| {
+        let sink = sink.clone();
+        async move {
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body)));
+            StatusCode::NO_CONTENT
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/sipline", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (received, url)
+}
+
+/// The kinds of notifications the receiver got for `sip_id`, in order.
+fn kinds_for(received: &Mutex<Vec<Value>>, sip_id: i64) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| n["payload"]["sip_id"].as_i64() == Some(sip_id))
+        .map(|n| n["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+struct Night<'a> {
+    warehouse: &'a Path,
+    database_url: &'a str,
+    served: &'a Path,
+    nav_url: String,
+    debits_url: String,
+    logs: &'a Path,
+    webhook_url: String,
+}
+
+impl Night<'_> {
+    /// AMFI's file for `date` on the server, then `sipline-nightly.sh date`, then one
+    /// dispatcher pass, as cron runs them.
+    async fn run(&self, date: &str) {
+        sipline_async(&[
+            "nav",
+            "sample",
+            "--format",
+            "amfi",
+            "--date",
+            date,
+            "--schemes",
+            SCHEMES,
+            "--seed",
+            SEED,
+            "--out",
+            self.served.join("NAVAll.txt").to_str().unwrap(),
+        ])
+        .await
+        .assert_ok();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cron/sipline-nightly.sh");
+        let status = tokio::process::Command::new("bash")
+            .arg(&script)
+            .arg(date)
+            .env("SIPLINE_BIN", env!("CARGO_BIN_EXE_sipline"))
+            .env("SIPLINE_WAREHOUSE", self.warehouse)
+            .env("DATABASE_URL", self.database_url)
+            .env("SIPLINE_AMFI_NAVALL_URL", &self.nav_url)
+            .env("SIPLINE_DEBIT_REPORT_URL", &self.debits_url)
+            .env("SIPLINE_NAV_DEADLINE_SECS", "0")
+            .env("SIPLINE_LOG_DIR", self.logs)
+            .env("NO_COLOR", "1")
+            .status()
+            .await
+            .unwrap();
+        let log = std::fs::read_to_string(self.logs.join(format!("nightly-{date}.log")))
+            .unwrap_or_default();
+        assert!(status.success(), "nightly {date}: {status}\n{log}");
+        assert!(
+            log.contains(&format!("nightly run for {date} done")),
+            "{log}"
+        );
+        let dispatch = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
+            .args(["notify", "dispatch", "--database-url", self.database_url])
+            .env("SIPLINE_WEBHOOK_URL", &self.webhook_url)
+            .env("SIPLINE_WEBHOOK_SECRET", "journey-webhook-secret")
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            dispatch.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dispatch.stderr)
+        );
+    }
+
+    fn debit_report(&self, date: &str, lines: &[String]) {
+        let mut text = String::from("sip_id,due_date,amount,status,reason_code\n");
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(self.served.join(format!("debits_{date}.csv")), text).unwrap();
+    }
+}
+
+fn money(value: &Value) -> f64 {
+    value.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_cancelled() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (warehouse, served, logs) = (
+        dir.path().join("warehouse"),
+        dir.path().join("served"),
+        dir.path().join("logs"),
+    );
+    std::fs::create_dir_all(&served).unwrap();
+    let base = file_server(served.clone()).await;
+    let (received, webhook_url) = webhook_receiver().await;
+    let night = Night {
+        warehouse: &warehouse,
+        database_url: &pg.url,
+        served: &served,
+        nav_url: format!("{base}/NAVAll.txt"),
+        debits_url: format!("{base}/debits_{{date}}.csv"),
+        logs: &logs,
+        webhook_url,
+    };
+
+    // The scheme master: the first night's file, before anyone can search it.
+    let first_night = "2026-06-01";
+    night.run(first_night).await;
+
+    // Sign in: a token for a subject nobody has seen.
+    let api = Api::start(&pg.url).await;
+    let mut subject = claims("auth0|journey-first-sip");
+    subject["email"] = json!("asha@example.com");
+    let token = hs256(&subject);
+    let (status, me) = api.get("/v1/me", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let user_id = me["user_id"].as_i64().unwrap();
+
+    // Find a fund as a person types it, and open it.
+    let (status, found) = api
+        .get(
+            "/v1/schemes?q=axis%20large%20cap&open_for_sip=true",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let mut scheme = None;
+    for candidate in found["schemes"].as_array().unwrap() {
+        assert!(
+            candidate["scheme_name"]
+                .as_str()
+                .unwrap()
+                .starts_with("Axis Large Cap"),
+            "{found}"
+        );
+        let code = candidate["scheme_code"].as_i64().unwrap();
+        let (_, detail) = api.get(&format!("/v1/schemes/{code}"), Some(&token)).await;
+        if detail["nav_date"] == json!(first_night) {
+            scheme = Some(detail);
+            break;
+        }
+    }
+    let scheme = scheme.expect("an Axis large-cap scheme with today's NAV");
+    let scheme_code = scheme["scheme_code"].as_i64().unwrap();
+
+    // Notifications by webhook; then the SIP.
+    let (status, _, preferences) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/me/notification-preferences",
+            Some(&token),
+            Some(json!({ "channels": ["webhook"], "time_zone": "Asia/Kolkata" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preferences}");
+    let start = chrono::Utc::now()
+        .with_timezone(&chrono_tz_ist())
+        .date_naive()
+        + chrono::Days::new(1);
+    let (status, sip) = api
+        .post(
+            "/v1/users/me/sips",
+            &token,
+            json!({ "scheme_code": scheme_code, "amount": "5000", "sip_day": 2, "start_date": start }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sip}");
+    let sip_id = sip["sip_id"].as_i64().unwrap();
+
+    // Months pass: the SIP started on 1 June (see the module docs).
+    let mut tx = pool.begin().await.unwrap();
+    for setting in [
+        "SELECT set_config('sipline.effective_from', '-infinity', true)",
+        "SELECT set_config('sipline.change', 'load', true)",
+    ] {
+        sqlx::query(setting).execute(&mut *tx).await.unwrap();
+    }
+    sqlx::query("UPDATE sips SET start_date = DATE '2026-06-01' WHERE sip_id = $1")
+        .bind(sip_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // The nights of its first two instalments (2 June, 2 July).
+    night.run("2026-06-02").await;
+    night.run("2026-07-02").await;
+
+    let (status, investments) = api.get("/v1/users/me/investments", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{investments}");
+    let instalments = investments["investments"].as_array().unwrap();
+    assert_eq!(instalments.len(), 2, "{investments}");
+    for (row, due) in instalments.iter().zip(["2026-07-02", "2026-06-02"]) {
+        assert_eq!(row["status"], "executed", "{row}");
+        assert_eq!(row["due_date"], due);
+        assert_eq!(row["nav_date"], due, "the NAV of the due date");
+        assert_eq!(row["amount"], "5000.00");
+        assert!(money(&row["units"]) > 0.0);
+    }
+    let units: f64 = instalments.iter().map(|r| money(&r["units"])).sum();
+    let (status, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{portfolio}");
+    assert_eq!(portfolio["as_of"], "2026-07-02");
+    assert_eq!(portfolio["invested"], "10000.00");
+    let line = &portfolio["lines"][0];
+    assert_eq!(line["scheme_code"], scheme_code);
+    let value = money(&portfolio["current_value"]);
+    assert!(
+        (value - units * money(&line["nav"])).abs() < 0.01,
+        "value {value} is units × NAV: {portfolio}"
+    );
+    for chart in ["pie", "line", "bar"] {
+        let (status, body) = api
+            .get(&format!("/v1/users/{user_id}/charts/{chart}"), Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{chart}: {body}");
+    }
+    assert_eq!(
+        kinds_for(&received, sip_id),
+        vec!["sip_executed", "sip_executed"]
+    );
+
+    // The bank returns the first debit after it was allotted: reversed the next night.
+    night.debit_report(
+        "2026-07-03",
+        &[format!("{sip_id},2026-06-02,5000.00,returned,04")],
+    );
+    night.run("2026-07-03").await;
+    let (_, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    assert_eq!(portfolio["invested"], "5000.00", "{portfolio}");
+    assert!(money(&portfolio["current_value"]) < value);
+    let (_, reversed) = api
+        .get("/v1/users/me/investments?status=reversed", Some(&token))
+        .await;
+    assert_eq!(
+        reversed["investments"][0]["due_date"], "2026-06-02",
+        "{reversed}"
+    );
+    assert_eq!(kinds_for(&received, sip_id).last().unwrap(), "sip_reversed");
+
+    // The next two debits fail: cancelled on the third failure in a row, and told.
+    night.debit_report(
+        "2026-08-03",
+        &[format!("{sip_id},2026-08-02,5000.00,returned,04")],
+    );
+    night.run("2026-08-03").await;
+    night.debit_report(
+        "2026-09-02",
+        &[format!("{sip_id},2026-09-02,5000.00,returned,04")],
+    );
+    night.run("2026-09-02").await;
+    let (_, detail) = api
+        .get(&format!("/v1/users/me/sips/{sip_id}"), Some(&token))
+        .await;
+    assert_eq!(detail["status"], "cancelled", "{detail}");
+    let (_, failed) = api
+        .get("/v1/users/me/investments?status=failed", Some(&token))
+        .await;
+    assert_eq!(
+        failed["investments"].as_array().unwrap().len(),
+        2,
+        "{failed}"
+    );
+    let told: BTreeMap<String, usize> =
+        kinds_for(&received, sip_id)
+            .into_iter()
+            .fold(BTreeMap::new(), |mut counts, kind| {
+                *counts.entry(kind).or_default() += 1;
+                counts
+            });
+    assert_eq!(
+        told,
+        BTreeMap::from([
+            ("sip_cancelled".to_string(), 1),
+            ("sip_executed".to_string(), 2),
+            ("sip_failed".to_string(), 2),
+            ("sip_reversed".to_string(), 1),
+        ]),
+        "{:?}",
+        kinds_for(&received, sip_id)
+    );
+}
+
+fn chrono_tz_ist() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap()
+}
