@@ -156,12 +156,15 @@ async fn search_schemes(
                     .bind(limit)
                     .fetch_all(&state.pool)
             };
-            // A code, an ISIN or a fund house is looked up exactly (score 1). Which of the two
-            // ways a search goes depends on the text alone, so every page of it goes the same.
-            let exact: bool = timed(
+            // Which way a search goes depends on the text alone, so every page of it goes the
+            // same way: a code, an ISIN or a fund house exactly (score 1); else every word typed
+            // as a whole word (full-text rank); else word similarity (typos, joined words).
+            let (exact, words): (bool, bool) = timed(
                 &state,
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT EXISTS (SELECT 1 FROM schemes s WHERE {})",
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT EXISTS (SELECT 1 FROM schemes s WHERE {}), \
+                            EXISTS (SELECT 1 FROM schemes s \
+                                    WHERE s.search_words @@ plainto_tsquery('simple', $1))",
                     exact_condition(&text, "$1")
                 )))
                 .persistent(false)
@@ -169,32 +172,33 @@ async fn search_schemes(
                 .fetch_one(&state.pool),
             )
             .await?;
-            if exact {
-                timed(
-                    &state,
-                    page(format!(
-                        "SELECT {SCHEME_COLUMNS}, 1::real AS score FROM schemes s \
-                         WHERE {} AND {FILTERS} AND (1 < $7 OR (1 = $7 AND s.scheme_code > $8)) \
-                         ORDER BY s.scheme_code LIMIT $9",
-                        exact_condition(&text, "$6")
-                    )),
+            let scored = |score: &str, matches: &str| {
+                format!(
+                    "SELECT * FROM (SELECT {SCHEME_COLUMNS}, {score} AS score \
+                       FROM schemes s WHERE {matches} AND {FILTERS}) m \
+                     WHERE m.score < $7 OR (m.score = $7 AND m.scheme_code > $8) \
+                     ORDER BY m.score DESC, m.scheme_code LIMIT $9"
                 )
-                .await?
+            };
+            let sql = if exact {
+                format!(
+                    "SELECT {SCHEME_COLUMNS}, 1::real AS score FROM schemes s \
+                     WHERE {} AND {FILTERS} AND (1 < $7 OR (1 = $7 AND s.scheme_code > $8)) \
+                     ORDER BY s.scheme_code LIMIT $9",
+                    exact_condition(&text, "$6")
+                )
+            } else if words {
+                // Rank normalised into 0–1 (rank / (rank + 1)), below an exact match's 1.
+                scored(
+                    "ts_rank(s.search_words, plainto_tsquery('simple', $6), 32)",
+                    "s.search_words @@ plainto_tsquery('simple', $6)",
+                )
             } else {
                 // `<%` is word similarity above pg_trgm's threshold (0.6), served by the
                 // trigram index over the short name (migration 0012).
-                timed(
-                    &state,
-                    page(format!(
-                        "SELECT * FROM (SELECT {SCHEME_COLUMNS}, \
-                                word_similarity($6, s.search_name) AS score \
-                           FROM schemes s WHERE $6 <% s.search_name AND {FILTERS}) m \
-                         WHERE m.score < $7 OR (m.score = $7 AND m.scheme_code > $8) \
-                         ORDER BY m.score DESC, m.scheme_code LIMIT $9"
-                    )),
-                )
-                .await?
-            }
+                scored("word_similarity($6, s.search_name)", "$6 <% s.search_name")
+            };
+            timed(&state, page(sql)).await?
         }
         None => {
             timed(

@@ -92,6 +92,19 @@ async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_page
         similar.iter().all(|s| s["score"].as_f64().unwrap() < 1.0),
         "a similarity match, not the house listing: {found}"
     );
+    // Every word typed is a whole word of the name or house: ranked full-text matches, each
+    // holding all the words, below an exact match's score.
+    let (status, words) = search("q=nippon%20india%20growth&limit=50").await;
+    assert_eq!(status, StatusCode::OK, "{words}");
+    let matched = words["schemes"].as_array().unwrap();
+    assert_eq!(matched.len(), 50, "{words}");
+    for scheme in matched {
+        let name = scheme["scheme_name"].as_str().unwrap().to_lowercase();
+        assert_eq!(scheme["fund_house"], "Nippon India Mutual Fund", "{scheme}");
+        assert!(name.contains("growth"), "{scheme}");
+        let score = scheme["score"].as_f64().unwrap();
+        assert!(score > 0.0 && score < 1.0, "{scheme}");
+    }
     // Filters narrow it down.
     let (_, direct_growth) = search("q=axis%20bluechip&plan=direct&option=growth").await;
     let schemes = direct_growth["schemes"].as_array().unwrap();
