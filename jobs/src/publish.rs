@@ -521,7 +521,7 @@ async fn stage(
             &mut conn,
             &format!(
                 "COPY {stage} (user_id, scheme_code, units, invested, nav_date, nav, current_value, \
-                 weight_pct, as_of) FROM STDIN (FORMAT csv)"
+                 weight_pct, xirr, day_change, as_of) FROM STDIN (FORMAT csv)"
             ),
             warehouse,
             Table::PortfolioLines,

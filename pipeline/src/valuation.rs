@@ -67,7 +67,7 @@ pub enum ValuationMode {
 }
 
 /// A `portfolio_lines` row: one scheme of one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PortfolioLine {
     pub user_id: i64,
     pub scheme_code: i64,
@@ -80,6 +80,12 @@ pub struct PortfolioLine {
     pub value: Paise,
     /// Share of the user's current value, percent scaled by 10^4.
     pub weight_pct: i64,
+    /// The scheme's own XIRR over its purchases and its value (daily mode; `None` hourly or
+    /// when the flows have no solution).
+    pub xirr: Option<f64>,
+    /// Value at `nav` less value at the scheme's previous NAV: the one-day change (zero for a
+    /// scheme with one NAV so far).
+    pub day_change: Paise,
 }
 
 /// A `portfolio_snapshots` row: one user.
@@ -236,6 +242,8 @@ struct MonthEndPrices {
     ends: Vec<NaiveDate>,
     by_scheme: HashMap<i64, Vec<Option<Nav>>>,
     current: HashMap<i64, (NaiveDate, Nav)>,
+    /// The NAV before the current one, for the one-day change.
+    previous: HashMap<i64, Nav>,
 }
 
 impl MonthEndPrices {
@@ -254,11 +262,19 @@ impl MonthEndPrices {
                     .latest_on_or_before(h.scheme_code, inputs.as_of)?;
                 Some((h.scheme_code, price))
             })
+            .collect::<HashMap<i64, (NaiveDate, Nav)>>();
+        let previous = current
+            .iter()
+            .filter_map(|(code, (date, _))| {
+                let (_, nav) = inputs.navs.latest_on_or_before(*code, date.pred_opt()?)?;
+                Some((*code, nav))
+            })
             .collect();
         Self {
             ends,
             by_scheme,
             current,
+            previous,
         }
     }
 
@@ -288,6 +304,19 @@ impl UserValuation<'_> {
                         scheme_code: h.scheme_code,
                         as_of: self.inputs.as_of,
                     })?;
+            let value = market_value(h.units, nav);
+            let day_change = prices
+                .previous
+                .get(&h.scheme_code)
+                .map_or(Paise(0), |before| {
+                    Paise(value.0 - market_value(h.units, *before).0)
+                });
+            let xirr = match self.inputs.mode {
+                ValuationMode::Hourly => None,
+                ValuationMode::Daily => {
+                    Some(self.xirr_of(Some(h.scheme_code), value)).filter(|x| x.is_finite())
+                }
+            };
             lines.push(PortfolioLine {
                 user_id: self.user_id,
                 scheme_code: h.scheme_code,
@@ -295,8 +324,10 @@ impl UserValuation<'_> {
                 invested: h.invested,
                 nav_date,
                 nav,
-                value: market_value(h.units, nav),
+                value,
                 weight_pct: 0,
+                xirr,
+                day_change,
             });
         }
         let total = Paise(lines.iter().map(|l| l.value.0).sum());
@@ -306,27 +337,31 @@ impl UserValuation<'_> {
         Ok(lines)
     }
 
+    /// XIRR over the purchases (of one scheme, or all) and `value` today.
+    fn xirr_of(&self, scheme_code: Option<i64>, value: Paise) -> f64 {
+        let mut flows: Vec<CashFlow> = self
+            .purchases
+            .iter()
+            .filter(|p| scheme_code.is_none_or(|code| p.scheme_code == code))
+            .map(|p| CashFlow {
+                date: p.nav_date,
+                amount: -(p.amount.0 as f64) / 100.0,
+            })
+            .collect();
+        flows.push(CashFlow {
+            date: self.inputs.as_of,
+            amount: value.0 as f64 / 100.0,
+        });
+        xirr(&flows)
+    }
+
     fn snapshot(&self, lines: &[PortfolioLine]) -> PortfolioSnapshot {
         let invested = Paise(lines.iter().map(|l| l.invested.0).sum());
         let current_value = Paise(lines.iter().map(|l| l.value.0).sum());
         let gain = Paise(current_value.0 - invested.0);
         let xirr = match self.inputs.mode {
             ValuationMode::Hourly => None,
-            ValuationMode::Daily => {
-                let mut flows: Vec<CashFlow> = self
-                    .purchases
-                    .iter()
-                    .map(|p| CashFlow {
-                        date: p.nav_date,
-                        amount: -(p.amount.0 as f64) / 100.0,
-                    })
-                    .collect();
-                flows.push(CashFlow {
-                    date: self.inputs.as_of,
-                    amount: current_value.0 as f64 / 100.0,
-                });
-                Some(xirr(&flows))
-            }
+            ValuationMode::Daily => Some(self.xirr_of(None, current_value)),
         };
         PortfolioSnapshot {
             user_id: self.user_id,
@@ -696,10 +731,33 @@ mod tests {
     fn hand_worked_portfolios() {
         let out = value_worked(ValuationMode::Daily, None).unwrap();
 
-        // Scheme 100: 179.991 units × ₹13.25 = ₹2,384.88075 → ₹2,384.88.
-        // Scheme 200: 0.499 units × ₹1,002.50 (14 March) = ₹500.2475 → ₹500.25.
+        // Scheme 100: 179.991 units × ₹13.25 = ₹2,384.88075 → ₹2,384.88; at the previous NAV
+        // (₹12, 29 Feb) ₹2,159.892 → ₹2,159.89: one-day change ₹224.99.
+        // Scheme 200: 0.499 units × ₹1,002.50 (14 March) = ₹500.2475 → ₹500.25; at ₹1,001
+        // ₹499.499 → ₹499.50: change ₹0.75. Scheme 300 has one NAV: no change.
+        // Each line's own XIRR, solved outside sipline by bisection on the actual/365 NPV:
+        // scheme 100 from −1,000 (10 Jan), −1,000 (12 Feb), +2,384.88 (15 Mar): 2.71111767816797;
+        // scheme 200, −500 then +500.25 32 days later: (500.25 / 500)^(365/32) − 1.
+        let rates: Vec<Option<f64>> = out.lines.iter().map(|l| l.xirr).collect();
+        assert!(
+            (rates[0].unwrap() - 2.711_117_678_167_970).abs() < 1e-9,
+            "{rates:?}"
+        );
+        assert!(
+            (rates[1].unwrap() - ((500.25_f64 / 500.0).powf(365.0 / 32.0) - 1.0)).abs() < 1e-12,
+            "{rates:?}"
+        );
+        assert_eq!(rates[2], None, "bought on the valuation date: no answer");
+        let lines: Vec<PortfolioLine> = out
+            .lines
+            .iter()
+            .map(|l| PortfolioLine {
+                xirr: None,
+                ..l.clone()
+            })
+            .collect();
         assert_eq!(
-            out.lines,
+            lines,
             vec![
                 PortfolioLine {
                     user_id: 1,
@@ -710,6 +768,8 @@ mod tests {
                     nav: nav("13.25"),
                     value: Paise(238_488),
                     weight_pct: 826_611,
+                    xirr: None,
+                    day_change: Paise(22_499),
                 },
                 PortfolioLine {
                     user_id: 1,
@@ -720,6 +780,8 @@ mod tests {
                     nav: nav("1002.5"),
                     value: Paise(50_025),
                     weight_pct: 173_389,
+                    xirr: None,
+                    day_change: Paise(75),
                 },
                 PortfolioLine {
                     user_id: 3,
@@ -730,6 +792,8 @@ mod tests {
                     nav: nav("10"),
                     value: Paise(199_990),
                     weight_pct: 1_000_000,
+                    xirr: None,
+                    day_change: Paise(0),
                 },
             ]
         );

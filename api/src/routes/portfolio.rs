@@ -30,7 +30,8 @@ const PORTFOLIO: &str =
             coalesce((SELECT json_agg(json_build_object( \
                 'scheme_code', l.scheme_code, 'scheme_name', s.scheme_name, 'units', l.units::text, \
                 'invested', l.invested::text, 'nav', sipline_nav_text(l.nav), 'nav_date', l.nav_date, \
-                'current_value', l.current_value::text, 'weight_pct', l.weight_pct::text) \
+                'current_value', l.current_value::text, 'weight_pct', l.weight_pct::text, \
+                'xirr', l.xirr, 'day_change', l.day_change::text) \
                 ORDER BY l.current_value DESC, l.scheme_code) \
               FROM portfolio_lines l LEFT JOIN schemes s USING (scheme_code) \
               WHERE l.as_of = p.as_of AND l.user_id = p.user_id), '[]')::text AS lines \

@@ -281,6 +281,13 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
     assert_eq!(portfolio["invested"], "10000.00");
     let line = &portfolio["lines"][0];
     assert_eq!(line["scheme_code"], scheme_code);
+    // The sample file prices the scheme the same every day: no one-day change, and the line's
+    // own XIRR is the portfolio's (one scheme).
+    assert_eq!(line["day_change"], "0.00", "{portfolio}");
+    assert!(
+        (line["xirr"].as_f64().unwrap() - portfolio["xirr"].as_f64().unwrap()).abs() < 1e-12,
+        "{portfolio}"
+    );
     let value = money(&portfolio["current_value"]);
     assert!(
         (value - units * money(&line["nav"])).abs() < 0.01,

@@ -51,6 +51,9 @@ pub fn portfolio_lines_file_schema() -> SchemaRef {
             DataType::Decimal128(WEIGHT_PRECISION, RETURN_PCT_SCALE),
             false,
         ),
+        // The scheme's own XIRR (null hourly or without a solution) and one-day change.
+        Field::new("xirr", DataType::Float64, true),
+        Field::new("day_change", money_type(), false),
     ]))
 }
 
@@ -141,6 +144,12 @@ pub fn portfolio_lines_to_batch(rows: &[PortfolioLine]) -> Result<RecordBatch, A
                 rows.iter().map(|r| Some(r.weight_pct)),
                 WEIGHT_PRECISION,
                 RETURN_PCT_SCALE,
+            )?,
+            Arc::new(rows.iter().map(|r| r.xirr).collect::<Float64Array>()),
+            decimals(
+                rows.iter().map(|r| Some(r.day_change.0)),
+                MONEY_PRECISION,
+                MONEY_SCALE,
             )?,
         ],
     )
