@@ -512,6 +512,21 @@ struct Due<'a> {
     allotted: Option<&'a Investment>,
 }
 
+impl<'a> Due<'a> {
+    /// An instalment an earlier run recorded: carried as pending, or allotted and returned.
+    fn recorded(row: &Investment, allotted: Option<&'a Investment>) -> Self {
+        Self {
+            sip_id: row.sip_id,
+            due_date: row.due_date,
+            user_id: row.user_id,
+            scheme_code: row.scheme_code,
+            amount: row.amount,
+            is_new: false,
+            allotted,
+        }
+    }
+}
+
 /// Whether an instalment due on `due` has waited more than `no_nav_after` business days past
 /// its applicable date for the NAV.
 fn waited_too_long(inputs: &ExecutionInputs<'_>, due: NaiveDate) -> bool {
@@ -534,29 +549,13 @@ pub fn execute_instalments(inputs: &ExecutionInputs<'_>) -> ExecutionOutput {
         .pending
         .iter()
         .filter(|p| p.status == InstalmentStatus::Pending)
-        .map(|p| Due {
-            sip_id: p.sip_id,
-            due_date: p.due_date,
-            user_id: p.user_id,
-            scheme_code: p.scheme_code,
-            amount: p.amount,
-            is_new: false,
-            allotted: None,
-        })
+        .map(|p| Due::recorded(p, None))
         .chain(
             inputs
                 .returned
                 .iter()
                 .filter(|r| r.status == InstalmentStatus::Executed)
-                .map(|r| Due {
-                    sip_id: r.sip_id,
-                    due_date: r.due_date,
-                    user_id: r.user_id,
-                    scheme_code: r.scheme_code,
-                    amount: r.amount,
-                    is_new: false,
-                    allotted: Some(r),
-                }),
+                .map(|r| Due::recorded(r, Some(r))),
         )
         .collect();
     for mandate in inputs.mandates {
