@@ -78,7 +78,8 @@ pub async fn ingest(
         ));
     }
 
-    let mandates = mandates_as_of(warehouse, date).await?;
+    let reported: HashSet<i64> = lines.iter().map(|l| l.sip_id).collect();
+    let mandates = mandates_as_of(warehouse, date, &reported).await?;
     let mut reported_buckets: BTreeMap<u32, Vec<&DebitReportLine>> = BTreeMap::new();
     for line in &lines {
         let Some(mandate) = mandates.get(&line.sip_id) else {
@@ -178,10 +179,13 @@ pub async fn ingest(
     })
 }
 
-/// The mandates of the `sips` snapshot a run on `date` uses, by SIP.
+/// The mandates among `wanted` of the `sips` snapshot a run on `date` uses, by SIP. Every
+/// bucket is read (a SIP's bucket is its user's, which the report does not carry), but only the
+/// reported SIPs are kept: at millions of SIPs the snapshot would not fit in memory.
 async fn mandates_as_of(
     warehouse: &Warehouse,
     date: NaiveDate,
+    wanted: &HashSet<i64>,
 ) -> anyhow::Result<HashMap<i64, Mandate>> {
     let as_of = warehouse
         .sips_snapshot_on_or_before(date)
@@ -194,7 +198,9 @@ async fn mandates_as_of(
             for mandate in sips_from_batch(&batch)
                 .with_context(|| format!("{} {part:?}", Table::Sips.name()))?
             {
-                mandates.insert(mandate.sip_id, mandate);
+                if wanted.contains(&mandate.sip_id) {
+                    mandates.insert(mandate.sip_id, mandate);
+                }
             }
         }
     }
