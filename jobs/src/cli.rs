@@ -189,7 +189,8 @@ pub struct ChannelArgs {
     pub retry_base_ms: u64,
     #[arg(long, default_value_t = 3_600_000)]
     pub retry_max_ms: u64,
-    /// How long a claim holds before another dispatcher may retry it.
+    /// How long a claim holds before another dispatcher may retry it (raised to cover a
+    /// batch's sends at --concurrency and --timeout-secs, plus 5 s).
     #[arg(long, default_value_t = 120)]
     pub lease_secs: u64,
     /// Timeout of one delivery attempt.

@@ -51,6 +51,23 @@ pub struct DispatchConfig {
     pub timeout: Duration,
 }
 
+impl DispatchConfig {
+    /// The claim a batch takes: at least `lease`, and long enough for the batch's sends one
+    /// after another at `concurrency` (each bounded by `timeout`) plus a margin, so a slow
+    /// receiver cannot make a claim expire while its batch is still being sent and another
+    /// dispatcher send it again.
+    pub fn batch_lease(&self) -> Duration {
+        let rounds =
+            u32::try_from((self.batch.max(1) as u64).div_ceil(self.concurrency.max(1) as u64))
+                .unwrap_or(u32::MAX);
+        self.lease
+            .max(self.timeout.saturating_mul(rounds) + LEASE_MARGIN)
+    }
+}
+
+/// Time a claim holds beyond its sends' timeouts (clock skew, the recording round trip).
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PassSummary {
@@ -142,7 +159,7 @@ impl Dispatcher {
         let claimed: Vec<Claimed> = sqlx::query(CLAIM)
             .bind(self.config.batch)
             .bind(token)
-            .bind(self.config.lease.as_secs_f64())
+            .bind(self.config.batch_lease().as_secs_f64())
             .fetch_all(&self.pool)
             .await
             .context("claiming deliveries")?
@@ -168,6 +185,29 @@ impl Dispatcher {
         let outcomes: Vec<(i64, i64, i32, Result<(), Failure>)> =
             futures::stream::iter(claimed.iter())
                 .map(|delivery| async move {
+                    // Send only under a claim still ours, renewed to cover this send: one that
+                    // ran out may be another dispatcher's by now, and sending it would be a
+                    // duplicate without any crash.
+                    let renewed = sqlx::query(RENEW_CLAIM)
+                        .bind(delivery.delivery_id)
+                        .bind(token)
+                        .bind((self.config.timeout + LEASE_MARGIN).as_secs_f64())
+                        .fetch_optional(&self.pool)
+                        .await;
+                    match renewed {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            tracing::warn!(
+                                delivery_id = delivery.delivery_id,
+                                "claim expired before the send: left to whoever holds it now"
+                            );
+                            return None;
+                        }
+                        Err(e) => {
+                            tracing::warn!(delivery_id = delivery.delivery_id, error = %e, "claim not renewed: not sent");
+                            return None;
+                        }
+                    }
                     let outcome = self.deliver(delivery).await;
                     if let Err(failure) = &outcome {
                         tracing::warn!(
@@ -179,14 +219,15 @@ impl Dispatcher {
                             "delivery failed"
                         );
                     }
-                    (
+                    Some((
                         delivery.delivery_id,
                         delivery.notification_id,
                         delivery.attempts,
                         outcome,
-                    )
+                    ))
                 })
                 .buffer_unordered(self.config.concurrency.max(1))
+                .filter_map(std::future::ready)
                 .collect()
                 .await;
 

@@ -45,6 +45,12 @@ pub(super) const CLAIM: &str = "WITH due AS ( \
      RETURNING d.delivery_id, d.channel, d.attempts, n.notification_id, n.event_key, n.user_id, \
        n.kind, n.payload::text AS payload, n.created_at, p.email, p.phone, p.push_token";
 
+// Just before a send: the claim is still ours and unexpired, and now covers the send ($3 s).
+pub(super) const RENEW_CLAIM: &str = "UPDATE notification_deliveries \
+       SET claimed_until = greatest(claimed_until, now() + make_interval(secs => $3)) \
+     WHERE delivery_id = $1 AND claim_token = $2 AND status = 'delivering' AND claimed_until > now() \
+     RETURNING 1";
+
 // Outcomes count only under our claim: a lease that ran out may have been taken over.
 pub(super) const RECORD: &str = "UPDATE notification_deliveries d SET \
        status = CASE WHEN r.ok THEN 'delivered' WHEN r.permanent OR d.attempts >= $2 THEN 'dead' ELSE 'pending' END, \

@@ -383,6 +383,45 @@ async fn two_dispatchers_on_one_queue_deliver_each_notification_once() {
     );
 }
 
+/// A slow receiver, and a configured lease far shorter than the batch takes to send: a second
+/// dispatcher starting meanwhile must not send what the first still holds. (Before the claim
+/// covered its batch and was checked per send, every delivery past the first second was sent
+/// twice.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_outlives_its_configured_lease_is_not_sent_twice() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 6).await;
+    add_notifications(&pool, 1, 6, 6).await;
+    let (webhook, url) = receiver().await;
+    webhook.slow.store(true, Ordering::SeqCst);
+    let tight = [
+        "--lease-secs",
+        "1",
+        "--batch",
+        "6",
+        "--concurrency",
+        "1",
+        "--timeout-secs",
+        "5",
+    ];
+    let first = dispatch(&pg, &url, &tight);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        dispatch(&pg, &url, &tight).await
+    };
+    let (a, b) = tokio::join!(first, second);
+    a.assert_ok();
+    b.assert_ok();
+    let keys = webhook.keys();
+    let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+    assert_eq!(distinct.len(), 6, "{keys:?}");
+    assert_eq!(keys.len(), 6, "a delivery was sent twice: {keys:?}");
+    assert_eq!(
+        statuses(&pool).await,
+        BTreeMap::from([("delivered".to_string(), 6)])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_batch_is_finished_by_another_and_workers_wake_on_notify() {
     let pg = Postgres::start().await;
@@ -404,6 +443,10 @@ async fn a_worker_killed_mid_batch_is_finished_by_another_and_workers_wake_on_no
                 SECRET,
                 "--lease-secs",
                 "2",
+                // A claim holds at least the sends' timeout plus a margin (6 s here): how long
+                // a dead worker's batch waits for another.
+                "--timeout-secs",
+                "1",
                 "--batch",
                 "40",
                 "--concurrency",
@@ -436,7 +479,7 @@ async fn a_worker_killed_mid_batch_is_finished_by_another_and_workers_wake_on_no
     webhook.slow.store(false, Ordering::SeqCst);
     let mut second = worker("1");
     let mut delivered = 0;
-    for _ in 0..100 {
+    for _ in 0..200 {
         delivered = statuses(&pool).await.get("delivered").copied().unwrap_or(0);
         if delivered == 40 {
             break;
