@@ -110,6 +110,13 @@ pub fn document() -> Value {
     put_preferences["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
     let mut create_alert = op("Create a NAV alert", "alerts", &["user_id"], "201");
     create_alert["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewAlert"}}}});
+    create_alert["responses"]["409"] = json!({"$ref": "#/components/responses/Problem"});
+    create_alert["responses"]["422"] = json!({"$ref": "#/components/responses/Problem"});
+    if let Some(parameters) = create_alert["parameters"].as_array_mut() {
+        parameters.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "Retry-safe creation: the same key and request within 24 hours returns the stored response (header idempotent-replayed: true) and creates no second alert; the same key with another request is a 422",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
+    }
     json!({
         "openapi": "3.1.0",
         "info": {"title": "sipline API", "version": env!("CARGO_PKG_VERSION"),

@@ -1,7 +1,8 @@
 //! NAV alerts: list, create and delete; `nav ingest` evaluates them.
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Router;
@@ -11,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::sips::decimal;
-use super::{json_value, next_cursor, timed, IdPage};
+use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -90,9 +92,29 @@ async fn create_alert(
     State(state): State<Shared>,
     authed: Authed,
     ApiPath(user): ApiPath<UserRef>,
-    ApiJson(alert): ApiJson<NewAlert>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, Problem> {
     let user_id = authed.reach(user, true)?;
+    let key = idempotency_key(&headers)?;
+    // Keys are compared on the request as JSON (object keys sorted), not on its bytes.
+    let request = body.to_string();
+    let alert: NewAlert = serde_json::from_value(body).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed",
+            e.to_string(),
+        )
+    })?;
+    // Looked up before validation, as for SIPs: a retry replays the first answer.
+    let mut tx = state.pool.begin().await?;
+    if let Some(key) = &key {
+        if let Some(replay) =
+            claim_or_replay(&mut tx, user_id, key, "create_alert", &request).await?
+        {
+            return Ok(replay);
+        }
+    }
     let mut errors = Vec::new();
     if !matches!(
         alert.kind.as_deref(),
@@ -127,7 +149,6 @@ async fn create_alert(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let mut tx = state.pool.begin().await?;
     if locked_count(&mut tx, user_id, ACTIVE_ALERTS).await? >= MAX_ACTIVE_ALERTS {
         return Err(Problem::conflict(format!(
             "at most {MAX_ACTIVE_ALERTS} active NAV alerts per user: delete one first"
@@ -146,8 +167,15 @@ async fn create_alert(
         .fetch_one(&mut *tx),
     )
     .await?;
+    let body = serde_json::to_string(&created).map_err(|e| {
+        tracing::error!(error = %e, "response not serialisable");
+        Problem::internal()
+    })?;
+    if let Some(key) = &key {
+        store_response(&mut tx, user_id, key, StatusCode::CREATED, &body).await?;
+    }
     tx.commit().await?;
-    let mut response = json_value(&created);
+    let mut response = json_body(Bytes::from(body));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }

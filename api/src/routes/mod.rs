@@ -7,6 +7,7 @@
 
 mod alerts;
 pub mod extract;
+mod idempotency;
 mod investments;
 mod me;
 mod navs;

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -19,12 +19,12 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::FromRow;
 
 use pipeline::money::Paise;
 use pipeline::sip::{applicable_date, Mandate, SipStatus};
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
@@ -60,92 +60,6 @@ const SCHEME_SIP_RULES: &str = "SELECT coalesce(scheme_type ILIKE 'Open Ended%',
      FROM schemes WHERE scheme_code = $1";
 
 const SIP_STATUS: &str = "SELECT status FROM sips WHERE sip_id = $1 AND user_id = $2";
-
-/// How long an `Idempotency-Key` is remembered.
-const IDEMPOTENCY_HOURS: i32 = 24;
-
-const EXPIRE_KEYS: &str = "DELETE FROM idempotency_keys WHERE user_id = $1 \
-     AND created_at < now() - make_interval(hours => $2)";
-
-/// Claims a key for this request: a row back means the key is new (the caller goes on and
-/// stores its response in the same transaction); none means it was used before.
-const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (user_id, idem_key, route, request_hash) \
-     VALUES ($1, $2, $3, sha256(convert_to($4, 'UTF8'))) ON CONFLICT DO NOTHING RETURNING 1";
-
-const STORED_RESPONSE: &str =
-    "SELECT route = $3 AND request_hash = sha256(convert_to($4, 'UTF8')) AS same, \
-            status, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2";
-
-const STORE_RESPONSE: &str =
-    "UPDATE idempotency_keys SET status = $3, response = $4 WHERE user_id = $1 AND idem_key = $2";
-
-/// Claims `key` for this request inside `tx`, or answers the stored response of the request
-/// that used it first. `None`: the key is new, and the caller stores its response in `tx` with
-/// `STORE_RESPONSE`, so the claim and the change commit together or not at all (a rejected
-/// request rolls its claim back, and a corrected retry with the same key goes through).
-async fn claim_or_replay(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    user_id: i64,
-    key: &str,
-    route: &str,
-    request: &str,
-) -> Result<Option<Response>, Problem> {
-    sqlx::query(EXPIRE_KEYS)
-        .bind(user_id)
-        .bind(IDEMPOTENCY_HOURS)
-        .execute(&mut **tx)
-        .await?;
-    let bound = |sql: &'static str| {
-        sqlx::query(sql)
-            .bind(user_id)
-            .bind(key)
-            .bind(route)
-            .bind(request)
-    };
-    // A concurrent request with the same key waits here until the first one commits.
-    if bound(CLAIM_KEY).fetch_optional(&mut **tx).await?.is_some() {
-        return Ok(None);
-    }
-    let stored = StoredResponse::from_row(&bound(STORED_RESPONSE).fetch_one(&mut **tx).await?)?;
-    if !stored.same {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Validation Failed",
-            "Idempotency-Key was already used for another request",
-        ));
-    }
-    let (Some(status), Some(response)) = (stored.status, stored.response) else {
-        return Err(Problem::conflict(
-            "the first request with this Idempotency-Key is still in progress",
-        ));
-    };
-    let mut replay = json_body(Bytes::from(response));
-    *replay.status_mut() = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK);
-    replay
-        .headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(Some(replay))
-}
-
-#[derive(sqlx::FromRow)]
-struct StoredResponse {
-    same: bool,
-    status: Option<i16>,
-    response: Option<String>,
-}
-
-/// The request's `Idempotency-Key`: 1–255 visible ASCII characters, or a 400.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-        .map(|k| Some(k.to_string()))
-        .ok_or_else(|| Problem::bad_request("Idempotency-Key: 1 to 255 visible ASCII characters"))
-}
 
 /// The latest change of a SIP (the one just made, in the writing transaction), and the batch
 /// date a change made now applies to. `-infinity` (states from before history was kept) shows
@@ -485,13 +399,7 @@ async fn create_sip(
     })?;
     if let Some(key) = &key {
         // In the SIP's own transaction: committed together or not at all.
-        sqlx::query(STORE_RESPONSE)
-            .bind(user_id)
-            .bind(key)
-            .bind(StatusCode::CREATED.as_u16() as i16)
-            .bind(&body)
-            .execute(&mut *tx)
-            .await?;
+        store_response(&mut tx, user_id, key, StatusCode::CREATED, &body).await?;
     }
     tx.commit().await?;
     let mut response = json_body(Bytes::from(body));

@@ -204,8 +204,9 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
-/// `POST …/sips` with an `Idempotency-Key`: a retry (also one racing the first) gets the
-/// stored response and creates no second mandate; the key with another body is a 422.
+/// `POST …/sips` (and `POST …/alerts`) with an `Idempotency-Key`: a retry (also one racing the
+/// first) gets the stored response and creates no second mandate; the key with another body is
+/// a 422.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_sip_creation_with_its_key_debits_once() {
     let pg = Postgres::start().await;
@@ -306,4 +307,43 @@ async fn a_retried_sip_creation_with_its_key_debits_once() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "without a key, no dedup");
+
+    // NAV alerts take a key the same way: one alert however often it is retried.
+    let alert = |key: &'static str, threshold: &'static str| {
+        let (http, base, token) = (api.http.clone(), api.base.clone(), token.clone());
+        async move {
+            let response = http
+                .post(format!("{base}/v1/users/me/alerts"))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .header("content-type", "application/json")
+                .body(
+                    json!({ "scheme_code": 119552, "kind": "above", "threshold": threshold })
+                        .to_string(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            let status = response.status();
+            let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            (status, replayed, body)
+        }
+    };
+    let (status, replayed, first) = alert("alert-1", "100").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
+    let (status, replayed, again) = alert("alert-1", "100").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again, first);
+    assert_eq!(
+        alert("alert-1", "200").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM nav_alerts a JOIN users u USING (user_id) WHERE u.auth_subject = 'auth0|retries-a-lot'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(alerts, 1);
 }
