@@ -361,7 +361,19 @@ impl UserValuation<'_> {
         let gain = Paise(current_value.0 - invested.0);
         let xirr = match self.inputs.mode {
             ValuationMode::Hourly => None,
-            ValuationMode::Daily => Some(self.xirr_of(None, current_value)),
+            // Most investors hold one scheme: its line's XIRR is then the portfolio's, already
+            // solved (when every purchase was of that scheme).
+            ValuationMode::Daily => Some(match lines {
+                [only]
+                    if self
+                        .purchases
+                        .iter()
+                        .all(|p| p.scheme_code == only.scheme_code) =>
+                {
+                    only.xirr.unwrap_or(f64::NAN)
+                }
+                _ => self.xirr_of(None, current_value),
+            }),
         };
         PortfolioSnapshot {
             user_id: self.user_id,
