@@ -752,7 +752,7 @@ mod tests {
         // scheme 200, −500 then +500.25 32 days later: (500.25 / 500)^(365/32) − 1.
         let rates: Vec<Option<f64>> = out.lines.iter().map(|l| l.xirr).collect();
         assert!(
-            (rates[0].unwrap() - 2.711_117_678_167_970).abs() < 1e-9,
+            (rates[0].unwrap() - 2.711_117_678_167_97).abs() < 1e-9,
             "{rates:?}"
         );
         assert!(
