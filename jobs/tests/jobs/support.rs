@@ -142,7 +142,15 @@ fn pg_tool(tool: &str, args: &[&str]) -> Output {
 impl Postgres {
     pub async fn start() -> Self {
         if let Ok(server) = std::env::var("SIPLINE_TEST_DATABASE_URL") {
-            let name = format!("sipline_test_{}_{}", std::process::id(), free_port());
+            // A counter, not a free port number: ports are reused, and two tests that drew the
+            // same one collided on CREATE DATABASE.
+            static NEXT_DATABASE: std::sync::atomic::AtomicUsize =
+                std::sync::atomic::AtomicUsize::new(0);
+            let name = format!(
+                "sipline_test_{}_{}",
+                std::process::id(),
+                NEXT_DATABASE.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            );
             let admin = sqlx::PgPool::connect(&server)
                 .await
                 .expect("connect to SIPLINE_TEST_DATABASE_URL");
