@@ -25,3 +25,4 @@ pub mod shard;
 pub mod sip_execute;
 pub mod sips_export;
 pub mod sql;
+pub mod totals;

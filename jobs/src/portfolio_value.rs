@@ -32,6 +32,7 @@ use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::shard::Shard;
+use crate::totals::{add_i64, add_u64, TotalOverflow};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ValueOptions {
@@ -59,16 +60,17 @@ pub struct ValueSummary {
 }
 
 impl ValueSummary {
-    fn add(&mut self, other: ValueSummary) {
+    fn add(&mut self, other: ValueSummary) -> Result<(), TotalOverflow> {
         self.buckets += other.buckets;
-        self.users += other.users;
-        self.holders += other.holders;
-        self.lines += other.lines;
-        self.purchases += other.purchases;
-        self.invested += other.invested;
-        self.current_value += other.current_value;
+        add_u64(&mut self.users, other.users, "users")?;
+        add_u64(&mut self.holders, other.holders, "holders")?;
+        add_u64(&mut self.lines, other.lines, "lines")?;
+        add_u64(&mut self.purchases, other.purchases, "purchases")?;
+        add_i64(&mut self.invested, other.invested, "invested")?;
+        add_i64(&mut self.current_value, other.current_value, "value")?;
         self.xirrs.extend(other.xirrs);
-        self.no_xirr += other.no_xirr;
+        add_u64(&mut self.no_xirr, other.no_xirr, "no-XIRR")?;
+        Ok(())
     }
 
     /// The median of the finite XIRRs, `None` without any.
@@ -250,7 +252,7 @@ async fn value_bucket(
     .context("valuation task panicked")?;
     let valuation = valuation.with_context(|| format!("valuing bucket {bucket} as of {date}"))?;
 
-    let summary = summarise(&valuation, purchases_read as u64);
+    let summary = summarise(&valuation, purchases_read as u64)?;
     match ctx.options.mode {
         ValuationMode::Daily => {
             warehouse.write_rows(part, &valuation.charts).await?;
@@ -274,7 +276,7 @@ async fn value_bucket(
     Ok(summary)
 }
 
-fn summarise(valuation: &Valuation, purchases: u64) -> ValueSummary {
+fn summarise(valuation: &Valuation, purchases: u64) -> Result<ValueSummary, TotalOverflow> {
     let mut summary = ValueSummary {
         buckets: 1,
         users: valuation.snapshots.len() as u64,
@@ -283,8 +285,8 @@ fn summarise(valuation: &Valuation, purchases: u64) -> ValueSummary {
         ..ValueSummary::default()
     };
     for s in &valuation.snapshots {
-        summary.invested += s.invested.0;
-        summary.current_value += s.current_value.0;
+        add_i64(&mut summary.invested, s.invested.0, "invested")?;
+        add_i64(&mut summary.current_value, s.current_value.0, "value")?;
         if s.schemes > 0 {
             summary.holders += 1;
             match s.xirr {
@@ -294,7 +296,7 @@ fn summarise(valuation: &Valuation, purchases: u64) -> ValueSummary {
             }
         }
     }
-    summary
+    Ok(summary)
 }
 
 /// One date's valuation over the shard's buckets.
@@ -325,7 +327,7 @@ pub async fn value(
         ..ValueSummary::default()
     };
     for s in summaries {
-        total.add(s);
+        total.add(s)?;
     }
     Ok(total)
 }

@@ -39,6 +39,7 @@ use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
 use crate::shard::Shard;
+use crate::totals::{add_i64, add_u64, TotalOverflow};
 
 /// Options of one execution run.
 #[derive(Debug, Clone, Copy)]
@@ -90,18 +91,23 @@ pub struct ExecuteSummary {
 }
 
 impl ExecuteSummary {
-    fn add(&mut self, other: &ExecuteSummary) {
+    fn add(&mut self, other: &ExecuteSummary) -> Result<(), TotalOverflow> {
         self.buckets += other.buckets;
-        self.mandates += other.mandates;
-        self.executed += other.executed;
-        self.pending += other.pending;
-        self.failed += other.failed;
-        self.reversed += other.reversed;
-        self.cancelled += other.cancelled;
-        self.executed_amount += other.executed_amount;
-        self.stamp_duty += other.stamp_duty;
+        add_u64(&mut self.mandates, other.mandates, "SIPs read")?;
+        add_u64(&mut self.executed, other.executed, "executed")?;
+        add_u64(&mut self.pending, other.pending, "pending")?;
+        add_u64(&mut self.failed, other.failed, "failed")?;
+        add_u64(&mut self.reversed, other.reversed, "reversed")?;
+        add_u64(&mut self.cancelled, other.cancelled, "cancelled")?;
+        add_i64(
+            &mut self.executed_amount,
+            other.executed_amount,
+            "executed amount",
+        )?;
+        add_i64(&mut self.stamp_duty, other.stamp_duty, "stamp duty")?;
         self.holdings_checkpoint |= other.holdings_checkpoint;
-        self.retired += other.retired;
+        add_u64(&mut self.retired, other.retired, "retired partitions")?;
+        Ok(())
     }
 }
 
@@ -391,8 +397,12 @@ async fn execute_bucket(
         match inv.status {
             InstalmentStatus::Executed => {
                 summary.executed += 1;
-                summary.executed_amount += inv.amount.0;
-                summary.stamp_duty += inv.stamp_duty.0;
+                add_i64(
+                    &mut summary.executed_amount,
+                    inv.amount.0,
+                    "executed amount",
+                )?;
+                add_i64(&mut summary.stamp_duty, inv.stamp_duty.0, "stamp duty")?;
             }
             InstalmentStatus::Pending => summary.pending += 1,
             InstalmentStatus::Failed => summary.failed += 1,
@@ -563,7 +573,7 @@ pub async fn execute(
         ..ExecuteSummary::default()
     };
     for s in &summaries {
-        total.add(s);
+        total.add(s)?;
     }
     Ok(total)
 }
@@ -589,7 +599,7 @@ pub async fn backfill(
             .await
             .with_context(|| format!("sip execute for {day}"))?;
         tracing::info!(%summary, "day done");
-        total.add(&summary);
+        total.add(&summary)?;
         progress.add(1);
     }
     progress.finish();
