@@ -204,6 +204,30 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
+/// A JSON `POST` with an `Idempotency-Key`: its status, whether it was a replay, its body.
+/// Owned arguments, so racing tries can be spawned.
+async fn post_with_key(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    key: &'static str,
+    body: Value,
+) -> (StatusCode, bool, Value) {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let status = response.status();
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    (status, replayed, body)
+}
+
 /// `POST …/sips` (and `POST …/alerts`) with an `Idempotency-Key`: a retry (also one racing the
 /// first) gets the stored response and creates no second mandate; the key with another body is
 /// a 422.
@@ -218,26 +242,8 @@ async fn a_retried_sip_creation_with_its_key_debits_once() {
     let body =
         json!({ "scheme_code": 119552, "amount": "1000.00", "sip_day": 10, "start_date": start });
     let post = |key: &'static str, body: Value| {
-        let (http, base, token) = (api.http.clone(), api.base.clone(), token.clone());
-        async move {
-            let response = http
-                .post(format!("{base}/v1/users/me/sips"))
-                .bearer_auth(token)
-                .header("idempotency-key", key)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            let replayed = response.headers().contains_key("idempotent-replayed");
-            let status = response.status();
-            let text = response.text().await.unwrap();
-            (
-                status,
-                replayed,
-                serde_json::from_str::<Value>(&text).unwrap(),
-            )
-        }
+        let url = format!("{}/v1/users/me/sips", api.base);
+        post_with_key(api.http.clone(), url, token.clone(), key, body)
     };
     let (status, replayed, first) = post("create-1", body.clone()).await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
@@ -310,25 +316,9 @@ async fn a_retried_sip_creation_with_its_key_debits_once() {
 
     // NAV alerts take a key the same way: one alert however often it is retried.
     let alert = |key: &'static str, threshold: &'static str| {
-        let (http, base, token) = (api.http.clone(), api.base.clone(), token.clone());
-        async move {
-            let response = http
-                .post(format!("{base}/v1/users/me/alerts"))
-                .bearer_auth(token)
-                .header("idempotency-key", key)
-                .header("content-type", "application/json")
-                .body(
-                    json!({ "scheme_code": 119552, "kind": "above", "threshold": threshold })
-                        .to_string(),
-                )
-                .send()
-                .await
-                .unwrap();
-            let replayed = response.headers().contains_key("idempotent-replayed");
-            let status = response.status();
-            let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-            (status, replayed, body)
-        }
+        let url = format!("{}/v1/users/me/alerts", api.base);
+        let body = json!({ "scheme_code": 119552, "kind": "above", "threshold": threshold });
+        post_with_key(api.http.clone(), url, token.clone(), key, body)
     };
     let (status, replayed, first) = alert("alert-1", "100").await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
