@@ -29,6 +29,10 @@ trap cleanup EXIT
 "$bin" nav ingest --source amfi --input pipeline/tests/fixtures/NAVAll_real_2025-05-16.txt \
   --warehouse "$work/wh" --database-url "$db" 2>/dev/null | sed 's/^/    /'
 secret=bench-secret-of-at-least-32-bytes-long
+# The rate limits stay on (their check is part of every request's cost) but far above what one
+# load generator on one address sends; environment variables, so an older binary runs too.
+export SIPLINE_RATE_PER_USER=1000000 SIPLINE_BURST_PER_USER=1000000
+export SIPLINE_RATE_PER_ADDRESS=1000000 SIPLINE_BURST_PER_ADDRESS=1000000
 port=$(free_port)
 RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --database-url "$db" >"$work/serve.log" 2>&1 &
 serve_pid=$!

@@ -31,7 +31,8 @@ impl JwksSource {
 pub struct AuthConfig {
     pub hs256_secret: Option<String>,
     pub jwks: Option<JwksSource>,
-    /// Required `aud` (Supabase: `authenticated`); unset: not checked.
+    /// Required `aud` (Supabase: `authenticated`); unset: not checked (allowed for an HS256
+    /// secret only, which is the application's own).
     pub audience: Option<String>,
     pub issuer: Option<String>,
     /// The `role` claim that may read any user's data (Supabase: `service_role`).
@@ -70,26 +71,114 @@ pub struct Caller {
     pub phone: Option<String>,
 }
 
-pub struct Verifier {
-    config: AuthConfig,
-    http: reqwest::Client,
-    jwks: RwLock<Option<(Instant, JwkSet)>>,
+/// A fetched JWKS, and when to try the URL again.
+struct JwksState {
+    set: Option<JwkSet>,
+    fetched_at: Option<Instant>,
+    /// No fetch before this (backing off after failures, or a refetch just done).
+    next_fetch: Option<Instant>,
+    failures: u32,
 }
 
-/// How long a fetched JWKS is trusted before it is fetched again; an unknown `kid` refetches
-/// sooner (key rotation), at most every `JWKS_MIN_REFETCH`.
-const JWKS_TTL: Duration = Duration::from_secs(600);
-const JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
+pub struct Verifier {
+    config: AuthConfig,
+    timing: JwksTiming,
+    http: reqwest::Client,
+    jwks: RwLock<JwksState>,
+    /// One fetch at a time: concurrent callers wait for it and use its keys.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+/// How a JWKS is kept: trusted `ttl` after a fetch; an unknown `kid` refetches sooner (key
+/// rotation), at most every `min_refetch`; when the provider is down, the last keys are served
+/// up to `max_stale` old, and fetches back off from 5 s to 5 min.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksTiming {
+    pub ttl: Duration,
+    pub min_refetch: Duration,
+    pub max_stale: Duration,
+}
+
+impl Default for JwksTiming {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
+            min_refetch: Duration::from_secs(30),
+            max_stale: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Secrets shorter than this are refused: an HS256 key below the hash's size is guessable.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl AuthConfig {
+    /// Refuses a configuration that would accept tokens it should not (fails closed): no key
+    /// at all, a short HS256 secret, a JWKS without both audience and issuer (a token another
+    /// application of the same Auth0/Supabase tenant got would pass), or a JWKS fetched over
+    /// plain HTTP from anywhere but this machine (keys could be swapped on the way).
+    pub fn check(&self) -> Result<(), String> {
+        if self.hs256_secret.is_none() && self.jwks.is_none() {
+            return Err("needs --jwt-secret or --jwks: no token could be verified".into());
+        }
+        if self
+            .hs256_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < MIN_SECRET_BYTES)
+        {
+            return Err(format!(
+                "--jwt-secret: at least {MIN_SECRET_BYTES} bytes (a shorter HS256 key is guessable)"
+            ));
+        }
+        if let Some(jwks) = &self.jwks {
+            if self.audience.is_none() || self.issuer.is_none() {
+                return Err(
+                    "--jwks needs --audience and --issuer: without both, tokens issued to \
+                            another application of the same tenant would be accepted"
+                        .into(),
+                );
+            }
+            if let JwksSource::Url(url) = jwks {
+                let rest = url.strip_prefix("http://");
+                let host = rest.map(|r| r.split(['/', '?']).next().unwrap_or(""));
+                let loopback = host.is_some_and(|h| {
+                    let name = h.rsplit_once(':').map_or(h, |(name, _)| name);
+                    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
+                });
+                if rest.is_some() && !loopback {
+                    return Err(
+                        "--jwks: an https:// URL (http:// is accepted on loopback only)".into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Verifier {
     pub fn new(config: AuthConfig) -> Self {
+        Self::with_timing(config, JwksTiming::default())
+    }
+
+    pub fn with_timing(config: AuthConfig, timing: JwksTiming) -> Self {
         Self {
             config,
+            timing,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            jwks: RwLock::new(None),
+            jwks: RwLock::new(JwksState {
+                set: None,
+                fetched_at: None,
+                next_fetch: None,
+                failures: 0,
+            }),
+            refresh: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -125,11 +214,19 @@ impl Verifier {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // The subject keys the user's row: 1–255 characters, no control characters (PostgreSQL
+        // refuses NUL). Profile claims that are not plain text are dropped, not stored.
+        let plain = |text: &String| {
+            (1..=255).contains(&text.chars().count()) && !text.chars().any(char::is_control)
+        };
+        if !plain(&data.claims.sub) {
+            return Err(AuthError::Invalid("sub: 1 to 255 plain characters".into()));
+        }
         Ok(Caller {
             service: data.claims.role.as_deref() == Some(self.config.service_role.as_str()),
             subject: data.claims.sub,
-            email: data.claims.email.filter(|e| !e.is_empty()),
-            phone: data.claims.phone.filter(|p| !p.is_empty()),
+            email: data.claims.email.filter(plain),
+            phone: data.claims.phone.filter(plain),
         })
     }
 
@@ -138,33 +235,57 @@ impl Verifier {
             self.config.jwks.as_ref().ok_or_else(|| {
                 AuthError::Invalid(format!("{alg:?} tokens are not accepted here"))
             })?;
-        if let Some(key) = self.cached_key(kid, alg).await? {
-            return Ok(key);
+        let seen = {
+            let state = self.jwks.read().await;
+            let fresh = state
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < self.timing.ttl);
+            if let (true, Some(set)) = (fresh, &state.set) {
+                if let Some(key) = find(set, kid, alg)? {
+                    return Ok(key);
+                }
+            }
+            state.fetched_at
+        };
+        // Stale, missing, or an unknown kid (a rotated key?): fetch, one caller at a time.
+        let _refreshing = self.refresh.lock().await;
+        let due = {
+            let state = self.jwks.read().await;
+            let refreshed_meanwhile = state.fetched_at != seen;
+            let allowed = state.next_fetch.is_none_or(|at| Instant::now() >= at);
+            !refreshed_meanwhile && allowed
+        };
+        if due {
+            let fetched = self.fetch(source).await;
+            let mut state = self.jwks.write().await;
+            match fetched {
+                Ok(set) => {
+                    state.set = Some(set);
+                    state.fetched_at = Some(Instant::now());
+                    state.next_fetch = Some(Instant::now() + self.timing.min_refetch);
+                    state.failures = 0;
+                }
+                Err(e) => {
+                    state.failures = state.failures.saturating_add(1);
+                    let backoff = BACKOFF_FIRST
+                        .saturating_mul(1 << state.failures.min(7).saturating_sub(1))
+                        .min(BACKOFF_MAX);
+                    state.next_fetch = Some(Instant::now() + backoff);
+                    tracing::warn!(error = %e, failures = state.failures, backoff_s = backoff.as_secs(),
+                        "JWKS fetch failed: serving the last keys");
+                }
+            }
         }
-        // An unknown kid may be a rotated key: refetch, but not for every bogus token.
-        let recent = self
-            .jwks
-            .read()
-            .await
-            .as_ref()
-            .is_some_and(|(at, _)| at.elapsed() < JWKS_MIN_REFETCH);
-        if !recent {
-            let set = self.fetch(source).await?;
-            *self.jwks.write().await = Some((Instant::now(), set));
-        }
-        self.cached_key(kid, alg)
-            .await?
-            .ok_or_else(|| AuthError::Invalid("no JWKS key matches the token".into()))
-    }
-
-    async fn cached_key(
-        &self,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Result<Option<DecodingKey>, AuthError> {
-        match self.jwks.read().await.as_ref() {
-            Some((at, set)) if at.elapsed() < JWKS_TTL => find(set, kid, alg),
-            _ => Ok(None),
+        let state = self.jwks.read().await;
+        let usable = state
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.timing.max_stale);
+        match (&state.set, usable) {
+            (Some(set), true) => find(set, kid, alg)?
+                .ok_or_else(|| AuthError::Invalid("no JWKS key matches the token".into())),
+            _ => Err(AuthError::Jwks(
+                "no keys: the JWKS could not be fetched".into(),
+            )),
         }
     }
 
@@ -361,6 +482,124 @@ mod tests {
         assert!(refused(&only_jwks, &hs256(&claims("u"), &n))
             .await
             .contains("not accepted"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_jwks_outage_serves_the_last_keys_and_one_caller_fetches_at_a_time() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let body = std::fs::read_to_string(fixture("jwks.json")).unwrap();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(false));
+        let app = axum::Router::new().route(
+            "/.well-known/jwks.json",
+            axum::routing::get({
+                let (fetches, down) = (fetches.clone(), down.clone());
+                move || async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if down.load(Ordering::SeqCst) {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new())
+                    } else {
+                        (axum::http::StatusCode::OK, body)
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let verifier = Arc::new(Verifier::with_timing(
+            AuthConfig {
+                jwks: Some(JwksSource::Url(format!(
+                    "http://{addr}/.well-known/jwks.json"
+                ))),
+                audience: Some("authenticated".into()),
+                service_role: "service_role".into(),
+                ..AuthConfig::default()
+            },
+            JwksTiming {
+                ttl: Duration::from_millis(300),
+                min_refetch: Duration::ZERO,
+                max_stale: Duration::from_secs(60),
+            },
+        ));
+        let token = signed(Algorithm::RS256, "rsa-1", "rsa.pem", &claims("user-r"));
+        let burst = |verifier: Arc<Verifier>, token: String| async move {
+            let calls: Vec<_> = (0..16)
+                .map(|_| {
+                    let (verifier, token) = (verifier.clone(), token.clone());
+                    tokio::spawn(async move { verifier.verify(&token).await })
+                })
+                .collect();
+            for call in calls {
+                assert_eq!(call.await.unwrap().unwrap().subject, "user-r");
+            }
+        };
+        // Cold: sixteen callers at once, one fetch.
+        burst(verifier.clone(), token.clone()).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        // Stale: one refetch for all of them.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        burst(verifier.clone(), token.clone()).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        // The provider goes down: the last keys still verify, after one failed try.
+        down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        burst(verifier.clone(), token.clone()).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
+        // Backing off: no fetch per request while it is down.
+        burst(verifier.clone(), token.clone()).await;
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_configuration_that_would_accept_foreign_tokens_is_refused() {
+        let jwks = |url: &str, audience: Option<&str>, issuer: Option<&str>| AuthConfig {
+            jwks: Some(JwksSource::parse(url)),
+            audience: audience.map(str::to_string),
+            issuer: issuer.map(str::to_string),
+            ..AuthConfig::default()
+        };
+        let iss = Some("https://tenant.auth0.com/");
+        let aud = Some("sipline");
+        assert!(
+            jwks("https://tenant.auth0.com/.well-known/jwks.json", aud, iss)
+                .check()
+                .is_ok()
+        );
+        assert!(jwks("http://127.0.0.1:9/jwks.json", aud, iss)
+            .check()
+            .is_ok());
+        assert!(jwks("http://localhost/jwks.json", aud, iss).check().is_ok());
+        for (config, refusal) in [
+            (jwks("https://t/jwks.json", None, iss), "--audience"),
+            (jwks("https://t/jwks.json", aud, None), "--issuer"),
+            (
+                jwks("http://tenant.auth0.com/jwks.json", aud, iss),
+                "https://",
+            ),
+            (
+                jwks("http://127.0.0.1.evil.com/jwks.json", aud, iss),
+                "https://",
+            ),
+            (
+                AuthConfig {
+                    hs256_secret: Some("short-secret".into()),
+                    ..AuthConfig::default()
+                },
+                "32 bytes",
+            ),
+            (AuthConfig::default(), "--jwt-secret or --jwks"),
+        ] {
+            let error = config.check().unwrap_err();
+            assert!(error.contains(refusal), "{error}");
+        }
+        let hs256_only = AuthConfig {
+            hs256_secret: Some(SECRET.into()),
+            ..AuthConfig::default()
+        };
+        assert!(hs256_only.check().is_ok());
     }
 
     fn base64_url(bytes: &[u8]) -> String {

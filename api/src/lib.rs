@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod limits;
 pub mod metrics;
 mod openapi;
 pub mod problem;
@@ -27,8 +28,9 @@ pub struct ServeConfig {
     pub migrate: bool,
     pub request_timeout: Duration,
     pub max_connections: u32,
-    /// Entries per cache before it is pruned.
-    pub cache_entries: usize,
+    /// Bytes the response caches may hold, all together.
+    pub cache_bytes: u64,
+    pub limits: limits::RateLimits,
     /// The jobs' business calendar: SIP schedules shown to users follow it.
     pub calendar: pipeline::calendar::BusinessCalendar,
 }
@@ -50,22 +52,34 @@ pub struct AppState {
     pub verifier: auth::Verifier,
     pub caches: cache::Caches,
     pub metrics: metrics::Metrics,
-    /// Token subject → user id: ids never change, so this is only bounded, never expired.
-    pub subjects: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Token subject → user id: ids never change, but a subject idle for an hour is dropped,
+    /// so the map holds the active users, not every user ever seen.
+    pub subjects: moka::sync::Cache<String, i64>,
+    /// Per-caller rate limit (`None`: off).
+    pub user_limiter: Option<limits::UserLimiter>,
+    pub limits: limits::RateLimits,
     pub request_timeout: Duration,
     pub calendar: pipeline::calendar::BusinessCalendar,
 }
 
 pub type Shared = Arc<AppState>;
 
+/// Subjects remembered at most (an entry is ~100 bytes: ~100 MB at the bound).
+const SUBJECTS_KEPT: u64 = 1_000_000;
+
 impl AppState {
     pub fn new(pool: PgPool, config: &ServeConfig) -> Shared {
         Arc::new(Self {
             pool,
             verifier: auth::Verifier::new(config.auth.clone()),
-            caches: cache::Caches::new(config.cache_entries),
+            caches: cache::Caches::new(config.cache_bytes),
             metrics: metrics::Metrics::default(),
-            subjects: std::sync::Mutex::new(std::collections::HashMap::new()),
+            subjects: moka::sync::Cache::builder()
+                .max_capacity(SUBJECTS_KEPT)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            user_limiter: config.limits.per_user.map(limits::UserLimiter::new),
+            limits: config.limits,
             request_timeout: config.request_timeout,
             calendar: config.calendar.clone(),
         })
@@ -112,10 +126,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .await
         .map_err(|e| ServeError::Listen(config.listen, e))?;
     tracing::info!(listen = %config.listen, "serving");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+    // Connection info: the per-address rate limit keys on the peer.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(ServeError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -132,6 +132,15 @@ impl Metrics {
                 misses.load(Ordering::Relaxed)
             );
         }
+        out.push_str("# HELP sipline_api_cache_bytes Bytes held by each response cache.\n");
+        out.push_str("# TYPE sipline_api_cache_bytes gauge\n");
+        for (name, bytes) in [
+            (caches.nav.name(), caches.nav.bytes()),
+            (caches.portfolio.name(), caches.portfolio.bytes()),
+            (caches.graph.name(), caches.graph.bytes()),
+        ] {
+            let _ = writeln!(out, "sipline_api_cache_bytes{{cache=\"{name}\"}} {bytes}");
+        }
         out.push_str(
             "# HELP sipline_api_db_pool_connections Database pool connections by state.\n",
         );

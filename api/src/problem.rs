@@ -5,13 +5,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
     pub title: &'static str,
     pub detail: Option<String>,
     /// Field-level validation failures: (field, message).
     pub errors: Vec<(String, String)>,
+    /// Seconds for `Retry-After` (429; a 503 says 1 unless set).
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -21,6 +23,7 @@ impl Problem {
             title,
             detail: Some(detail.into()),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -50,6 +53,21 @@ impl Problem {
             title: "Validation Failed",
             detail: Some("the request body breaks the rules below".into()),
             errors,
+            retry_after: None,
+        }
+    }
+
+    /// 429: a rate limit, with the whole seconds to wait (at least 1: `Retry-After: 0` would
+    /// invite a retry that is refused again).
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        Self {
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                format!("rate limit reached: retry in {seconds} s"),
+            )
         }
     }
 
@@ -59,6 +77,7 @@ impl Problem {
             title: "Internal Server Error",
             detail: None,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 }
@@ -116,10 +135,14 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match self.status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(self.retry_after.unwrap_or(1)),
+            _ => self.retry_after,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(

@@ -25,7 +25,8 @@ async fn spawn_app() -> SocketAddr {
         migrate: false,
         request_timeout: Duration::from_secs(5),
         max_connections: 1,
-        cache_entries: 16,
+        cache_bytes: 1 << 20,
+        limits: api::limits::RateLimits::default(),
         calendar: pipeline::calendar::BusinessCalendar::nse(),
     };
     let pool = sqlx::postgres::PgPoolOptions::new()

@@ -94,31 +94,47 @@ pub enum Command {
 pub struct ServeArgs {
     #[arg(long, env = "SIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// HS256 shared secret (Supabase's JWT secret).
+    /// HS256 shared secret (Supabase's JWT secret), at least 32 bytes.
     #[arg(long, env = "SIPLINE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// JWKS for RS256/ES256: a file, or an https:// URL (Auth0's /.well-known/jwks.json).
+    /// JWKS for RS256/ES256: a file, or an https:// URL (Auth0's /.well-known/jwks.json;
+    /// http:// only on loopback). Needs --audience and --issuer.
     #[arg(long, env = "SIPLINE_JWKS")]
     pub jwks: Option<String>,
-    /// Required audience (`aud`); unset, not checked.
+    /// Required audience (`aud`); unset, not checked (allowed with --jwt-secret alone).
     #[arg(long, env = "SIPLINE_JWT_AUDIENCE")]
     pub audience: Option<String>,
-    /// Required issuer (`iss`); unset, not checked.
+    /// Required issuer (`iss`); unset, not checked (allowed with --jwt-secret alone).
     #[arg(long, env = "SIPLINE_JWT_ISSUER")]
     pub issuer: Option<String>,
     /// The `role` claim of service tokens, which may read any user.
     #[arg(long, env = "SIPLINE_SERVICE_ROLE", default_value = "service_role")]
     pub service_role: String,
-    /// Apply the migrations before serving.
+    /// Apply the migrations before serving: needs a role that may run DDL, which the serving
+    /// role should not have (in production, `sipline db migrate` as the owner before deploying).
     #[arg(long)]
     pub migrate: bool,
     #[arg(long, default_value_t = 10_000)]
     pub request_timeout_ms: u64,
     #[arg(long, env = "SIPLINE_DB_POOL", default_value_t = 16)]
     pub max_connections: u32,
-    /// Entries per cache (NAV, portfolio, graph) before pruning.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub cache_entries: usize,
+    /// Memory the response caches (NAV, portfolio, graph) may hold together, in MiB; the
+    /// least recently used bodies go first.
+    #[arg(long, env = "SIPLINE_CACHE_MB", default_value_t = 256)]
+    pub cache_mb: u64,
+    /// Requests a second per caller (token subject), on average; 0: not limited. A 429 with
+    /// Retry-After past it.
+    #[arg(long, env = "SIPLINE_RATE_PER_USER", default_value_t = 20)]
+    pub rate_per_user: u32,
+    /// Requests a caller may burst above the average.
+    #[arg(long, env = "SIPLINE_BURST_PER_USER", default_value_t = 60)]
+    pub burst_per_user: u32,
+    /// Requests a second per client address (the TCP peer: behind a proxy, size it for the
+    /// proxy), on average; 0: not limited.
+    #[arg(long, env = "SIPLINE_RATE_PER_ADDRESS", default_value_t = 500)]
+    pub rate_per_address: u32,
+    #[arg(long, env = "SIPLINE_BURST_PER_ADDRESS", default_value_t = 1000)]
+    pub burst_per_address: u32,
     #[command(flatten)]
     pub calendar: CalendarArgs,
 }

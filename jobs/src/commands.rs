@@ -262,25 +262,28 @@ async fn print_notify_stats(database_url: Option<&str>) -> anyhow::Result<RowCou
 }
 
 async fn serve_api(args: ServeArgs, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
-    if args.jwt_secret.is_none() && args.jwks.is_none() {
-        anyhow::bail!(exit::JobFailure::BadInput(
-            "`serve` needs --jwt-secret or --jwks: no token could be verified".into()
-        ));
+    let auth = api::auth::AuthConfig {
+        hs256_secret: args.jwt_secret,
+        jwks: args.jwks.as_deref().map(api::auth::JwksSource::parse),
+        audience: args.audience,
+        issuer: args.issuer,
+        service_role: args.service_role,
+    };
+    if let Err(refusal) = auth.check() {
+        anyhow::bail!(exit::JobFailure::BadInput(format!("`serve` {refusal}")));
     }
     api::serve(api::ServeConfig {
         listen: args.listen,
         database_url: required(database_url, "serve")?,
-        auth: api::auth::AuthConfig {
-            hs256_secret: args.jwt_secret,
-            jwks: args.jwks.as_deref().map(api::auth::JwksSource::parse),
-            audience: args.audience,
-            issuer: args.issuer,
-            service_role: args.service_role,
-        },
+        auth,
         migrate: args.migrate,
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
         max_connections: args.max_connections.max(1),
-        cache_entries: args.cache_entries.max(1),
+        cache_bytes: args.cache_mb.max(1) * 1024 * 1024,
+        limits: api::limits::RateLimits {
+            per_user: api::limits::Rate::new(args.rate_per_user, args.burst_per_user),
+            per_address: api::limits::Rate::new(args.rate_per_address, args.burst_per_address),
+        },
         calendar: args.calendar.calendar()?,
     })
     .await?;

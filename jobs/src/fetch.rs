@@ -93,7 +93,13 @@ pub async fn download(
         match download_once(&client, url).await {
             Ok(file) => return Ok(file),
             Err(e) if e.is_transient() && attempt < policy.attempts => {
-                tracing::warn!(url, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "download failed; retrying");
+                tracing::warn!(
+                    url = crate::redact::urls(url),
+                    attempt,
+                    error = crate::redact::urls(&e.to_string()),
+                    backoff_ms = backoff.as_millis() as u64,
+                    "download failed; retrying"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
                 attempt += 1;

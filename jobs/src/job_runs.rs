@@ -93,7 +93,7 @@ impl JobRun {
             Err(e) => (
                 RowCounts::default(),
                 exit::classify(e),
-                Some(format!("{e:#}")),
+                Some(crate::redact::urls(&format!("{e:#}"))),
             ),
         };
         serde_json::json!({
@@ -128,7 +128,7 @@ impl JobRun {
             Err(e) => (
                 RowCounts::default(),
                 exit::outcome(e),
-                Some(format!("{e:#}")),
+                Some(crate::redact::urls(&format!("{e:#}"))),
             ),
         };
         let to_i64 = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -165,7 +165,7 @@ fn redact(args: Vec<String>) -> Vec<String> {
         } else if arg.starts_with("--database-url=") {
             out.push("--database-url=<redacted>".to_string());
         } else {
-            out.push(arg);
+            out.push(crate::redact::urls(&arg));
         }
     }
     out

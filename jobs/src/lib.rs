@@ -20,6 +20,7 @@ pub mod portfolio_value;
 pub mod postgres;
 pub mod progress;
 pub mod publish;
+pub mod redact;
 pub mod scheme_rules;
 pub mod shard;
 pub mod sip_execute;

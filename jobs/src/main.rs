@@ -60,8 +60,9 @@ fn main() -> ExitCode {
         Err(error) if error.is::<NotABusinessDay>() => ExitCode::from(exit::NOT_A_BUSINESS_DAY),
         Err(error) => {
             let code = exit::code_for(&error);
-            tracing::error!(error = format!("{error:#}"), "job failed");
-            eprintln!("error: {error:#}");
+            let message = jobs::redact::urls(&format!("{error:#}"));
+            tracing::error!(error = message, "job failed");
+            eprintln!("error: {message}");
             code
         }
     }

@@ -74,6 +74,7 @@ impl<'de> serde::Deserialize<'de> for UserRef {
 }
 
 /// The verified caller, and their user id (provisioned on a person's first call).
+#[derive(Clone)]
 pub struct Authed {
     caller: crate::auth::Caller,
     user_id: Option<i64>,
@@ -82,6 +83,10 @@ pub struct Authed {
 impl FromRequestParts<Shared> for Authed {
     type Rejection = Problem;
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Problem> {
+        // Verified once per request: a middleware that needed the caller first left it here.
+        if let Some(authed) = parts.extensions.get::<Authed>() {
+            return Ok(authed.clone());
+        }
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -97,22 +102,15 @@ impl FromRequestParts<Shared> for Authed {
             }
             Problem::unauthorized("the token is not valid")
         })?;
-        let known = state
-            .subjects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&caller.subject)
-            .copied();
-        let user_id = match known {
+        if let Some(limiter) = &state.user_limiter {
+            limiter.check(&caller.subject)?;
+        }
+        let user_id = match state.subjects.get(&caller.subject) {
             Some(id) => Some(id),
             None => {
                 let id = user_of(state, &caller).await?;
                 if let Some(id) = id {
-                    let mut subjects = state.subjects.lock().unwrap_or_else(|e| e.into_inner());
-                    if subjects.len() > 1_000_000 {
-                        subjects.clear();
-                    }
-                    subjects.insert(caller.subject.clone(), id);
+                    state.subjects.insert(caller.subject.clone(), id);
                 }
                 id
             }

@@ -20,10 +20,9 @@ const EXPIRE_KEYS: &str = "DELETE FROM idempotency_keys WHERE user_id = $1 \
 /// Claims a key for this request: a row back means the key is new (the caller goes on and
 /// stores its response in the same transaction); none means it was used before.
 const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (user_id, idem_key, route, request_hash) \
-     VALUES ($1, $2, $3, sha256(convert_to($4, 'UTF8'))) ON CONFLICT DO NOTHING RETURNING 1";
+     VALUES ($1, $2, $3, sha256($4)) ON CONFLICT DO NOTHING RETURNING 1";
 
-const STORED_RESPONSE: &str =
-    "SELECT route = $3 AND request_hash = sha256(convert_to($4, 'UTF8')) AS same, \
+const STORED_RESPONSE: &str = "SELECT route = $3 AND request_hash = sha256($4) AS same, \
             status, response FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2";
 
 const STORE_RESPONSE: &str =
@@ -50,7 +49,8 @@ pub(super) async fn claim_or_replay(
             .bind(user_id)
             .bind(key)
             .bind(route)
-            .bind(request)
+            // Hashed as bytes: a body may hold what PostgreSQL text cannot (NUL).
+            .bind(request.as_bytes())
     };
     // A concurrent request with the same key waits here until the first one commits.
     if bound(CLAIM_KEY).fetch_optional(&mut **tx).await?.is_some() {
@@ -113,4 +113,174 @@ pub(super) async fn store_response(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The claim of a route that does not create: its change runs in transactions of its own, so
+/// the claim is committed first, and the response stored after. A claim left without a
+/// response for longer than this (the process died, or the request timed out, in between) is
+/// taken over by the next request with the key.
+const ABANDONED_AFTER_SECS: f64 = 120.0;
+
+const TAKE_OVER_OR_CLAIM: &str =
+    "INSERT INTO idempotency_keys (user_id, idem_key, route, request_hash) \
+     VALUES ($1, $2, $3, sha256($4)) \
+     ON CONFLICT (user_id, idem_key) DO UPDATE SET route = EXCLUDED.route, \
+         request_hash = EXCLUDED.request_hash, created_at = now() \
+     WHERE idempotency_keys.status IS NULL \
+       AND idempotency_keys.created_at < now() - make_interval(secs => $5) \
+     RETURNING 1";
+
+const RELEASE_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND status IS NULL";
+
+/// `Idempotency-Key` for every mutating route but the two that create (SIPs and alerts keep
+/// the claim in their own transaction, see [`claim_or_replay`]): amend, pause, resume and
+/// cancel a SIP, set preferences, mark read, delete an alert. The same key and request answers
+/// the stored response without running the change again; another request with the key is a
+/// 422; a refused request (4xx/5xx) releases its key, so a corrected retry goes through.
+pub(super) async fn idempotent_writes(
+    axum::extract::State(state): axum::extract::State<crate::Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    let method = request.method().clone();
+    let matched = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str);
+    // The routes and methods that change something without creating it (anything else,
+    // including a method a path does not have, passes straight through).
+    let changes = matches!(
+        (&method, matched),
+        (&Method::PATCH, Some("/v1/users/{user_id}/sips/{sip_id}"))
+            | (
+                &Method::POST,
+                Some("/v1/users/{user_id}/sips/{sip_id}/{action}")
+            )
+            | (
+                &Method::PUT,
+                Some("/v1/users/{user_id}/notification-preferences")
+            )
+            | (
+                &Method::POST,
+                Some("/v1/users/{user_id}/notifications/{notification_id}/read")
+            )
+            | (
+                &Method::DELETE,
+                Some("/v1/users/{user_id}/alerts/{alert_id}")
+            )
+    );
+    if !changes {
+        return next.run(request).await;
+    }
+    let key = match idempotency_key(request.headers()) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(request).await,
+        Err(problem) => return problem.into_response(),
+    };
+    let (mut parts, body) = request.into_parts();
+    let authed =
+        match <super::extract::Authed as axum::extract::FromRequestParts<_>>::from_request_parts(
+            &mut parts, &state,
+        )
+        .await
+        {
+            Ok(authed) => authed,
+            Err(problem) => return problem.into_response(),
+        };
+    let Some(user_id) = authed.user_id() else {
+        // A service token writes nothing: the route answers it.
+        parts.extensions.insert(authed);
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    };
+    parts.extensions.insert(authed);
+    let Ok(body) = axum::body::to_bytes(body, super::MAX_BODY_BYTES).await else {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large",
+            "the request body is too large",
+        )
+        .into_response();
+    };
+    let route = format!("{method} {}", parts.uri.path());
+    let request_text = String::from_utf8_lossy(&body).into_owned();
+    match claim_before_change(&state, user_id, &key, &route, &request_text).await {
+        Ok(None) => {}
+        Ok(Some(replay)) => return replay,
+        Err(problem) => return problem.into_response(),
+    }
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        ))
+        .await;
+    match finish_claim(&state, user_id, &key, response).await {
+        Ok(response) => response,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Claims `key` in a transaction of its own (committed before the change runs), or answers
+/// the stored response.
+async fn claim_before_change(
+    state: &crate::Shared,
+    user_id: i64,
+    key: &str,
+    route: &str,
+    request: &str,
+) -> Result<Option<Response>, Problem> {
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(EXPIRE_KEYS)
+        .bind(user_id)
+        .bind(IDEMPOTENCY_HOURS)
+        .execute(&mut *tx)
+        .await?;
+    let claimed = sqlx::query(TAKE_OVER_OR_CLAIM)
+        .bind(user_id)
+        .bind(key)
+        .bind(route)
+        .bind(request.as_bytes())
+        .bind(ABANDONED_AFTER_SECS)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if claimed {
+        tx.commit().await?;
+        return Ok(None);
+    }
+    let replay = claim_or_replay(&mut tx, user_id, key, route, request).await?;
+    tx.commit().await?;
+    Ok(replay)
+}
+
+/// Stores a success, or releases the key of a refused request.
+async fn finish_claim(
+    state: &crate::Shared,
+    user_id: i64,
+    key: &str,
+    response: Response,
+) -> Result<Response, Problem> {
+    let status = response.status();
+    if !status.is_success() {
+        sqlx::query(RELEASE_KEY)
+            .bind(user_id)
+            .bind(key)
+            .execute(&state.pool)
+            .await?;
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| Problem::internal())?;
+    let text = String::from_utf8_lossy(&body);
+    let mut tx = state.pool.begin().await?;
+    store_response(&mut tx, user_id, key, status, &text).await?;
+    tx.commit().await?;
+    Ok(Response::from_parts(parts, axum::body::Body::from(body)))
 }

@@ -32,6 +32,9 @@ use tracing::Instrument;
 use crate::problem::Problem;
 use crate::Shared;
 
+/// Request bodies are small JSON documents.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
 pub fn router(state: Shared) -> Router {
     let v1 = Router::new()
         .merge(me::routes())
@@ -42,12 +45,35 @@ pub fn router(state: Shared) -> Router {
         .merge(sips::routes())
         .merge(notifications::routes())
         .merge(preferences::routes())
-        .merge(alerts::routes());
+        .merge(alerts::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent_writes,
+        ));
+    // Per client address in front of `/v1` (health checks and scrapes are not limited).
+    let mut pruned = Vec::new();
+    let v1 = match state
+        .limits
+        .per_address
+        .and_then(crate::limits::address_layer)
+    {
+        Some((layer, prune)) => {
+            pruned.push(prune);
+            v1.layer(layer)
+        }
+        None => v1,
+    };
+    if let Some(users) = &state.user_limiter {
+        pruned.push(users.pruner());
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        crate::limits::prune_every_minute(pruned);
+    }
     Router::new()
         .nest("/v1", v1)
         .merge(ops::routes())
         .fallback(|| async { Problem::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

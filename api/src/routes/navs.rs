@@ -58,20 +58,22 @@ async fn latest_nav(
     _authed: Authed,
     ApiPath(scheme_code): ApiPath<i64>,
 ) -> Result<Response, Problem> {
-    if let Some(body) = state.caches.nav.get(&scheme_code) {
-        return Ok(json_body(body));
-    }
-    let nav: LatestNav = timed(
-        &state,
-        sqlx::query_as(LATEST_NAV)
-            .bind(scheme_code)
-            .fetch_optional(&state.pool),
-    )
-    .await?
-    .ok_or_else(|| Problem::not_found("no NAV published for this scheme"))?;
-    let body = Bytes::from(serde_json::to_vec(&nav).map_err(|_| Problem::internal())?);
-    state.caches.nav.insert(scheme_code, body.clone());
-    Ok(json_body(body))
+    let load = async {
+        let nav: LatestNav = timed(
+            &state,
+            sqlx::query_as(LATEST_NAV)
+                .bind(scheme_code)
+                .fetch_optional(&state.pool),
+        )
+        .await?
+        .ok_or_else(|| Problem::not_found("no NAV published for this scheme"))?;
+        Ok(Bytes::from(
+            serde_json::to_vec(&nav).map_err(|_| Problem::internal())?,
+        ))
+    };
+    Ok(json_body(
+        state.caches.nav.get_or_load(scheme_code, load).await?,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -79,23 +79,25 @@ async fn portfolio(
     ApiPath(user): ApiPath<UserRef>,
 ) -> Result<Response, Problem> {
     let user_id = authed.reach(user, false)?;
-    if let Some(body) = state.caches.portfolio.get(&user_id) {
-        return Ok(json_body(body));
-    }
-    let portfolio: Portfolio = timed(
-        &state,
-        sqlx::query_as(PORTFOLIO)
-            .bind(user_id)
-            .fetch_optional(&state.pool),
-    )
-    .await?
-    .ok_or_else(|| Problem::not_found("no portfolio published for this user"))?;
-    let body = Bytes::from(serde_json::to_vec(&portfolio).map_err(|e| {
-        tracing::error!(error = %e, "portfolio not serialisable");
-        Problem::internal()
-    })?);
-    state.caches.portfolio.insert(user_id, body.clone());
-    Ok(json_body(body))
+    let load = async {
+        let portfolio: Portfolio = timed(
+            &state,
+            sqlx::query_as(PORTFOLIO)
+                .bind(user_id)
+                .fetch_optional(&state.pool),
+        )
+        .await?
+        .ok_or_else(|| Problem::not_found("no portfolio published for this user"))?;
+        Ok(Bytes::from(serde_json::to_vec(&portfolio).map_err(
+            |e| {
+                tracing::error!(error = %e, "portfolio not serialisable");
+                Problem::internal()
+            },
+        )?))
+    };
+    Ok(json_body(
+        state.caches.portfolio.get_or_load(user_id, load).await?,
+    ))
 }
 
 async fn chart(
@@ -111,20 +113,23 @@ async fn chart(
     };
     let graph_type = graph_type.as_str();
     let user_id = authed.reach(user, false)?;
-    let key = (user_id, graph_type);
-    if let Some(body) = state.caches.graph.get(&key) {
-        return Ok(json_body(body));
-    }
-    let config: String = timed(
-        &state,
-        sqlx::query_scalar(CHART)
-            .bind(user_id)
-            .bind(graph_type)
-            .fetch_optional(&state.pool),
-    )
-    .await?
-    .ok_or_else(|| Problem::not_found("no chart published for this user"))?;
-    let body = Bytes::from(config);
-    state.caches.graph.insert(key, body.clone());
-    Ok(json_body(body))
+    let load = async {
+        let config: String = timed(
+            &state,
+            sqlx::query_scalar(CHART)
+                .bind(user_id)
+                .bind(graph_type)
+                .fetch_optional(&state.pool),
+        )
+        .await?
+        .ok_or_else(|| Problem::not_found("no chart published for this user"))?;
+        Ok(Bytes::from(config))
+    };
+    Ok(json_body(
+        state
+            .caches
+            .graph
+            .get_or_load((user_id, graph_type), load)
+            .await?,
+    ))
 }

@@ -101,10 +101,11 @@ fn email_ok(email: &str) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return false;
     };
+    // Visible ASCII only: no CR/LF to inject SMTP headers, no spaces, no look-alike letters.
     email.len() <= 254
-        && is_plain(email)
-        && !email.contains(' ')
+        && email.bytes().all(|b| b.is_ascii_graphic())
         && !local.is_empty()
+        && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
@@ -117,9 +118,18 @@ fn phone_ok(phone: &str) -> bool {
         .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// `HH:MM`, two digits each (chrono alone would take `7:5`).
 fn quiet_time(text: Option<&str>) -> Result<Option<NaiveTime>, ()> {
-    text.map(|t| NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| ()))
-        .transpose()
+    text.map(|t| {
+        let b = t.as_bytes();
+        let shaped =
+            b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+        if !shaped {
+            return Err(());
+        }
+        NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| ())
+    })
+    .transpose()
 }
 
 async fn put_preferences(
@@ -152,7 +162,7 @@ async fn put_preferences(
         _ => {}
     }
     match prefs.push_token.as_deref() {
-        Some(token) if token.is_empty() || token.len() > 4096 || !is_plain(token) => {
+        Some(token) if token.is_empty() || token.chars().count() > 4096 || !is_plain(token) => {
             fail("push_token", "1 to 4096 printable characters")
         }
         None if has("push") => fail("push_token", "required for the push channel"),

@@ -22,6 +22,7 @@ pub fn routes() -> Router<Shared> {
 
 const MAX_PAGE: i64 = 50;
 const MAX_QUERY_CHARS: usize = 100;
+const MAX_FILTER_CHARS: usize = 200;
 
 const SCHEME_COLUMNS: &str = "s.scheme_code, s.scheme_name, s.fund_house, s.category, s.plan, s.option, \
      s.isin_growth, s.isin_reinvestment, coalesce(s.scheme_type ILIKE 'Open Ended%', false) AS open_for_sip";
@@ -76,16 +77,29 @@ fn parse_after(after: Option<&str>, searching: bool) -> Result<(f32, i64), Probl
     let Some(after) = after else {
         return Ok((f32::INFINITY, i64::MIN));
     };
-    if searching {
-        let (score, code) = after.split_once(':').ok_or_else(bad)?;
-        let score: f32 = score.parse().map_err(|_| bad())?;
-        if !score.is_finite() {
-            return Err(bad());
-        }
-        Ok((score, code.parse().map_err(|_| bad())?))
-    } else {
-        Ok((f32::INFINITY, after.parse().map_err(|_| bad())?))
+    // `score:code` when searching, `code` when listing; either form is read in either mode (a
+    // listing's cursor starts a search after that code), so any cursor of the documented shape
+    // is a position, never a 400.
+    let (score, code) = match after.split_once(':') {
+        Some((score, code)) => (Some(score), code),
+        None => (None, after),
+    };
+    let digits = |part: &str, most: usize| {
+        (1..=most).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    let score_shaped = |score: &str| match score.split_once('.') {
+        Some((whole, fraction)) => digits(whole, 3) && digits(fraction, 17),
+        None => digits(score, 3),
+    };
+    if !digits(code, 18) || score.is_some_and(|s| !score_shaped(s)) {
+        return Err(bad());
     }
+    let code: i64 = code.parse().map_err(|_| bad())?;
+    let score = match score {
+        Some(score) if searching => score.parse::<f32>().map_err(|_| bad())?,
+        _ => f32::INFINITY,
+    };
+    Ok((score, code))
 }
 
 /// The exact lookup a search text can be, over the parameter `p` holding it (lower case): a
@@ -121,19 +135,28 @@ async fn search_schemes(
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
+    // Text goes to PostgreSQL, which refuses NUL: control characters are a 400, not a 500.
+    for (name, value, most) in [
+        ("q", &query.q, MAX_QUERY_CHARS),
+        ("category", &query.category, MAX_FILTER_CHARS),
+        ("fund_house", &query.fund_house, MAX_FILTER_CHARS),
+        ("plan", &query.plan, MAX_FILTER_CHARS),
+        ("option", &query.option, MAX_FILTER_CHARS),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().count() > most || v.chars().any(char::is_control))
+        {
+            return Err(Problem::bad_request(format!(
+                "{name}: at most {most} characters, none of them control characters"
+            )));
+        }
+    }
     let text = query
         .q
         .as_deref()
         .map(|q| q.trim().to_lowercase())
         .filter(|q| !q.is_empty());
-    if text
-        .as_ref()
-        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
-    {
-        return Err(Problem::bad_request(format!(
-            "q: at most {MAX_QUERY_CHARS} characters"
-        )));
-    }
     let (after_score, after_code) = parse_after(query.after.as_deref(), text.is_some())?;
     // Unnamed statements: each search is planned with its own text, so a broad one ("nippon
     // india") and a narrow one get their own plans, never a generic plan that scans the table.
@@ -292,9 +315,18 @@ mod tests {
             parse_after(None, true).ok(),
             Some((f32::INFINITY, i64::MIN))
         );
+        // A listing's cursor continues a search after that code (any documented shape is a
+        // position).
+        assert_eq!(
+            parse_after(Some("120465"), true).ok(),
+            Some((f32::INFINITY, 120465))
+        );
         for (cursor, searching) in [
             ("x", false),
-            ("120465", true),
+            ("", true),
+            ("-1", false),
+            ("1.2.3:4", true),
+            ("99999999999999999999", false),
             ("inf:1", true),
             ("0.5:x", true),
         ] {

@@ -233,12 +233,21 @@ struct NewSip {
 }
 
 /// A decimal from a JSON string ("1500.00") or number (1500), exactly.
+/// A decimal string as the OpenAPI document describes it: digits, optionally a point and more
+/// digits (at most 16 and 20, no leading zero). No sign, exponent, spaces or JSON number (a
+/// float would lose paise on the way).
 pub(super) fn decimal(value: &Value) -> Option<Decimal> {
-    match value {
-        Value::String(s) => Decimal::from_str(s.trim()).ok(),
-        Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
-        _ => None,
+    let Value::String(text) = value else {
+        return None;
+    };
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+    let digits = |part: &str, most: usize| {
+        (1..=most).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(whole, 16) || !digits(fraction, 20) || (whole.len() > 1 && whole.starts_with('0')) {
+        return None;
     }
+    Decimal::from_str(text).ok()
 }
 
 const STEP_UP_RULE: &str = "a percentage between 0 and 100";
@@ -408,6 +417,7 @@ async fn create_sip(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct SipChange {
     /// Pause: the last day whose instalment is skipped. An instalment due on `until` is
     /// skipped; one due the day after runs. Without it, the SIP stays paused until resumed.
@@ -424,7 +434,13 @@ async fn change_sip(
     let change: SipChange = if body.is_empty() {
         SipChange::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Validation Failed",
+                e.to_string(),
+            )
+        })?
     };
     let (set, allowed_from) = match action.as_str() {
         "pause" => {

@@ -243,7 +243,8 @@ impl Dispatcher {
             oks.push(outcome.is_ok());
             permanents.push(outcome.as_ref().is_err_and(|f| f.permanent));
             delays.push(self.backoff_ms(attempts));
-            errors.push(outcome.err().map(|f| f.error));
+            // A receiver's URL may carry its key: never into `last_error`.
+            errors.push(outcome.err().map(|f| crate::redact::urls(&f.error)));
         }
         let statuses: Vec<String> = sqlx::query_scalar(RECORD)
             .bind(token)

@@ -15,7 +15,7 @@ use crate::support::Postgres;
 
 const SECRET: &str = "api-test-secret-of-at-least-32-bytes";
 
-fn key_fixture(name: &str) -> PathBuf {
+pub(crate) fn key_fixture(name: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../api/tests/fixtures")
         .join(name)
@@ -25,8 +25,12 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The issuer the test API requires (`--issuer`): with a JWKS, `serve` refuses to start
+/// without one.
+pub(crate) const ISSUER: &str = "https://auth.sipline.test/";
+
 pub(crate) fn claims(sub: &str) -> Value {
-    json!({ "sub": sub, "aud": "authenticated", "exp": now() + 600, "iat": now() })
+    json!({ "sub": sub, "aud": "authenticated", "iss": ISSUER, "exp": now() + 600, "iat": now() })
 }
 
 pub(crate) fn hs256(claims: &Value) -> String {
@@ -52,7 +56,16 @@ pub(crate) struct Api {
 }
 
 impl Api {
+    /// The API with its rate limits off (tests send bursts; the limits have their own test).
     pub(crate) async fn start(database_url: &str) -> Self {
+        Self::start_with(
+            database_url,
+            &["--rate-per-user", "0", "--rate-per-address", "0"],
+        )
+        .await
+    }
+
+    pub(crate) async fn start_with(database_url: &str, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -71,8 +84,11 @@ impl Api {
                 key_fixture("jwks.json").to_str().unwrap(),
                 "--audience",
                 "authenticated",
+                "--issuer",
+                ISSUER,
                 "--migrate",
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

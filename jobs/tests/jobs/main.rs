@@ -1,6 +1,7 @@
 //! Integration tests of the `sipline` jobs: the real binary against real files, a real local
 //! HTTP server and a real PostgreSQL. One test crate, so it links once.
 
+mod abuse;
 mod api;
 mod debits;
 mod journey;

@@ -1,0 +1,374 @@
+//! Safe under abuse and faults (issue 18), through the real `sipline serve` process and a real
+//! PostgreSQL: a SIP creation whose request timed out is retried once; rate limits answer 429
+//! with Retry-After per caller and per address; a publish holding its lock makes readers wait
+//! two seconds and answer 503, not 500 or a queue; changes other than creation replay their
+//! Idempotency-Key; a configuration that would accept foreign tokens does not start.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::api::{claims, hs256, Api};
+use crate::support::{ingest_fixture_into_postgres, sipline_async, Postgres};
+
+fn today_ist() -> chrono::NaiveDate {
+    (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
+}
+
+async fn send_with_key(
+    api: &Api,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (StatusCode, bool, Value) {
+    let mut request = api
+        .http
+        .request(method, format!("{}{path}", api.base))
+        .bearer_auth(token)
+        .header("idempotency-key", key);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        replayed,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// The request timeout drops the handler while the SIP's transaction commits (a deferred
+/// trigger makes the commit slow): the client sees 503 and retries with its key; there is one
+/// SIP, whichever way the first commit went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_creation_retried_after_a_forced_timeout_creates_one_sip() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
+    let api = Api::start_with(
+        &pg.url,
+        &[
+            "--request-timeout-ms",
+            "400",
+            "--rate-per-user",
+            "0",
+            "--rate-per-address",
+            "0",
+        ],
+    )
+    .await;
+    let token = hs256(&claims("auth0|impatient"));
+    assert_eq!(api.get("/v1/me", Some(&token)).await.0, StatusCode::OK);
+    // Slow commits of new SIPs: the trigger runs at COMMIT, past the request's timeout.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON sips \
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Also slow before the commit, so the timeout lands inside the transaction.
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$; \
+         CREATE TRIGGER slow_insert BEFORE INSERT ON sips FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let start = today_ist() + chrono::Duration::days(3);
+    let body =
+        json!({ "scheme_code": 119552, "amount": "1000.00", "sip_day": 10, "start_date": start });
+    let (status, _, first) = send_with_key(
+        &api,
+        reqwest::Method::POST,
+        "/v1/users/me/sips",
+        &token,
+        "k-timeout",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{first}");
+    // The first attempt's transaction has finished one way or the other by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sqlx::raw_sql("DROP TRIGGER slow_commit ON sips; DROP TRIGGER slow_insert ON sips;")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, _, retried) = send_with_key(
+        &api,
+        reqwest::Method::POST,
+        "/v1/users/me/sips",
+        &token,
+        "k-timeout",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{retried}");
+    let (status, replayed, again) = send_with_key(
+        &api,
+        reqwest::Method::POST,
+        "/v1/users/me/sips",
+        &token,
+        "k-timeout",
+        Some(body),
+    )
+    .await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["sip_id"], retried["sip_id"]);
+    let sips: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sips s JOIN users u USING (user_id) WHERE u.auth_subject = 'auth0|impatient'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        sips, 1,
+        "one SIP for one key, after a timeout and two retries"
+    );
+}
+
+/// A change other than a creation (amend, pause, preferences, mark read, delete) replays its
+/// key: the retry answers the first response and changes nothing again; the key on another
+/// request is a 422; a refused request releases its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_replay_their_idempotency_key() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
+    let api = Api::start(&pg.url).await;
+    let token = hs256(&claims("auth0|changes-twice"));
+    let start = today_ist() + chrono::Duration::days(3);
+    let (status, created) = api
+        .post(
+            "/v1/users/me/sips",
+            &token,
+            json!({ "scheme_code": 119552, "amount": "1000.00", "sip_day": 10, "start_date": start }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let sip = format!("/v1/users/me/sips/{}", created["sip_id"]);
+    let patch = |key: &'static str, amount: &'static str| {
+        send_with_key(
+            &api,
+            reqwest::Method::PATCH,
+            &sip,
+            &token,
+            key,
+            Some(json!({ "amount": amount })),
+        )
+    };
+    let (status, replayed, first) = patch("amend-1", "1500.00").await;
+    assert_eq!((status, replayed), (StatusCode::OK, false), "{first}");
+    let (status, replayed, again) = patch("amend-1", "1500.00").await;
+    assert_eq!((status, replayed), (StatusCode::OK, true), "{again}");
+    assert_eq!(again, first);
+    assert_eq!(
+        patch("amend-1", "1700.00").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    // One change recorded for two requests with the key.
+    let amends: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sip_changes WHERE sip_id = $1 AND change = 'amend'",
+    )
+    .bind(created["sip_id"].as_i64().unwrap())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(amends, 1);
+    // A refused change (an amount below ₹100) keeps no claim: corrected, the key goes through.
+    assert_eq!(
+        patch("amend-2", "5").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(patch("amend-2", "1600.00").await.0, StatusCode::OK);
+    // Pause, retried with its key: the stored 200, and one pause recorded.
+    let pause = format!("{sip}/pause");
+    for replay in [false, true] {
+        let (status, replayed, body) =
+            send_with_key(&api, reqwest::Method::POST, &pause, &token, "pause-1", None).await;
+        assert_eq!((status, replayed), (StatusCode::OK, replay), "{body}");
+    }
+    let pauses = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM sip_changes WHERE sip_id = $1 AND change = 'pause'",
+        )
+        .bind(created["sip_id"].as_i64().unwrap())
+        .fetch_one(&pool)
+    };
+    assert_eq!(pauses().await.unwrap(), 1);
+    // Without a key, a repeat is a new request as it always was.
+    let (status, _) = api.post(&pause, &token, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pauses().await.unwrap(), 2);
+    // A malformed key is a 400 before anything runs.
+    let (status, _, _) = send_with_key(
+        &api,
+        reqwest::Method::POST,
+        &pause,
+        &token,
+        "has space",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Per caller: a burst past the caller's budget is a 429 with Retry-After, while another caller
+/// from the same address goes on; per address: past the address's budget every caller there is
+/// refused. Health checks are never limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_per_caller_and_per_address() {
+    let pg = Postgres::start().await;
+    let api = Api::start_with(
+        &pg.url,
+        &[
+            "--rate-per-user",
+            "1",
+            "--burst-per-user",
+            "5",
+            "--rate-per-address",
+            "1",
+            "--burst-per-address",
+            "12",
+        ],
+    )
+    .await;
+    let a = hs256(&claims("auth0|eager"));
+    let b = hs256(&claims("auth0|patient"));
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let response = api
+            .http
+            .get(format!("{}/v1/me", api.base))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&retry), "Retry-After {retry}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            vec![StatusCode::OK; 5],
+            vec![StatusCode::TOO_MANY_REQUESTS; 2]
+        ]
+        .concat(),
+        "caller a: a burst of 5, then 429"
+    );
+    // Another caller from the same address still has their own budget...
+    for _ in 0..4 {
+        assert_eq!(api.get("/v1/me", Some(&b)).await.0, StatusCode::OK);
+    }
+    // ...until the address's is spent (12: 7 of a's, 4 of b's, one more), for everyone.
+    assert_eq!(api.get("/v1/me", Some(&b)).await.0, StatusCode::OK);
+    let (status, body) = api.get("/v1/me", Some(&b)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, _) = api.get("/v1/me", None).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even without a token"
+    );
+    assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
+    // The budget refills: a second later the address may send again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(api.get("/v1/me", Some(&b)).await.0, StatusCode::OK);
+}
+
+/// A publish switching dates holds ACCESS EXCLUSIVE locks: a reader waits at most the lock
+/// timeout (2 s) and answers 503 with Retry-After, not a 500 and not a queue as long as the
+/// lock; when the lock is gone, reads answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_holding_its_lock_turns_readers_into_503s_not_500s() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    let api = Api::start(&pg.url).await;
+    let token = hs256(&claims("auth0|reads-during-publish"));
+    assert_eq!(api.get("/v1/me", Some(&token)).await.0, StatusCode::OK);
+    let mut publish = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE portfolio_snapshots, portfolio_lines IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *publish)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let response = api
+        .http
+        .get(format!("{}/v1/users/me/portfolio", api.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(
+        waited < Duration::from_secs(5),
+        "waited {waited:?}: the reader queued behind the lock"
+    );
+    publish.rollback().await.unwrap();
+    let (status, body) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing published: {body}");
+}
+
+/// `serve` refuses to start with a configuration that would accept tokens it should not:
+/// exit 3, the reason on stderr, before any connection.
+#[tokio::test]
+async fn serve_fails_closed_on_a_configuration_that_accepts_foreign_tokens() {
+    let jwks = crate::api::key_fixture("jwks.json");
+    let jwks = jwks.to_str().unwrap();
+    for (args, reason) in [
+        (vec!["--jwks", jwks], "--audience and --issuer"),
+        (
+            vec!["--jwks", jwks, "--audience", "authenticated"],
+            "--audience and --issuer",
+        ),
+        (
+            vec![
+                "--jwks",
+                "http://tenant.example.com/.well-known/jwks.json",
+                "--audience",
+                "a",
+                "--issuer",
+                "https://tenant.example.com/",
+            ],
+            "https://",
+        ),
+        (vec!["--jwt-secret", "too-short"], "at least 32 bytes"),
+        (vec![], "--jwt-secret or --jwks"),
+    ] {
+        let mut command = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+        ];
+        command.extend(&args);
+        let run = sipline_async(&command).await;
+        assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(reason), "{args:?}: {}", run.stderr);
+    }
+}
