@@ -42,7 +42,7 @@ run() {
   start=$(date +%s.%N)
   local pids=()
   for i in $(seq "$workers"); do
-    "$bin" notify dispatch --webhook-url "http://127.0.0.1:$port/hook" --webhook-secret bench \
+    "$bin" notify dispatch --webhook-url "http://127.0.0.1:$port/hook" --webhook-secret bench-webhook-secret-32-bytes-long \
       --batch 1000 --concurrency 64 >"$work/dispatch.$i.log" 2>&1 &
     pids+=($!)
   done

@@ -369,6 +369,10 @@ pub fn document() -> Value {
     })
 }
 
+/// An address as the API keeps it and SMTP sends it: visible ASCII without `<` `>`, an `@`,
+/// and a domain with a dot that neither starts nor ends with one.
+const EMAIL: &str = "^[!-;=?-~]+@[!-\\-/-;=?A-~][!-;=?A-~]*\\.[!-;=?A-~]*[!-\\-/-;=?A-~]$";
+
 /// Decimal strings as the validation reads them: digits, no leading zero, at most 20 places.
 /// ₹100 to ₹1,00,00,000 with at most 2 significant places (a scheme may ask more: a 422).
 const AMOUNT: &str = "^([1-9][0-9]{2,6}(\\.[0-9]{1,2}0{0,18})?|10000000(\\.0{1,20})?)$";
@@ -391,7 +395,7 @@ fn schemas() -> Value {
         "SipPause": {"type": "object", "additionalProperties": false, "properties": {"until": {"type": "string", "format": "date"}}},
         "Preferences": {"type": "object", "additionalProperties": false, "required": ["channels"], "properties": {
             "channels": {"type": "array", "uniqueItems": true, "items": {"type": "string", "enum": ["webhook", "email", "sms", "push"]}},
-            "email": {"type": ["string", "null"], "maxLength": 254, "pattern": "^[!-~]+@[!-?A-~]+\\.[!-?A-~]+$"},
+            "email": {"type": ["string", "null"], "maxLength": 254, "pattern": EMAIL},
             "phone": {"type": ["string", "null"], "pattern": "^\\+[0-9]{8,15}$"},
             "push_token": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "pattern": NO_CONTROL},
             "quiet_start": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "example": "22:00"},

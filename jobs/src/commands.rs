@@ -231,8 +231,10 @@ async fn dispatch_notifications(
     database_url: Option<&str>,
 ) -> anyhow::Result<RowCounts> {
     let started = Instant::now();
+    let config = args.channels.config();
+    config.check()?;
     let url = required(database_url, "notify dispatch")?;
-    let dispatcher = notify::Dispatcher::new(connect(&url).await?, args.channels.config())?;
+    let dispatcher = notify::Dispatcher::new(connect(&url).await?, config)?;
     let summary = dispatcher.drain(args.max_batches).await?;
     let counts = job_runs::RowCounts::new(summary.attempts(), summary.delivered);
     println!(
@@ -246,8 +248,10 @@ async fn run_notify_worker(
     args: WorkerArgs,
     database_url: Option<&str>,
 ) -> anyhow::Result<RowCounts> {
+    let config = args.channels.config();
+    config.check()?;
     let url = required(database_url, "notify worker")?;
-    let dispatcher = notify::Dispatcher::new(connect(&url).await?, args.channels.config())?;
+    let dispatcher = notify::Dispatcher::new(connect(&url).await?, config)?;
     tracing::info!("notify worker started");
     let poll = Duration::from_secs(args.poll_secs.max(1));
     let summary = notify::work(&dispatcher, &url, poll).await?;

@@ -101,9 +101,12 @@ fn email_ok(email: &str) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else {
         return false;
     };
-    // Visible ASCII only: no CR/LF to inject SMTP headers, no spaces, no look-alike letters.
+    // Visible ASCII without `<` and `>`: no CR/LF to inject SMTP commands or headers, no
+    // bracket to close `RCPT TO:<…>` early, no spaces, no look-alike letters.
     email.len() <= 254
-        && email.bytes().all(|b| b.is_ascii_graphic())
+        && email
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
         && !local.is_empty()
         && !domain.contains('@')
         && domain.contains('.')

@@ -71,6 +71,7 @@ pub(super) fn smtp_failure(relay: &str, error: smtp::SmtpError) -> Failure {
         smtp::SmtpError::Rejected { code, line } if code >= 500 => {
             Failure::permanent(format!("SMTP {relay}: {line}"))
         }
+        e @ smtp::SmtpError::BadAddress(_) => Failure::permanent(format!("SMTP {relay}: {e}")),
         e => Failure::transient(format!("SMTP {relay}: {e}")),
     }
 }

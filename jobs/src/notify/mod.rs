@@ -29,6 +29,9 @@ use sqlx::{PgPool, Row};
 
 pub use channels::signature;
 use channels::Failure;
+
+/// The shortest webhook signing key accepted: receivers verify HMAC-SHA256 with it.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 use outbox::*;
 
 /// Where deliveries go and how hard to try.
@@ -108,8 +111,28 @@ pub struct Dispatcher {
     config: DispatchConfig,
 }
 
+impl DispatchConfig {
+    /// Fails closed (exit 3): a guessable signing key, or a sender address that could carry
+    /// SMTP commands or headers.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.webhook_secret.len() < MIN_WEBHOOK_SECRET_BYTES {
+            anyhow::bail!(crate::exit::JobFailure::BadInput(format!(
+                "--webhook-secret: at least {MIN_WEBHOOK_SECRET_BYTES} bytes"
+            )));
+        }
+        if !smtp::is_mailbox(&self.mail_from) {
+            anyhow::bail!(crate::exit::JobFailure::BadInput(format!(
+                "--mail-from: not a mailbox address: {:?}",
+                self.mail_from
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Dispatcher {
     pub fn new(pool: PgPool, config: DispatchConfig) -> anyhow::Result<Self> {
+        config.check()?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)

@@ -20,6 +20,26 @@ pub enum SmtpError {
     Rejected { code: u16, line: String },
     #[error("connection closed")]
     Closed,
+    #[error("not a mailbox address: {0:?}")]
+    BadAddress(String),
+}
+
+/// An address that can go between `<` and `>` in an SMTP command and a header: visible ASCII
+/// without `<`, `>` (so no CR/LF to inject a command or a header, no space, no bracket to close
+/// the path early), a local part, an `@`, and a dotted domain that neither starts nor ends with
+/// a dot. The API checks addresses the same way when they are saved; this is the last line.
+pub fn is_mailbox(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && address
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
 }
 
 async fn reply(reader: &mut BufReader<TcpStream>) -> Result<u16, SmtpError> {
@@ -50,6 +70,11 @@ async fn command(reader: &mut BufReader<TcpStream>, line: &str) -> Result<u16, S
 }
 
 pub async fn send(relay: &str, message: &Message<'_>) -> Result<(), SmtpError> {
+    for address in [message.from, message.to] {
+        if !is_mailbox(address) {
+            return Err(SmtpError::BadAddress(address.to_string()));
+        }
+    }
     let mut reader = BufReader::new(TcpStream::connect(relay).await?);
     reply(&mut reader).await?;
     command(&mut reader, "EHLO sipline").await?;
@@ -74,4 +99,25 @@ pub async fn send(relay: &str, message: &Message<'_>) -> Result<(), SmtpError> {
     command(&mut reader, &data).await?;
     command(&mut reader, "QUIT").await.ok();
     Ok(())
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::is_mailbox;
+
+    #[test]
+    fn an_address_that_could_inject_a_command_or_header_is_not_a_mailbox() {
+        assert!(is_mailbox("priya+sip@example.co.in"));
+        for bad in [
+            "priya@example.com\r\nBcc: all@example.com",
+            "priya@example.com>\r\nRCPT TO:<x@y.z",
+            "priya @example.com",
+            "priya@example",
+            "@example.com",
+            "priya@.example.com",
+            "prïya@example.com",
+        ] {
+            assert!(!is_mailbox(bad), "{bad:?}");
+        }
+    }
 }

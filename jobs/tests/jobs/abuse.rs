@@ -371,4 +371,24 @@ async fn serve_fails_closed_on_a_configuration_that_accepts_foreign_tokens() {
         assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains(reason), "{args:?}: {}", run.stderr);
     }
+    // The dispatcher likewise: a guessable webhook key, a sender that could carry headers.
+    for (args, reason) in [
+        (vec!["--webhook-secret", "short"], "at least 16 bytes"),
+        (
+            vec![
+                "--webhook-secret",
+                "a-webhook-secret-long-enough",
+                "--mail-from",
+                "a@b.c\r\nBcc: all@x.y",
+            ],
+            "--mail-from",
+        ),
+    ] {
+        // No database: the configuration is refused before any connection.
+        let mut command = vec!["notify", "dispatch"];
+        command.extend(&args);
+        let run = sipline_async(&command).await;
+        assert_eq!(run.code, 3, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(reason), "{args:?}: {}", run.stderr);
+    }
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::{fixture, sipline_async, Postgres};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "test-secret-of-32-bytes-or-more!";
 
 /// A webhook receiver: records every request; fails the first `fail_first` ones with
 /// `fail_status`, and holds each request `delay_ms` while `slow` is set.
