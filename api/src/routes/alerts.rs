@@ -154,19 +154,27 @@ async fn create_alert(
             "at most {MAX_ACTIVE_ALERTS} active NAV alerts per user: delete one first"
         )));
     }
-    let created: Alert = timed(
+    // The same rule twice would notify twice for one NAV: the unique index (migration 0015)
+    // refuses it, and the caller learns which alert already says it.
+    let created: Option<Alert> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, scheme_code, kind, threshold) WHERE active DO NOTHING \
              RETURNING {ALERT_COLUMNS}"
         )))
         .bind(user_id)
         .bind(alert.scheme_code)
-        .bind(alert.kind)
+        .bind(&alert.kind)
         .bind(threshold)
-        .fetch_one(&mut *tx),
+        .fetch_optional(&mut *tx),
     )
     .await?;
+    let Some(created) = created else {
+        return Err(Problem::conflict(
+            "an active alert with this scheme, kind and threshold exists already",
+        ));
+    };
     let body = serde_json::to_string(&created).map_err(|e| {
         tracing::error!(error = %e, "response not serialisable");
         Problem::internal()

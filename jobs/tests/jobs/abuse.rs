@@ -211,6 +211,32 @@ async fn changes_replay_their_idempotency_key() {
     let (status, _) = api.post(&pause, &token, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(pauses().await.unwrap(), 2);
+    // The same alert rule twice is a 409 (the database's unique index), however it is written;
+    // deleted, it may be made again.
+    let alerts = "/v1/users/me/alerts";
+    let rule =
+        |threshold: &str| json!({ "scheme_code": 119552, "kind": "above", "threshold": threshold });
+    let (status, alert) = api.post(alerts, &token, rule("45.5")).await;
+    assert_eq!(status, StatusCode::CREATED, "{alert}");
+    let (status, problem) = api.post(alerts, &token, rule("45.50")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(
+        api.post(alerts, &token, rule("46")).await.0,
+        StatusCode::CREATED
+    );
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{alerts}/{}", alert["alert_id"]),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.post(alerts, &token, rule("45.5")).await.0,
+        StatusCode::CREATED
+    );
     // A malformed key is a 400 before anything runs.
     let (status, _, _) = send_with_key(
         &api,
