@@ -4,15 +4,20 @@
 # cold (random users over the whole universe: mostly cache misses, one indexed query each) and
 # warm (a set of WARM_USERS users, read once before measuring: cache hits). Needs a database
 # with a published universe (benches/publish.sh) and Debian's wrk:
-#   DATABASE_URL=postgres://… benches/api.sh
+#   DATABASE_URL=postgres://… [CONNECTIONS=32] [SIPLINE_BIN=…] benches/api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATABASE_URL:?set DATABASE_URL to a database with a published universe}"
 duration=${DURATION:-20s}
 connections=${CONNECTIONS:-32}
 warm_users=${WARM_USERS:-10000}
-cargo build --profile "${PROFILE:-release}" -q -p jobs
-bin="$(realpath "${CARGO_TARGET_DIR:-target}")/${PROFILE:-release}/sipline"
+# SIPLINE_BIN: measure a given binary (an older build, for a before/after comparison).
+if [ -n "${SIPLINE_BIN:-}" ]; then
+  bin=$SIPLINE_BIN
+else
+  cargo build --profile "${PROFILE:-release}" -q -p jobs
+  bin="$(realpath "${CARGO_TARGET_DIR:-target}")/${PROFILE:-release}/sipline"
+fi
 
 secret=bench-secret-of-at-least-32-bytes-long
 # The rate limits stay on (their check is part of every request's cost) but far above what one

@@ -19,8 +19,10 @@ import subprocess
 from datetime import timedelta
 
 import pendulum
-from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.models.baseoperator import BaseOperator
+
+# Airflow 3's task SDK: the interface DAG authors are promised stays stable across 3.x.
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 IST = pendulum.timezone("Asia/Kolkata")
 
@@ -33,18 +35,27 @@ EXIT_NOT_A_BUSINESS_DAY = 5
 EXIT_LATER_DATES_RAN = 6
 
 
-def business_date(logical_date) -> str:
+def _in_ist(logical_date, dag_run=None):
+    """A run's moment in IST. Airflow 3 runs triggered by hand may have no logical date:
+    those are for the moment they were asked to run after (`run_after`)."""
+    moment = logical_date if logical_date is not None else getattr(dag_run, "run_after", None)
+    if moment is None:
+        raise ValueError("a sipline run needs a logical date or a run_after time")
+    return pendulum.instance(moment).in_timezone(IST)
+
+
+def business_date(logical_date, dag_run=None) -> str:
     """The date a run is for: its logical date in IST, where NAVs and SIPs are dated."""
-    return logical_date.in_timezone(IST).strftime("%Y-%m-%d")
+    return _in_ist(logical_date, dag_run).strftime("%Y-%m-%d")
 
 
-def previous_date(logical_date) -> str:
+def previous_date(logical_date, dag_run=None) -> str:
     """The day before the run's date in IST: what an intraday run can value."""
-    return (logical_date.in_timezone(IST) - timedelta(days=1)).strftime("%Y-%m-%d")
+    return (_in_ist(logical_date, dag_run) - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-def ist_hour(logical_date) -> int:
-    return logical_date.in_timezone(IST).hour
+def ist_hour(logical_date, dag_run=None) -> int:
+    return _in_ist(logical_date, dag_run).hour
 
 
 # Available in every sipline DAG's templates.
@@ -54,7 +65,7 @@ MACROS = {
     "ist_hour": ist_hour,
 }
 
-DATE = "{{ business_date(logical_date) }}"
+DATE = "{{ business_date(logical_date, dag_run) }}"
 
 
 def shards() -> list[str]:
@@ -113,6 +124,7 @@ class SiplineOperator(BaseOperator):
         # Its own process group, so on_kill stops the job and anything it started.
         self._process = subprocess.Popen(
             command,
+            env={**os.environ, **airflow_environment(context)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -131,6 +143,20 @@ class SiplineOperator(BaseOperator):
     def on_kill(self):
         if self._process is not None and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGTERM)
+
+
+def airflow_environment(context) -> dict[str, str]:
+    """What the job is told about the task running it (Airflow's own `AIRFLOW_CTX_*` names):
+    its trace's root span carries them, so each task of a nightly run is one trace that
+    names the DAG run (see the README's Traces)."""
+    ti = context.get("ti")
+    values = {
+        "AIRFLOW_CTX_DAG_ID": getattr(ti, "dag_id", None),
+        "AIRFLOW_CTX_TASK_ID": getattr(ti, "task_id", None),
+        "AIRFLOW_CTX_DAG_RUN_ID": context.get("run_id"),
+        "AIRFLOW_CTX_TRY_NUMBER": getattr(ti, "try_number", None),
+    }
+    return {name: str(value) for name, value in values.items() if value is not None}
 
 
 def exit_code_outcome(code: int, command: list[str], summary: str | None):

@@ -17,8 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow import DAG
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import DAG, CronTriggerTimetable
 
 from sipline_common import DATE, DEFAULT_ARGS, IST, MACROS, SiplineOperator, shards
 

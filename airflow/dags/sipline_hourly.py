@@ -11,8 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow import DAG
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import DAG, CronTriggerTimetable
 
 from sipline_common import DEFAULT_ARGS, IST, MACROS, SiplineOperator, shards
 
@@ -32,8 +31,8 @@ with DAG(
         task_id="portfolio_value_hourly",
         arguments=[
             "portfolio", "value", "--hourly",
-            "--date", "{{ previous_date(logical_date) }}",
-            "--hour", "{{ ist_hour(logical_date) }}",
+            "--date", "{{ previous_date(logical_date, dag_run) }}",
+            "--hour", "{{ ist_hour(logical_date, dag_run) }}",
         ],
         execution_timeout=timedelta(minutes=20),
     ).expand(shard=shards())

@@ -53,13 +53,22 @@ echo "dag run took $(( $(date +%s) - started )) s"
 
 echo "== what landed"
 fail() { echo "FAIL: $*"; tail -80 "$work/dag.log"; exit 1; }
-# `dags test` runs the tasks in this process and logs the run's end; its exit code does not
-# say whether the tasks succeeded.
-grep -q "DagRun Finished: dag_id=sipline_daily.*state=success" "$work/dag.log" || fail "the DAG run did not succeed"
-succeeded=$(grep -c "Marking task as SUCCESS" "$work/dag.log" || true)
+# `dags test` runs the tasks in this process; its exit code does not say whether they
+# succeeded. Airflow's own record of the run does.
+# Airflow's CLI logs warnings to stdout too: its JSON is the last line that is a list.
+airflow_json() { airflow "$@" -o json 2>/dev/null | grep '^\[' | tail -1; }
+run_id=$(airflow_json dags list-runs sipline_daily | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["logical_date"].startswith(sys.argv[1])]
+print(runs[0]["run_id"] if runs and runs[0]["state"] == "success" else "")' "$date")
+[ -n "$run_id" ] || fail "the DAG run for $date did not succeed"
+states=$(airflow_json tasks states-for-dag-run sipline_daily "$run_id" | python3 -c '
+import collections, json, sys
+print(" ".join(f"{k}={v}" for k, v in sorted(collections.Counter(t["state"] for t in json.load(sys.stdin)).items())))')
+echo "task states: $states"
 # business_day, nav_ingest_amfi, sips_export, debits_ingest, 2 × sip_execute,
 # 2 × portfolio_value, publish
-[ "$succeeded" -eq 9 ] || fail "$succeeded tasks succeeded, not 9"
+[ "$states" = "success=9" ] || fail "task states $states, not 9 successes"
 published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
 [ "$published" = "$date" ] || fail "latest publication is $published, not $date"
 runs=$(psql -X -At "$DATABASE_URL" -c "SELECT job || ' ' || coalesce(shard, '-') || ' ' || outcome FROM job_runs WHERE run_date = DATE '$date' ORDER BY 1")

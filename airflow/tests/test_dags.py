@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pendulum
 import pytest
-from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
-from airflow.models import DagBag
-from airflow.models.mappedoperator import MappedOperator
+from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.mappedoperator import MappedOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 SIPLINE = os.environ["SIPLINE_BIN"]
@@ -24,7 +24,7 @@ SIPLINE = os.environ["SIPLINE_BIN"]
 
 @pytest.fixture(scope="module")
 def dagbag() -> DagBag:
-    return DagBag(dag_folder=str(DAGS), include_examples=False)
+    return DagBag(dag_folder=str(DAGS))
 
 
 def test_dags_import_without_errors(dagbag):
@@ -78,6 +78,7 @@ def commands(dag, logical_date) -> list[tuple[str, list[str]]]:
     env = dag.get_template_env()
     context = {
         "logical_date": logical_date,
+        "dag_run": types.SimpleNamespace(run_after=logical_date),
         "var": types.SimpleNamespace(value=types.SimpleNamespace(get=lambda key, default=None: default)),
         **dag.user_defined_macros,
     }
@@ -158,3 +159,24 @@ def test_exit_codes_become_skip_retry_or_fail(tmp_path):
         run_operator(["db", "migrate", "--database-url", "postgres://sipline@127.0.0.1:1/none"])
     assert not isinstance(internal.value, (AirflowFailException, AirflowSkipException))
     assert "exit 1" in str(internal.value)
+
+
+def test_the_job_is_told_which_task_and_run_it_is(tmp_path):
+    from sipline_common import SiplineOperator
+
+    # A stand-in binary that prints what it was told, as its summary line.
+    probe = tmp_path / "sipline"
+    probe.write_text(
+        "#!/bin/sh\n"
+        'echo "$AIRFLOW_CTX_DAG_ID $AIRFLOW_CTX_TASK_ID $AIRFLOW_CTX_DAG_RUN_ID $AIRFLOW_CTX_TRY_NUMBER $*"\n'
+    )
+    probe.chmod(0o755)
+    os.environ["SIPLINE_BIN"] = str(probe)
+    try:
+        ti = types.SimpleNamespace(dag_id="sipline_daily", task_id="publish", try_number=2)
+        summary = SiplineOperator(task_id="publish", arguments=["publish", "--date", "2025-03-04"]).execute(
+            context={"ti": ti, "run_id": "scheduled__2025-03-04T17:30:00+00:00"}
+        )
+    finally:
+        os.environ["SIPLINE_BIN"] = SIPLINE
+    assert summary == "sipline_daily publish scheduled__2025-03-04T17:30:00+00:00 2 publish --date 2025-03-04"

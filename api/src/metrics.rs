@@ -171,3 +171,100 @@ impl Metrics {
         out
     }
 }
+
+/// The jobs' health as the serving store records it (`job_runs`, `publications`), so the
+/// Prometheus that scrapes the API can alert on a nightly run that failed or never came.
+/// A job's latest run is every shard's latest run for the date it last ran (a shard count
+/// changed since leaves no stale shard behind); runs without a date (`notify dispatch`)
+/// count as one date. Cheap: the query reads the last 8 days of `job_runs`.
+const JOB_HEALTH: &str = "WITH recent AS (SELECT job, run_date, shard, outcome, duration_ms, finished_at \
+       FROM job_runs WHERE finished_at > now() - INTERVAL '8 days'), \
+     last_date AS (SELECT DISTINCT ON (job) job, run_date FROM recent ORDER BY job, finished_at DESC), \
+     latest AS (SELECT DISTINCT ON (r.job, coalesce(r.shard, '')) r.job, r.outcome, r.duration_ms, r.finished_at \
+       FROM recent r JOIN last_date l ON l.job = r.job AND r.run_date IS NOT DISTINCT FROM l.run_date \
+       ORDER BY r.job, coalesce(r.shard, ''), r.finished_at DESC) \
+     SELECT job, bool_and(outcome = 'ok') AS ok, max(duration_ms)::bigint AS duration_ms, \
+       extract(epoch FROM max(finished_at))::float8 AS finished, \
+       (SELECT extract(epoch FROM max(o.finished_at))::float8 FROM recent o \
+         WHERE o.job = latest.job AND o.outcome = 'ok') AS succeeded \
+     FROM latest GROUP BY job ORDER BY job";
+
+/// Job and publication gauges; on a database error, none (the scrape still succeeds and
+/// `up` stays 1, the API's own metrics are still worth having).
+pub async fn render_jobs(
+    pool: &sqlx::PgPool,
+    calendar: &pipeline::calendar::BusinessCalendar,
+) -> String {
+    match job_health(pool, calendar).await {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: job health unavailable");
+            String::new()
+        }
+    }
+}
+
+async fn job_health(
+    pool: &sqlx::PgPool,
+    calendar: &pipeline::calendar::BusinessCalendar,
+) -> Result<String, sqlx::Error> {
+    type Row = (String, Option<bool>, Option<i64>, Option<f64>, Option<f64>);
+    let rows: Vec<Row> = sqlx::query_as(JOB_HEALTH).fetch_all(pool).await?;
+    let mut out = String::new();
+    out.push_str("# HELP sipline_job_last_run_ok Whether the latest run of every shard of a job (last 8 days) succeeded.\n# TYPE sipline_job_last_run_ok gauge\n");
+    for (job, ok, ..) in &rows {
+        let _ = writeln!(
+            out,
+            "sipline_job_last_run_ok{{job=\"{job}\"}} {}",
+            u8::from(ok.unwrap_or(false))
+        );
+    }
+    out.push_str("# HELP sipline_job_last_duration_seconds Duration of the latest run of a job (its slowest shard).\n# TYPE sipline_job_last_duration_seconds gauge\n");
+    for (job, _, duration_ms, ..) in &rows {
+        let _ = writeln!(
+            out,
+            "sipline_job_last_duration_seconds{{job=\"{job}\"}} {}",
+            duration_ms.unwrap_or(0) as f64 / 1000.0
+        );
+    }
+    out.push_str("# HELP sipline_job_last_finished_timestamp_seconds When the latest run of a job ended.\n# TYPE sipline_job_last_finished_timestamp_seconds gauge\n");
+    for (job, _, _, finished, _) in &rows {
+        let _ = writeln!(
+            out,
+            "sipline_job_last_finished_timestamp_seconds{{job=\"{job}\"}} {}",
+            finished.unwrap_or(0.0)
+        );
+    }
+    out.push_str("# HELP sipline_job_last_success_timestamp_seconds When a run of a job last succeeded (0: not in the last 8 days).\n# TYPE sipline_job_last_success_timestamp_seconds gauge\n");
+    for (job, .., succeeded) in &rows {
+        let _ = writeln!(
+            out,
+            "sipline_job_last_success_timestamp_seconds{{job=\"{job}\"}} {}",
+            succeeded.unwrap_or(0.0)
+        );
+    }
+    // "A nightly run missing" in business days, so weekends and NSE holidays never page:
+    // the business days after the latest published date and before today (IST). Tonight's
+    // date counts from midnight IST, while its run may still be retrying a late NAV file;
+    // the alert waits hours before it fires.
+    let latest: Option<(chrono::NaiveDate, f64)> = sqlx::query_as(
+        "SELECT as_of, extract(epoch FROM published_at)::float8 FROM publications ORDER BY as_of DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some((as_of, published_at)) = latest {
+        let today = (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive();
+        let behind = match (as_of.succ_opt(), today.pred_opt()) {
+            (Some(from), Some(to)) => calendar.business_days(from, to).count(),
+            _ => 0,
+        };
+        out.push_str("# HELP sipline_publication_business_days_behind Business days before today (IST) with no publication after the latest published date.\n# TYPE sipline_publication_business_days_behind gauge\n");
+        let _ = writeln!(out, "sipline_publication_business_days_behind {behind}");
+        out.push_str("# HELP sipline_publication_last_timestamp_seconds When the latest published date was published.\n# TYPE sipline_publication_last_timestamp_seconds gauge\n");
+        let _ = writeln!(
+            out,
+            "sipline_publication_last_timestamp_seconds {published_at}"
+        );
+    }
+    Ok(out)
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -128,8 +129,18 @@ async fn download_once(
         url: url.to_string(),
         source,
     };
-    let response = client.get(url).send().await.map_err(http)?;
+    let (span, trace_headers) = crate::telemetry::http_client_span("GET", url);
+    let mut request = client.get(url);
+    for (name, value) in &trace_headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request
+        .send()
+        .instrument(span.clone())
+        .await
+        .map_err(http)?;
     let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
     if status == StatusCode::NOT_FOUND {
         return Err(FetchError::NotPublished {
             url: url.to_string(),

@@ -43,6 +43,11 @@ pub struct JobRun {
 }
 
 impl JobRun {
+    /// The run's root span: one trace per job run (see `telemetry`).
+    pub fn span(&self) -> tracing::Span {
+        crate::telemetry::job_span(self.job, self.date, self.shard.as_deref())
+    }
+
     pub fn start(
         job: &'static str,
         date: Option<NaiveDate>,

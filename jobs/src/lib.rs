@@ -26,4 +26,5 @@ pub mod shard;
 pub mod sip_execute;
 pub mod sips_export;
 pub mod sql;
+pub mod telemetry;
 pub mod totals;

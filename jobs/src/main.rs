@@ -4,22 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobs::cli::{job_run, Cli, LogFormat};
+use jobs::cli::{job_run, Cli, Command};
 use jobs::commands::run;
 use jobs::exit::{self, NotABusinessDay};
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // PostgreSQL's notices ("relation … already exists, skipping") are not news.
-        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
+use tracing::Instrument;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,7 +15,27 @@ fn main() -> ExitCode {
         println!("check-args ok: {:?}", cli.command);
         return ExitCode::from(exit::SUCCESS);
     }
-    init_logging(cli.log_format);
+    let service = match cli.command {
+        Command::Serve(_) => "sipline-api",
+        _ => "sipline",
+    };
+    let job = job_run(&cli.command);
+    // The exporter's HTTP client needs no runtime; `init` runs before the runtime starts.
+    let telemetry = match jobs::telemetry::init(cli.log_format, service) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::BAD_INPUT);
+        }
+    };
+    let code = run_to_exit(cli, job);
+    telemetry.shutdown();
+    code
+}
+
+/// Runs the command inside its job's root span (long-running services have none: each of
+/// their requests or passes is its own trace), records the run, and maps the outcome.
+fn run_to_exit(cli: Cli, job: Option<jobs::job_runs::JobRun>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,8 +47,14 @@ fn main() -> ExitCode {
         }
     };
     let database_url = cli.database_url.as_deref();
-    let job = job_run(&cli.command);
-    let result = runtime.block_on(run(cli.command, database_url));
+    let span = job
+        .as_ref()
+        .map_or_else(tracing::Span::none, |job| job.span());
+    let result = runtime.block_on(run(cli.command, database_url).instrument(span.clone()));
+    span.record(
+        "otel.status_code",
+        if result.is_ok() { "ok" } else { "error" },
+    );
     // The run's records must not turn a finished job into a failed one: warnings, not errors.
     if let Some(job) = &job {
         if let Err(e) = runtime.block_on(job.write_manifest(&result)) {

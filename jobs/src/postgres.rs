@@ -53,6 +53,7 @@ pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
 }
 
 /// Brings the schema up to date; safe to run on every job start.
+#[tracing::instrument(name = "db", skip_all, fields(otel.name = "migrate", otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
@@ -123,6 +124,7 @@ async fn copy_rows<T>(
 /// Upserts NAVs of several dates in one transaction; returns the rows inserted or changed.
 const NAV_ALERTS: &str = "SELECT sipline_nav_alerts($1, $2)";
 
+#[tracing::instrument(name = "db", skip_all, fields(otel.name = "upsert navs", otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<u64, sqlx::Error> {
     let (Some(first), Some(last)) = (
         navs.iter().map(|n| n.0).min(),
@@ -166,6 +168,7 @@ pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<
 }
 
 /// Upserts the scheme master; returns the rows inserted or changed.
+#[tracing::instrument(name = "db", skip_all, fields(otel.name = "upsert schemes", otel.kind = "client", db.system.name = "postgresql"))]
 pub async fn upsert_schemes(pool: &PgPool, schemes: &[SchemeRow]) -> Result<u64, sqlx::Error> {
     if schemes.is_empty() {
         return Ok(0);

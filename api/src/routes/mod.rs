@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::problem::Problem;
 use crate::Shared;
@@ -136,7 +137,24 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = method_label(request.method());
-    let span = tracing::info_span!("request", %request_id, %method, %route);
+    let span = tracing::info_span!(
+        "request",
+        %request_id,
+        %method,
+        %route,
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    // The caller's trace goes on here (W3C `traceparent`); without an exporter the global
+    // propagator is a no-op and this costs a lookup.
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderCarrier(request.headers()))
+    });
+    let _ = span.set_parent(parent);
     let started = Instant::now();
     let mut response = match tokio::time::timeout(
         state.request_timeout,
@@ -154,6 +172,10 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     };
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
     state
         .metrics
         .observe_request(method, &route, status, elapsed);
@@ -188,10 +210,29 @@ fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Runs a query future, timing it into the database histogram.
+/// Request headers as a trace-context carrier.
+struct HeaderCarrier<'a>(&'a axum::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
+}
+
+/// Runs a query future, timing it into the database histogram, in a child span of the request.
 async fn timed<T>(state: &Shared, query: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
-    let out = query.await;
+    let span = tracing::info_span!(
+        "db",
+        otel.name = "postgresql query",
+        otel.kind = "client",
+        db.system.name = "postgresql",
+    );
+    let out = query.instrument(span).await;
     state.metrics.db_query.observe(started.elapsed());
     out
 }

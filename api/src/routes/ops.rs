@@ -48,9 +48,10 @@ async fn readyz(State(state): State<Shared>) -> Response {
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
-    let body = state
+    let mut body = state
         .metrics
         .render(&state.caches, &state.pool, &state.calendar);
+    body.push_str(&crate::metrics::render_jobs(&state.pool, &state.calendar).await);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -4,6 +4,7 @@
 use super::outbox::Claimed;
 use super::smtp;
 use super::Dispatcher;
+use tracing::Instrument;
 
 /// Why one attempt did not deliver.
 #[derive(Debug)]
@@ -104,9 +105,12 @@ impl Dispatcher {
             .body()
             .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))?;
         let timestamp = chrono::Utc::now().timestamp();
-        let response = self
-            .http
-            .post(url)
+        let (span, trace_headers) = crate::telemetry::http_client_span("POST", url);
+        let mut request = self.http.post(url);
+        for (name, value) in &trace_headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", delivery.idempotency_key())
             .header(
@@ -119,9 +123,11 @@ impl Dispatcher {
             )
             .body(body)
             .send()
+            .instrument(span.clone())
             .await
             .map_err(|e| Failure::transient(format!("POST {url}: {e}")))?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_success() {
             return Ok(());
         }

@@ -20,48 +20,61 @@ const STATS: &str = "SELECT 'notifications' AS what, status, '' AS channel, coun
        WHERE d.status = 'delivered' AND d.delivered_at > now() - INTERVAL '1 hour' GROUP BY channel \
      ORDER BY 1, 2, 3";
 
+/// Every gauge `notify stats` prints, with its help text: each is described even when it has
+/// no sample yet (no delivery in the last hour), so dashboards and alert rules can name them.
+const GAUGES: [(&str, &str, &str); 6] = [
+    (
+        "attempts",
+        "sipline_notification_attempts",
+        "Delivery attempts made, by delivery state and channel",
+    ),
+    (
+        "deliveries",
+        "sipline_notification_deliveries",
+        "Deliveries by state and channel (queue depth)",
+    ),
+    (
+        "latency_p50_ms",
+        "sipline_notification_latency_p50_ms",
+        "Median time from event to delivery over the last hour",
+    ),
+    (
+        "latency_p99_ms",
+        "sipline_notification_latency_p99_ms",
+        "99th percentile time from event to delivery over the last hour",
+    ),
+    (
+        "notifications",
+        "sipline_notifications",
+        "Notifications by state",
+    ),
+    (
+        "oldest_due_seconds",
+        "sipline_notification_oldest_due_seconds",
+        "Age of the oldest due delivery (backpressure)",
+    ),
+];
+
 impl Dispatcher {
     /// The outbox's gauges, as Prometheus text.
     pub async fn stats(pool: &PgPool) -> anyhow::Result<String> {
         let rows = sqlx::query(STATS).fetch_all(pool).await?;
         let mut out = String::new();
-        let mut described = std::collections::BTreeSet::new();
-        for row in rows {
-            let what: String = row.get("what");
-            let status: String = row.get("status");
-            let channel: String = row.get("channel");
-            let n: i64 = row.get("n");
-            let (name, help) = match what.as_str() {
-                "notifications" => ("sipline_notifications", "Notifications by state"),
-                "deliveries" => (
-                    "sipline_notification_deliveries",
-                    "Deliveries by state and channel (queue depth)",
-                ),
-                "attempts" => (
-                    "sipline_notification_attempts",
-                    "Delivery attempts made, by delivery state and channel",
-                ),
-                "oldest_due_seconds" => (
-                    "sipline_notification_oldest_due_seconds",
-                    "Age of the oldest due delivery (backpressure)",
-                ),
-                "latency_p50_ms" => (
-                    "sipline_notification_latency_p50_ms",
-                    "Median time from event to delivery over the last hour",
-                ),
-                _ => (
-                    "sipline_notification_latency_p99_ms",
-                    "99th percentile time from event to delivery over the last hour",
-                ),
-            };
-            if described.insert(name) {
-                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (what, name, help) in GAUGES {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for row in rows
+                .iter()
+                .filter(|row| row.get::<String, _>("what") == what)
+            {
+                let status: String = row.get("status");
+                let channel: String = row.get("channel");
+                let n: i64 = row.get("n");
+                let mut labels = vec![format!("state=\"{status}\"")];
+                if !channel.is_empty() {
+                    labels.push(format!("channel=\"{channel}\""));
+                }
+                out.push_str(&format!("{name}{{{}}} {n}\n", labels.join(",")));
             }
-            let mut labels = vec![format!("state=\"{status}\"")];
-            if !channel.is_empty() {
-                labels.push(format!("channel=\"{channel}\""));
-            }
-            out.push_str(&format!("{name}{{{}}} {n}\n", labels.join(",")));
         }
         Ok(out)
     }

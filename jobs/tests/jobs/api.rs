@@ -66,6 +66,14 @@ impl Api {
     }
 
     pub(crate) async fn start_with(database_url: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(database_url, extra, &[]).await
+    }
+
+    pub(crate) async fn start_with_env(
+        database_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -89,6 +97,7 @@ impl Api {
                 "--migrate",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
