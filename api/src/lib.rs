@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod graphql;
 pub mod limits;
 pub mod metrics;
 mod openapi;

@@ -88,6 +88,9 @@ pub enum Command {
     Notify(NotifyCommand),
     /// The HTTP API over PostgreSQL (portfolios, charts, SIPs, NAVs, notifications, alerts).
     Serve(ServeArgs),
+    /// Prints the GraphQL subgraph's SDL (with its federation directives), as `serve` offers
+    /// it at `GET /graphql`: for a gateway's composition or `rover`.
+    GraphqlSdl,
 }
 
 #[derive(Debug, Args)]
@@ -638,7 +641,8 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         | Command::Demo(_)
         | Command::Calendar(_)
         | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats)
-        | Command::Serve(_) => return None,
+        | Command::Serve(_)
+        | Command::GraphqlSdl => return None,
     };
     let mut run = JobRun::start(
         job,

@@ -37,6 +37,10 @@ pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result
         Command::Notify(NotifyCommand::Worker(args)) => run_notify_worker(args, database_url).await,
         Command::Notify(NotifyCommand::Stats) => print_notify_stats(database_url).await,
         Command::Serve(args) => serve_api(args, database_url).await,
+        Command::GraphqlSdl => {
+            print!("{}", api::graphql::sdl());
+            Ok(RowCounts::default())
+        }
         Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
         Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url).await,
         Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,

@@ -70,13 +70,24 @@ pub fn router(state: Shared) -> Router {
     if tokio::runtime::Handle::try_current().is_ok() {
         crate::limits::prune_every_minute(pruned);
     }
-    Router::new()
+    // The GraphQL subgraph calls the routes of the finished router, so it gets it once built.
+    let (graphql, finished) = crate::graphql::GraphQl::new();
+    let app = Router::new()
         .nest("/v1", v1)
+        .route(
+            "/graphql",
+            axum::routing::post(crate::graphql::execute)
+                .get(crate::graphql::describe)
+                .layer(axum::Extension(graphql)),
+        )
         .merge(ops::routes())
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .with_state(state);
+    // A router built once per process; the cycle through the slot is never dropped anyway.
+    let _ = finished.set(app.clone());
+    app
 }
 
 /// `?limit=&after=` on the lists ordered by id (SIPs, alerts): a page of at most `limit` rows

@@ -4,6 +4,7 @@
 mod abuse;
 mod api;
 mod debits;
+mod graphql;
 mod journey;
 mod monitoring;
 mod nav_ingest;
