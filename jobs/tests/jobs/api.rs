@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use crate::publish::{publish, universe, FIRST, SECOND};
+use crate::publish::{publish, published_universe, FIRST, SECOND};
 use crate::support::Postgres;
 
 const SECRET: &str = "api-test-secret-of-at-least-32-bytes";
@@ -168,16 +168,7 @@ fn is_problem(status: StatusCode, content_type: &str, body: &Value, expected: St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
     let pg = Postgres::start().await;
-    let warehouse = tempfile::tempdir().unwrap().keep();
-    {
-        let warehouse = warehouse.clone();
-        tokio::task::spawn_blocking(move || universe(&warehouse))
-            .await
-            .unwrap();
-    }
-    publish(&pg.url, &warehouse, FIRST, &["--mandates"])
-        .await
-        .assert_ok();
+    let warehouse = published_universe(&pg.url).await;
     let pool = pg.pool().await;
     // Two users with portfolios; A also has notifications.
     let rows = sqlx::query(

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use crate::api::{claims, hs256, Api};
-use crate::publish::{publish, universe, FIRST};
+use crate::publish::{published_universe, FIRST};
 use crate::support::{ingest_fixture_into_postgres, Postgres};
 
 async fn graphql(
@@ -47,16 +47,7 @@ async fn statements(api: &Api) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_reads_what_rest_serves_to_its_owner_only_within_its_limits() {
     let pg = Postgres::start().await;
-    let warehouse = tempfile::tempdir().unwrap().keep();
-    {
-        let warehouse = warehouse.clone();
-        tokio::task::spawn_blocking(move || universe(&warehouse))
-            .await
-            .unwrap();
-    }
-    publish(&pg.url, &warehouse, FIRST, &["--mandates"])
-        .await
-        .assert_ok();
+    let _warehouse = published_universe(&pg.url).await;
     let pool = pg.pool().await;
     // The user with the most lines, and another.
     let rows = sqlx::query(

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::api::{claims, hs256, Api};
-use crate::publish::{publish, universe, FIRST};
+use crate::publish::{publish, published_universe};
 use crate::support::{sipline_async, Postgres};
 
 fn monitoring(name: &str) -> String {
@@ -105,16 +105,7 @@ fn targets(panel: &Value, out: &mut Vec<Value>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_alert_rules_name_only_what_the_code_exports() {
     let pg = Postgres::start().await;
-    let warehouse = tempfile::tempdir().unwrap().keep();
-    {
-        let warehouse = warehouse.clone();
-        tokio::task::spawn_blocking(move || universe(&warehouse))
-            .await
-            .unwrap();
-    }
-    publish(&pg.url, &warehouse, FIRST, &["--mandates"])
-        .await
-        .assert_ok();
+    let warehouse = published_universe(&pg.url).await;
     // A job that fails: a date that was never valued cannot be published.
     let failed = publish(&pg.url, &warehouse, "2025-03-28", &[]).await;
     assert_ne!(failed.code, 0, "{}", failed.stderr);

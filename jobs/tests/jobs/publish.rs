@@ -47,6 +47,22 @@ pub(crate) fn universe(warehouse: &Path) {
     }
 }
 
+/// `universe` published on FIRST with its users and mandates: a store the API serves. The
+/// warehouse folder is kept (returned) for later publishes.
+pub(crate) async fn published_universe(url: &str) -> std::path::PathBuf {
+    let warehouse = tempfile::tempdir().unwrap().keep();
+    {
+        let warehouse = warehouse.clone();
+        tokio::task::spawn_blocking(move || universe(&warehouse))
+            .await
+            .unwrap();
+    }
+    publish(url, &warehouse, FIRST, &["--mandates"])
+        .await
+        .assert_ok();
+    warehouse
+}
+
 pub(crate) async fn publish(
     url: &str,
     warehouse: &Path,
