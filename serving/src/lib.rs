@@ -19,6 +19,25 @@ pub const PUBLISH_CHANNEL: &str = "sipline_publish";
 /// worker wakes on it.
 pub const NOTIFICATIONS_CHANNEL: &str = "sipline_notifications";
 
+/// An e-mail address the API stores and the dispatcher sends to: one that can go between
+/// `<` and `>` in an SMTP command and a header. Visible ASCII without `<`, `>` (so no CR/LF to
+/// inject a command or a header, no space, no bracket to close the path early, no look-alike
+/// letters), a local part, an `@`, and a dotted domain that neither starts nor ends with a dot.
+/// The API checks addresses with it when they are saved, the dispatcher again when it sends.
+pub fn is_mailbox(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && address
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+}
+
 /// A chart the API serves at `/v1/users/{id}/charts/{graph_type}`: the `graph_type` of
 /// `portfolio_graphs`, the OpenAPI enum and the path segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

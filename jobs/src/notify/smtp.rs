@@ -24,23 +24,8 @@ pub enum SmtpError {
     BadAddress(String),
 }
 
-/// An address that can go between `<` and `>` in an SMTP command and a header: visible ASCII
-/// without `<`, `>` (so no CR/LF to inject a command or a header, no space, no bracket to close
-/// the path early), a local part, an `@`, and a dotted domain that neither starts nor ends with
-/// a dot. The API checks addresses the same way when they are saved; this is the last line.
-pub fn is_mailbox(address: &str) -> bool {
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    address.len() <= 254
-        && address
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
-        && !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-}
+/// The same mailbox check the API applies when an address is saved; here the last line.
+pub use serving::is_mailbox;
 
 async fn reply(reader: &mut BufReader<TcpStream>) -> Result<u16, SmtpError> {
     loop {
