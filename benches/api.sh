@@ -2,14 +2,16 @@
 # Load benchmark of `sipline serve` with wrk on loopback (wrk, the API and PostgreSQL share the
 # machine): requests per second and latency percentiles for the portfolio and line-chart routes,
 # cold (random users over the whole universe: mostly cache misses, one indexed query each) and
-# warm (a set of WARM_USERS users, read once before measuring: cache hits). Needs a database
-# with a published universe (benches/publish.sh) and Debian's wrk:
-#   DATABASE_URL=postgres://… [CONNECTIONS=32] [SIPLINE_BIN=…] benches/api.sh
+# warm (a set of WARM_USERS users, read once before measuring: cache hits), at each of
+# CONNECTIONS; then pgbench running the portfolio route's own statement (prepared, same users,
+# same connection counts): a cached read should beat the database it caches. Needs a database
+# with a published universe (benches/publish.sh), Debian's wrk and PostgreSQL's pgbench:
+#   DATABASE_URL=postgres://… [CONNECTIONS="8 16"] [SIPLINE_BIN=…] benches/api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATABASE_URL:?set DATABASE_URL to a database with a published universe}"
 duration=${DURATION:-20s}
-connections=${CONNECTIONS:-32}
+connections_list=${CONNECTIONS:-8 16}
 warm_users=${WARM_USERS:-10000}
 # SIPLINE_BIN: measure a given binary (an older build, for a before/after comparison).
 if [ -n "${SIPLINE_BIN:-}" ]; then
@@ -76,11 +78,21 @@ measure() {  # label, lua script
   printf '%-34s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 warm_hi=$((min_user + warm_users - 1))
-echo "universe users $min_user..$max_user; wrk -t2 -c$connections -d$duration; warm set $warm_users users"
-for route in portfolio charts/line; do
-  measure "$route, cold (random over all)" "$(script "/v1/users/%d/$route" "$min_user" "$max_user" "cold-${route//\//-}")"
-  warm=$(script "/v1/users/%d/$route" "$min_user" "$warm_hi" "warm-${route//\//-}")
-  wrk -t2 -c"$connections" -d5s -s "$warm" "http://127.0.0.1:$port" >/dev/null  # fill the cache
-  measure "$route, warm (cached)" "$warm"
+echo "universe users $min_user..$max_user; wrk -t2, $duration per run; warm set $warm_users users"
+for connections in $connections_list; do
+  echo "-- $connections connections"
+  for route in portfolio charts/line; do
+    measure "$route, cold (random over all)" "$(script "/v1/users/%d/$route" "$min_user" "$max_user" "cold-${route//\//-}")"
+    warm=$(script "/v1/users/%d/$route" "$min_user" "$warm_hi" "warm-${route//\//-}")
+    wrk -t2 -c"$connections" -d5s -s "$warm" "http://127.0.0.1:$port" >/dev/null  # fill the cache
+    measure "$route, warm (cached)" "$warm"
+  done
+  # The database alone, on the same warm users (their rows in shared buffers after the runs
+  # above): the route's statement, prepared, as the API's pool runs it.
+  out=$(pgbench -n -M prepared -c "$connections" -j 2 -T "${duration%s}" -r \
+    -D min_user="$min_user" -D max_user="$warm_hi" -f benches/api-portfolio.pgbench "$DATABASE_URL" 2>&1)
+  tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
+  latency=$(awk '/^latency average/ {print $4 " " $5}' <<<"$out")
+  printf '%-34s %10s tps     mean %s\n' "pgbench, portfolio statement" "$tps" "$latency"
 done
 curl -s "http://127.0.0.1:$port/metrics" | grep -E 'cache_requests_total|pool_connections'

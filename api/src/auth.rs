@@ -3,7 +3,8 @@
 //! key *type* we verify with, and verification accepts only that algorithm: an RS256 public key
 //! is never used as an HS256 secret, and `alg: none` does not parse.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -52,6 +53,9 @@ pub enum AuthError {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    /// Required (`set_required_spec_claims`): a verified token is remembered until then. A
+    /// number, as `jsonwebtoken` reads it: an issuer writing `1.7e9` is not refused here.
+    exp: f64,
     #[serde(default)]
     role: Option<String>,
     /// Supabase and Auth0 both put the verified address here.
@@ -80,8 +84,42 @@ struct JwksState {
     failures: u32,
 }
 
+/// A verified token is remembered at most this long: a key withdrawn from the JWKS stops
+/// being honoured within it, as it would have with a cached JWKS anyway.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+
+/// Bytes of tokens remembered (a token is weighed by its length plus the caller it names):
+/// tens of thousands of active clients.
+const VERIFIED_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A token that verified, whom it named, and until when (unix seconds) that holds.
+#[derive(Clone)]
+struct Verified {
+    caller: Arc<Caller>,
+    until: u64,
+}
+
+#[derive(Clone)]
+struct TokenWeight;
+
+impl quick_cache::Weighter<Box<str>, Verified> for TokenWeight {
+    fn weight(&self, token: &Box<str>, _verified: &Verified) -> u64 {
+        token.len() as u64 + 256
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
 pub struct Verifier {
     config: AuthConfig,
+    /// Tokens verified in the last minute, keyed by their exact text: a client sends the same
+    /// token on every call until it expires, and checking its signature and claims again was
+    /// most of a cached read's CPU. Any other text (one changed bit) is verified afresh.
+    verified: quick_cache::sync::Cache<Box<str>, Verified, TokenWeight>,
     timing: JwksTiming,
     http: reqwest::Client,
     jwks: RwLock<JwksState>,
@@ -167,6 +205,11 @@ impl Verifier {
     pub fn with_timing(config: AuthConfig, timing: JwksTiming) -> Self {
         Self {
             config,
+            verified: quick_cache::sync::Cache::with_weighter(
+                (VERIFIED_BYTES / 1024) as usize,
+                VERIFIED_BYTES,
+                TokenWeight,
+            ),
             timing,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -182,7 +225,35 @@ impl Verifier {
         }
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// The caller a token names, if it verifies: its signature, algorithm, expiry, not-before,
+    /// audience, issuer and subject (see [`Self::verify_afresh`]); a token verified in the last
+    /// minute and not expired since is taken from memory.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
+        let now = unix_now();
+        if let Some(known) = self.verified.get(token) {
+            if now < known.until {
+                return Ok(known.caller);
+            }
+            self.verified.remove(token);
+        }
+        let (caller, expires) = self.verify_afresh(token).await?;
+        let caller = Arc::new(caller);
+        // Remembered until its expiry (without the leeway: stricter than a fresh check), at
+        // most a minute.
+        let until = expires.min(now + VERIFIED_FOR.as_secs());
+        if until > now {
+            self.verified.insert(
+                token.into(),
+                Verified {
+                    caller: caller.clone(),
+                    until,
+                },
+            );
+        }
+        Ok(caller)
+    }
+
+    async fn verify_afresh(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match header.alg {
@@ -222,12 +293,14 @@ impl Verifier {
         if !plain(&data.claims.sub) {
             return Err(AuthError::Invalid("sub: 1 to 255 plain characters".into()));
         }
-        Ok(Caller {
+        let caller = Caller {
             service: data.claims.role.as_deref() == Some(self.config.service_role.as_str()),
             subject: data.claims.sub,
             email: data.claims.email.filter(plain),
             phone: data.claims.phone.filter(plain),
-        })
+        };
+        // Saturating: NaN and negatives are 0 (not remembered), huge values the far future.
+        Ok((caller, data.claims.exp as u64))
     }
 
     async fn jwk_key(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, AuthError> {
@@ -394,6 +467,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_remembered_token_does_not_vouch_for_another_text() {
+        let verifier = verifier(Some("authenticated"));
+        let token = hs256(&claims("user-a"), SECRET);
+        let first = verifier.verify(&token).await.unwrap();
+        let again = verifier.verify(&token).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second call was verified afresh"
+        );
+        // The same claims with a flipped signature bit, and under another secret: each refused
+        // although a token with the same header and claims is remembered.
+        let (signed_part, signature) = token.rsplit_once('.').unwrap();
+        let mut flipped = signature.as_bytes().to_vec();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        let tampered = format!("{signed_part}.{}", String::from_utf8(flipped).unwrap());
+        assert!(refused(&verifier, &tampered).await.contains("token"));
+        let forged = hs256(&claims("user-a"), "another-secret-of-at-least-32-bytes!!");
+        assert!(refused(&verifier, &forged).await.contains("token"));
+    }
+
+    #[tokio::test]
+    async fn a_token_already_expired_is_not_remembered() {
+        let verifier = verifier(Some("authenticated"));
+        // Inside the 30 s leeway: accepted, but not kept past its own expiry.
+        let token = hs256(
+            &json!({ "sub": "user-a", "exp": now() - 5, "aud": "authenticated" }),
+            SECRET,
+        );
+        let first = verifier.verify(&token).await.unwrap();
+        let again = verifier.verify(&token).await.unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "an expired token was remembered"
+        );
+    }
+
+    #[tokio::test]
     async fn accepts_hs256_rs256_and_es256_tokens() {
         let verifier = verifier(Some("authenticated"));
         let caller = verifier
@@ -524,7 +634,13 @@ mod tests {
                 max_stale: Duration::from_secs(60),
             },
         ));
-        let token = signed(Algorithm::RS256, "rsa-1", "rsa.pem", &claims("user-r"));
+        // Another token for each burst (a verified token is remembered, and would not need
+        // the keys again).
+        let token = |burst: u32| {
+            let mut claims = claims("user-r");
+            claims["jti"] = json!(burst);
+            signed(Algorithm::RS256, "rsa-1", "rsa.pem", &claims)
+        };
         let burst = |verifier: Arc<Verifier>, token: String| async move {
             let calls: Vec<_> = (0..16)
                 .map(|_| {
@@ -537,19 +653,19 @@ mod tests {
             }
         };
         // Cold: sixteen callers at once, one fetch.
-        burst(verifier.clone(), token.clone()).await;
+        burst(verifier.clone(), token(1)).await;
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
         // Stale: one refetch for all of them.
         tokio::time::sleep(Duration::from_millis(350)).await;
-        burst(verifier.clone(), token.clone()).await;
+        burst(verifier.clone(), token(2)).await;
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
         // The provider goes down: the last keys still verify, after one failed try.
         down.store(true, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(350)).await;
-        burst(verifier.clone(), token.clone()).await;
+        burst(verifier.clone(), token(3)).await;
         assert_eq!(fetches.load(Ordering::SeqCst), 3);
         // Backing off: no fetch per request while it is down.
-        burst(verifier.clone(), token.clone()).await;
+        burst(verifier.clone(), token(4)).await;
         assert_eq!(fetches.load(Ordering::SeqCst), 3);
     }
 

@@ -112,8 +112,8 @@ impl UserLimiter {
     }
 
     /// A 429 when the caller's budget is spent.
-    pub fn check(&self, subject: &str) -> Result<(), Problem> {
-        self.0.check_key(&subject.to_string()).map_err(|refused| {
+    pub fn check(&self, caller: &crate::auth::Caller) -> Result<(), Problem> {
+        self.0.check_key(&caller.subject).map_err(|refused| {
             Problem::too_many_requests(refused.wait_time_from(DefaultClock::default().now()))
         })
     }

@@ -2,16 +2,18 @@
 //! registry crate): request latency per route, database query time, cache hits and misses,
 //! pool usage.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Observations per bucket, not cumulative: one counter touched per observation (the
+/// cumulative counts Prometheus wants are summed when rendered).
 #[derive(Default)]
 pub struct Histogram {
     counts: [AtomicU64; BUCKETS.len()],
@@ -22,10 +24,8 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        for (bucket, count) in BUCKETS.iter().zip(&self.counts) {
-            if seconds <= *bucket {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(at) = BUCKETS.iter().position(|bucket| seconds <= *bucket) {
+            self.counts[at].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(
@@ -36,11 +36,12 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
         for (bucket, count) in BUCKETS.iter().zip(&self.counts) {
+            cumulative += count.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "{name}_bucket{{{labels}{sep}le=\"{bucket}\"}} {}",
-                count.load(Ordering::Relaxed)
+                "{name}_bucket{{{labels}{sep}le=\"{bucket}\"}} {cumulative}"
             );
         }
         let count = self.count.load(Ordering::Relaxed);
@@ -59,22 +60,40 @@ impl Histogram {
     }
 }
 
+/// Latency histograms of one route, by method and status.
+type RouteHistograms = HashMap<(&'static str, u16), Arc<Histogram>>;
+
 #[derive(Default)]
 pub struct Metrics {
-    /// (method, route, status class) → latency.
-    requests: Mutex<BTreeMap<(String, String, u16), std::sync::Arc<Histogram>>>,
+    /// Route → (method, status) → latency. Read-locked and allocation-free once a series
+    /// exists (every request after the first of its kind); written when a series is new.
+    requests: RwLock<HashMap<String, RouteHistograms>>,
     pub db_query: Histogram,
 }
 
 impl Metrics {
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let histogram = {
-            let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let known = self
+            .requests
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(route)
+            .and_then(|series| series.get(&(method, status)).cloned());
+        let histogram = known.unwrap_or_else(|| {
+            let mut requests = self.requests.write().unwrap_or_else(|e| e.into_inner());
             requests
-                .entry((method.to_string(), route.to_string(), status))
+                .entry(route.to_string())
+                .or_default()
+                .entry((method, status))
                 .or_default()
                 .clone()
-        };
+        });
         histogram.observe(elapsed);
     }
 
@@ -89,8 +108,17 @@ impl Metrics {
             "# HELP sipline_api_request_duration_seconds Request latency by route and status.\n",
         );
         out.push_str("# TYPE sipline_api_request_duration_seconds histogram\n");
-        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        for ((method, route, status), histogram) in requests.iter() {
+        let requests = self.requests.read().unwrap_or_else(|e| e.into_inner());
+        // Sorted, so a scrape reads the same order every time.
+        let sorted: BTreeMap<_, _> = requests
+            .iter()
+            .flat_map(|(route, series)| {
+                series.iter().map(move |((method, status), histogram)| {
+                    ((*method, route, *status), histogram)
+                })
+            })
+            .collect();
+        for ((method, route, status), histogram) in sorted {
             histogram.render(
                 &mut out,
                 "sipline_api_request_duration_seconds",

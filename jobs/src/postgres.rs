@@ -162,6 +162,14 @@ pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<
         .bind(last)
         .fetch_one(&mut *tx)
         .await?;
+    // The API caches latest NAVs until told: on commit, like a publish.
+    if changed > 0 {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(serving::PUBLISH_CHANNEL)
+            .bind(serde_json::json!({ "navs_from": first, "navs_to": last }).to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     tracing::info!(alerts, %first, %last, "NAV alerts evaluated");
     Ok(changed)

@@ -76,7 +76,7 @@ impl<'de> serde::Deserialize<'de> for UserRef {
 /// The verified caller, and their user id (provisioned on a person's first call).
 #[derive(Clone)]
 pub struct Authed {
-    caller: crate::auth::Caller,
+    caller: std::sync::Arc<crate::auth::Caller>,
     user_id: Option<i64>,
 }
 
@@ -103,7 +103,7 @@ impl FromRequestParts<Shared> for Authed {
             Problem::unauthorized("the token is not valid")
         })?;
         if let Some(limiter) = &state.user_limiter {
-            limiter.check(&caller.subject)?;
+            limiter.check(&caller)?;
         }
         let user_id = match state.subjects.get(&caller.subject) {
             Some(id) => Some(id),

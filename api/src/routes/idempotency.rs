@@ -144,7 +144,6 @@ pub(super) async fn idempotent_writes(
     next: axum::middleware::Next,
 ) -> Response {
     use axum::http::Method;
-    use axum::response::IntoResponse;
     let method = request.method().clone();
     let matched = request
         .extensions()
@@ -175,6 +174,19 @@ pub(super) async fn idempotent_writes(
     if !changes {
         return next.run(request).await;
     }
+    // Boxed: the claim's futures are large, and inline they would be moved on every request,
+    // reads included.
+    Box::pin(keyed_change(state, method, request, next)).await
+}
+
+/// A change that may carry an `Idempotency-Key`: claimed, run, and its response stored.
+async fn keyed_change(
+    state: crate::Shared,
+    method: axum::http::Method,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::response::IntoResponse;
     let key = match idempotency_key(request.headers()) {
         Ok(Some(key)) => key,
         Ok(None) => return next.run(request).await,

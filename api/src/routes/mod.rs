@@ -137,20 +137,24 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 
 /// Request id, timeout, access log and latency histogram, around every request.
 async fn observe(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    // The caller's id when it is a plain token, else a fresh one (16 hex digits, formatted on
+    // the stack: this runs for every request).
     let request_id = request
         .headers()
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| format!("{:016x}", rand::random::<u64>()), str::to_string);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        .filter(|v| {
+            let v = v.as_bytes();
+            !v.is_empty() && v.len() <= 64 && v.iter().all(u8::is_ascii_graphic)
+        })
+        .cloned()
+        .unwrap_or_else(fresh_request_id);
+    // A `MatchedPath` clone shares its text (no allocation).
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
-        %request_id,
+        request_id = request_id.to_str().unwrap_or_default(),
         %method,
         %route,
         otel.name = format!("{method} {route}"),
@@ -160,12 +164,13 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
     );
-    // The caller's trace goes on here (W3C `traceparent`); without an exporter the global
-    // propagator is a no-op and this costs a lookup.
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderCarrier(request.headers()))
-    });
-    let _ = span.set_parent(parent);
+    // The caller's trace goes on here (W3C `traceparent`), when the span is recorded at all.
+    if !span.is_disabled() {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderCarrier(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
     let started = Instant::now();
     let mut response = match tokio::time::timeout(
         state.request_timeout,
@@ -189,12 +194,21 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     }
     state
         .metrics
-        .observe_request(method, &route, status, elapsed);
+        .observe_request(method, route, status, elapsed);
     tracing::debug!(parent: &span, status, elapsed_us = elapsed.as_micros() as u64, "request");
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
+    response.headers_mut().insert("x-request-id", request_id);
     response
+}
+
+/// 16 random hex digits.
+fn fresh_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = rand::random::<u64>();
+    let mut digits = [0u8; 16];
+    for (at, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((random >> (60 - 4 * at)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 fn json_body(body: Bytes) -> Response {

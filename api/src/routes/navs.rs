@@ -59,21 +59,21 @@ async fn latest_nav(
     ApiPath(scheme_code): ApiPath<i64>,
 ) -> Result<Response, Problem> {
     let load = async {
-        let nav: LatestNav = timed(
+        let nav: Option<LatestNav> = timed(
             &state,
             sqlx::query_as(LATEST_NAV)
                 .bind(scheme_code)
                 .fetch_optional(&state.pool),
         )
-        .await?
-        .ok_or_else(|| Problem::not_found("no NAV published for this scheme"))?;
-        Ok(Bytes::from(
-            serde_json::to_vec(&nav).map_err(|_| Problem::internal())?,
-        ))
+        .await?;
+        nav.map(|nav| serde_json::to_vec(&nav).map(Bytes::from))
+            .transpose()
+            .map_err(|_| Problem::internal())
     };
-    Ok(json_body(
-        state.caches.nav.get_or_load(scheme_code, load).await?,
-    ))
+    let body = state.caches.nav.get_or_load(scheme_code, load).await?;
+    Ok(json_body(body.ok_or_else(|| {
+        Problem::not_found("no NAV published for this scheme")
+    })?))
 }
 
 #[derive(Deserialize)]

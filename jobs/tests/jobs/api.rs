@@ -401,6 +401,38 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ),
         (nav.as_str(), FIRST)
     );
+    // A NAV ingested later replaces the cached one (the ingest notifies the API on commit).
+    let later =
+        chrono::NaiveDate::parse_from_str(FIRST, "%Y-%m-%d").unwrap() + chrono::Days::new(400);
+    let row = pipeline::nav::NavRow {
+        scheme_code: scheme,
+        nav: "123.4567".parse().unwrap(),
+        source: pipeline::nav::NavSource::Amfi,
+    };
+    jobs::postgres::upsert_navs(&pool, &[(later, row)])
+        .await
+        .unwrap();
+    let mut followed = false;
+    for _ in 0..50 {
+        let (_, body) = api
+            .get(&format!("/v1/schemes/{scheme}/nav"), Some(&a_token))
+            .await;
+        if body["nav"] == "123.4567" && body["nav_date"] == later.to_string() {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        followed,
+        "the cached NAV outlived the ingest of a newer one"
+    );
+    sqlx::query("DELETE FROM navs WHERE scheme_code = $1 AND nav_date = $2")
+        .bind(scheme)
+        .bind(later)
+        .execute(&pool)
+        .await
+        .unwrap();
     let (status, body) = api
         .get(
             &format!("/v1/schemes/{scheme}/navs?limit=1"),
