@@ -1,7 +1,7 @@
 //! The seed's cache, in process: latest NAV 24 h, portfolio 15 min, graph 30 min. Values are
 //! the serialized JSON bodies, so a hit costs a lookup and a reference-counted copy.
 //!
-//! Bounded by bytes, not entries (a body is weighed by its length plus its key), so 10 million
+//! Bounded by bytes, not entries (a body is weighed by its length plus a fixed overhead), so 10 million
 //! users cannot hold more than the configured memory. `quick_cache` rather than `moka`: a hit
 //! is a sharded read lock and one hash probe, with no read log to replay and no epoch to pin
 //! (moka's bookkeeping was most of a cached read's CPU, issue 18); eviction is S3-FIFO, which
@@ -127,11 +127,6 @@ impl<K: Eq + Hash + Clone> TtlCache<K> {
     }
 
     /// Bytes held: bodies and their overhead.
-    pub fn weighted_size(&self) -> u64 {
-        self.entries.weight()
-    }
-
-    /// Bytes held: for metrics.
     pub fn bytes(&self) -> u64 {
         self.entries.weight()
     }
@@ -179,7 +174,7 @@ mod tests {
         for user in 0..users as i64 {
             cache.insert(user, body.clone());
         }
-        let held = cache.weighted_size();
+        let held = cache.bytes();
         assert!(held <= bound, "{held} bytes held, bound {bound}");
         assert!(held > bound / 2, "{held} bytes held: the bound is not used");
     }
