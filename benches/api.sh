@@ -3,9 +3,10 @@
 # machine): requests per second and latency percentiles for the portfolio and line-chart routes,
 # cold (random users over the whole universe: mostly cache misses, one indexed query each) and
 # warm (a set of WARM_USERS users, read once before measuring: cache hits), at each of
-# CONNECTIONS; then pgbench running the portfolio route's own statement (prepared, same users,
-# same connection counts): a cached read should beat the database it caches. Needs a database
-# with a published universe (benches/publish.sh), Debian's wrk and PostgreSQL's pgbench:
+# CONNECTIONS, with the server's CPU per request; then pgbench running the portfolio route's
+# own statement (prepared, same users, same connection counts): a cached read should beat the
+# database it caches. Needs a database with a published universe (benches/publish.sh), Debian's
+# wrk and PostgreSQL's pgbench:
 #   DATABASE_URL=postgres://… [CONNECTIONS="8 16"] [SIPLINE_BIN=…] benches/api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,15 +68,24 @@ end
 LUA
   echo "$work/$4.lua"
 }
+# The server's CPU time so far (user + system, in clock ticks), from /proc.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$serve_pid/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
 measure() {  # label, lua script
-  local out
+  local out before after
+  before=$(cpu_ticks)
   out=$(wrk -t2 -c"$connections" -d"$duration" --latency -s "$2" "http://127.0.0.1:$port")
-  local rps p50 p99 non2xx
+  after=$(cpu_ticks)
+  local rps p50 p99 non2xx requests cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '%-34s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  # The API's own CPU per request (kernel TCP work included; wrk's is not).
+  cpu=$(( (after - before) * tick_us / (requests > 0 ? requests : 1) ))
+  printf '%-34s %10s req/s   p50 %8s   p99 %8s   cpu %4s us/req   non-2xx %s\n' \
+    "$1" "$rps" "$p50" "$p99" "$cpu" "${non2xx:-0}"
 }
 warm_hi=$((min_user + warm_users - 1))
 echo "universe users $min_user..$max_user; wrk -t2, $duration per run; warm set $warm_users users"

@@ -5,6 +5,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, StatusCode};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::problem::Problem;
 use crate::Shared;
@@ -51,6 +52,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|axum::extract::Query(v)| Self(v))
             .map_err(|e: QueryRejection| rejected(StatusCode::BAD_REQUEST, e.body_text()))
+    }
+}
+
+/// For an optional body field whose schema is not nullable: absent is `None` (with
+/// `#[serde(default)]`), an explicit `null` is refused, as the OpenAPI document says, rather
+/// than read as absent.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom(
+            "null is not allowed: leave the field out instead",
+        )),
     }
 }
 

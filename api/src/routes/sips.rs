@@ -228,7 +228,9 @@ struct NewSip {
     amount: Option<Value>,
     sip_day: Option<i64>,
     start_date: Option<NaiveDate>,
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     end_date: Option<NaiveDate>,
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     step_up_pct: Option<Value>,
 }
 
@@ -421,6 +423,7 @@ async fn create_sip(
 struct SipChange {
     /// Pause: the last day whose instalment is skipped. An instalment due on `until` is
     /// skipped; one due the day after runs. Without it, the SIP stays paused until resumed.
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     until: Option<NaiveDate>,
 }
 
@@ -553,9 +556,13 @@ async fn sip_detail(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SipAmendment {
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     amount: Option<Value>,
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     step_up_pct: Option<Value>,
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     sip_day: Option<i64>,
+    #[serde(default, deserialize_with = "super::extract::not_null")]
     end_date: Option<NaiveDate>,
 }
 
