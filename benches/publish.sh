@@ -48,5 +48,5 @@ psql "$DATABASE_URL" -X -q -c "
   FROM pg_class c
   JOIN LATERAL (SELECT c.oid UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = c.oid) p(oid) ON true
   WHERE c.relname IN ('users', 'sips', 'navs', 'investments', 'portfolio_snapshots', 'portfolio_lines',
-                      'visibility_graphs', 'notifications')
+                      'portfolio_month_ends', 'notifications')
   GROUP BY c.relname ORDER BY sum(pg_total_relation_size(p.oid)) DESC"

@@ -31,10 +31,11 @@ sipline sip backfill --from 2024-12-04 --to "$date" | tail -1
 sipline portfolio value --date "$date" | tail -1
 sipline publish --date "$date" --mandates | tail -1
 
-# A user with SIPs and all three charts published.
+# A user with SIPs and charts (holdings and a month-end history) published.
 subject=$(psql -X -At "$DATABASE_URL" -c "SELECT u.auth_subject FROM users u \
   WHERE EXISTS (SELECT 1 FROM sips s WHERE s.user_id = u.user_id) \
-    AND (SELECT count(DISTINCT graph_type) FROM visibility_graphs_latest g WHERE g.user_id = u.user_id) = 3 \
+    AND EXISTS (SELECT 1 FROM portfolio_latest p WHERE p.user_id = u.user_id AND p.schemes > 0) \
+    AND EXISTS (SELECT 1 FROM portfolio_month_ends m WHERE m.user_id = u.user_id) \
   ORDER BY u.user_id LIMIT 1")
 [ -n "$subject" ] || { echo "FAIL: no user with SIPs and charts"; exit 1; }
 codes=$(psql -X -At "$DATABASE_URL" -c "SELECT string_agg(scheme_code::text, ', ' ORDER BY scheme_code) \

@@ -4,9 +4,14 @@
 //! * `portfolio_snapshots`, `investments` and the outbox rows are `COPY`'d inside one
 //!   transaction (the transaction is their staging area: nobody sees its rows before it
 //!   commits, and 10 million rows are written once, not staged and then copied again).
-//! * `portfolio_lines` and `visibility_graphs` are built beside their tables on two other
-//!   connections at the same time — a stand-alone table per date, indexed after the load — and
-//!   attached as the date's partition by that same transaction just before it commits.
+//! * `portfolio_lines` is built beside its table on another connection at the same time — a
+//!   stand-alone table per date, indexed after the load — and attached as the date's partition
+//!   by that same transaction just before it commits.
+//! * `portfolio_month_ends`, the line and bar charts' history, changes once a month: the first
+//!   publish after a month ends builds that month end's partition the same way (a third
+//!   connection); on other days it writes nothing there. The API composes every chart from
+//!   these narrow tables (`serving::GraphType::statement`), so no per-user chart document is
+//!   rewritten every day.
 //! * The transaction ends by recording the date in `publications`, which the `*_latest` views
 //!   follow, and with a `NOTIFY sipline_publish` that PostgreSQL delivers only on commit.
 //!
@@ -23,11 +28,13 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use futures::{StreamExt, TryStreamExt};
 use pipeline::schema::{navs_from_batch, schemes_from_batch, sips_from_batch};
+use pipeline::sip::SipEventKind;
 use pipeline::valuation::ChartKind;
-use serving::{GraphType, PUBLISH_CHANNEL};
+use serving::PUBLISH_CHANNEL;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
 use warehouse::BUCKETS;
+use pipeline::bucket::bucket_of;
 use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
@@ -71,17 +78,26 @@ const STATEMENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_i
      ON CONFLICT (event_key) DO NOTHING";
 const CANCEL_SIPS: &str = "UPDATE sips s SET status = 'cancelled', updated_at = now() \
      FROM sip_events_stage e WHERE e.kind = 'cancelled' AND s.sip_id = e.sip_id AND s.status <> 'cancelled'";
-const RECORD_PUBLICATION: &str = "INSERT INTO publications (as_of, snapshots, lines, graphs, investments, events) \
-     VALUES ($1, $2, $3, $4, $5, $6) \
+const RECORD_PUBLICATION: &str = "INSERT INTO publications (as_of, snapshots, lines, month_ends, investments, events, \
+       month_ends_through) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (as_of) DO UPDATE SET published_at = now(), snapshots = EXCLUDED.snapshots, \
-       lines = EXCLUDED.lines, graphs = EXCLUDED.graphs, investments = EXCLUDED.investments, events = EXCLUDED.events";
+       lines = EXCLUDED.lines, month_ends = EXCLUDED.month_ends, investments = EXCLUDED.investments, \
+       events = EXCLUDED.events, month_ends_through = EXCLUDED.month_ends_through";
+/// The last month end whose rows `portfolio_month_ends` holds complete.
+const MONTH_ENDS_THROUGH: &str = "SELECT max(month_ends_through) FROM publications";
+/// A reversal rewrites the history of the users it touches (their month ends up to `$2`).
+const DELETE_USER_MONTH_ENDS: &str =
+    "DELETE FROM portfolio_month_ends WHERE user_id = ANY($1) AND month_end <= $2";
+const INSERT_USER_MONTH_ENDS: &str = "INSERT INTO portfolio_month_ends (month_end, user_id, invested, value) \
+     SELECT * FROM unnest($1::date[], $2::bigint[], $3::numeric[], $4::numeric[])";
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 /// A long analytical query on the served tables fails the publish (to be retried) rather than
 /// stalling it, and every reader queued behind it, without bound.
 const SWITCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '60s'";
 const LOCK_SERVED_TABLES: &str =
-    "LOCK TABLE portfolio_snapshots, portfolio_lines, visibility_graphs IN ACCESS EXCLUSIVE MODE";
-/// The dates whose lines and charts stay attached: the latest two publications, so a reader
+    "LOCK TABLE portfolio_snapshots, portfolio_lines, portfolio_month_ends IN ACCESS EXCLUSIVE MODE";
+/// The dates whose lines stay attached: the latest two publications, so a reader
 /// that looked up the latest date just before a publish still finds its rows.
 const KEPT_DATES: &str = "SELECT as_of FROM publications ORDER BY as_of DESC LIMIT 2";
 const LIST_PARTITIONS: &str =
@@ -104,7 +120,9 @@ pub struct PublishSummary {
     pub navs: u64,
     pub snapshots: u64,
     pub lines: u64,
-    pub graphs: u64,
+    /// Month-end points added (the first publish after a month ends) or rewritten (users a
+    /// reversal changed).
+    pub month_ends: u64,
     pub investments: u64,
     pub events: u64,
     pub notifications: u64,
@@ -120,7 +138,7 @@ impl PublishSummary {
 
     /// Rows written to PostgreSQL.
     pub fn rows_out(&self) -> u64 {
-        self.snapshots + self.lines + self.graphs + self.investments + self.notifications
+        self.snapshots + self.lines + self.month_ends + self.investments + self.notifications
     }
 }
 
@@ -128,12 +146,12 @@ impl fmt::Display for PublishSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "publish ok: date={} snapshots={} lines={} graphs={} investments={} events={} new_notifications={} \
+            "publish ok: date={} snapshots={} lines={} month_ends={} investments={} events={} new_notifications={} \
              cancelled_sips={} schemes_changed={} navs_changed={} dropped_partitions={}",
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.snapshots,
             self.lines,
-            self.graphs,
+            self.month_ends,
             self.investments,
             self.events,
             self.notifications,
@@ -145,36 +163,19 @@ impl fmt::Display for PublishSummary {
     }
 }
 
-/// A per-date table that is built beside its parent and attached whole.
-#[derive(Debug, Clone, Copy)]
-enum Swapped {
-    Lines,
-    Graphs,
+/// `portfolio_lines` keeps one partition per published date, built beside it and attached whole.
+const LINES: &str = "portfolio_lines";
+
+fn lines_partition(date: NaiveDate) -> String {
+    format!("{LINES}_d{}", date.format("%Y%m%d"))
 }
 
-impl Swapped {
-    const fn parent(self) -> &'static str {
-        match self {
-            Swapped::Lines => "portfolio_lines",
-            Swapped::Graphs => "visibility_graphs",
-        }
-    }
-
-    const fn key(self) -> &'static str {
-        match self {
-            Swapped::Lines => "as_of, user_id, scheme_code",
-            Swapped::Graphs => "as_of, user_id, graph_type",
-        }
-    }
-
-    fn partition(self, date: NaiveDate) -> String {
-        format!("{}_d{}", self.parent(), date.format("%Y%m%d"))
-    }
-
-    fn stage(self, date: NaiveDate) -> String {
-        format!("{}_stage", self.partition(date))
-    }
+fn lines_stage(date: NaiveDate) -> String {
+    format!("{}_stage", lines_partition(date))
 }
+
+/// Where month-end rows are staged before they become a partition of `portfolio_month_ends`.
+const MONTH_ENDS_STAGE: &str = "portfolio_month_ends_stage";
 
 fn execute_sql(statement: String) -> sqlx::AssertSqlSafe<String> {
     // Every dynamic statement here is built from table names this module makes and ISO dates.
@@ -248,28 +249,24 @@ async fn publish_locked(
 
     let mut tx = main.begin().await?;
     let started = std::time::Instant::now();
-    let (loaded, lines, graphs) = tokio::try_join!(
+    let (loaded, lines, month_ends) = tokio::try_join!(
         timed(
             "snapshots, investments and outbox",
             started,
             load_in_transaction(warehouse, &mut tx, date)
         ),
+        timed("portfolio_lines", started, stage_lines(warehouse, pool, date)),
         timed(
-            "portfolio_lines",
+            "portfolio_month_ends",
             started,
-            stage(warehouse, pool, Swapped::Lines, date)
-        ),
-        timed(
-            "visibility_graphs",
-            started,
-            stage(warehouse, pool, Swapped::Graphs, date)
+            stage_month_ends(warehouse, pool, date)
         ),
     )?;
     (summary.snapshots, summary.investments, summary.events) = loaded.rows;
     summary.notifications = loaded.notifications;
     summary.cancelled_sips = loaded.cancelled;
     summary.lines = lines;
-    summary.graphs = graphs;
+    summary.month_ends = month_ends.rows + rewrite_history(&mut tx, &month_ends).await?;
     if options.monthly_statements {
         summary.notifications += sqlx::query(STATEMENTS_TO_OUTBOX)
             .bind(date)
@@ -292,16 +289,18 @@ async fn publish_locked(
         elapsed_ms = u64::try_from(waited.elapsed().as_millis()).unwrap_or(u64::MAX),
         "served tables locked for the switch"
     );
-    for swapped in [Swapped::Lines, Swapped::Graphs] {
-        swap_in(&mut tx, swapped, date).await?;
+    swap_in_lines(&mut tx, date).await?;
+    if let Some(ends) = &month_ends.staged {
+        attach_month_ends(&mut tx, ends).await?;
     }
     sqlx::query(RECORD_PUBLICATION)
         .bind(date)
         .bind(as_i64(summary.snapshots))
         .bind(as_i64(summary.lines))
-        .bind(as_i64(summary.graphs))
+        .bind(as_i64(summary.month_ends))
         .bind(as_i64(summary.investments))
         .bind(as_i64(summary.events))
+        .bind(month_ends.through)
         .execute(&mut *tx)
         .await?;
     sqlx::query(NOTIFY)
@@ -495,59 +494,50 @@ async fn load_in_transaction(
     })
 }
 
-/// Builds the date's partition as a stand-alone table: load, then the key index (cheaper
-/// after the load than during it), with a CHECK that lets the attach skip its scan.
-async fn stage(
+/// Builds the date's lines partition as a stand-alone table: load, then the key index
+/// (cheaper after the load than during it), with a CHECK that lets the attach skip its scan.
+async fn stage_lines(
     warehouse: &Warehouse,
     pool: &PgPool,
-    swapped: Swapped,
     date: NaiveDate,
 ) -> anyhow::Result<u64> {
     let mut conn = pool.acquire().await?;
-    let stage = swapped.stage(date);
-    let parent = swapped.parent();
+    let stage = lines_stage(date);
     // A stage left by a failed run is never attached: start again.
     sqlx::query(execute_sql(format!("DROP TABLE IF EXISTS {stage}")))
         .execute(&mut *conn)
         .await?;
     sqlx::query(execute_sql(format!(
-        "CREATE TABLE {stage} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, \
+        "CREATE TABLE {stage} (LIKE {LINES} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, \
          CONSTRAINT {stage}_as_of CHECK (as_of = DATE '{date}'))"
     )))
     .execute(&mut *conn)
     .await?;
-    let rows = match swapped {
-        Swapped::Lines => copy_table(
-            &mut conn,
-            &format!(
-                "COPY {stage} (user_id, scheme_code, units, invested, nav_date, nav, current_value, \
-                 weight_pct, xirr, day_change, as_of) FROM STDIN (FORMAT csv)"
-            ),
-            warehouse,
-            Table::PortfolioLines,
-            date,
-            Some("as_of"),
-        )
-        .await
-        .context("loading portfolio_lines")?,
-        Swapped::Graphs => copy_graphs(&mut conn, &stage, warehouse, date)
-            .await
-            .context("loading visibility_graphs")?,
-    };
+    let rows = copy_table(
+        &mut conn,
+        &format!(
+            "COPY {stage} (user_id, scheme_code, units, invested, nav_date, nav, current_value, \
+             weight_pct, xirr, day_change, as_of) FROM STDIN (FORMAT csv)"
+        ),
+        warehouse,
+        Table::PortfolioLines,
+        date,
+        Some("as_of"),
+    )
+    .await
+    .context("loading portfolio_lines")?;
     sqlx::query(execute_sql(format!(
-        "ALTER TABLE {stage} ADD PRIMARY KEY ({})",
-        swapped.key()
+        "ALTER TABLE {stage} ADD PRIMARY KEY (as_of, user_id, scheme_code)"
     )))
     .execute(&mut *conn)
     .await?;
     Ok(rows)
 }
 
-/// Replaces the date's partition with the staged table (inside the publish transaction).
-async fn swap_in(tx: &mut PgConnection, swapped: Swapped, date: NaiveDate) -> anyhow::Result<()> {
-    let parent = swapped.parent();
-    let partition = swapped.partition(date);
-    let stage = swapped.stage(date);
+/// Replaces the date's lines partition with the staged table (inside the publish transaction).
+async fn swap_in_lines(tx: &mut PgConnection, date: NaiveDate) -> anyhow::Result<()> {
+    let partition = lines_partition(date);
+    let stage = lines_stage(date);
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(&partition)
         .fetch_one(&mut *tx)
@@ -561,7 +551,7 @@ async fn swap_in(tx: &mut PgConnection, swapped: Swapped, date: NaiveDate) -> an
         format!("ALTER TABLE {stage} RENAME TO {partition}"),
         format!("ALTER TABLE {partition} RENAME CONSTRAINT {stage}_as_of TO {partition}_as_of"),
         format!("ALTER INDEX {stage}_pkey RENAME TO {partition}_pkey"),
-        format!("ALTER TABLE {parent} ATTACH PARTITION {partition} FOR VALUES IN ('{date}')"),
+        format!("ALTER TABLE {LINES} ATTACH PARTITION {partition} FOR VALUES IN ('{date}')"),
     ] {
         sqlx::query(execute_sql(statement))
             .execute(&mut *tx)
@@ -570,8 +560,280 @@ async fn swap_in(tx: &mut PgConnection, swapped: Swapped, date: NaiveDate) -> an
     Ok(())
 }
 
-/// Drops what the serving store no longer keeps: lines and charts of dates older than the two
-/// latest publications, and investments older than the kept months.
+/// What a publish does to the charts' history.
+#[derive(Debug, Default)]
+struct MonthEnds {
+    /// The month ends staged in `MONTH_ENDS_STAGE`, to attach as one partition.
+    staged: Option<Vec<NaiveDate>>,
+    rows: u64,
+    /// The last month end complete after this publish (`publications.month_ends_through`).
+    through: Option<NaiveDate>,
+    /// Users whose history a reversal on this date changed, and their rows up to the month
+    /// end complete before this publish (`rewrite_through`), re-read from today's valuation.
+    rewritten_users: Vec<i64>,
+    rewrite_through: Option<NaiveDate>,
+    rewritten: Vec<MonthEndRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MonthEndRow {
+    month_end: NaiveDate,
+    user_id: i64,
+    invested: String,
+    value: String,
+}
+
+/// The last month end before `date`: the line chart's history ends there.
+fn last_month_end_before(date: NaiveDate) -> Option<NaiveDate> {
+    date.with_day(1)?.pred_opt()
+}
+
+/// Loads the month ends that ended since the last one loaded (normally none; one on the first
+/// publish of a month; the whole history on a store's first publish) from the date's
+/// `portfolio_charts` line points, into a stand-alone table indexed after the load. Also
+/// collects the corrected history of users a reversal touched.
+async fn stage_month_ends(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    date: NaiveDate,
+) -> anyhow::Result<MonthEnds> {
+    let mut conn = pool.acquire().await?;
+    let loaded: Option<NaiveDate> = sqlx::query_scalar(MONTH_ENDS_THROUGH)
+        .fetch_one(&mut *conn)
+        .await?;
+    let target = last_month_end_before(date);
+    let mut out = MonthEnds {
+        through: loaded.max(target),
+        rewrite_through: loaded,
+        ..MonthEnds::default()
+    };
+    if let Some(through) = loaded {
+        out.rewritten_users = reversed_users(warehouse, date).await?;
+        if !out.rewritten_users.is_empty() {
+            let users = &out.rewritten_users;
+            let mut buckets: Vec<u32> = users.iter().map(|u| bucket_of(*u)).collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            for bucket in buckets {
+                let part = Part::dated_bucket(date, bucket);
+                out.rewritten.extend(
+                    month_end_rows_of(warehouse, date, part, |user_id, end| {
+                        end <= through && users.binary_search(&user_id).is_ok()
+                    })
+                    .await?,
+                );
+            }
+        }
+    }
+    let Some(target) = target.filter(|t| loaded.is_none_or(|l| l < *t)) else {
+        return Ok(out);
+    };
+    let after = loaded;
+    sqlx::query(execute_sql(format!("DROP TABLE IF EXISTS {MONTH_ENDS_STAGE}")))
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(execute_sql(format!(
+        "CREATE TABLE {MONTH_ENDS_STAGE} (LIKE portfolio_month_ends INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let is_new = |end: NaiveDate| end <= target && after.is_none_or(|a| end > a);
+    let mut ends = std::collections::BTreeSet::new();
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY {MONTH_ENDS_STAGE} (month_end, user_id, invested, value) FROM STDIN (FORMAT csv)"
+        ))
+        .await?;
+    for part in date_buckets(date) {
+        let rows = match month_end_rows_of(warehouse, date, part, |_, end| is_new(end)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e);
+            }
+        };
+        let mut csv = String::with_capacity(rows.len() * 40);
+        for row in &rows {
+            ends.insert(row.month_end);
+            let _ = writeln!(
+                csv,
+                "{},{},{},{}",
+                row.month_end, row.user_id, row.invested, row.value
+            );
+        }
+        if let Err(e) = copy.send(csv.into_bytes()).await {
+            let _ = copy.abort(e.to_string()).await;
+            return Err(e.into());
+        }
+        out.rows += rows.len() as u64;
+    }
+    copy.finish().await?;
+    if ends.is_empty() {
+        // Nobody had invested by then: nothing to attach, but the month ends are done.
+        sqlx::query(execute_sql(format!("DROP TABLE {MONTH_ENDS_STAGE}")))
+            .execute(&mut *conn)
+            .await?;
+        return Ok(out);
+    }
+    let listed = in_list(&ends);
+    for statement in [
+        format!("ALTER TABLE {MONTH_ENDS_STAGE} ADD PRIMARY KEY (user_id, month_end)"),
+        // Lets the attach skip its scan, under the switch's lock.
+        format!(
+            "ALTER TABLE {MONTH_ENDS_STAGE} ADD CONSTRAINT {MONTH_ENDS_STAGE}_ends \
+             CHECK (month_end IN ({listed}))"
+        ),
+    ] {
+        sqlx::query(execute_sql(statement))
+            .execute(&mut *conn)
+            .await?;
+    }
+    out.staged = Some(ends.into_iter().collect());
+    Ok(out)
+}
+
+/// `'2025-01-31', '2025-02-28'`: dates as SQL literals.
+fn in_list<'a>(ends: impl IntoIterator<Item = &'a NaiveDate>) -> String {
+    ends.into_iter()
+        .map(|d| format!("DATE '{d}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Attaches the staged month ends as one partition (inside the publish transaction).
+async fn attach_month_ends(tx: &mut PgConnection, ends: &[NaiveDate]) -> anyhow::Result<()> {
+    let (Some(first), Some(last)) = (ends.first(), ends.last()) else {
+        return Ok(());
+    };
+    let partition = if first == last {
+        format!("portfolio_month_ends_m{}", first.format("%Y%m%d"))
+    } else {
+        format!(
+            "portfolio_month_ends_m{}_{}",
+            first.format("%Y%m%d"),
+            last.format("%Y%m%d")
+        )
+    };
+    for statement in [
+        format!("ALTER TABLE {MONTH_ENDS_STAGE} RENAME TO {partition}"),
+        format!(
+            "ALTER TABLE {partition} RENAME CONSTRAINT {MONTH_ENDS_STAGE}_ends TO {partition}_ends"
+        ),
+        format!("ALTER INDEX {MONTH_ENDS_STAGE}_pkey RENAME TO {partition}_pkey"),
+        format!(
+            "ALTER TABLE portfolio_month_ends ATTACH PARTITION {partition} FOR VALUES IN ({})",
+            in_list(ends)
+        ),
+    ] {
+        sqlx::query(execute_sql(statement))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces the month-end history of the users a reversal touched (inside the publish
+/// transaction): a reversed allotment leaves every month end since its NAV date lower.
+async fn rewrite_history(tx: &mut PgConnection, month_ends: &MonthEnds) -> anyhow::Result<u64> {
+    let Some(through) = month_ends.rewrite_through else {
+        return Ok(0);
+    };
+    if month_ends.rewritten_users.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(DELETE_USER_MONTH_ENDS)
+        .bind(&month_ends.rewritten_users)
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+    let rows = &month_ends.rewritten;
+    let inserted = sqlx::query(INSERT_USER_MONTH_ENDS)
+        .bind(rows.iter().map(|r| r.month_end).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.invested.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.value.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .context("rewriting the month ends of users with a reversed instalment")?
+        .rows_affected();
+    Ok(inserted)
+}
+
+/// Users with an instalment reversed on `date`, sorted.
+async fn reversed_users(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<Vec<i64>> {
+    let mut users = Vec::new();
+    for part in date_buckets(date) {
+        let Some(batches) = warehouse
+            .read_columns(Table::SipEvents, part, &["user_id", "kind"])
+            .await?
+        else {
+            continue;
+        };
+        for batch in &batches {
+            let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+            let kinds: &StringArray = batch.column(1).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                if kinds.value(i) == SipEventKind::Reversed.as_str() {
+                    users.push(user_ids.value(i));
+                }
+            }
+        }
+    }
+    users.sort_unstable();
+    users.dedup();
+    Ok(users)
+}
+
+/// The month-end line points (not today's) of one bucket of the date's valuation that `keep`
+/// selects.
+async fn month_end_rows_of(
+    warehouse: &Warehouse,
+    date: NaiveDate,
+    part: Part,
+    keep: impl Fn(i64, NaiveDate) -> bool,
+) -> anyhow::Result<Vec<MonthEndRow>> {
+    let Some(batches) = warehouse
+        .read_columns(
+            Table::PortfolioCharts,
+            part,
+            &["user_id", "chart", "period", "invested", "value"],
+        )
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let line = ChartKind::Line.as_str();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+        let charts: &StringArray = batch.column(1).as_string::<i32>();
+        let periods: &Date32Array = batch.column(2).as_primitive::<Date32Type>();
+        let invested: &Decimal128Array = batch.column(3).as_primitive();
+        let values: &Decimal128Array = batch.column(4).as_primitive();
+        for i in 0..batch.num_rows() {
+            if charts.value(i) != line || periods.is_null(i) {
+                continue;
+            }
+            let (user_id, Some(period)) = (user_ids.value(i), periods.value_as_date(i)) else {
+                continue;
+            };
+            // Today's point is the snapshot's; the month ends are before the date.
+            if period >= date || !keep(user_id, period) {
+                continue;
+            }
+            rows.push(MonthEndRow {
+                month_end: period,
+                user_id,
+                invested: invested.value_as_string(i),
+                value: values.value_as_string(i),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Drops what the serving store no longer keeps: lines of dates older than the two latest
+/// publications, and investments older than the kept months.
 async fn drop_expired(
     conn: &mut PgConnection,
     date: NaiveDate,
@@ -579,18 +841,16 @@ async fn drop_expired(
 ) -> anyhow::Result<usize> {
     let kept: Vec<NaiveDate> = sqlx::query_scalar(KEPT_DATES).fetch_all(&mut *conn).await?;
     let mut dropped = 0;
-    for swapped in [Swapped::Lines, Swapped::Graphs] {
-        let partitions: Vec<String> = sqlx::query_scalar(LIST_PARTITIONS)
-            .bind(swapped.parent())
-            .fetch_all(&mut *conn)
+    let partitions: Vec<String> = sqlx::query_scalar(LIST_PARTITIONS)
+        .bind(LINES)
+        .fetch_all(&mut *conn)
+        .await?;
+    let keep: Vec<String> = kept.iter().map(|d| lines_partition(*d)).collect();
+    for partition in partitions.iter().filter(|p| !keep.contains(p)) {
+        sqlx::query(execute_sql(format!("DROP TABLE {partition}")))
+            .execute(&mut *conn)
             .await?;
-        let keep: Vec<String> = kept.iter().map(|d| swapped.partition(*d)).collect();
-        for partition in partitions.iter().filter(|p| !keep.contains(p)) {
-            sqlx::query(execute_sql(format!("DROP TABLE {partition}")))
-                .execute(&mut *conn)
-                .await?;
-            dropped += 1;
-        }
+        dropped += 1;
     }
     let latest = kept.first().copied().unwrap_or(date);
     let months_back = options.keep_investment_months.saturating_sub(1);
@@ -615,166 +875,6 @@ async fn drop_expired(
         }
     }
     Ok(dropped)
-}
-
-/// The API's chart documents from `portfolio_charts`: per user, `pie` (by scheme, category and
-/// fund house), `line` and `bar`, money as exact decimal strings.
-async fn copy_graphs(
-    conn: &mut PgConnection,
-    stage: &str,
-    warehouse: &Warehouse,
-    date: NaiveDate,
-) -> anyhow::Result<u64> {
-    let statement =
-        format!("COPY {stage} (user_id, graph_type, config, as_of) FROM STDIN (FORMAT csv)");
-    let mut copy = conn.copy_in_raw(&statement).await?;
-    let mut rows = 0;
-    for part in date_buckets(date) {
-        let encoded = match warehouse.read(Table::PortfolioCharts, part).await {
-            Ok(read) => graphs_csv(&read.unwrap_or_default(), date),
-            Err(e) => Err(e.into()),
-        };
-        let (buffer, count) = match encoded {
-            Ok(encoded) => encoded,
-            Err(e) => {
-                let _ = copy.abort(e.to_string()).await;
-                return Err(e);
-            }
-        };
-        if let Err(e) = copy.send(buffer.into_bytes()).await {
-            let _ = copy.abort(e.to_string()).await;
-            return Err(e.into());
-        }
-        rows += count;
-    }
-    copy.finish().await?;
-    Ok(rows)
-}
-
-/// One chart's series, column-oriented as chart libraries take them: the keys (slice labels
-/// or point dates, already JSON) and the money columns (exact decimal strings).
-#[derive(Default)]
-struct Series {
-    keys: String,
-    invested: String,
-    value: String,
-}
-
-impl Series {
-    /// `key` is JSON already (a string or `null`); money goes in as a decimal string.
-    fn push(&mut self, key: &str, invested: &str, value: &str) {
-        let separator = if self.keys.is_empty() { "" } else { "," };
-        let _ = write!(self.keys, "{separator}{key}");
-        let _ = write!(self.invested, "{separator}\"{invested}\"");
-        let _ = write!(self.value, "{separator}\"{value}\"");
-    }
-
-    /// `"<key>":[…],"invested":[…]` and, with `value`, `,"value":[…]`.
-    fn json(&self, key: &str, value: bool) -> String {
-        let mut out = format!(r#""{key}":[{}],"invested":[{}]"#, self.keys, self.invested);
-        if value {
-            let _ = write!(out, r#","value":[{}]"#, self.value);
-        }
-        out
-    }
-}
-
-/// One user's charts as they accumulate.
-#[derive(Default)]
-struct UserGraphs {
-    pie_scheme: Series,
-    pie_category: Series,
-    pie_fund_house: Series,
-    line: Series,
-    bar: Series,
-}
-
-impl UserGraphs {
-    /// Appends the user's CSV rows; returns how many.
-    fn write_csv(&mut self, out: &mut String, user_id: i64, date: NaiveDate) -> u64 {
-        let documents = [
-            (
-                GraphType::Pie,
-                format!(
-                    r#"{{"as_of":"{date}","by_scheme":{{{}}},"by_category":{{{}}},"by_fund_house":{{{}}}}}"#,
-                    self.pie_scheme.json("label", true),
-                    self.pie_category.json("label", true),
-                    self.pie_fund_house.json("label", true)
-                ),
-            ),
-            (
-                GraphType::Line,
-                format!(r#"{{"as_of":"{date}",{}}}"#, self.line.json("period", true)),
-            ),
-            (
-                GraphType::Bar,
-                format!(r#"{{"as_of":"{date}",{}}}"#, self.bar.json("period", false)),
-            ),
-        ];
-        for (graph_type, config) in &documents {
-            let _ = writeln!(
-                out,
-                "{user_id},{},\"{}\",{date}",
-                graph_type.as_str(),
-                config.replace('"', "\"\"")
-            );
-        }
-        *self = UserGraphs::default();
-        documents.len() as u64
-    }
-}
-
-/// Rows are in `(user_id, chart, seq)` order, so each user's charts are contiguous.
-fn graphs_csv(batches: &[RecordBatch], date: NaiveDate) -> anyhow::Result<(String, u64)> {
-    let mut out = String::new();
-    let mut rows = 0;
-    let mut current: Option<i64> = None;
-    let mut graphs = UserGraphs::default();
-    for batch in batches {
-        let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
-        let charts: &StringArray = batch.column(1).as_string::<i32>();
-        let labels: &StringArray = batch.column(3).as_string::<i32>();
-        let periods: &Date32Array = batch.column(4).as_primitive::<Date32Type>();
-        let invested: &Decimal128Array = batch.column(5).as_primitive();
-        let values: &Decimal128Array = batch.column(6).as_primitive();
-        for i in 0..batch.num_rows() {
-            let user_id = user_ids.value(i);
-            if current != Some(user_id) {
-                if let Some(previous) = current {
-                    rows += graphs.write_csv(&mut out, previous, date);
-                }
-                current = Some(user_id);
-            }
-            let label = if labels.is_null(i) {
-                String::from("null")
-            } else {
-                serde_json::to_string(labels.value(i))?
-            };
-            let period = match periods.is_null(i) {
-                true => None,
-                false => periods.value_as_date(i),
-            }
-            .map_or_else(|| String::from("null"), |d| format!("\"{d}\""));
-            let invested = invested.value_as_string(i);
-            let value = values.value_as_string(i);
-            let kind = charts.value(i);
-            match ChartKind::parse(kind) {
-                Some(ChartKind::PieScheme) => graphs.pie_scheme.push(&label, &invested, &value),
-                Some(ChartKind::PieCategory) => graphs.pie_category.push(&label, &invested, &value),
-                Some(ChartKind::PieFundHouse) => {
-                    graphs.pie_fund_house.push(&label, &invested, &value)
-                }
-                Some(ChartKind::Line) => graphs.line.push(&period, &invested, &value),
-                // A bar is the amount invested in the month, which the row holds as `value`.
-                Some(ChartKind::Bar) => graphs.bar.push(&period, &value, ""),
-                None => anyhow::bail!("portfolio_charts: unknown chart kind {kind:?}"),
-            }
-        }
-    }
-    if let Some(user_id) = current {
-        rows += graphs.write_csv(&mut out, user_id, date);
-    }
-    Ok((out, rows))
 }
 
 /// `--mandates`: users and SIP mandates from the warehouse that PostgreSQL does not have yet,
@@ -867,91 +967,3 @@ pub async fn load_mandates(
     Ok((users, sips))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pipeline::money::Paise;
-    use pipeline::schema::portfolio_charts_to_batch;
-    use pipeline::valuation::{ChartKind, ChartPoint};
-
-    fn point(
-        user_id: i64,
-        chart: ChartKind,
-        seq: i32,
-        key: &str,
-        invested: i64,
-        value: i64,
-    ) -> ChartPoint {
-        let period = NaiveDate::parse_from_str(key, "%Y-%m-%d").ok();
-        ChartPoint {
-            user_id,
-            chart,
-            seq,
-            label: period.is_none().then(|| Arc::from(key)),
-            period,
-            invested: Paise(invested),
-            value: Paise(value),
-        }
-    }
-
-    #[test]
-    fn chart_rows_become_one_json_document_per_user_and_graph_type() {
-        let date = NaiveDate::from_ymd_opt(2025, 6, 27).unwrap();
-        let rows = [
-            point(
-                7,
-                ChartKind::PieScheme,
-                0,
-                "Fund \"A\" - Growth",
-                150_000,
-                160_050,
-            ),
-            point(7, ChartKind::PieScheme, 1, "Fund B", 50_000, 49_999),
-            point(7, ChartKind::PieCategory, 0, "Equity", 200_000, 210_049),
-            point(7, ChartKind::PieFundHouse, 0, "House", 200_000, 210_049),
-            point(7, ChartKind::Line, 0, "2025-05-31", 100_000, 101_000),
-            point(7, ChartKind::Line, 1, "2025-06-27", 200_000, 210_049),
-            point(7, ChartKind::Bar, 0, "2025-05-01", 0, 100_000),
-            point(7, ChartKind::Bar, 1, "2025-06-01", 0, 100_000),
-            point(8, ChartKind::Line, 0, "2025-06-27", 10_000, 9_000),
-        ];
-        let batch = portfolio_charts_to_batch(&rows).unwrap();
-        let (csv, count) = graphs_csv(&[batch], date).unwrap();
-        assert_eq!(count, 6);
-        let mut reader = csv.lines().map(|line| {
-            let (user, rest) = line.split_once(',').unwrap();
-            let (graph_type, rest) = rest.split_once(',').unwrap();
-            let (quoted, as_of) = rest.rsplit_once(',').unwrap();
-            assert_eq!(as_of, "2025-06-27");
-            let json = quoted[1..quoted.len() - 1].replace("\"\"", "\"");
-            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-            (user.to_string(), graph_type.to_string(), value)
-        });
-        let (user, graph_type, pie) = reader.next().unwrap();
-        assert_eq!((user.as_str(), graph_type.as_str()), ("7", "pie"));
-        assert_eq!(
-            pie,
-            serde_json::json!({
-                "as_of": "2025-06-27",
-                "by_scheme": {"label": ["Fund \"A\" - Growth", "Fund B"], "invested": ["1500.00", "500.00"], "value": ["1600.50", "499.99"]},
-                "by_category": {"label": ["Equity"], "invested": ["2000.00"], "value": ["2100.49"]},
-                "by_fund_house": {"label": ["House"], "invested": ["2000.00"], "value": ["2100.49"]}
-            })
-        );
-        let (_, _, line) = reader.next().unwrap();
-        assert_eq!(
-            line,
-            serde_json::json!({"as_of": "2025-06-27", "period": ["2025-05-31", "2025-06-27"],
-                "invested": ["1000.00", "2000.00"], "value": ["1010.00", "2100.49"]})
-        );
-        let (_, _, bar) = reader.next().unwrap();
-        assert_eq!(
-            bar,
-            serde_json::json!({"as_of": "2025-06-27", "period": ["2025-05-01", "2025-06-01"],
-                "invested": ["1000.00", "1000.00"]})
-        );
-        let (user, graph_type, line) = reader.nth(1).unwrap();
-        assert_eq!((user.as_str(), graph_type.as_str()), ("8", "line"));
-        assert_eq!(line["value"], serde_json::json!(["90.00"]));
-    }
-}

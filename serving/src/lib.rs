@@ -39,7 +39,7 @@ pub fn is_mailbox(address: &str) -> bool {
 }
 
 /// A chart the API serves at `/v1/users/{id}/charts/{graph_type}`: the `graph_type` of
-/// `portfolio_graphs`, the OpenAPI enum and the path segment.
+/// `visibility_graphs` (the user's chart choices), the OpenAPI enum and the path segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GraphType {
     /// Allocation by scheme, category and fund house.
@@ -72,6 +72,97 @@ impl GraphType {
             Some((last, [])) => (*last).to_string(),
             Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
             None => String::new(),
+        }
+    }
+}
+
+/// The latest published snapshot of user `$1`: what every chart statement starts from.
+macro_rules! latest_snapshot {
+    () => {
+        "WITH p AS (SELECT as_of, user_id, invested, current_value, schemes \
+           FROM portfolio_latest WHERE user_id = $1), \
+         points AS ( \
+           SELECT m.month_end AS period, m.invested, m.value \
+           FROM p JOIN portfolio_month_ends m ON m.user_id = p.user_id AND m.month_end < p.as_of \
+           UNION ALL SELECT as_of, invested, current_value FROM p) "
+    };
+}
+
+/// A user who never invested has no charts: no holdings, nothing invested, no history.
+macro_rules! has_charts {
+    () => {
+        " WHERE p.schemes > 0 OR p.invested <> 0 OR (SELECT count(*) FROM points) > 1"
+    };
+}
+
+/// Allocation by scheme, category and fund house, from the latest date's lines: slices by
+/// value, largest first, ties by name (byte order); names the scheme master lacks are
+/// "Unknown".
+const PIE: &str = concat!(
+    latest_snapshot!(),
+    ", lines AS ( \
+       SELECT l.invested, l.current_value AS value, \
+              coalesce(s.scheme_name, 'Unknown') AS by_scheme, \
+              coalesce(s.category, 'Unknown') AS by_category, \
+              coalesce(s.fund_house, 'Unknown') AS by_fund_house \
+       FROM p JOIN portfolio_lines l ON l.as_of = p.as_of AND l.user_id = p.user_id \
+       LEFT JOIN schemes s USING (scheme_code)), \
+     slices AS ( \
+       SELECT 'by_scheme' AS grouping, by_scheme AS label, sum(invested) AS invested, sum(value) AS value \
+         FROM lines GROUP BY by_scheme \
+       UNION ALL SELECT 'by_category', by_category, sum(invested), sum(value) FROM lines GROUP BY by_category \
+       UNION ALL SELECT 'by_fund_house', by_fund_house, sum(invested), sum(value) FROM lines GROUP BY by_fund_house), \
+     series AS ( \
+       SELECT grouping, jsonb_build_object( \
+         'label', jsonb_agg(label ORDER BY value DESC, label COLLATE \"C\"), \
+         'invested', jsonb_agg(invested::text ORDER BY value DESC, label COLLATE \"C\"), \
+         'value', jsonb_agg(value::text ORDER BY value DESC, label COLLATE \"C\")) AS series \
+       FROM slices GROUP BY grouping) \
+     SELECT (jsonb_build_object('as_of', p.as_of, \
+         'by_scheme', '{\"label\": [], \"value\": [], \"invested\": []}'::jsonb, \
+         'by_category', '{\"label\": [], \"value\": [], \"invested\": []}'::jsonb, \
+         'by_fund_house', '{\"label\": [], \"value\": [], \"invested\": []}'::jsonb) \
+       || coalesce((SELECT jsonb_object_agg(grouping, series) FROM series), '{}'))::text \
+     FROM p",
+    has_charts!()
+);
+
+/// Invested and value at each month end since the first purchase, then today's.
+const LINE: &str = concat!(
+    latest_snapshot!(),
+    "SELECT jsonb_build_object('as_of', p.as_of, \
+         'period', (SELECT jsonb_agg(period ORDER BY period) FROM points), \
+         'invested', (SELECT jsonb_agg(invested::text ORDER BY period) FROM points), \
+         'value', (SELECT jsonb_agg(value::text ORDER BY period) FROM points))::text \
+     FROM p",
+    has_charts!()
+);
+
+/// Invested per calendar month (months with none left out): the month-end `invested` is
+/// cumulative, so a month's amount is its end's less the previous end's, and the running
+/// month's is today's less the last month end's.
+const BAR: &str = concat!(
+    latest_snapshot!(),
+    ", months AS ( \
+       SELECT date_trunc('month', period)::date AS month, \
+              invested - coalesce(lag(invested) OVER (ORDER BY period), 0) AS amount \
+       FROM points) \
+     SELECT jsonb_build_object('as_of', p.as_of, \
+         'period', coalesce((SELECT jsonb_agg(month ORDER BY month) FROM months WHERE amount <> 0), '[]'), \
+         'invested', coalesce((SELECT jsonb_agg(amount::text ORDER BY month) FROM months WHERE amount <> 0), '[]'))::text \
+     FROM p",
+    has_charts!()
+);
+
+impl GraphType {
+    /// The statement that composes this chart for user `$1` from the latest published date:
+    /// one row of JSON text, or none when the user has no charts. Readers and the publish
+    /// test share it, so what the test checks is what the API serves.
+    pub const fn statement(self) -> &'static str {
+        match self {
+            GraphType::Pie => PIE,
+            GraphType::Line => LINE,
+            GraphType::Bar => BAR,
         }
     }
 }

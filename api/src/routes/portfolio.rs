@@ -1,5 +1,6 @@
-//! A user's portfolio (summary and lines of the latest published date) and chart documents,
-//! both cached until the next publish.
+//! A user's portfolio (summary and lines of the latest published date) and charts, composed
+//! from the served lines, month ends and snapshot (`serving::GraphType::statement`), both
+//! cached until the next publish.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -36,9 +37,6 @@ const PORTFOLIO: &str =
               FROM portfolio_lines l LEFT JOIN schemes s USING (scheme_code) \
               WHERE l.as_of = p.as_of AND l.user_id = p.user_id), '[]')::text AS lines \
      FROM portfolio_latest p WHERE p.user_id = $1";
-
-const CHART: &str =
-    "SELECT config::text FROM visibility_graphs_latest WHERE user_id = $1 AND graph_type = $2";
 
 /// The latest published portfolio: money as exact decimal strings, XIRR a fraction (`null`
 /// when it cannot be computed), lines by value, largest first.
@@ -114,14 +112,12 @@ async fn chart(
             GraphType::listed()
         )));
     };
-    let graph_type = graph_type.as_str();
     let user_id = authed.reach(user, false)?;
     let load = async {
         let config: Option<String> = timed(
             &state,
-            sqlx::query_scalar(CHART)
+            sqlx::query_scalar(graph_type.statement())
                 .bind(user_id)
-                .bind(graph_type)
                 .fetch_optional(&state.pool),
         )
         .await?;
@@ -130,7 +126,7 @@ async fn chart(
     let body = state
         .caches
         .graph
-        .get_or_load((user_id, graph_type), load)
+        .get_or_load((user_id, graph_type.as_str()), load)
         .await?;
     Ok(json_body(body.ok_or_else(|| {
         Problem::not_found("no chart published for this user")

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod api;
+mod charts;
 mod debits;
 mod graphql;
 mod journey;

@@ -90,8 +90,8 @@ async fn published_state(pool: &PgPool, date: &str) -> String {
               FROM portfolio_snapshots WHERE as_of = DATE '{date}'),
            (SELECT string_agg(concat_ws(',', user_id, scheme_code, units, invested, nav, nav_date, current_value, weight_pct), ';' ORDER BY user_id, scheme_code)
               FROM portfolio_lines WHERE as_of = DATE '{date}'),
-           (SELECT string_agg(concat_ws(',', user_id, graph_type, config::text), ';' ORDER BY user_id, graph_type)
-              FROM visibility_graphs WHERE as_of = DATE '{date}'),
+           (SELECT string_agg(concat_ws(',', month_end, user_id, invested, value), ';' ORDER BY user_id, month_end)
+              FROM portfolio_month_ends),
            (SELECT string_agg(concat_ws(',', sip_id, due_date, status, amount, stamp_duty, nav, units), ';' ORDER BY sip_id, due_date)
               FROM investments WHERE exec_date = DATE '{date}'),
            (SELECT string_agg(concat_ws(',', event_key, kind, payload::text), ';' ORDER BY event_key) FROM notifications),
@@ -104,10 +104,9 @@ async fn published_state(pool: &PgPool, date: &str) -> String {
 }
 
 /// What a reader sees in one statement: the latest date and whether its tables agree.
-const READER: &str = "SELECT p.as_of::text AS as_of, p.snapshots, p.lines, p.graphs,
+const READER: &str = "SELECT p.as_of::text AS as_of, p.snapshots, p.lines,
        (SELECT count(*) FROM portfolio_latest) AS snapshots_seen,
        (SELECT count(*) FROM portfolio_lines_latest) AS lines_seen,
-       (SELECT count(*) FROM visibility_graphs_latest) AS graphs_seen,
        (SELECT coalesce(sum(current_value), 0)::text FROM portfolio_latest) AS value_from_snapshots,
        (SELECT coalesce(sum(current_value), 0)::text FROM portfolio_lines_latest) AS value_from_lines
   FROM publications p ORDER BY p.as_of DESC LIMIT 1";
@@ -130,11 +129,6 @@ async fn read_consistent(pool: &PgPool) -> Seen {
         row.get::<i64, _>("lines"),
         row.get::<i64, _>("lines_seen"),
         "lines of {as_of}"
-    );
-    assert_eq!(
-        row.get::<i64, _>("graphs"),
-        row.get::<i64, _>("graphs_seen"),
-        "graphs of {as_of}"
     );
     let value: String = row.get("value_from_snapshots");
     assert_eq!(
@@ -206,6 +200,7 @@ async fn migrate_from_empty_and_again() {
         "portfolio_latest",
         "portfolio_lines",
         "visibility_graphs",
+        "portfolio_month_ends",
         "notifications",
         "nav_alerts",
         "job_runs",
@@ -361,7 +356,7 @@ async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
     assert_eq!(*date, format!(r#"{{"as_of":"{SECOND}"}}"#));
     assert!(navs.iter().all(|n| n.contains("navs_to")), "{notices:?}");
 
-    // A publish that fails half-way (one bucket of the charts is corrupt, found after the
+    // A publish that fails half-way (one bucket of the lines is corrupt, found after the
     // snapshots were already copied) leaves the served date as it was.
     let served = published_state(&pool, SECOND).await;
     let third = "2025-03-05";
@@ -376,7 +371,7 @@ async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
         .unwrap();
     }
     let corrupt = warehouse.join(format!(
-        "portfolio_charts/as_of={third}/bucket=63/part-00000.parquet"
+        "portfolio_lines/as_of={third}/bucket=63/part-00000.parquet"
     ));
     let good = std::fs::read(&corrupt).unwrap();
     std::fs::write(&corrupt, b"not parquet").unwrap();
@@ -393,12 +388,12 @@ async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
     .unwrap();
     assert_eq!(third_rows, 0, "nothing of the failed date is visible");
 
-    // Repaired, it publishes; only the two latest dates keep lines and charts.
+    // Repaired, it publishes; only the two latest dates keep lines.
     std::fs::write(&corrupt, good).unwrap();
     let repaired = publish(&pg.url, &warehouse, third, &[]).await;
     repaired.assert_ok();
     assert!(
-        repaired.stdout.contains("dropped_partitions=2"),
+        repaired.stdout.contains("dropped_partitions=1"),
         "{}",
         repaired.stdout
     );
