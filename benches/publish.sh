@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Benchmark: `sipline publish` of one valued date into PostgreSQL, with time, peak memory and
-# the tables' sizes afterwards. Needs a warehouse valued (daily) on DATE, e.g. the one
-# benches/sip_execute.sh + benches/portfolio_value.sh keep, and a PostgreSQL to publish to:
+# Benchmark: `sipline publish` into PostgreSQL, against the floor of a raw binary COPY of the
+# same rows into unindexed tables, measured in the same run. Needs a warehouse valued (daily)
+# on PREV_DATE and DATE, e.g. the one benches/sip_execute.sh keeps with KEEP=1 plus
+# `portfolio value` of both dates, and an empty database:
 #   WORK=DIR DATABASE_URL=postgres://… benches/publish.sh
-# The database should be empty (its first publish also loads users and SIPs with --mandates,
-# measured separately). Prints one line per measurement.
+# Measures, one line each:
+#   1. the store's first publish (PREV_DATE with --mandates: users, SIPs, the whole month-end
+#      history of the line and bar charts);
+#   2. the daily publish of DATE (the nightly figure: snapshots, lines, investments, events);
+#   3. a re-publish of DATE (replaces it);
+#   4. the floor: the rows the daily publish wrote, exported with psql's \copy in binary, and
+#      copied back into unindexed tables on two streams (lines; snapshots, investments and
+#      events), as the publish loads them;
+# then the ratio daily / floor and the storage per published date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${WORK:?set WORK to the folder that holds the warehouse (WORK/wh)}"
 : "${DATABASE_URL:?set DATABASE_URL to an empty database}"
 date=${DATE:-2025-06-27}
+prev=${PREV_DATE:-2025-06-26}
 wh="$WORK/wh"
 cargo build --profile "${PROFILE:-release}" -q -p jobs
-bin="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}/sipline"
+bin=${SIPLINE_BIN:-"${CARGO_TARGET_DIR:-target}/${PROFILE:-release}/sipline"}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+psql=(psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL")
 
 measure() {
   local label=$1; shift
   python3 - "$label" "$@" <<'PY'
-import resource, subprocess, sys, time
+import re, resource, subprocess, sys, time
 label, cmd = sys.argv[1], sys.argv[2:]
 start = time.perf_counter()
 done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -25,28 +37,65 @@ wall = time.perf_counter() - start
 peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 if done.returncode != 0:
     sys.exit(f"{label}: exit {done.returncode}\n{done.stderr[-2000:]}")
-print(f"{label:<44} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
-for line in done.stdout.strip().splitlines()[-2:]:
+print(f"{label:<58} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
+for line in done.stdout.strip().splitlines()[-1:]:
     print("    " + line[:300])
 for line in done.stderr.splitlines():
-    if '"loaded"' in line or " loaded " in line:
-        print("    " + line[-120:])
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    if " loaded " in line or "locked for the switch" in line:
+        print("    " + line[line.find("part=") if "part=" in line else -60:][:100])
+print(f"##{label.split(':')[0]}={wall:.3f}")
 PY
 }
 
+{
 measure "db migrate" "$bin" db migrate
-measure "first publish of $date, empty store, --mandates (users and SIPs too)" "$bin" publish --date "$date" --warehouse "$wh" --mandates
-measure "re-publish of $date (replaces a published date)" "$bin" publish --date "$date" --warehouse "$wh"
-# A clean first publish of a date alone: NEXT_DATE, valued in the same warehouse and never
-# published here (run `portfolio value --date NEXT_DATE` first), without --mandates.
-if [ -n "${NEXT_DATE:-}" ]; then
-  measure "first publish of $NEXT_DATE (date only, never published)" "$bin" publish --date "$NEXT_DATE" --warehouse "$wh"
-fi
-psql "$DATABASE_URL" -X -q -c "
+measure "first: store's first publish of $prev, --mandates, history" "$bin" publish --date "$prev" --warehouse "$wh" --mandates
+"${psql[@]}" -c "CHECKPOINT" -c "VACUUM ANALYZE"
+measure "daily: publish of $date" "$bin" publish --date "$date" --warehouse "$wh"
+"${psql[@]}" -c "CHECKPOINT"
+measure "again: re-publish of $date (replaces it)" "$bin" publish --date "$date" --warehouse "$wh"
+
+# The floor: the same rows, already encoded, into tables without an index or a constraint.
+"${psql[@]}" <<SQL
+\copy (SELECT * FROM portfolio_lines WHERE as_of = DATE '$date') TO '$out/lines.bin' (FORMAT binary)
+\copy (SELECT * FROM portfolio_snapshots WHERE as_of = DATE '$date') TO '$out/snapshots.bin' (FORMAT binary)
+\copy (SELECT * FROM investments WHERE exec_date = DATE '$date') TO '$out/investments.bin' (FORMAT binary)
+\copy (SELECT * FROM notifications WHERE payload->>'run_date' = '$date') TO '$out/events.bin' (FORMAT binary)
+DROP TABLE IF EXISTS raw_lines, raw_snapshots, raw_investments, raw_events;
+CREATE TABLE raw_lines (LIKE portfolio_lines);
+CREATE TABLE raw_snapshots (LIKE portfolio_snapshots);
+CREATE TABLE raw_investments (LIKE investments);
+CREATE TABLE raw_events (LIKE notifications);
+CHECKPOINT;
+SQL
+cat >"$out/floor.sh" <<SH
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "\\copy raw_lines FROM '$out/lines.bin' (FORMAT binary)" &
+psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "\\copy raw_snapshots FROM '$out/snapshots.bin' (FORMAT binary)" \\
+  -c "\\copy raw_investments FROM '$out/investments.bin' (FORMAT binary)" \\
+  -c "\\copy raw_events FROM '$out/events.bin' (FORMAT binary)"
+wait
+SH
+measure "floor: raw binary COPY of the same rows, unindexed, 2 streams" bash "$out/floor.sh"
+"${psql[@]}" -c "DROP TABLE raw_lines, raw_snapshots, raw_investments, raw_events"
+} | tee "$out/log"
+python3 - "$out/log" <<'PY'
+import sys
+t = dict(l[2:].strip().rsplit("=", 1) for l in open(sys.argv[1]) if l.startswith("##"))
+t = {k: float(v) for k, v in t.items()}
+print(f"daily publish / raw COPY floor: {t['daily'] / t['floor']:.2f}x  ({t['daily']:.1f} s / {t['floor']:.1f} s)")
+PY
+echo "storage of one published date ($date) and of the month-end history (all dates):"
+"${psql[@]}" -c "
   SELECT c.relname AS table, pg_size_pretty(sum(pg_table_size(p.oid))) AS data,
-         pg_size_pretty(sum(pg_indexes_size(p.oid))) AS indexes
+         pg_size_pretty(sum(pg_indexes_size(p.oid))) AS indexes,
+         pg_size_pretty(sum(pg_total_relation_size(p.oid))) AS total
   FROM pg_class c
   JOIN LATERAL (SELECT c.oid UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = c.oid) p(oid) ON true
-  WHERE c.relname IN ('users', 'sips', 'navs', 'investments', 'portfolio_snapshots', 'portfolio_lines',
-                      'portfolio_month_ends', 'notifications')
-  GROUP BY c.relname ORDER BY sum(pg_total_relation_size(p.oid)) DESC"
+  WHERE c.relname IN ('portfolio_lines_d$(echo "$date" | tr -d -)', 'portfolio_month_ends', 'visibility_graphs')
+  GROUP BY c.relname
+  UNION ALL
+  SELECT 'portfolio_snapshots (one date: its share of the month)', NULL, NULL,
+         pg_size_pretty((SELECT pg_total_relation_size('portfolio_snapshots_y' || to_char(DATE '$date', 'YYYY') || 'm' || to_char(DATE '$date', 'MM')))
+           * (SELECT count(*) FROM portfolio_snapshots WHERE as_of = DATE '$date')
+           / greatest((SELECT count(*) FROM portfolio_snapshots WHERE date_trunc('month', as_of) = date_trunc('month', DATE '$date')), 1))"

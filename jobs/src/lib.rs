@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod copy_binary;
 pub mod debits_ingest;
 pub mod demo;
 pub mod exit;

@@ -90,11 +90,32 @@ where
     Ok(rows)
 }
 
+/// Sends Arrow batches to a running `COPY … FROM STDIN (FORMAT binary)` whose header
+/// (`copy_binary::header`) is sent and whose trailer is not yet: one message per batch.
+pub async fn send_batches_binary<C>(
+    copy: &mut sqlx::postgres::PgCopyIn<C>,
+    batches: &[RecordBatch],
+) -> Result<u64, CopyError>
+where
+    C: std::ops::DerefMut<Target = PgConnection>,
+{
+    let mut rows = 0;
+    for batch in batches {
+        let mut buffer = Vec::new();
+        crate::copy_binary::encode_batch(batch, &mut buffer)?;
+        copy.send(buffer).await?;
+        rows += batch.num_rows() as u64;
+    }
+    Ok(rows)
+}
+
 /// Why rows could not be copied into PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error("encoding rows as CSV: {0}")]
     Encode(#[from] datafusion::arrow::error::ArrowError),
+    #[error("encoding rows for a binary COPY: {0}")]
+    Binary(#[from] crate::copy_binary::BinaryCopyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

@@ -27,6 +27,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use futures::{StreamExt, TryStreamExt};
+use pipeline::bucket::bucket_of;
 use pipeline::schema::{navs_from_batch, schemes_from_batch, sips_from_batch};
 use pipeline::sip::SipEventKind;
 use pipeline::valuation::ChartKind;
@@ -34,11 +35,11 @@ use serving::PUBLISH_CHANNEL;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::sync::Arc;
 use warehouse::BUCKETS;
-use pipeline::bucket::bucket_of;
 use warehouse::{Part, Table, Warehouse};
 
+use crate::copy_binary;
 use crate::exit::JobFailure;
-use crate::postgres::{self, send_batches};
+use crate::postgres::{self, send_batches, send_batches_binary};
 
 // The publish channel (`serving::PUBLISH_CHANNEL`) is notified on commit; the payload is
 // `{"as_of": "YYYY-MM-DD"}`.
@@ -51,15 +52,15 @@ const ENSURE_MONTH: &str = "SELECT sipline_ensure_month_partitions($1::regclass,
 const DELETE_SNAPSHOTS: &str = "DELETE FROM portfolio_snapshots WHERE as_of = $1";
 const COPY_SNAPSHOTS: &str =
     "COPY portfolio_snapshots (user_id, invested, current_value, gain, abs_return_pct, xirr, \
-     schemes, nav_date, as_of) FROM STDIN (FORMAT csv)";
+     schemes, nav_date, as_of) FROM STDIN (FORMAT binary)";
 const DELETE_INVESTMENTS: &str = "DELETE FROM investments WHERE exec_date = $1";
 const COPY_INVESTMENTS: &str =
     "COPY investments (sip_id, user_id, scheme_code, due_date, status, amount, stamp_duty, \
-     nav_date, nav, units, exec_date) FROM STDIN (FORMAT csv)";
+     nav_date, nav, units, exec_date) FROM STDIN (FORMAT binary)";
 const STAGE_EVENTS: &str = "CREATE TEMP TABLE sip_events_stage (event_id text, sip_id bigint, user_id bigint, \
      scheme_code bigint, due_date date, kind text, amount numeric(18,2), nav_date date, nav numeric(18,8), \
      units numeric(18,4)) ON COMMIT DROP";
-const COPY_EVENTS: &str = "COPY sip_events_stage FROM STDIN (FORMAT csv)";
+const COPY_EVENTS: &str = "COPY sip_events_stage FROM STDIN (FORMAT binary)";
 // One notification per fact: the batch's event id is stable across re-runs.
 const EVENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
      SELECT event_id, user_id, 'sip_' || kind, jsonb_strip_nulls(jsonb_build_object( \
@@ -89,7 +90,8 @@ const MONTH_ENDS_THROUGH: &str = "SELECT max(month_ends_through) FROM publicatio
 /// A reversal rewrites the history of the users it touches (their month ends up to `$2`).
 const DELETE_USER_MONTH_ENDS: &str =
     "DELETE FROM portfolio_month_ends WHERE user_id = ANY($1) AND month_end <= $2";
-const INSERT_USER_MONTH_ENDS: &str = "INSERT INTO portfolio_month_ends (month_end, user_id, invested, value) \
+const INSERT_USER_MONTH_ENDS: &str =
+    "INSERT INTO portfolio_month_ends (month_end, user_id, invested, value) \
      SELECT * FROM unnest($1::date[], $2::bigint[], $3::numeric[], $4::numeric[])";
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 /// A long analytical query on the served tables fails the publish (to be retried) rather than
@@ -100,6 +102,9 @@ const LOCK_SERVED_TABLES: &str =
 /// The dates whose lines stay attached: the latest two publications, so a reader
 /// that looked up the latest date just before a publish still finds its rows.
 const KEPT_DATES: &str = "SELECT as_of FROM publications ORDER BY as_of DESC LIMIT 2";
+/// Index builds after a load sort every row: with PostgreSQL's default 64 MB a date's lines
+/// (13M rows at 10M users) spill to disk.
+const INDEX_BUILD_MEMORY: &str = "SET maintenance_work_mem = '512MB'";
 const LIST_PARTITIONS: &str =
     "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
      WHERE i.inhparent = $1::regclass";
@@ -255,7 +260,11 @@ async fn publish_locked(
             started,
             load_in_transaction(warehouse, &mut tx, date)
         ),
-        timed("portfolio_lines", started, stage_lines(warehouse, pool, date)),
+        timed(
+            "portfolio_lines",
+            started,
+            stage_lines(warehouse, pool, date)
+        ),
         timed(
             "portfolio_month_ends",
             started,
@@ -403,7 +412,8 @@ fn with_date(batch: &RecordBatch, name: &str, date: NaiveDate) -> anyhow::Result
     )?)
 }
 
-/// Copies one bucket at a time, so memory holds one bucket's rows whatever the universe size.
+/// Copies one bucket at a time, so memory holds one bucket's rows whatever the universe size,
+/// in the binary COPY format (`statement` says `FORMAT binary`).
 async fn copy_table(
     conn: &mut PgConnection,
     statement: &str,
@@ -413,6 +423,10 @@ async fn copy_table(
     date_column: Option<&str>,
 ) -> anyhow::Result<u64> {
     let mut copy = conn.copy_in_raw(statement).await?;
+    if let Err(e) = copy.send(copy_binary::header()).await {
+        let _ = copy.abort(e.to_string()).await;
+        return Err(e.into());
+    }
     let mut rows = 0;
     for part in date_buckets(date) {
         let read = match warehouse.read(table, part).await {
@@ -429,13 +443,17 @@ async fn copy_table(
                 .collect::<anyhow::Result<Vec<_>>>()?,
             None => read,
         };
-        match send_batches(&mut copy, &batches).await {
+        match send_batches_binary(&mut copy, &batches).await {
             Ok(sent) => rows += sent,
             Err(e) => {
                 let _ = copy.abort(e.to_string()).await;
                 return Err(e.into());
             }
         }
+    }
+    if let Err(e) = copy.send(copy_binary::trailer().as_slice()).await {
+        let _ = copy.abort(e.to_string()).await;
+        return Err(e.into());
     }
     copy.finish().await?;
     Ok(rows)
@@ -496,11 +514,7 @@ async fn load_in_transaction(
 
 /// Builds the date's lines partition as a stand-alone table: load, then the key index
 /// (cheaper after the load than during it), with a CHECK that lets the attach skip its scan.
-async fn stage_lines(
-    warehouse: &Warehouse,
-    pool: &PgPool,
-    date: NaiveDate,
-) -> anyhow::Result<u64> {
+async fn stage_lines(warehouse: &Warehouse, pool: &PgPool, date: NaiveDate) -> anyhow::Result<u64> {
     let mut conn = pool.acquire().await?;
     let stage = lines_stage(date);
     // A stage left by a failed run is never attached: start again.
@@ -517,7 +531,7 @@ async fn stage_lines(
         &mut conn,
         &format!(
             "COPY {stage} (user_id, scheme_code, units, invested, nav_date, nav, current_value, \
-             weight_pct, xirr, day_change, as_of) FROM STDIN (FORMAT csv)"
+             weight_pct, xirr, day_change, as_of) FROM STDIN (FORMAT binary)"
         ),
         warehouse,
         Table::PortfolioLines,
@@ -526,6 +540,7 @@ async fn stage_lines(
     )
     .await
     .context("loading portfolio_lines")?;
+    sqlx::query(INDEX_BUILD_MEMORY).execute(&mut *conn).await?;
     sqlx::query(execute_sql(format!(
         "ALTER TABLE {stage} ADD PRIMARY KEY (as_of, user_id, scheme_code)"
     )))
@@ -629,9 +644,11 @@ async fn stage_month_ends(
         return Ok(out);
     };
     let after = loaded;
-    sqlx::query(execute_sql(format!("DROP TABLE IF EXISTS {MONTH_ENDS_STAGE}")))
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(execute_sql(format!(
+        "DROP TABLE IF EXISTS {MONTH_ENDS_STAGE}"
+    )))
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(execute_sql(format!(
         "CREATE TABLE {MONTH_ENDS_STAGE} (LIKE portfolio_month_ends INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     )))
@@ -676,6 +693,7 @@ async fn stage_month_ends(
         return Ok(out);
     }
     let listed = in_list(&ends);
+    sqlx::query(INDEX_BUILD_MEMORY).execute(&mut *conn).await?;
     for statement in [
         format!("ALTER TABLE {MONTH_ENDS_STAGE} ADD PRIMARY KEY (user_id, month_end)"),
         // Lets the attach skip its scan, under the switch's lock.
@@ -966,4 +984,3 @@ pub async fn load_mandates(
     tx.commit().await?;
     Ok((users, sips))
 }
-

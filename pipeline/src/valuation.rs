@@ -491,7 +491,10 @@ impl UserValuation<'_> {
             let month = p.nav_date.with_day(1).unwrap_or(p.nav_date);
             by_month.entry(month).or_default().0 += p.amount.0;
         }
-        for (seq, (month, amount)) in by_month.into_iter().enumerate() {
+        // A month whose instalments were all reversed put no money in: no bar, as a month
+        // without instalments (and as the serving store's bar, cumulative differences, shows).
+        let months = by_month.into_iter().filter(|(_, amount)| amount.0 != 0);
+        for (seq, (month, amount)) in months.enumerate() {
             out.push(ChartPoint {
                 user_id: self.user_id,
                 chart: ChartKind::Bar,

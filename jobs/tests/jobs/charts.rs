@@ -18,6 +18,7 @@ use serving::GraphType;
 use sqlx::PgPool;
 use warehouse::{Part, Table, Warehouse, BUCKETS};
 
+use crate::debits::{ingest, rows, write};
 use crate::publish::{publish, universe, FIRST};
 use crate::support::{sipline, Postgres};
 
@@ -70,11 +71,17 @@ impl UserGraphs {
             ),
             (
                 GraphType::Line,
-                parse(format!(r#"{{"as_of":"{date}",{}}}"#, self.line.json("period", true))),
+                parse(format!(
+                    r#"{{"as_of":"{date}",{}}}"#,
+                    self.line.json("period", true)
+                )),
             ),
             (
                 GraphType::Bar,
-                parse(format!(r#"{{"as_of":"{date}",{}}}"#, self.bar.json("period", false))),
+                parse(format!(
+                    r#"{{"as_of":"{date}",{}}}"#,
+                    self.bar.json("period", false)
+                )),
             ),
         ]
     }
@@ -233,4 +240,81 @@ async fn composed_charts_are_the_documents_the_publish_used_to_write() {
             "portfolio_month_ends_m20250228"
         ]
     );
+}
+
+/// A reversal lowers every month end since the allotment it takes back: the publish that
+/// carries it rewrites that user's history, and the charts stay the valuation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reversal_rewrites_the_history_of_its_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().join("wh");
+    let run_date = "2025-03-05";
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    {
+        let warehouse = warehouse.clone();
+        tokio::task::spawn_blocking(move || universe(&warehouse))
+            .await
+            .unwrap();
+    }
+    publish(&pg.url, &warehouse, FIRST, &["--mandates"])
+        .await
+        .assert_ok();
+    // An instalment allotted in February comes back from the bank in March.
+    let back = {
+        let (warehouse, dir) = (warehouse.clone(), dir.path().to_path_buf());
+        tokio::task::spawn_blocking(move || {
+            let allotted = rows(
+                &warehouse,
+                "SELECT sip_id, due_date, amount, user_id FROM investments \
+                 WHERE status = 'executed' AND nav_date BETWEEN DATE '2025-02-01' AND DATE '2025-02-28' \
+                 ORDER BY exec_date DESC, sip_id LIMIT 1",
+            );
+            let back = allotted[0].clone();
+            let report = write(
+                &dir,
+                "debits.csv",
+                &[format!("{},{},{},returned,04", back[0], back[1], back[2])],
+            );
+            ingest(&warehouse, &report, run_date).assert_ok();
+            let w = warehouse.to_str().unwrap();
+            let executed = sipline(&["sip", "execute", "--date", run_date, "--warehouse", w]);
+            assert!(
+                executed.assert_ok().stdout.contains("reversed=1"),
+                "{}",
+                executed.stdout
+            );
+            sipline(&["portfolio", "value", "--date", run_date, "--warehouse", w]).assert_ok();
+            back
+        })
+        .await
+        .unwrap()
+    };
+    let user_id: i64 = back[3].parse().unwrap();
+    let february_end = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, String>(
+            "SELECT invested::text FROM portfolio_month_ends \
+             WHERE user_id = $1 AND month_end = DATE '2025-02-28'",
+        )
+        .bind(user_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let before = february_end(pool.clone()).await;
+
+    let run = publish(&pg.url, &warehouse, run_date, &[]).await;
+    run.assert_ok();
+    assert!(!run.stdout.contains("month_ends=0 "), "{}", run.stdout);
+    let after = february_end(pool.clone()).await;
+    let amount = |text: &str| text.replace('.', "").parse::<i64>().unwrap();
+    assert_eq!(
+        amount(&before) - amount(&after),
+        amount(&back[2]),
+        "February's end no longer counts the returned {}",
+        back[2]
+    );
+    let date = NaiveDate::parse_from_str(run_date, "%Y-%m-%d").unwrap();
+    let old = warehouse_documents(&warehouse, date).await;
+    assert_same(&old, &served_documents(&pool).await, date);
 }

@@ -13,7 +13,7 @@ const LAST_RUN: &str = "2025-03-26";
 const RUN: &str = "2025-03-27";
 const NEXT: &str = "2025-03-28";
 
-fn ingest(warehouse: &Path, report: &Path, date: &str) -> Run {
+pub(crate) fn ingest(warehouse: &Path, report: &Path, date: &str) -> Run {
     sipline(&[
         "debits",
         "ingest",
@@ -37,7 +37,7 @@ fn execute(warehouse: &Path, date: &str) -> Run {
     ])
 }
 
-fn write(dir: &Path, name: &str, lines: &[String]) -> std::path::PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, lines: &[String]) -> std::path::PathBuf {
     let path = dir.join(name);
     let mut text = String::from("sip_id,due_date,amount,status,reason_code\n");
     for line in lines {
@@ -49,7 +49,7 @@ fn write(dir: &Path, name: &str, lines: &[String]) -> std::path::PathBuf {
 }
 
 /// Rows of a query's CSV output, header dropped.
-fn rows(warehouse: &Path, query: &str) -> Vec<Vec<String>> {
+pub(crate) fn rows(warehouse: &Path, query: &str) -> Vec<Vec<String>> {
     csv(warehouse, query)
         .lines()
         .skip(1)

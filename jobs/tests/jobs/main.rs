@@ -4,6 +4,7 @@
 mod abuse;
 mod api;
 mod charts;
+mod copy_binary;
 mod debits;
 mod graphql;
 mod journey;
