@@ -95,7 +95,8 @@ echo "storage of one published date ($date) and of the month-end history (all da
   WHERE c.relname IN ('portfolio_lines_d$(echo "$date" | tr -d -)', 'portfolio_month_ends', 'visibility_graphs')
   GROUP BY c.relname
   UNION ALL
-  SELECT 'portfolio_snapshots (one date: its share of the month)', NULL, NULL,
-         pg_size_pretty((SELECT pg_total_relation_size('portfolio_snapshots_y' || to_char(DATE '$date', 'YYYY') || 'm' || to_char(DATE '$date', 'MM')))
+  SELECT 'portfolio_snapshots (the date''s partition, or its share of an older month)', NULL, NULL,
+         pg_size_pretty(coalesce(pg_total_relation_size(to_regclass('portfolio_snapshots_d$(echo "$date" | tr -d -)')),
+           (SELECT pg_total_relation_size('portfolio_snapshots_y' || to_char(DATE '$date', 'YYYY') || 'm' || to_char(DATE '$date', 'MM')))
            * (SELECT count(*) FROM portfolio_snapshots WHERE as_of = DATE '$date')
-           / greatest((SELECT count(*) FROM portfolio_snapshots WHERE date_trunc('month', as_of) = date_trunc('month', DATE '$date')), 1))"
+           / greatest((SELECT count(*) FROM portfolio_snapshots WHERE date_trunc('month', as_of) = date_trunc('month', DATE '$date')), 1)))"

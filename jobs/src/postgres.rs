@@ -46,8 +46,9 @@ const COPY_CHUNK_ROWS: usize = 10_000;
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     PgPoolOptions::new()
-        // publish: one loading transaction plus two partitions staged beside it.
-        .max_connections(4)
+        // publish: one loading transaction plus three tables staged beside it (lines,
+        // snapshots, month ends).
+        .max_connections(5)
         .connect_with(options.application_name("sipline"))
         .await
 }

@@ -1,17 +1,18 @@
 //! `sipline publish --date D`: one valuation date's warehouse outputs into the PostgreSQL
 //! serving store, all at once or not at all.
 //!
-//! * `portfolio_snapshots`, `investments` and the outbox rows are `COPY`'d inside one
-//!   transaction (the transaction is their staging area: nobody sees its rows before it
-//!   commits, and 10 million rows are written once, not staged and then copied again).
-//! * `portfolio_lines` is built beside its table on another connection at the same time — a
-//!   stand-alone table per date, indexed after the load — and attached as the date's partition
-//!   by that same transaction just before it commits.
+//! * `investments` and the outbox rows are `COPY`'d inside one transaction (the transaction is
+//!   their staging area: nobody sees its rows before it commits).
+//! * `portfolio_lines` and `portfolio_snapshots` are built beside their tables on other
+//!   connections at the same time — a stand-alone table per date, loaded unindexed and indexed
+//!   after the load — and attached as the date's partitions by that same transaction just
+//!   before it commits (a month of snapshots made before migration 0017 takes rows instead,
+//!   copied in the transaction).
 //! * `portfolio_month_ends`, the line and bar charts' history, changes once a month: the first
-//!   publish after a month ends builds that month end's partition the same way (a third
-//!   connection); on other days it writes nothing there. The API composes every chart from
-//!   these narrow tables (`serving::GraphType::statement`), so no per-user chart document is
-//!   rewritten every day.
+//!   publish after a month ends builds that month end's partition the same way; on other days
+//!   it writes nothing there. The API composes every chart from these narrow tables
+//!   (`serving::GraphType::statement`), so no per-user chart document is rewritten every day.
+//! * Every load is a binary COPY (`copy_binary`).
 //! * The transaction ends by recording the date in `publications`, which the `*_latest` views
 //!   follow, and with a `NOTIFY sipline_publish` that PostgreSQL delivers only on commit.
 //!
@@ -48,6 +49,12 @@ use crate::postgres::{self, send_batches, send_batches_binary};
 const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
 const PUBLISH_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('sipline_publish'))";
 const ENSURE_MONTH: &str = "SELECT sipline_ensure_month_partitions($1::regclass, $2, $2)";
+/// The date's month of `portfolio_snapshots`, created partitioned by date if missing; its name,
+/// or NULL for a hypertable.
+const ENSURE_SNAPSHOT_MONTH: &str = "SELECT sipline_ensure_snapshot_month($1)";
+/// Whether a month takes per-date partitions (made by migration 0017 on) or rows (older).
+const IS_PARTITIONED: &str =
+    "SELECT coalesce((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass($1)), false)";
 
 const DELETE_SNAPSHOTS: &str = "DELETE FROM portfolio_snapshots WHERE as_of = $1";
 const COPY_SNAPSHOTS: &str =
@@ -70,12 +77,13 @@ const EVENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, k
      ON CONFLICT (event_key) DO NOTHING";
 // The batch cancels a SIP after three failed instalments; the system of record follows.
 // The monthly statement: one per user holding funds, on the month's last business day.
+/// `{snapshots}`: the table the date's snapshots are in now (their stage, before the switch).
 const STATEMENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
      SELECT 'statement:' || user_id || ':' || to_char($1::date, 'YYYY-MM'), user_id, 'statement_ready', \
        jsonb_build_object('month', to_char($1::date, 'YYYY-MM'), 'as_of', as_of, \
          'invested', invested::text, 'current_value', current_value::text, \
          'xirr', CASE WHEN xirr = 'NaN' THEN NULL ELSE xirr END) \
-     FROM portfolio_snapshots WHERE as_of = $1 AND schemes > 0 ORDER BY user_id \
+     FROM {snapshots} WHERE as_of = $1 AND schemes > 0 ORDER BY user_id \
      ON CONFLICT (event_key) DO NOTHING";
 const CANCEL_SIPS: &str = "UPDATE sips s SET status = 'cancelled', updated_at = now() \
      FROM sip_events_stage e WHERE e.kind = 'cancelled' AND s.sip_id = e.sip_id AND s.status <> 'cancelled'";
@@ -168,15 +176,42 @@ impl fmt::Display for PublishSummary {
     }
 }
 
-/// `portfolio_lines` keeps one partition per published date, built beside it and attached whole.
-const LINES: &str = "portfolio_lines";
-
-fn lines_partition(date: NaiveDate) -> String {
-    format!("{LINES}_d{}", date.format("%Y%m%d"))
+/// A table that takes one partition per published date, built beside it and attached whole:
+/// `portfolio_lines` (two latest dates kept), and each month of `portfolio_snapshots` made
+/// by migration 0017 on (history).
+#[derive(Debug, Clone, Copy)]
+struct Dated {
+    parent: &'static str,
+    key: &'static str,
+    /// The COPY's column list: the warehouse file's columns, then `as_of`.
+    columns: &'static str,
+    table: Table,
 }
 
-fn lines_stage(date: NaiveDate) -> String {
-    format!("{}_stage", lines_partition(date))
+const LINES: Dated = Dated {
+    parent: "portfolio_lines",
+    key: "as_of, user_id, scheme_code",
+    columns: "user_id, scheme_code, units, invested, nav_date, nav, current_value, weight_pct, \
+              xirr, day_change, as_of",
+    table: Table::PortfolioLines,
+};
+
+const SNAPSHOTS: Dated = Dated {
+    parent: "portfolio_snapshots",
+    key: "as_of, user_id",
+    columns:
+        "user_id, invested, current_value, gain, abs_return_pct, xirr, schemes, nav_date, as_of",
+    table: Table::PortfolioSnapshots,
+};
+
+impl Dated {
+    fn partition(self, date: NaiveDate) -> String {
+        format!("{}_d{}", self.parent, date.format("%Y%m%d"))
+    }
+
+    fn stage(self, date: NaiveDate) -> String {
+        format!("{}_stage", self.partition(date))
+    }
 }
 
 /// Where month-end rows are staged before they become a partition of `portfolio_month_ends`.
@@ -244,26 +279,46 @@ async fn publish_locked(
 
     // Creating a partition locks its parent against readers: do it before the long
     // transaction, in its own short ones.
-    for parent in ["portfolio_snapshots", "investments"] {
-        sqlx::query(ENSURE_MONTH)
-            .bind(parent)
-            .bind(date)
-            .execute(&mut *main)
-            .await?;
-    }
+    sqlx::query(ENSURE_MONTH)
+        .bind("investments")
+        .bind(date)
+        .execute(&mut *main)
+        .await?;
+    let snapshot_month: Option<String> = sqlx::query_scalar(ENSURE_SNAPSHOT_MONTH)
+        .bind(date)
+        .fetch_one(&mut *main)
+        .await?;
+    // The month takes the date as a partition built beside it, or (a month made before
+    // migration 0017, or a hypertable) the rows, copied in the transaction.
+    let staged_month = match snapshot_month {
+        Some(month) => sqlx::query_scalar::<_, bool>(IS_PARTITIONED)
+            .bind(&month)
+            .fetch_one(&mut *main)
+            .await?
+            .then_some(month),
+        None => None,
+    };
 
     let mut tx = main.begin().await?;
     let started = std::time::Instant::now();
-    let (loaded, lines, month_ends) = tokio::try_join!(
+    let (loaded, snapshots, lines, month_ends) = tokio::try_join!(
         timed(
-            "snapshots, investments and outbox",
+            "investments and outbox (and snapshots into an older month)",
             started,
-            load_in_transaction(warehouse, &mut tx, date)
+            load_in_transaction(warehouse, &mut tx, date, staged_month.is_none())
         ),
+        timed("portfolio_snapshots", started, async {
+            match staged_month {
+                Some(_) => stage_dated(warehouse, pool, SNAPSHOTS, date)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        }),
         timed(
             "portfolio_lines",
             started,
-            stage_lines(warehouse, pool, date)
+            stage_dated(warehouse, pool, LINES, date)
         ),
         timed(
             "portfolio_month_ends",
@@ -272,16 +327,23 @@ async fn publish_locked(
         ),
     )?;
     (summary.snapshots, summary.investments, summary.events) = loaded.rows;
+    summary.snapshots += snapshots.unwrap_or(0);
     summary.notifications = loaded.notifications;
     summary.cancelled_sips = loaded.cancelled;
     summary.lines = lines;
     summary.month_ends = month_ends.rows + rewrite_history(&mut tx, &month_ends).await?;
     if options.monthly_statements {
-        summary.notifications += sqlx::query(STATEMENTS_TO_OUTBOX)
-            .bind(date)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let source = match staged_month {
+            Some(_) => SNAPSHOTS.stage(date),
+            None => SNAPSHOTS.parent.to_string(),
+        };
+        summary.notifications += sqlx::query(execute_sql(
+            STATEMENTS_TO_OUTBOX.replace("{snapshots}", &source),
+        ))
+        .bind(date)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     }
     // ATTACH PARTITION takes only SHARE UPDATE EXCLUSIVE on the parent, and PostgreSQL reads
     // the catalog outside a statement's MVCC snapshot: a reader could plan its query without
@@ -298,7 +360,10 @@ async fn publish_locked(
         elapsed_ms = u64::try_from(waited.elapsed().as_millis()).unwrap_or(u64::MAX),
         "served tables locked for the switch"
     );
-    swap_in_lines(&mut tx, date).await?;
+    swap_in(&mut tx, LINES, LINES.parent, date).await?;
+    if let Some(month) = &staged_month {
+        swap_in(&mut tx, SNAPSHOTS, month, date).await?;
+    }
     if let Some(ends) = &month_ends.staged {
         attach_month_ends(&mut tx, ends).await?;
     }
@@ -469,6 +534,7 @@ async fn load_in_transaction(
     warehouse: &Warehouse,
     tx: &mut PgConnection,
     date: NaiveDate,
+    snapshots_too: bool,
 ) -> anyhow::Result<Loaded> {
     // The date's rows replace whatever an earlier publish of it left.
     let mut replaced = [0; 2];
@@ -486,6 +552,9 @@ async fn load_in_transaction(
             "exec_date",
         ),
     ]) {
+        if table == Table::PortfolioSnapshots && !snapshots_too {
+            continue;
+        }
         sqlx::query(delete).bind(date).execute(&mut *tx).await?;
         *rows = copy_table(tx, copy, warehouse, table, date, Some(date_column))
             .await
@@ -512,17 +581,23 @@ async fn load_in_transaction(
     })
 }
 
-/// Builds the date's lines partition as a stand-alone table: load, then the key index
+/// Builds the date's partition of `dated` as a stand-alone table: load, then the key index
 /// (cheaper after the load than during it), with a CHECK that lets the attach skip its scan.
-async fn stage_lines(warehouse: &Warehouse, pool: &PgPool, date: NaiveDate) -> anyhow::Result<u64> {
+async fn stage_dated(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    dated: Dated,
+    date: NaiveDate,
+) -> anyhow::Result<u64> {
     let mut conn = pool.acquire().await?;
-    let stage = lines_stage(date);
+    let stage = dated.stage(date);
+    let parent = dated.parent;
     // A stage left by a failed run is never attached: start again.
     sqlx::query(execute_sql(format!("DROP TABLE IF EXISTS {stage}")))
         .execute(&mut *conn)
         .await?;
     sqlx::query(execute_sql(format!(
-        "CREATE TABLE {stage} (LIKE {LINES} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, \
+        "CREATE TABLE {stage} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, \
          CONSTRAINT {stage}_as_of CHECK (as_of = DATE '{date}'))"
     )))
     .execute(&mut *conn)
@@ -530,29 +605,36 @@ async fn stage_lines(warehouse: &Warehouse, pool: &PgPool, date: NaiveDate) -> a
     let rows = copy_table(
         &mut conn,
         &format!(
-            "COPY {stage} (user_id, scheme_code, units, invested, nav_date, nav, current_value, \
-             weight_pct, xirr, day_change, as_of) FROM STDIN (FORMAT binary)"
+            "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
+            dated.columns
         ),
         warehouse,
-        Table::PortfolioLines,
+        dated.table,
         date,
         Some("as_of"),
     )
     .await
-    .context("loading portfolio_lines")?;
+    .with_context(|| format!("loading {parent}"))?;
     sqlx::query(INDEX_BUILD_MEMORY).execute(&mut *conn).await?;
     sqlx::query(execute_sql(format!(
-        "ALTER TABLE {stage} ADD PRIMARY KEY (as_of, user_id, scheme_code)"
+        "ALTER TABLE {stage} ADD PRIMARY KEY ({})",
+        dated.key
     )))
     .execute(&mut *conn)
     .await?;
     Ok(rows)
 }
 
-/// Replaces the date's lines partition with the staged table (inside the publish transaction).
-async fn swap_in_lines(tx: &mut PgConnection, date: NaiveDate) -> anyhow::Result<()> {
-    let partition = lines_partition(date);
-    let stage = lines_stage(date);
+/// Replaces the date's partition of `attach_to` with the staged table (inside the publish
+/// transaction).
+async fn swap_in(
+    tx: &mut PgConnection,
+    dated: Dated,
+    attach_to: &str,
+    date: NaiveDate,
+) -> anyhow::Result<()> {
+    let partition = dated.partition(date);
+    let stage = dated.stage(date);
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(&partition)
         .fetch_one(&mut *tx)
@@ -566,7 +648,7 @@ async fn swap_in_lines(tx: &mut PgConnection, date: NaiveDate) -> anyhow::Result
         format!("ALTER TABLE {stage} RENAME TO {partition}"),
         format!("ALTER TABLE {partition} RENAME CONSTRAINT {stage}_as_of TO {partition}_as_of"),
         format!("ALTER INDEX {stage}_pkey RENAME TO {partition}_pkey"),
-        format!("ALTER TABLE {LINES} ATTACH PARTITION {partition} FOR VALUES IN ('{date}')"),
+        format!("ALTER TABLE {attach_to} ATTACH PARTITION {partition} FOR VALUES IN ('{date}')"),
     ] {
         sqlx::query(execute_sql(statement))
             .execute(&mut *tx)
@@ -860,10 +942,10 @@ async fn drop_expired(
     let kept: Vec<NaiveDate> = sqlx::query_scalar(KEPT_DATES).fetch_all(&mut *conn).await?;
     let mut dropped = 0;
     let partitions: Vec<String> = sqlx::query_scalar(LIST_PARTITIONS)
-        .bind(LINES)
+        .bind(LINES.parent)
         .fetch_all(&mut *conn)
         .await?;
-    let keep: Vec<String> = kept.iter().map(|d| lines_partition(*d)).collect();
+    let keep: Vec<String> = kept.iter().map(|d| LINES.partition(*d)).collect();
     for partition in partitions.iter().filter(|p| !keep.contains(p)) {
         sqlx::query(execute_sql(format!("DROP TABLE {partition}")))
             .execute(&mut *conn)

@@ -409,6 +409,22 @@ async fn publish_is_atomic_idempotent_and_feeds_the_outbox() {
         kept,
         ["portfolio_lines_d20250304", "portfolio_lines_d20250305"]
     );
+    // Snapshots are history: every published date is a partition of its month, none dropped.
+    let snapshot_dates: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'portfolio_snapshots_y2025m03'::regclass ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        snapshot_dates,
+        [
+            "portfolio_snapshots_d20250303",
+            "portfolio_snapshots_d20250304",
+            "portfolio_snapshots_d20250305"
+        ]
+    );
 
     // Every run is in job_runs, with its outcome.
     let runs: Vec<(String, String)> = sqlx::query_as(
