@@ -86,7 +86,8 @@ impl From<sqlx::Error> for Problem {
     /// The database being busy or away is a 503 the client may retry (with `Retry-After`):
     /// no free connection within the acquire timeout, no connection at all, or a statement
     /// cancelled by `statement_timeout`/`lock_timeout` (a publish switching dates holds its
-    /// lock for milliseconds; a reader gives up after the lock timeout rather than queueing).
+    /// lock for milliseconds; a reader gives up after the lock timeout rather than queueing),
+    /// or a transaction PostgreSQL aborted for a deadlock or a serialization conflict.
     /// Anything else is a bug or a broken schema: a 500.
     fn from(error: sqlx::Error) -> Self {
         let busy = match &error {
@@ -95,8 +96,10 @@ impl From<sqlx::Error> for Problem {
             sqlx::Error::Database(db) => matches!(
                 db.code().as_deref(),
                 // query_canceled (statement_timeout), lock_not_available (lock_timeout),
-                // too_many_connections, cannot_connect_now (starting up or shutting down).
-                Some("57014" | "55P03" | "53300" | "57P03")
+                // too_many_connections, cannot_connect_now (starting up or shutting down),
+                // and the transient conflicts a retry resolves: deadlock_detected,
+                // serialization_failure.
+                Some("57014" | "55P03" | "53300" | "57P03" | "40P01" | "40001")
             ),
             _ => false,
         };

@@ -78,17 +78,11 @@ pub async fn send_batches<C>(
 where
     C: std::ops::DerefMut<Target = PgConnection>,
 {
-    let mut rows = 0;
-    for batch in batches {
-        let mut buffer = Vec::with_capacity(batch.num_rows() * 64);
-        {
-            let mut writer = WriterBuilder::new().with_header(false).build(&mut buffer);
-            writer.write(batch)?;
-        }
-        copy.send(buffer).await?;
-        rows += batch.num_rows() as u64;
-    }
-    Ok(rows)
+    send_encoded(copy, batches, |batch, buffer| {
+        let mut writer = WriterBuilder::new().with_header(false).build(buffer);
+        Ok(writer.write(batch)?)
+    })
+    .await
 }
 
 /// Sends Arrow batches to a running `COPY … FROM STDIN (FORMAT binary)` whose header
@@ -100,10 +94,25 @@ pub async fn send_batches_binary<C>(
 where
     C: std::ops::DerefMut<Target = PgConnection>,
 {
+    send_encoded(copy, batches, |batch, buffer| {
+        Ok(crate::copy_binary::encode_batch(batch, buffer)?)
+    })
+    .await
+}
+
+/// One COPY message per batch, as `encode` writes it.
+async fn send_encoded<C>(
+    copy: &mut sqlx::postgres::PgCopyIn<C>,
+    batches: &[RecordBatch],
+    encode: impl Fn(&RecordBatch, &mut Vec<u8>) -> Result<(), CopyError>,
+) -> Result<u64, CopyError>
+where
+    C: std::ops::DerefMut<Target = PgConnection>,
+{
     let mut rows = 0;
     for batch in batches {
-        let mut buffer = Vec::new();
-        crate::copy_binary::encode_batch(batch, &mut buffer)?;
+        let mut buffer = Vec::with_capacity(batch.num_rows() * 64);
+        encode(batch, &mut buffer)?;
         copy.send(buffer).await?;
         rows += batch.num_rows() as u64;
     }

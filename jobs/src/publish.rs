@@ -701,10 +701,12 @@ async fn stage_month_ends(
     let target = last_month_end_before(date);
     let mut out = MonthEnds {
         through: loaded.max(target),
-        rewrite_through: loaded,
+        // The date's valuation holds the month ends before it only: re-publishing an older
+        // date rewrites no later month end.
+        rewrite_through: loaded.min(target),
         ..MonthEnds::default()
     };
-    if let Some(through) = loaded {
+    if let Some(through) = out.rewrite_through {
         out.rewritten_users = reversed_users(warehouse, date).await?;
         if !out.rewritten_users.is_empty() {
             let users = &out.rewritten_users;

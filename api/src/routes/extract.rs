@@ -136,7 +136,11 @@ impl FromRequestParts<Shared> for Authed {
     }
 }
 
-const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR UPDATE";
+/// `NO KEY UPDATE`, not `UPDATE`: concurrent quota checks of one user still queue on it, but
+/// it does not conflict with the key-share lock every insert referencing the user takes (the
+/// request's idempotency key row, taken before). With `FOR UPDATE` two requests holding that
+/// key-share lock each waited for the other: a deadlock, and a 500.
+const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR NO KEY UPDATE";
 
 /// Locks the user's row for the rest of `tx` and returns `count_sql`'s count for them. A quota
 /// checked this way and followed by the insert in the same transaction cannot be passed by

@@ -356,4 +356,26 @@ async fn a_retried_sip_creation_with_its_key_debits_once() {
     .await
     .unwrap();
     assert_eq!(alerts, 1);
+
+    // Concurrent creations with different keys each get their own alert. Each claim's key row
+    // references the user (a key-share lock on the user's row); the quota's lock must not
+    // conflict with it, or two requests deadlock and one is a 500 (Schemathesis found it).
+    let keys: Vec<&'static str> = vec!["par-1", "par-2", "par-3", "par-4", "par-5", "par-6"];
+    let thresholds = ["301", "302", "303", "304", "305", "306"];
+    let racing: Vec<_> = keys
+        .into_iter()
+        .zip(thresholds)
+        .map(|(key, threshold)| tokio::spawn(alert(key, threshold)))
+        .collect();
+    for task in racing {
+        let (status, _, created) = task.await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+    }
+    let alerts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM nav_alerts a JOIN users u USING (user_id) WHERE u.auth_subject = 'auth0|retries-a-lot'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(alerts, 7);
 }
