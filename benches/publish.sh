@@ -12,6 +12,9 @@
 #   4. the floor: the rows the daily publish wrote, exported with psql's \copy in binary, and
 #      copied back into unindexed tables on two streams (lines; snapshots, investments and
 #      events), as the publish loads them;
+#   5. hourly (HOURLY=0 skips): `publish --hourly` of an hour that changed nobody, then of an
+#      hour after a NAV correction of the day that moved ~CHANGED_PCT (5) percent of the users
+#      (the schemes' NAVs +1%, ingested as an AMFI file; put back afterwards);
 # then the ratio daily / floor and the storage per published date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +81,50 @@ wait
 SH
 measure "floor: raw binary COPY of the same rows, unindexed, 2 streams" bash "$out/floor.sh"
 "${psql[@]}" -c "DROP TABLE raw_lines, raw_snapshots, raw_investments, raw_events"
+
+if [ "${HOURLY:-1}" = 1 ]; then
+  "$bin" portfolio value --hourly --date "$date" --hour 10 --warehouse "$wh" >/dev/null 2>&1
+  measure "hourly: publish --hourly of hour 10, nothing changed" "$bin" publish --hourly --date "$date" --warehouse "$wh"
+  # A NAV correction of the day: the schemes (by code) whose holders add up to CHANGED_PCT.
+  python3 - "$bin" "$wh" "$date" "${CHANGED_PCT:-5}" "$out" <<'PY'
+import csv, io, subprocess, sys
+from datetime import date as Date
+bin, wh, day, pct, out = sys.argv[1:]
+def sql(query):
+    run = subprocess.run([bin, "sql", "--format", "csv", "--warehouse", wh, query],
+                         check=True, capture_output=True, text=True)
+    return list(csv.DictReader(io.StringIO(run.stdout)))
+users = int(sql(f"SELECT count(*) AS n FROM portfolio_snapshots WHERE as_of = DATE '{day}'")[0]["n"])
+held = sql(f"SELECT scheme_code, count(*) AS n FROM portfolio_lines WHERE as_of = DATE '{day}' GROUP BY scheme_code ORDER BY scheme_code")
+chosen, total = [], 0
+for row in held:
+    if total >= users * float(pct) / 100:
+        break
+    chosen.append(row["scheme_code"]); total += int(row["n"])
+codes = ",".join(chosen)
+navs = {r["scheme_code"]: r["nav"] for r in sql(f"SELECT scheme_code, CAST(nav AS VARCHAR) AS nav FROM navs WHERE nav_date = DATE '{day}' AND scheme_code IN ({codes})")}
+schemes = sql(f"SELECT scheme_code, coalesce(isin_growth, '-') AS g, coalesce(isin_reinvestment, '-') AS r, scheme_name, fund_house, category, scheme_type FROM schemes WHERE scheme_code IN ({codes})")
+stamp = Date.fromisoformat(day).strftime("%d-%b-%Y")
+for name, scale in (("corrected", 1.01), ("original", 1.0)):
+    with open(f"{out}/{name}.txt", "w") as f:
+        f.write("Scheme Code;ISIN Div Payout/ ISIN Growth;ISIN Div Reinvestment;Scheme Name;Net Asset Value;Date\n")
+        for s in schemes:
+            if s["scheme_code"] not in navs:
+                continue
+            nav = float(navs[s["scheme_code"]]) * scale if scale != 1.0 else None
+            text = f"{nav:.4f}" if nav is not None else navs[s["scheme_code"]]
+            f.write(f" \n{s['scheme_type']} Schemes({s['category']})\n \n{s['fund_house']}\n \n")
+            f.write(f"{s['scheme_code']};{s['g']};{s['r']};{s['scheme_name']};{text};{stamp}\n")
+print(f"NAV correction: {len(chosen)} schemes held in {total} lines ({100 * total / users:.1f}% of {users} users)")
+PY
+  "$bin" nav ingest --source amfi --input "$out/corrected.txt" --warehouse "$wh" >/dev/null 2>&1
+  "$bin" portfolio value --hourly --date "$date" --hour 11 --warehouse "$wh" >/dev/null 2>&1
+  measure "hourly: publish --hourly of hour 11, ~${CHANGED_PCT:-5}% changed" "$bin" publish --hourly --date "$date" --warehouse "$wh"
+  measure "hourly: the same hour again (nothing to write)" "$bin" publish --hourly --date "$date" --warehouse "$wh"
+  "$bin" nav ingest --source amfi --input "$out/original.txt" --warehouse "$wh" >/dev/null 2>&1
+  "${psql[@]}" -c "SELECT as_of, hour, users, changed FROM intraday_publications ORDER BY hour"
+  echo "storage of the intraday points: $("${psql[@]}" -At -c "SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid))) FROM pg_inherits WHERE inhparent = 'portfolio_intraday'::regclass")"
+fi
 } | tee "$out/log"
 python3 - "$out/log" <<'PY'
 import sys

@@ -1,9 +1,14 @@
 """Intraday valuation: every hour, every user's portfolio without XIRR (a daily figure) into
-`portfolio_hourly`, fanned out over the shards.
+`portfolio_hourly`, fanned out over the shards, then published to the API.
 
-NAVs are published once a day, after the close; an intraday run values the holdings of the
-last executed day (the day before the run's date, IST) at the latest NAVs, stored with the
-hour it ran for. Missed hours are not caught up: the next hour supersedes them.
+    portfolio_value_hourly[shards] ── publish_hourly
+
+NAVs are published once a day, after the close, and corrected during the next; an intraday
+run values the holdings of the last executed day (the day before the run's date, IST) at the
+latest NAVs, stored with the hour it ran for. `publish --hourly` writes only the users whose
+numbers changed since what the API shows, and skips (succeeds) when a newer hour or the next
+daily publication is already served. Missed hours are not caught up: the next hour supersedes
+them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ with DAG(
     user_defined_macros=MACROS,
     tags=["sipline"],
 ) as dag:
-    SiplineOperator.partial(
+    portfolio_value_hourly = SiplineOperator.partial(
         task_id="portfolio_value_hourly",
         arguments=[
             "portfolio", "value", "--hourly",
@@ -36,3 +41,10 @@ with DAG(
         ],
         execution_timeout=timedelta(minutes=20),
     ).expand(shard=shards())
+    publish_hourly = SiplineOperator(
+        task_id="publish_hourly",
+        arguments=["publish", "--hourly", "--date", "{{ previous_date(logical_date, dag_run) }}"],
+        execution_timeout=timedelta(minutes=10),
+    )
+
+    portfolio_value_hourly >> publish_hourly

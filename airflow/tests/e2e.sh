@@ -92,6 +92,21 @@ told=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM notifications WHERE 
 [ "$told" -eq 1 ] || fail "no sip_reversed notification for SIP $sip_id"
 echo "dag e2e ok: date=$date executed=$executed reversed=sip:$sip_id"
 
+echo "== airflow dags test sipline_hourly at 00:05 IST after $date: value the day hourly, publish it"
+hourly_at="${date}T18:35:00+00:00"
+airflow dags test sipline_hourly "$hourly_at" >"$work/hourly.log" 2>&1 || { tail -50 "$work/hourly.log"; exit 1; }
+hourly_run=$(airflow_json dags list-runs sipline_hourly | python3 -c '
+import json, sys
+runs = [r for r in json.load(sys.stdin) if r["state"] == "success"]
+print(runs[0]["run_id"] if runs else "")')
+[ -n "$hourly_run" ] || { tail -80 "$work/hourly.log"; fail "the hourly DAG run did not succeed"; }
+hour=$(psql -X -At "$DATABASE_URL" -c "SELECT as_of || ' ' || hour || ' ' || users FROM intraday_publications")
+users=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM portfolio_latest")
+[ "$hour" = "$date 0 $users" ] || { tail -80 "$work/hourly.log"; fail "intraday publication '$hour', not '$date 0 $users'"; }
+runs=$(psql -X -At "$DATABASE_URL" -c "SELECT job || ' ' || outcome FROM job_runs WHERE job LIKE '% hourly' ORDER BY 1")
+grep -qx "publish hourly ok" <<<"$runs" || fail "no job_runs row 'publish hourly ok': $runs"
+echo "hourly dag e2e ok: $hour"
+
 echo "== the cron alternative, for the next date, on the same universe"
 next=2025-03-05
 cron="$here/../../deploy/cron/sipline-nightly.sh"

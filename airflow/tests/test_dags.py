@@ -59,11 +59,15 @@ def test_daily_runs_ingest_then_execution_then_valuation_then_publish(dagbag):
     assert dag.get_task("business_day").retries == 0
 
 
-def test_hourly_values_every_shard_without_xirr(dagbag):
+def test_hourly_values_every_shard_without_xirr_then_publishes(dagbag):
     dag = dagbag.get_dag("sipline_hourly")
-    assert upstream(dag) == {"portfolio_value_hourly": set()}
+    assert upstream(dag) == {
+        "portfolio_value_hourly": set(),
+        "publish_hourly": {"portfolio_value_hourly"},
+    }
     task = dag.get_task("portfolio_value_hourly")
     assert "--hourly" in task.partial_kwargs["arguments"]
+    assert dag.get_task("publish_hourly").arguments[:2] == ["publish", "--hourly"]
 
 
 def test_notify_dispatches_every_minute_one_pass_at_a_time(dagbag):
@@ -120,6 +124,7 @@ def test_the_business_date_is_the_ist_day_of_the_run(dagbag):
     hourly = commands(dagbag.get_dag("sipline_hourly"), pendulum.datetime(2025, 3, 4, 18, 35, tz="UTC"))
     # 00:05 IST on the 5th values the 4th's holdings, stored as hour 0.
     assert hourly[0][1][:7] == ["portfolio", "value", "--hourly", "--date", "2025-03-04", "--hour", "0"]
+    assert dict(hourly)["publish_hourly"] == ["publish", "--hourly", "--date", "2025-03-04"]
 
 
 def run_operator(arguments):

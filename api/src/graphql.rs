@@ -500,6 +500,24 @@ pub struct Portfolio {
     schemes: i32,
     nav_date: Option<String>,
     lines: Vec<PortfolioLine>,
+    /// The newest valuation when an hourly one was published after this date's: its time and
+    /// the numbers then (no XIRR or lines: daily figures). Null when the daily is the newest.
+    intraday: Option<IntradayValuation>,
+}
+
+/// An hourly valuation of the portfolio (`publish --hourly`).
+#[derive(SimpleObject, Deserialize)]
+pub struct IntradayValuation {
+    as_of: String,
+    hour: i32,
+    /// When the hour was published (RFC 3339).
+    valued_at: String,
+    invested: String,
+    current_value: String,
+    gain: String,
+    abs_return_pct: Option<String>,
+    schemes: i32,
+    nav_date: Option<String>,
 }
 
 #[derive(SimpleObject, Deserialize)]

@@ -262,8 +262,13 @@ pub struct PublishArgs {
     pub keep_investment_months: u32,
     /// Also load the users and SIP mandates of a generated universe that PostgreSQL does not
     /// have yet (in production they are created through the API).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hourly")]
     pub mandates: bool,
+    /// Publish the date's latest `portfolio value --hourly` run instead: only the users whose
+    /// numbers differ from what the API shows them are written. An hour older than the one
+    /// published, or a date before the latest daily publication, is skipped (exit 0).
+    #[arg(long)]
+    pub hourly: bool,
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
     #[command(flatten)]
@@ -621,7 +626,16 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
             Some(args.shard),
             &args.warehouse,
         ),
-        Command::Publish(args) => ("publish", Some(args.date), None, &args.warehouse),
+        Command::Publish(args) => (
+            if args.hourly {
+                "publish hourly"
+            } else {
+                "publish"
+            },
+            Some(args.date),
+            None,
+            &args.warehouse,
+        ),
         Command::Sips(SipsCommand::Export(args)) => {
             ("sips export", Some(args.date), None, &args.warehouse)
         }

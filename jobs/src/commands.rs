@@ -216,6 +216,11 @@ async fn publish_date(args: PublishArgs, database_url: Option<&str>) -> anyhow::
     let started = Instant::now();
     let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
     let pool = connect(&required(database_url, "publish")?).await?;
+    if args.hourly {
+        let summary = publish::hourly::publish_hourly(&warehouse, &pool, args.date).await?;
+        println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+        return Ok(job_runs::RowCounts::new(summary.users, summary.changed));
+    }
     if args.mandates {
         let (users, sips) = publish::load_mandates(&warehouse, &pool, args.date).await?;
         println!(

@@ -13,6 +13,8 @@
 //!   it writes nothing there. The API composes every chart from these narrow tables
 //!   (`serving::GraphType::statement`), so no per-user chart document is rewritten every day.
 //! * Every load is a binary COPY (`copy_binary`).
+//! * The date's valuation supersedes every intraday figure up to it: the switch drops those
+//!   partitions of `portfolio_intraday` (`hourly` publishes them, incrementally).
 //! * The transaction ends by recording the date in `publications`, which the `*_latest` views
 //!   follow, and with a `NOTIFY sipline_publish` that PostgreSQL delivers only on commit.
 //!
@@ -41,6 +43,8 @@ use warehouse::{Part, Table, Warehouse};
 use crate::copy_binary;
 use crate::exit::JobFailure;
 use crate::postgres::{self, send_batches, send_batches_binary};
+
+pub mod hourly;
 
 // The publish channel (`serving::PUBLISH_CHANNEL`) is notified on commit; the payload is
 // `{"as_of": "YYYY-MM-DD"}`.
@@ -105,8 +109,10 @@ const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 /// A long analytical query on the served tables fails the publish (to be retried) rather than
 /// stalling it, and every reader queued behind it, without bound.
 const SWITCH_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '60s'";
-const LOCK_SERVED_TABLES: &str =
-    "LOCK TABLE portfolio_snapshots, portfolio_lines, portfolio_month_ends IN ACCESS EXCLUSIVE MODE";
+const LOCK_SERVED_TABLES: &str = "LOCK TABLE portfolio_snapshots, portfolio_lines, \
+     portfolio_month_ends, portfolio_intraday IN ACCESS EXCLUSIVE MODE";
+/// The daily valuation of D supersedes every intraday figure up to D (`publish --hourly`).
+const RETIRE_INTRADAY: &str = "SELECT sipline_retire_intraday($1)";
 /// The dates whose lines stay attached: the latest two publications, so a reader
 /// that looked up the latest date just before a publish still finds its rows.
 const KEPT_DATES: &str = "SELECT as_of FROM publications ORDER BY as_of DESC LIMIT 2";
@@ -141,6 +147,8 @@ pub struct PublishSummary {
     pub notifications: u64,
     pub cancelled_sips: u64,
     pub dropped_partitions: usize,
+    /// Days of intraday points this date's valuation superseded (dropped).
+    pub retired_intraday_days: i32,
 }
 
 impl PublishSummary {
@@ -367,6 +375,10 @@ async fn publish_locked(
     if let Some(ends) = &month_ends.staged {
         attach_month_ends(&mut tx, ends).await?;
     }
+    summary.retired_intraday_days = sqlx::query_scalar::<_, i32>(RETIRE_INTRADAY)
+        .bind(date)
+        .fetch_one(&mut *tx)
+        .await?;
     sqlx::query(RECORD_PUBLICATION)
         .bind(date)
         .bind(as_i64(summary.snapshots))

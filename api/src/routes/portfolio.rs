@@ -1,4 +1,5 @@
-//! A user's portfolio (summary and lines of the latest published date) and charts, composed
+//! A user's portfolio (summary and lines of the latest published date, and the newest intraday
+//! valuation after it) and charts, composed
 //! from the served lines, month ends and snapshot (`serving::GraphType::statement`), both
 //! cached until the next publish.
 
@@ -35,7 +36,19 @@ const PORTFOLIO: &str =
                 'xirr', l.xirr, 'day_change', l.day_change::text) \
                 ORDER BY l.current_value DESC, l.scheme_code) \
               FROM portfolio_lines l LEFT JOIN schemes s USING (scheme_code) \
-              WHERE l.as_of = p.as_of AND l.user_id = p.user_id), '[]')::text AS lines \
+              WHERE l.as_of = p.as_of AND l.user_id = p.user_id), '[]')::text AS lines, \
+            (SELECT json_build_object('as_of', h.as_of, 'hour', h.hour, 'valued_at', h.published_at, \
+                'invested', (CASE WHEN i.user_id IS NULL THEN p.invested ELSE i.invested END)::text, \
+                'current_value', (CASE WHEN i.user_id IS NULL THEN p.current_value ELSE i.current_value END)::text, \
+                'gain', (CASE WHEN i.user_id IS NULL THEN p.gain ELSE i.gain END)::text, \
+                'abs_return_pct', (CASE WHEN i.user_id IS NULL THEN p.abs_return_pct ELSE i.abs_return_pct END)::text, \
+                'schemes', CASE WHEN i.user_id IS NULL THEN p.schemes ELSE i.schemes END, \
+                'nav_date', CASE WHEN i.user_id IS NULL THEN p.nav_date ELSE i.nav_date END) \
+              FROM (SELECT as_of, hour, published_at FROM intraday_publications \
+                    WHERE as_of >= p.as_of ORDER BY as_of DESC, hour DESC LIMIT 1) h \
+              LEFT JOIN LATERAL (SELECT * FROM portfolio_intraday i \
+                    WHERE i.user_id = p.user_id AND i.as_of = h.as_of ORDER BY i.hour DESC LIMIT 1) i ON true \
+            )::text AS intraday \
      FROM portfolio_latest p WHERE p.user_id = $1";
 
 /// The latest published portfolio: money as exact decimal strings, XIRR a fraction (`null`
@@ -54,6 +67,27 @@ struct Portfolio {
     /// Already JSON, built by PostgreSQL: passed through, not parsed and re-encoded.
     #[sqlx(try_from = "String")]
     lines: Lines,
+    /// The newest valuation, when `publish --hourly` published one after this date's: its
+    /// time (`valued_at`, the hour's publication) and the user's numbers then (the daily ones
+    /// where the hour did not change them). No XIRR or lines: those are daily figures. `null`
+    /// when the daily date is the newest.
+    #[sqlx(try_from = "Option<String>")]
+    intraday: Intraday,
+}
+
+struct Intraday(Option<Box<RawValue>>);
+
+impl TryFrom<Option<String>> for Intraday {
+    type Error = serde_json::Error;
+    fn try_from(text: Option<String>) -> Result<Self, Self::Error> {
+        text.map(RawValue::from_string).transpose().map(Intraday)
+    }
+}
+
+impl Serialize for Intraday {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 struct Lines(Box<RawValue>);

@@ -7,6 +7,7 @@ mod charts;
 mod copy_binary;
 mod debits;
 mod graphql;
+mod intraday;
 mod journey;
 mod monitoring;
 mod nav_ingest;
