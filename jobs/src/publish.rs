@@ -242,17 +242,27 @@ pub async fn publish(
         ..PublishSummary::default()
     };
     let mut main = pool.acquire().await?;
+    take_publish_lock(&mut main).await?;
+    let result = publish_locked(warehouse, pool, &mut main, date, options, &mut summary).await;
+    release_publish_lock(&mut main).await;
+    result?;
+    Ok(summary)
+}
+
+/// One publish (daily or hourly) at a time: two at once would race on the same partitions.
+async fn take_publish_lock(conn: &mut PgConnection) -> anyhow::Result<()> {
     let locked: bool = sqlx::query_scalar(PUBLISH_LOCK)
-        .fetch_one(&mut *main)
+        .fetch_one(&mut *conn)
         .await?;
     if !locked {
         anyhow::bail!("another `sipline publish` holds the publish lock; retry when it is done");
     }
-    let result = publish_locked(warehouse, pool, &mut main, date, options, &mut summary).await;
-    // The lock is the session's: release it whatever happened (a dead process releases it too).
-    let _ = sqlx::query(PUBLISH_UNLOCK).execute(&mut *main).await;
-    result?;
-    Ok(summary)
+    Ok(())
+}
+
+/// The lock is the session's: release it whatever happened (a dead process releases it too).
+async fn release_publish_lock(conn: &mut PgConnection) {
+    let _ = sqlx::query(PUBLISH_UNLOCK).execute(&mut *conn).await;
 }
 
 async fn publish_locked(

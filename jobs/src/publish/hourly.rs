@@ -22,16 +22,19 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch,
+    Array, AsArray, BooleanArray, Date32Array, Decimal128Array, Int32Array, Int64Array,
+    PrimitiveArray, RecordBatch,
 };
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, Date32Type, Decimal128Type, Int32Type, Int64Type,
+};
 use futures::{StreamExt, TryStreamExt};
 use serving::PUBLISH_CHANNEL;
 use sqlx::{Connection, PgConnection, PgPool};
 use warehouse::{Part, Table, Warehouse, BUCKETS};
 
-use super::{PUBLISH_LOCK, PUBLISH_UNLOCK};
+use super::{release_publish_lock, take_publish_lock};
 use crate::copy_binary;
 use crate::exit::JobFailure;
 use crate::postgres::send_batches_binary;
@@ -157,34 +160,14 @@ struct FigureColumns<'a> {
 
 impl<'a> FigureColumns<'a> {
     fn of(batch: &'a RecordBatch, table: Table) -> anyhow::Result<Self> {
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .with_context(|| format!("`{}` has no column `{name}`", table.name()))
-        };
-        let wrong = |name: &str| format!("`{}`.{name} has an unexpected type", table.name());
         Ok(Self {
-            user_id: column("user_id")?
-                .as_primitive_opt::<Int64Type>()
-                .with_context(|| wrong("user_id"))?,
-            invested: column("invested")?
-                .as_primitive_opt::<Decimal128Type>()
-                .with_context(|| wrong("invested"))?,
-            current_value: column("current_value")?
-                .as_primitive_opt::<Decimal128Type>()
-                .with_context(|| wrong("current_value"))?,
-            gain: column("gain")?
-                .as_primitive_opt::<Decimal128Type>()
-                .with_context(|| wrong("gain"))?,
-            abs_return_pct: column("abs_return_pct")?
-                .as_primitive_opt::<Decimal128Type>()
-                .with_context(|| wrong("abs_return_pct"))?,
-            schemes: column("schemes")?
-                .as_primitive_opt::<Int32Type>()
-                .with_context(|| wrong("schemes"))?,
-            nav_date: column("nav_date")?
-                .as_primitive_opt::<Date32Type>()
-                .with_context(|| wrong("nav_date"))?,
+            user_id: typed::<Int64Type>(batch, table, "user_id")?,
+            invested: typed::<Decimal128Type>(batch, table, "invested")?,
+            current_value: typed::<Decimal128Type>(batch, table, "current_value")?,
+            gain: typed::<Decimal128Type>(batch, table, "gain")?,
+            abs_return_pct: typed::<Decimal128Type>(batch, table, "abs_return_pct")?,
+            schemes: typed::<Int32Type>(batch, table, "schemes")?,
+            nav_date: typed::<Date32Type>(batch, table, "nav_date")?,
         })
     }
 
@@ -201,6 +184,19 @@ impl<'a> FigureColumns<'a> {
     }
 }
 
+/// A column of `batch` as the primitive array its table's schema says it is.
+fn typed<'a, T: ArrowPrimitiveType>(
+    batch: &'a RecordBatch,
+    table: Table,
+    name: &str,
+) -> anyhow::Result<&'a PrimitiveArray<T>> {
+    batch
+        .column_by_name(name)
+        .with_context(|| format!("`{}` has no column `{name}`", table.name()))?
+        .as_primitive_opt::<T>()
+        .with_context(|| format!("`{}`.{name} has an unexpected type", table.name()))
+}
+
 /// One bucket compared: the hours its rows carry, its users, and its changed rows.
 struct BucketDiff {
     hours: BTreeSet<i32>,
@@ -215,15 +211,9 @@ pub async fn publish_hourly(
 ) -> anyhow::Result<HourlySummary> {
     check_inputs(warehouse, date).await?;
     let mut main = pool.acquire().await?;
-    let locked: bool = sqlx::query_scalar(PUBLISH_LOCK)
-        .fetch_one(&mut *main)
-        .await?;
-    if !locked {
-        anyhow::bail!("another `sipline publish` holds the publish lock; retry when it is done");
-    }
+    take_publish_lock(&mut main).await?;
     let result = publish_locked(warehouse, &mut main, date).await;
-    // The lock is the session's: release it whatever happened (a dead process releases it too).
-    let _ = sqlx::query(PUBLISH_UNLOCK).execute(&mut *main).await;
+    release_publish_lock(&mut main).await;
     result
 }
 
@@ -482,10 +472,7 @@ async fn diff_bucket(
     };
     for batch in &hourly {
         let columns = FigureColumns::of(batch, Table::PortfolioHourly)?;
-        let hours = batch
-            .column_by_name("hour")
-            .and_then(|c| c.as_primitive_opt::<Int32Type>())
-            .context("`portfolio_hourly` has no integer `hour`")?;
+        let hours = typed::<Int32Type>(batch, Table::PortfolioHourly, "hour")?;
         diff.hours.extend(hours.iter().flatten());
         let changed: BooleanArray = (0..batch.num_rows())
             .map(|row| {
