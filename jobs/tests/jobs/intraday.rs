@@ -1,8 +1,9 @@
 //! `publish --hourly` against a real PostgreSQL and the real API process: an hour writes only
 //! the users whose numbers changed (here, a scheme's NAV corrected during the day, as AMFI
 //! does), the portfolio route shows the newest valuation with its time, a re-run writes
-//! nothing, an older hour or date is skipped, a changed-back user is written again, and the
-//! next daily publish supersedes the intraday points.
+//! nothing, an older hour or date is skipped, a failed hour leaves the previous one served, a
+//! changed-back user is written again, and the next daily publish supersedes the intraday
+//! points.
 
 use std::path::Path;
 
@@ -295,6 +296,20 @@ async fn hourly_publish_writes_only_changed_users_and_the_api_shows_the_newest_v
     let file = amfi_file_with_nav(&warehouse, code, &original);
     ingest(&warehouse, file.path());
     value_hourly(&warehouse, SECOND, "12").await;
+    // First with the last bucket corrupt, found after the others' changed rows were copied:
+    // the publish fails naming the file, and hour 11 stays served, untouched.
+    let corrupt = warehouse.join(format!(
+        "portfolio_hourly/as_of={SECOND}/bucket=63/part-00000.parquet"
+    ));
+    let good = std::fs::read(&corrupt).unwrap();
+    std::fs::write(&corrupt, b"not parquet").unwrap();
+    let failed = publish_hourly(&pg.url, &warehouse, SECOND).await;
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert!(failed.stderr.contains("bucket=63"), "{}", failed.stderr);
+    assert_eq!(intraday_state(&pool).await, state);
+    let (_, still) = api.get(&portfolio, Some(&token)).await;
+    assert_eq!(still["intraday"]["hour"], 11, "{still}");
+    std::fs::write(&corrupt, good).unwrap();
     let twelve = publish_hourly(&pg.url, &warehouse, SECOND).await;
     twelve.assert_ok();
     assert!(
