@@ -253,14 +253,15 @@ impl MonthEndPrices {
             _ => Vec::new(),
         };
         let by_scheme = inputs.navs.prices_at(&ends);
-        let current = inputs
-            .holdings
-            .iter()
-            .filter_map(|h| {
-                let price = inputs
-                    .navs
-                    .latest_on_or_before(h.scheme_code, inputs.as_of)?;
-                Some((h.scheme_code, price))
+        // Once per scheme, not per holding: a bucket holds ~200k holdings of a few thousand
+        // schemes, and the per-holding lookups were 7% of a 10M-user daily run.
+        let codes: std::collections::BTreeSet<i64> =
+            inputs.holdings.iter().map(|h| h.scheme_code).collect();
+        let current = codes
+            .into_iter()
+            .filter_map(|code| {
+                let price = inputs.navs.latest_on_or_before(code, inputs.as_of)?;
+                Some((code, price))
             })
             .collect::<HashMap<i64, (NaiveDate, Nav)>>();
         let previous = current
