@@ -47,7 +47,7 @@ use crate::postgres::{self, send_batches, send_batches_binary};
 pub mod hourly;
 
 // The publish channel (`serving::PUBLISH_CHANNEL`) is notified on commit; the payload is
-// `{"as_of": "YYYY-MM-DD"}`.
+// `{"as_of": "YYYY-MM-DD"}` (and `"hour": H` from `publish --hourly`).
 
 /// Serialises publishes: two at once would race on the same partitions.
 const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
@@ -168,7 +168,8 @@ impl fmt::Display for PublishSummary {
         write!(
             f,
             "publish ok: date={} snapshots={} lines={} month_ends={} investments={} events={} new_notifications={} \
-             cancelled_sips={} schemes_changed={} navs_changed={} dropped_partitions={}",
+             cancelled_sips={} schemes_changed={} navs_changed={} dropped_partitions={} \
+             retired_intraday_days={}",
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.snapshots,
             self.lines,
@@ -179,7 +180,8 @@ impl fmt::Display for PublishSummary {
             self.cancelled_sips,
             self.schemes,
             self.navs,
-            self.dropped_partitions
+            self.dropped_partitions,
+            self.retired_intraday_days
         )
     }
 }
@@ -435,11 +437,22 @@ async fn check_inputs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<
         Table::PortfolioLines,
         Table::PortfolioCharts,
     ];
+    complete_or_missing_upstream(warehouse, &tables, date, "sipline portfolio value").await
+}
+
+/// Every bucket of `tables` for `date` is published, or a missing upstream naming the first
+/// table missing one and the `command` (run with `--date` for every shard) that writes it.
+async fn complete_or_missing_upstream(
+    warehouse: &Warehouse,
+    tables: &[Table],
+    date: NaiveDate,
+    command: &str,
+) -> anyhow::Result<()> {
     let parts: Vec<(Table, u32)> = tables
         .iter()
         .flat_map(|t| (0..BUCKETS).map(move |b| (*t, b)))
         .collect();
-    let missing: Vec<(Table, u32)> = futures::stream::iter(parts)
+    let mut missing: Vec<(Table, u32)> = futures::stream::iter(parts)
         .map(|(table, bucket)| async move {
             let published = warehouse
                 .is_published(table, Part::dated_bucket(date, bucket))
@@ -450,10 +463,11 @@ async fn check_inputs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<
         .try_filter_map(|m| async move { Ok(m) })
         .try_collect()
         .await?;
+    missing.sort_unstable_by_key(|(table, bucket)| (table.name(), *bucket));
     if let Some((table, bucket)) = missing.first() {
         anyhow::bail!(JobFailure::MissingUpstream(format!(
             "`{}` for {date} is not complete ({} partitions missing, e.g. bucket {bucket}): \
-             run `sipline portfolio value --date {date}` for every shard first",
+             run `{command} --date {date}` for every shard first",
             table.name(),
             missing.len()
         )));

@@ -34,7 +34,7 @@ use serving::PUBLISH_CHANNEL;
 use sqlx::{Connection, PgConnection, PgPool};
 use warehouse::{Part, Table, Warehouse, BUCKETS};
 
-use super::{release_publish_lock, take_publish_lock};
+use super::{complete_or_missing_upstream, release_publish_lock, take_publish_lock};
 use crate::copy_binary;
 use crate::exit::JobFailure;
 use crate::postgres::send_batches_binary;
@@ -378,25 +378,13 @@ async fn copy_changed(
 /// Every bucket of the date's hourly valuation must be there: publishing part of an hour
 /// would show some users an older hour as the newest.
 async fn check_inputs(warehouse: &Warehouse, date: NaiveDate) -> anyhow::Result<()> {
-    let missing: Vec<u32> = futures::stream::iter(0..BUCKETS)
-        .map(|bucket| async move {
-            let published = warehouse
-                .is_published(Table::PortfolioHourly, Part::dated_bucket(date, bucket))
-                .await?;
-            anyhow::Ok((!published).then_some(bucket))
-        })
-        .buffer_unordered(16)
-        .try_filter_map(|m| async move { Ok(m) })
-        .try_collect()
-        .await?;
-    if let Some(bucket) = missing.iter().min() {
-        anyhow::bail!(JobFailure::MissingUpstream(format!(
-            "`portfolio_hourly` for {date} is not complete ({} partitions missing, e.g. bucket \
-             {bucket}): run `sipline portfolio value --hourly --date {date}` for every shard first",
-            missing.len()
-        )));
-    }
-    Ok(())
+    complete_or_missing_upstream(
+        warehouse,
+        &[Table::PortfolioHourly],
+        date,
+        "sipline portfolio value --hourly",
+    )
+    .await
 }
 
 /// Each user's newest intraday point of `date`, as the API shows it.
