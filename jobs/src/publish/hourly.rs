@@ -39,18 +39,10 @@ use crate::copy_binary;
 use crate::exit::JobFailure;
 use crate::postgres::send_batches_binary;
 
-/// The columns compared and published (`xirr` is not computed hourly).
+/// The columns compared and published (`xirr` is not computed hourly). The daily snapshot's
+/// are the same without `hour`, which comes first.
 const HOURLY_COLUMNS: [&str; 8] = [
     "hour",
-    "user_id",
-    "invested",
-    "current_value",
-    "gain",
-    "abs_return_pct",
-    "schemes",
-    "nav_date",
-];
-const SNAPSHOT_COLUMNS: [&str; 7] = [
     "user_id",
     "invested",
     "current_value",
@@ -434,7 +426,7 @@ async fn diff_bucket(
             .read_columns(
                 Table::PortfolioSnapshots,
                 Part::dated_bucket(daily, bucket),
-                &SNAPSHOT_COLUMNS,
+                &HOURLY_COLUMNS[1..],
             )
             .await?
             .with_context(|| {
