@@ -433,6 +433,22 @@ pub enum SipCommand {
     Execute(ExecuteArgs),
     /// Execute each business day in [--from, --to], in order.
     Backfill(BackfillArgs),
+    /// Compact each month (month-end checkpoint on or before --through) not yet compacted
+    /// into `purchases`: for warehouses executed before compaction existed. Idempotent.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    #[arg(long)]
+    pub through: NaiveDate,
+    /// Only this shard's buckets of users (i/N).
+    #[arg(long, default_value = "0/1")]
+    pub shard: shard::Shard,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -615,6 +631,12 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
             Some(args.to),
             Some(args.common.shard),
             &args.common.warehouse,
+        ),
+        Command::Sip(SipCommand::Compact(args)) => (
+            "sip compact",
+            Some(args.through),
+            Some(args.shard),
+            &args.warehouse,
         ),
         Command::Portfolio(PortfolioCommand::Value(args)) => (
             if args.hourly {

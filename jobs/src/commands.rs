@@ -25,6 +25,7 @@ pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result
         Command::Generate(args) => generate_universe(args).await,
         Command::Sip(SipCommand::Execute(args)) => execute_sips(args).await,
         Command::Sip(SipCommand::Backfill(args)) => backfill_sips(args).await,
+        Command::Sip(SipCommand::Compact(args)) => compact_purchases(args).await,
         Command::Portfolio(PortfolioCommand::Value(args)) => value_portfolios(args).await,
         Command::Demo(args) => {
             crate::demo::demo(&args.warehouse.warehouse, args.users).await?;
@@ -190,6 +191,23 @@ async fn backfill_sips(args: BackfillArgs) -> anyhow::Result<RowCounts> {
         started.elapsed().as_millis()
     );
     Ok(counts)
+}
+
+async fn compact_purchases(args: CompactArgs) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let summary =
+        sip_execute::compact(&warehouse, args.through, args.shard, args.parallel.get()).await?;
+    println!(
+        "{summary} through={} shard={} elapsed_ms={}",
+        args.through,
+        args.shard,
+        started.elapsed().as_millis()
+    );
+    Ok(job_runs::RowCounts::new(
+        summary.purchases,
+        summary.purchases,
+    ))
 }
 
 async fn value_portfolios(args: ValueArgs) -> anyhow::Result<RowCounts> {

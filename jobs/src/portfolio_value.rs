@@ -52,6 +52,10 @@ pub struct ValueSummary {
     pub holders: u64,
     pub lines: u64,
     pub purchases: u64,
+    /// Months of purchases read from their compacted `purchases` file, and daily
+    /// `investments` dates read file by file (daily mode).
+    pub compacted_months: u64,
+    pub daily_files: u64,
     pub invested: i64,
     pub current_value: i64,
     /// Finite XIRRs of users with holdings (daily mode), for the median.
@@ -66,6 +70,12 @@ impl ValueSummary {
         add_u64(&mut self.holders, other.holders, "holders")?;
         add_u64(&mut self.lines, other.lines, "lines")?;
         add_u64(&mut self.purchases, other.purchases, "purchases")?;
+        add_u64(
+            &mut self.compacted_months,
+            other.compacted_months,
+            "compacted months",
+        )?;
+        add_u64(&mut self.daily_files, other.daily_files, "daily files")?;
         add_i64(&mut self.invested, other.invested, "invested")?;
         add_i64(&mut self.current_value, other.current_value, "value")?;
         self.xirrs.extend(other.xirrs);
@@ -94,12 +104,14 @@ impl fmt::Display for ValueSummary {
         let date = self.date.map(|d| d.to_string()).unwrap_or_default();
         write!(
             f,
-            "portfolio value ok: date={date} buckets={} users={} holders={} lines={} purchases_read={} invested={} aum={}",
+            "portfolio value ok: date={date} buckets={} users={} holders={} lines={} purchases_read={} compacted_months_read={} daily_files_read={} invested={} aum={}",
             self.buckets,
             self.users,
             self.holders,
             self.lines,
             self.purchases,
+            self.compacted_months,
+            self.daily_files,
             Paise(self.invested),
             Paise(self.current_value),
         )?;
@@ -118,6 +130,8 @@ struct RunContext {
     /// Dates of `investments` up to the valuation date, ascending.
     investment_dates: Vec<NaiveDate>,
     holding_dates: Vec<NaiveDate>,
+    /// Dates of compacted `purchases` months (daily mode reads them instead of their days).
+    purchase_dates: Vec<NaiveDate>,
     /// The execution run the valuation must come after: the date's, or on a weekend or
     /// holiday the last business day's.
     execution_date: NaiveDate,
@@ -158,6 +172,7 @@ async fn run_context(
         options,
         investment_dates,
         holding_dates: warehouse.dates(Table::Holdings).await?,
+        purchase_dates: warehouse.dates(Table::Purchases).await?,
         execution_date: last_business_day(calendar, date),
         // Every NAV up to the date: the latest per scheme values holdings, the month-end
         // ones value the line chart's history. A year of 8,500 schemes is ~2M small rows.
@@ -207,10 +222,20 @@ async fn value_bucket(
 
     // Purchases read, for the summary: all of them (daily) or those since the checkpoint.
     let mut recent_count = 0;
+    let (mut compacted_months, mut daily_files) = (0, 0);
     let (holdings, purchases) = match ctx.options.mode {
         ValuationMode::Daily => {
-            let purchases = warehouse.purchases(bucket, &ctx.investment_dates).await?;
-            (holdings_from_purchases(&purchases), purchases)
+            let read = warehouse
+                .purchases_compacted(
+                    bucket,
+                    &ctx.investment_dates,
+                    &ctx.holding_dates,
+                    &ctx.purchase_dates,
+                )
+                .await?;
+            compacted_months = read.compacted_months as u64;
+            daily_files = read.daily_files as u64;
+            (holdings_from_purchases(&read.rows), read.rows)
         }
         ValuationMode::Hourly => {
             // The latest checkpoint on or before the date.
@@ -252,7 +277,9 @@ async fn value_bucket(
     .context("valuation task panicked")?;
     let valuation = valuation.with_context(|| format!("valuing bucket {bucket} as of {date}"))?;
 
-    let summary = summarise(&valuation, purchases_read as u64)?;
+    let mut summary = summarise(&valuation, purchases_read as u64)?;
+    summary.compacted_months = compacted_months;
+    summary.daily_files = daily_files;
     match ctx.options.mode {
         ValuationMode::Daily => {
             warehouse.write_rows(part, &valuation.charts).await?;

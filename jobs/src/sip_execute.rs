@@ -35,6 +35,7 @@ use pipeline::sip::{
     execute_instalments, DebitFailure, ExecutionInputs, InstalmentStatus, Investment, NavLookup,
     SipEventKind, SipState,
 };
+use pipeline::valuation::Purchase;
 use warehouse::{Part, Table, Warehouse};
 
 use crate::exit::JobFailure;
@@ -59,11 +60,12 @@ pub struct ExecuteOptions {
 /// Tables a rewind retires for the dates after the re-run date: execution's outputs (the
 /// `investments` marker first, since it is what the next run looks for) and valuation's.
 /// `debit_failures` is the bank's input and stays.
-const REWOUND_TABLES: [Table; 8] = [
+const REWOUND_TABLES: [Table; 9] = [
     Table::Investments,
     Table::SipState,
     Table::SipEvents,
     Table::Holdings,
+    Table::Purchases,
     Table::PortfolioSnapshots,
     Table::PortfolioLines,
     Table::PortfolioCharts,
@@ -416,7 +418,12 @@ async fn execute_bucket(
         .count() as u64;
 
     if ctx.month_end {
-        let holdings = holdings_at(warehouse, ctx, bucket, &out.investments).await?;
+        let (holdings, purchases) = month_end_checkpoint(warehouse, ctx, bucket, &out.investments)
+            .await
+            .with_context(|| format!("bucket {bucket} month-end checkpoint on {date}"))?;
+        // Both before `investments`, whose marker says the run is complete: a run that dies
+        // here is re-run whole, and valuation reads a compacted month only once published.
+        warehouse.write_rows(part, &purchases).await?;
         warehouse.write_rows(part, &holdings).await?;
         summary.holdings_checkpoint = true;
     }
@@ -491,14 +498,16 @@ async fn allotted_and_returned(
     Ok(returned)
 }
 
-/// Holdings at the run date: the latest checkpoint before it plus every executed
-/// instalment since, today's included.
-async fn holdings_at(
+/// The month-end checkpoint of a bucket: holdings at the run date (the latest checkpoint
+/// before it plus every executed instalment since, today's included) and the same
+/// instalments compacted as `purchases`, sorted as valuation reads them, so the daily
+/// valuation reads one file for the month instead of one per run date.
+async fn month_end_checkpoint(
     warehouse: &Warehouse,
     ctx: &RunContext,
     bucket: u32,
     today: &[Investment],
-) -> anyhow::Result<Vec<Holding>> {
+) -> anyhow::Result<(Vec<Holding>, Vec<Purchase>)> {
     let (checkpoint, base) = warehouse
         .holdings_checkpoint_before(&ctx.holding_dates, ctx.date, bucket)
         .await?;
@@ -521,7 +530,12 @@ async fn holdings_at(
         });
         since.append(&mut rows);
     }
-    Ok(roll_forward(&base, since.iter().chain(today)))
+    let mut purchases = Vec::with_capacity(since.len() + today.len());
+    for instalment in since.iter().chain(today) {
+        purchases.extend(Purchase::of(instalment)?);
+    }
+    purchases.sort_unstable();
+    Ok((roll_forward(&base, since.iter().chain(today)), purchases))
 }
 
 /// One date's run over the shard's buckets.
@@ -604,4 +618,100 @@ pub async fn backfill(
     }
     progress.finish();
     Ok((days.len(), total))
+}
+
+/// What `sip compact` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CompactSummary {
+    pub buckets: usize,
+    /// Bucket-months written (a bucket's month already compacted is left alone).
+    pub compacted: u64,
+    pub purchases: u64,
+}
+
+impl fmt::Display for CompactSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sip compact ok: buckets={} compacted_bucket_months={} purchases={}",
+            self.buckets, self.compacted, self.purchases
+        )
+    }
+}
+
+/// Compacts the months whose month-end checkpoint (on or before `through`) has no published
+/// `purchases` partition: those executed before the table existed, or whose run died writing
+/// it. The rows are the month's daily `investments`, exactly what the month-end run writes,
+/// so re-running is a no-op and a compacted month is the same bytes either way.
+pub async fn compact(
+    warehouse: &Warehouse,
+    through: NaiveDate,
+    shard: Shard,
+    parallelism: usize,
+) -> anyhow::Result<CompactSummary> {
+    let checkpoints: Arc<Vec<NaiveDate>> = Arc::new(
+        warehouse
+            .dates(Table::Holdings)
+            .await?
+            .into_iter()
+            .filter(|d| *d <= through)
+            .collect(),
+    );
+    let investment_dates = Arc::new(warehouse.dates(Table::Investments).await?);
+    let summaries: Vec<CompactSummary> = futures::stream::iter(shard.buckets())
+        .map(|bucket| {
+            let (warehouse, checkpoints, investment_dates) = (
+                warehouse.clone(),
+                Arc::clone(&checkpoints),
+                Arc::clone(&investment_dates),
+            );
+            tokio::spawn(async move {
+                compact_bucket(&warehouse, &checkpoints, &investment_dates, bucket).await
+            })
+        })
+        .buffer_unordered(parallelism.max(1))
+        .map(|joined| joined.context("compaction task panicked")?)
+        .try_collect()
+        .await?;
+    let mut total = CompactSummary::default();
+    for s in summaries {
+        total.buckets += s.buckets;
+        add_u64(&mut total.compacted, s.compacted, "compacted months")?;
+        add_u64(&mut total.purchases, s.purchases, "purchases")?;
+    }
+    Ok(total)
+}
+
+async fn compact_bucket(
+    warehouse: &Warehouse,
+    checkpoints: &[NaiveDate],
+    investment_dates: &[NaiveDate],
+    bucket: u32,
+) -> anyhow::Result<CompactSummary> {
+    let mut summary = CompactSummary {
+        buckets: 1,
+        ..CompactSummary::default()
+    };
+    for &through in checkpoints {
+        let part = Part::dated_bucket(through, bucket);
+        if !warehouse.is_published(Table::Holdings, part).await?
+            || warehouse.is_published(Table::Purchases, part).await?
+        {
+            continue;
+        }
+        // The runs the checkpoint at `through` rolled in: after the previous one, up to it.
+        let after = warehouse
+            .latest_published_before(Table::Holdings, checkpoints, through, bucket)
+            .await?;
+        let runs: Vec<NaiveDate> = investment_dates
+            .iter()
+            .copied()
+            .filter(|d| after.is_none_or(|a| *d > a) && *d <= through)
+            .collect();
+        let purchases = warehouse.purchases(bucket, &runs).await?;
+        warehouse.write_rows(part, &purchases).await?;
+        summary.compacted += 1;
+        summary.purchases += purchases.len() as u64;
+    }
+    Ok(summary)
 }

@@ -14,7 +14,7 @@ use chrono::{Datelike, Months, NaiveDate};
 
 use crate::holdings::{sum_holdings, Holding};
 use crate::money::{div_round_half_up, Nav, Paise, Units, RETURN_PCT_SCALE};
-use crate::sip::NavLookup;
+use crate::sip::{InstalmentStatus, Investment, NavLookup};
 use crate::xirr::{xirr, CashFlow};
 
 const ONE_HUNDRED_PCT: i128 = 100 * 10_i128.pow(RETURN_PCT_SCALE);
@@ -37,6 +37,13 @@ pub enum ValuationError {
     /// The users' invested amounts do not add up to the holdings' cost.
     #[error("invested over users is {valued} paise but the holdings cost {held} paise")]
     Unreconciled { valued: i128, held: i128 },
+    /// An executed or reversed instalment without its NAV date or units.
+    #[error("instalment of SIP {sip_id} due {due_date} is {status} but has no NAV date or units")]
+    IncompleteAllotment {
+        sip_id: i64,
+        due_date: NaiveDate,
+        status: &'static str,
+    },
 }
 
 /// An executed instalment as valuation sees it: money in on `nav_date`, units allotted.
@@ -48,6 +55,32 @@ pub struct Purchase {
     /// The debit, stamp duty included: what the investor paid.
     pub amount: Paise,
     pub units: Units,
+}
+
+impl Purchase {
+    /// What valuation counts of an instalment: its allotment, a reversal as the allotment
+    /// negated (same NAV date, so the pair nets to nothing), nothing for pending or failed.
+    pub fn of(instalment: &Investment) -> Result<Option<Purchase>, ValuationError> {
+        let sign = match instalment.status {
+            InstalmentStatus::Executed => 1,
+            InstalmentStatus::Reversed => -1,
+            InstalmentStatus::Pending | InstalmentStatus::Failed => return Ok(None),
+        };
+        let (Some(nav_date), Some(units)) = (instalment.nav_date, instalment.units) else {
+            return Err(ValuationError::IncompleteAllotment {
+                sip_id: instalment.sip_id,
+                due_date: instalment.due_date,
+                status: instalment.status.as_str(),
+            });
+        };
+        Ok(Some(Purchase {
+            user_id: instalment.user_id,
+            nav_date,
+            scheme_code: instalment.scheme_code,
+            amount: Paise(sign * instalment.amount.0),
+            units: Units(sign * units.0),
+        }))
+    }
 }
 
 /// What the pies group by.
@@ -653,6 +686,53 @@ mod tests {
         assert_eq!(first_unlisted(&[1, 3, 5], [0].into_iter()), Some(0));
         assert_eq!(first_unlisted(&[1, 3, 5], [5, 6].into_iter()), Some(6));
         assert_eq!(first_unlisted(&[], [4].into_iter()), Some(4));
+    }
+
+    #[test]
+    fn an_instalment_is_a_purchase_a_negated_one_or_none() {
+        let allotted = Investment {
+            sip_id: 9,
+            user_id: 4,
+            scheme_code: 100,
+            due_date: d("2025-01-05"),
+            status: InstalmentStatus::Executed,
+            amount: Paise(100_000),
+            stamp_duty: Paise(5),
+            nav_date: Some(d("2025-01-06")),
+            nav: Some(nav("10")),
+            units: Some(Units(99_995)),
+        };
+        let bought = purchase(4, "2025-01-06", 100, 100_000, 99_995);
+        assert_eq!(Purchase::of(&allotted), Ok(Some(bought)));
+        let reversed = Investment {
+            status: InstalmentStatus::Reversed,
+            ..allotted.clone()
+        };
+        assert_eq!(
+            Purchase::of(&reversed),
+            Ok(Some(purchase(4, "2025-01-06", 100, -100_000, -99_995)))
+        );
+        for status in [InstalmentStatus::Pending, InstalmentStatus::Failed] {
+            let unallotted = Investment {
+                status,
+                nav_date: None,
+                units: None,
+                ..allotted.clone()
+            };
+            assert_eq!(Purchase::of(&unallotted), Ok(None));
+        }
+        let broken = Investment {
+            units: None,
+            ..allotted
+        };
+        assert_eq!(
+            Purchase::of(&broken),
+            Err(ValuationError::IncompleteAllotment {
+                sip_id: 9,
+                due_date: d("2025-01-05"),
+                status: "executed",
+            })
+        );
     }
 
     fn purchase(user_id: i64, date: &str, scheme_code: i64, amount: i64, units: i64) -> Purchase {

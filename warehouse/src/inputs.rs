@@ -91,6 +91,69 @@ impl Warehouse {
         dates: &[NaiveDate],
     ) -> Result<Vec<Purchase>, WarehouseError> {
         let mut out = Vec::new();
+        self.read_daily_purchases(bucket, dates, &mut out).await?;
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Every executed purchase of `bucket` run on one of `investment_dates` (the valuation's
+    /// `investments` dates, ascending), sorted. A month compacted into `purchases` at its
+    /// checkpoint comes from that one file; the rest (this month, and months from before
+    /// compaction existed) from the daily `investments` files.
+    ///
+    /// `checkpoints` are the `holdings` dates and `compacted` the `purchases` dates, both
+    /// ascending. The compacted partition at `c` holds the runs after the bucket's previous
+    /// published checkpoint, up to `c`: what `sip execute` rolled into the checkpoint at `c`.
+    pub async fn purchases_compacted(
+        &self,
+        bucket: u32,
+        investment_dates: &[NaiveDate],
+        checkpoints: &[NaiveDate],
+        compacted: &[NaiveDate],
+    ) -> Result<PurchaseRead, WarehouseError> {
+        let mut read = PurchaseRead::default();
+        let Some(last) = investment_dates.last().copied() else {
+            return Ok(read);
+        };
+        // (after, through]: run dates a compacted partition stands for.
+        let mut covered: Vec<(Option<NaiveDate>, NaiveDate)> = Vec::new();
+        for &through in compacted.iter().filter(|c| **c <= last) {
+            let part = Part::dated_bucket(through, bucket);
+            if !self.is_published(Table::Purchases, part).await? {
+                continue;
+            }
+            let after = self
+                .latest_published_before(Table::Holdings, checkpoints, through, bucket)
+                .await?;
+            read.rows
+                .extend(self.read_rows::<Purchase>(part).await?.unwrap_or_default());
+            read.compacted_months += 1;
+            covered.push((after, through));
+        }
+        let daily: Vec<NaiveDate> = investment_dates
+            .iter()
+            .copied()
+            .filter(|d| {
+                !covered
+                    .iter()
+                    .any(|(after, through)| after.is_none_or(|a| *d > a) && d <= through)
+            })
+            .collect();
+        read.daily_files = daily.len();
+        self.read_daily_purchases(bucket, &daily, &mut read.rows)
+            .await?;
+        // Compacted months arrive as sorted runs, which a stable sort merges rather than
+        // re-sorts; the order is the same total order either way.
+        read.rows.sort();
+        Ok(read)
+    }
+
+    async fn read_daily_purchases(
+        &self,
+        bucket: u32,
+        dates: &[NaiveDate],
+        out: &mut Vec<Purchase>,
+    ) -> Result<(), WarehouseError> {
         for date in dates {
             let part = Part::dated_bucket(*date, bucket);
             let Some(batches) = self
@@ -106,9 +169,17 @@ impl Warehouse {
                 );
             }
         }
-        out.sort_unstable();
-        Ok(out)
+        Ok(())
     }
+}
+
+/// What [`Warehouse::purchases_compacted`] read.
+#[derive(Debug, Default)]
+pub struct PurchaseRead {
+    /// Sorted by (user, NAV date, scheme, amount, units).
+    pub rows: Vec<Purchase>,
+    pub compacted_months: usize,
+    pub daily_files: usize,
 }
 
 /// The `investments` columns a purchase is made of.

@@ -29,6 +29,9 @@ pub enum Table {
     SipEvents,
     /// Month-end checkpoints of units and cost per user and scheme.
     Holdings,
+    /// A month's executed (and reversed) instalments, compacted from its daily `investments`
+    /// partitions at the month-end checkpoint: what daily valuation reads for past months.
+    Purchases,
     /// One row per user per valuation date: invested, value, returns, XIRR.
     PortfolioSnapshots,
     /// The latest intraday valuation of the date (no XIRR), replaced each hour.
@@ -40,7 +43,7 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Schemes,
         Table::Navs,
         Table::Users,
@@ -50,6 +53,7 @@ impl Table {
         Table::SipState,
         Table::SipEvents,
         Table::Holdings,
+        Table::Purchases,
         Table::PortfolioSnapshots,
         Table::PortfolioHourly,
         Table::PortfolioLines,
@@ -67,6 +71,7 @@ impl Table {
             Table::SipState => "sip_state",
             Table::SipEvents => "sip_events",
             Table::Holdings => "holdings",
+            Table::Purchases => "purchases",
             Table::PortfolioSnapshots => "portfolio_snapshots",
             Table::PortfolioHourly => "portfolio_hourly",
             Table::PortfolioLines => "portfolio_lines",
@@ -81,6 +86,7 @@ impl Table {
             Table::Navs => Some("nav_date"),
             Table::Sips
             | Table::Holdings
+            | Table::Purchases
             | Table::PortfolioSnapshots
             | Table::PortfolioHourly
             | Table::PortfolioLines
@@ -122,6 +128,7 @@ impl Table {
             Table::SipState => schema::sip_state_file_schema(),
             Table::SipEvents => schema::sip_events_file_schema(),
             Table::Holdings => schema::holdings_file_schema(),
+            Table::Purchases => schema::purchases_file_schema(),
             Table::PortfolioSnapshots => schema::portfolio_snapshots_file_schema(),
             Table::PortfolioHourly => schema::portfolio_hourly_file_schema(),
             Table::PortfolioLines => schema::portfolio_lines_file_schema(),

@@ -10,7 +10,7 @@ use pipeline::nav::{NavRow, SchemeRow};
 use pipeline::schema::{self, SchemaError};
 use pipeline::sip::{DebitFailure, Investment, Mandate, SipEvent, SipState};
 use pipeline::user::UserRow;
-use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot};
+use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
 
 use crate::{Part, Table, Warehouse, WarehouseError};
 
@@ -82,6 +82,12 @@ table_row!(
     Holdings,
     schema::holdings_to_batch,
     schema::holdings_from_batch
+);
+table_row!(
+    Purchase,
+    Purchases,
+    schema::purchases_to_batch,
+    schema::purchases_from_batch
 );
 table_row!(
     PortfolioSnapshot,

@@ -56,12 +56,44 @@ fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
     let shards = dir.path().join("shards");
     copy_dir(&one, &shards);
 
+    let fallback = dir.path().join("fallback");
+    copy_dir(&one, &fallback);
+
+    // Each month end's execution compacted the month's allotments (reversals negated) into
+    // `purchases`: the same rows as the daily `investments` files of that month.
+    let compacted = "SELECT user_id, nav_date, scheme_code, amount, units FROM purchases";
+    let from_investments = "SELECT user_id, nav_date, scheme_code, \
+         CASE WHEN status = 'reversed' THEN -amount ELSE amount END AS amount, \
+         CASE WHEN status = 'reversed' THEN -units ELSE units END AS units \
+         FROM investments WHERE status IN ('executed', 'reversed') \
+         AND exec_date <= DATE '2025-03-28'";
+    assert_eq!(
+        csv(&one, "SELECT DISTINCT as_of FROM purchases ORDER BY as_of"),
+        // The last business days (31 March 2025 was a market holiday).
+        "as_of\n2025-01-31\n2025-02-28\n2025-03-28\n"
+    );
+    assert_eq!(
+        count(&one, compacted),
+        count(&one, from_investments),
+        "compaction dropped or added rows"
+    );
+    assert_eq!(
+        count(&one, &format!("({compacted}) EXCEPT ({from_investments})")),
+        "n\n0\n"
+    );
+    assert_eq!(
+        count(&one, &format!("({from_investments}) EXCEPT ({compacted})")),
+        "n\n0\n"
+    );
+
     let out = value(&one, &[]);
     assert!(
         out.contains("portfolio value ok: date=2025-03-20 buckets=64 users=800"),
         "{out}"
     );
     assert!(out.contains("mode=daily"), "{out}");
+    // January and February from one file per bucket each; March's runs day by day.
+    assert!(out.contains("compacted_months_read=128 "), "{out}");
 
     // Every user has a snapshot, holders or not.
     assert_eq!(
@@ -198,6 +230,55 @@ fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
     value(&one, &[]);
     value(&one, &["--hourly", "--hour", "14"]);
     assert_eq!(before, portfolio_files(&one));
+
+    // Without compaction (a month never compacted, or one whose file is not published: a
+    // run that died writing it) the same purchases come from the daily files, and the
+    // valuation is the same to the byte.
+    std::fs::remove_dir_all(fallback.join("purchases/as_of=2025-01-31")).unwrap();
+    for bucket in 0..64 {
+        std::fs::remove_file(fallback.join(format!(
+            "purchases/as_of=2025-02-28/bucket={bucket}/_SUCCESS"
+        )))
+        .unwrap();
+    }
+    let out = value(&fallback, &[]);
+    assert!(out.contains("compacted_months_read=0 "), "{out}");
+    value(&fallback, &["--hourly", "--hour", "14"]);
+    assert_eq!(before, portfolio_files(&fallback));
+
+    // `sip compact` compacts those months after the fact, into the very files the month-end
+    // runs wrote; a second run finds nothing to do.
+    let compact = |through: &str| {
+        sipline(&[
+            "sip",
+            "compact",
+            "--through",
+            through,
+            "--warehouse",
+            fallback.to_str().unwrap(),
+        ])
+        .assert_ok()
+        .stdout
+        .clone()
+    };
+    let out = compact(VALUE_DATE);
+    assert!(
+        out.contains("sip compact ok: buckets=64 compacted_bucket_months=128 "),
+        "{out}"
+    );
+    let purchases_files = |root: &Path| {
+        snapshot(root)
+            .into_iter()
+            .filter(|(path, _)| {
+                path.starts_with("purchases") && !path.starts_with("purchases/as_of=2025-03-28")
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(purchases_files(&one), purchases_files(&fallback));
+    assert!(compact(VALUE_DATE).contains("compacted_bucket_months=0 "));
+    let out = value(&fallback, &[]);
+    assert!(out.contains("compacted_months_read=128 "), "{out}");
+    assert_eq!(before, portfolio_files(&fallback));
 
     // Two shards write exactly what one run wrote.
     value(&shards, &["--shard", "0/2"]);

@@ -233,4 +233,29 @@ mod tests {
         );
         assert_eq!(navs_from_batch(&batch).unwrap(), navs);
     }
+
+    #[test]
+    fn compacted_purchases_survive_a_batch_round_trip() {
+        let date = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
+        let purchases = vec![
+            crate::valuation::Purchase {
+                user_id: 1,
+                nav_date: date,
+                scheme_code: 119551,
+                amount: Paise(100_000),
+                units: Units(12_345),
+            },
+            // A reversal is stored negated.
+            crate::valuation::Purchase {
+                user_id: 1,
+                nav_date: date,
+                scheme_code: 119551,
+                amount: Paise(-100_000),
+                units: Units(-12_345),
+            },
+        ];
+        let batch = purchases_to_batch(&purchases).unwrap();
+        assert_eq!(batch.schema(), purchases_file_schema());
+        assert_eq!(purchases_from_batch(&batch).unwrap(), purchases);
+    }
 }

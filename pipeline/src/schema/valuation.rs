@@ -182,6 +182,67 @@ pub fn portfolio_charts_to_batch(rows: &[ChartPoint]) -> Result<RecordBatch, Arr
     )
 }
 
+/// `purchases` as stored in each `as_of=`/`bucket=` partition: a month's executed and
+/// reversed instalments (reversals negated), compacted from the month's daily `investments`
+/// at its month-end checkpoint and sorted as valuation reads them.
+pub fn purchases_file_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Int64, false),
+        date("nav_date", false),
+        Field::new("scheme_code", DataType::Int64, false),
+        Field::new("amount", money_type(), false),
+        Field::new("units", units_type(), false),
+    ]))
+}
+
+pub fn purchases_to_batch(rows: &[Purchase]) -> Result<RecordBatch, ArrowError> {
+    RecordBatch::try_new(
+        purchases_file_schema(),
+        vec![
+            int64s(rows.iter().map(|r| r.user_id)),
+            dates(rows.iter().map(|r| Some(r.nav_date))),
+            int64s(rows.iter().map(|r| r.scheme_code)),
+            decimals(
+                rows.iter().map(|r| Some(r.amount.0)),
+                MONEY_PRECISION,
+                MONEY_SCALE,
+            )?,
+            decimals(
+                rows.iter().map(|r| Some(r.units.0)),
+                UNITS_PRECISION,
+                UNITS_SCALE,
+            )?,
+        ],
+    )
+}
+
+pub fn purchases_from_batch(batch: &RecordBatch) -> Result<Vec<Purchase>, SchemaError> {
+    let c = Columns(batch);
+    let (user_id, nav_date, scheme_code) = (
+        c.i64("user_id")?,
+        c.date("nav_date")?,
+        c.i64("scheme_code")?,
+    );
+    let (amount, units) = (
+        c.decimal("amount", MONEY_SCALE)?,
+        c.decimal("units", UNITS_SCALE)?,
+    );
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(Purchase {
+                user_id: user_id.value(i),
+                nav_date: opt_date(nav_date, i).ok_or(SchemaError::Value {
+                    column: "nav_date",
+                    value: "null".into(),
+                })?,
+                scheme_code: scheme_code.value(i),
+                amount: Paise(scaled(amount, i, "amount")?),
+                units: Units(scaled(units, i, "units")?),
+            })
+        })
+        .collect()
+}
+
 /// The executed rows of an `investments` batch, as valuation needs them: decoded straight
 /// from the columns, without building an `Investment` per row. A reversed row is its
 /// allotment negated (same NAV date), so the pair nets to nothing in holdings, invested, the
