@@ -14,6 +14,7 @@ pub mod exit;
 pub mod fetch;
 pub mod generate;
 pub mod job_runs;
+pub mod memory;
 pub mod nav_ingest;
 pub mod nav_sample;
 pub mod notify;

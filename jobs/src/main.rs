@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     }
     let service = match cli.command {
         Command::Serve(_) => "sipline-api",
-        _ => "sipline",
+        _ => {
+            jobs::memory::keep_freed_memory();
+            "sipline"
+        }
     };
     let job = job_run(&cli.command);
     // The exporter's HTTP client needs no runtime; `init` runs before the runtime starts.
