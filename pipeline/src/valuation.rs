@@ -567,6 +567,16 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
         ..Valuation::default()
     };
     let prices = MonthEndPrices::new(inputs);
+    // Reserved up front: a 10M-user run's chart points are ~2.7M per bucket, and growing the
+    // vector by doubling copied each bucket's points twice over (3% of a daily run).
+    out.lines.reserve(inputs.holdings.len());
+    if inputs.mode == ValuationMode::Daily {
+        // Three pies of at most one slice per holding, and per user a line and a bar point
+        // per month end plus today's.
+        let history = 2 * (prices.ends.len() + 1);
+        out.charts
+            .reserve(3 * inputs.holdings.len() + history * inputs.users.len());
+    }
     let (mut holding_cursor, mut purchase_cursor) = (0, 0);
     for &user_id in inputs.users {
         let user = UserValuation {
