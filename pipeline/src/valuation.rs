@@ -7,7 +7,7 @@
 //! portfolio's value the sum of its lines. Percentages are scaled integers too (4 decimals);
 //! only XIRR, a rate found by iteration, is a float.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use chrono::{Datelike, Months, NaiveDate};
@@ -251,16 +251,25 @@ fn slices<'a>(
     lines: &[PortfolioLine],
     group: impl Fn(&PortfolioLine) -> &'a Arc<str>,
 ) -> Vec<Slice> {
-    let mut by_label: BTreeMap<&str, Slice> = BTreeMap::new();
+    // A user holds a few schemes: a linear search beats a map, and most labels are the same
+    // shared string, so the pointer comparison settles them before any bytes are compared.
+    let mut slices: Vec<Slice> = Vec::with_capacity(lines.len());
     for line in lines {
         let label = group(line);
-        let entry = by_label
-            .entry(label)
-            .or_insert_with(|| (Arc::clone(label), Paise(0), Paise(0)));
-        entry.1 .0 += line.invested.0;
-        entry.2 .0 += line.value.0;
+        let index = match slices
+            .iter()
+            .position(|slice| Arc::ptr_eq(&slice.0, label) || *slice.0 == **label)
+        {
+            Some(index) => index,
+            None => {
+                slices.push((Arc::clone(label), Paise(0), Paise(0)));
+                slices.len() - 1
+            }
+        };
+        let slice = &mut slices[index];
+        slice.1 .0 += line.invested.0;
+        slice.2 .0 += line.value.0;
     }
-    let mut slices: Vec<Slice> = by_label.into_values().collect();
     // Largest slice first; ties by name so the order is stable.
     slices.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     slices
@@ -520,10 +529,14 @@ impl UserValuation<'_> {
     }
 
     fn bar(&self, out: &mut Vec<ChartPoint>) {
-        let mut by_month: BTreeMap<NaiveDate, Paise> = BTreeMap::new();
+        // Purchases come sorted by NAV date, so each month's are consecutive.
+        let mut by_month: Vec<(NaiveDate, Paise)> = Vec::new();
         for p in self.purchases {
             let month = p.nav_date.with_day(1).unwrap_or(p.nav_date);
-            by_month.entry(month).or_default().0 += p.amount.0;
+            match by_month.last_mut() {
+                Some((last, amount)) if *last == month => amount.0 += p.amount.0,
+                _ => by_month.push((month, p.amount)),
+            }
         }
         // A month whose instalments were all reversed put no money in: no bar, as a month
         // without instalments (and as the serving store's bar, cumulative differences, shows).
