@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobs::cli::{job_run, Cli, Command};
+use jobs::cli::{job_run, Cli, Command, NotifyCommand};
 use jobs::commands::run;
 use jobs::exit::{self, NotABusinessDay};
 use tracing::Instrument;
@@ -21,12 +21,17 @@ fn main() -> ExitCode {
         println!("check-args ok: {:?}", cli.command);
         return ExitCode::from(exit::SUCCESS);
     }
+    // Processes that run until stopped (the API, the notification worker) give freed memory
+    // back as usual; a job that runs to completion keeps it (see `jobs::memory`).
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Notify(NotifyCommand::Worker(_))
+    ) {
+        jobs::memory::keep_freed_memory();
+    }
     let service = match cli.command {
         Command::Serve(_) => "sipline-api",
-        _ => {
-            jobs::memory::keep_freed_memory();
-            "sipline"
-        }
+        _ => "sipline",
     };
     let job = job_run(&cli.command);
     // The exporter's HTTP client needs no runtime; `init` runs before the runtime starts.

@@ -699,14 +699,13 @@ async fn compact_bucket(
         {
             continue;
         }
-        // The runs the checkpoint at `through` rolled in: after the previous one, up to it.
-        let after = warehouse
-            .latest_published_before(Table::Holdings, checkpoints, through, bucket)
+        let span = warehouse
+            .checkpoint_span(checkpoints, through, bucket)
             .await?;
         let runs: Vec<NaiveDate> = investment_dates
             .iter()
             .copied()
-            .filter(|d| after.is_none_or(|a| *d > a) && *d <= through)
+            .filter(|d| span.contains(*d))
             .collect();
         let purchases = warehouse.purchases(bucket, &runs).await?;
         warehouse.write_rows(part, &purchases).await?;

@@ -115,29 +115,22 @@ impl Warehouse {
         let Some(last) = investment_dates.last().copied() else {
             return Ok(read);
         };
-        // (after, through]: run dates a compacted partition stands for.
-        let mut covered: Vec<(Option<NaiveDate>, NaiveDate)> = Vec::new();
+        let mut covered: Vec<CheckpointSpan> = Vec::new();
         let mut months: Vec<Vec<Purchase>> = Vec::new();
         for &through in compacted.iter().filter(|c| **c <= last) {
             let part = Part::dated_bucket(through, bucket);
             if !self.is_published(Table::Purchases, part).await? {
                 continue;
             }
-            let after = self
-                .latest_published_before(Table::Holdings, checkpoints, through, bucket)
-                .await?;
+            let span = self.checkpoint_span(checkpoints, through, bucket).await?;
             months.push(self.read_rows::<Purchase>(part).await?.unwrap_or_default());
             read.compacted_months += 1;
-            covered.push((after, through));
+            covered.push(span);
         }
         let daily: Vec<NaiveDate> = investment_dates
             .iter()
             .copied()
-            .filter(|d| {
-                !covered
-                    .iter()
-                    .any(|(after, through)| after.is_none_or(|a| *d > a) && d <= through)
-            })
+            .filter(|d| !covered.iter().any(|span| span.contains(*d)))
             .collect();
         read.daily_files = daily.len();
         let mut recent = Vec::new();
@@ -153,6 +146,20 @@ impl Warehouse {
         // re-sorts; the order is the same total order either way.
         read.rows.sort();
         Ok(read)
+    }
+
+    /// The runs the bucket's `holdings` checkpoint at `through` rolled in, and so the runs its
+    /// compacted `purchases` hold: those after the previous published checkpoint, up to it.
+    pub async fn checkpoint_span(
+        &self,
+        checkpoints: &[NaiveDate],
+        through: NaiveDate,
+        bucket: u32,
+    ) -> Result<CheckpointSpan, WarehouseError> {
+        let after = self
+            .latest_published_before(Table::Holdings, checkpoints, through, bucket)
+            .await?;
+        Ok(CheckpointSpan { after, through })
     }
 
     async fn read_daily_purchases(
@@ -177,6 +184,20 @@ impl Warehouse {
             }
         }
         Ok(())
+    }
+}
+
+/// Run dates `(after, through]`: what a month-end checkpoint covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSpan {
+    /// The previous checkpoint; none for the first.
+    pub after: Option<NaiveDate>,
+    pub through: NaiveDate,
+}
+
+impl CheckpointSpan {
+    pub fn contains(&self, date: NaiveDate) -> bool {
+        self.after.is_none_or(|a| date > a) && date <= self.through
     }
 }
 

@@ -40,7 +40,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
-pub use inputs::PurchaseRead;
+pub use inputs::{CheckpointSpan, PurchaseRead};
 pub use layout::{bucket_of, Layout, Part, Table, BUCKETS};
 pub use rows::{ReadRow, TableRow};
 
