@@ -10,7 +10,9 @@
 //! Date32 → date, Utf8 → text, Decimal128 → numeric (any typmod: the server rounds to the
 //! column's scale as it does for text input).
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, StringArray,
+};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type,
 };
@@ -43,63 +45,74 @@ pub fn trailer() -> [u8; 2] {
     (-1_i16).to_be_bytes()
 }
 
+/// One column, its type resolved once per batch rather than once per value.
+enum Encoded<'a> {
+    Int64(&'a PrimitiveArray<Int64Type>),
+    Int32(&'a PrimitiveArray<Int32Type>),
+    Float64(&'a PrimitiveArray<Float64Type>),
+    Date32(&'a PrimitiveArray<Date32Type>),
+    Utf8(&'a StringArray),
+    Decimal(&'a PrimitiveArray<Decimal128Type>, i8),
+}
+
+impl<'a> Encoded<'a> {
+    fn of(name: &str, column: &'a ArrayRef) -> Result<Self, BinaryCopyError> {
+        Ok(match column.data_type() {
+            DataType::Int64 => Self::Int64(column.as_primitive()),
+            DataType::Int32 => Self::Int32(column.as_primitive()),
+            DataType::Float64 => Self::Float64(column.as_primitive()),
+            DataType::Date32 => Self::Date32(column.as_primitive()),
+            DataType::Utf8 => Self::Utf8(column.as_string()),
+            DataType::Decimal128(_, scale) => Self::Decimal(column.as_primitive(), *scale),
+            other => {
+                return Err(BinaryCopyError::Unsupported {
+                    column: name.to_string(),
+                    data_type: other.clone(),
+                })
+            }
+        })
+    }
+
+    fn write(&self, row: usize, out: &mut Vec<u8>) {
+        match self {
+            Self::Int64(values) => fixed(out, &values.value(row).to_be_bytes()),
+            Self::Int32(values) => fixed(out, &values.value(row).to_be_bytes()),
+            Self::Float64(values) => fixed(out, &values.value(row).to_bits().to_be_bytes()),
+            Self::Date32(values) => fixed(
+                out,
+                &(values.value(row) - POSTGRES_EPOCH_DAYS).to_be_bytes(),
+            ),
+            // Arrow's offsets are i32, so a value never exceeds i32::MAX bytes.
+            Self::Utf8(values) => fixed(out, values.value(row).as_bytes()),
+            Self::Decimal(values, scale) => numeric(out, values.value(row), *scale),
+        }
+    }
+}
+
 /// Appends the batch's rows to `out`, in the batch's column order.
 pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), BinaryCopyError> {
     let width = i16::try_from(batch.num_columns())
         .map_err(|_| BinaryCopyError::TooWide(batch.num_columns()))?;
     let schema = batch.schema();
-    for field in schema.fields() {
-        match field.data_type() {
-            DataType::Int64
-            | DataType::Int32
-            | DataType::Float64
-            | DataType::Date32
-            | DataType::Utf8
-            | DataType::Decimal128(_, _) => {}
-            other => {
-                return Err(BinaryCopyError::Unsupported {
-                    column: field.name().clone(),
-                    data_type: other.clone(),
-                })
-            }
-        }
-    }
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            let nulls = (column.null_count() > 0)
+                .then(|| column.logical_nulls())
+                .flatten();
+            Encoded::of(field.name(), column).map(|encoded| (encoded, nulls))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     out.reserve(batch.num_rows() * (2 + batch.num_columns() * 12));
     for row in 0..batch.num_rows() {
         out.extend_from_slice(&width.to_be_bytes());
-        for column in batch.columns() {
-            if column.is_null(row) {
+        for (column, nulls) in &columns {
+            if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
                 out.extend_from_slice(&(-1_i32).to_be_bytes());
-                continue;
-            }
-            match column.data_type() {
-                DataType::Int64 => {
-                    let value = column.as_primitive::<Int64Type>().value(row);
-                    fixed(out, &value.to_be_bytes());
-                }
-                DataType::Int32 => {
-                    let value = column.as_primitive::<Int32Type>().value(row);
-                    fixed(out, &value.to_be_bytes());
-                }
-                DataType::Float64 => {
-                    let value = column.as_primitive::<Float64Type>().value(row);
-                    fixed(out, &value.to_bits().to_be_bytes());
-                }
-                DataType::Date32 => {
-                    let days = column.as_primitive::<Date32Type>().value(row);
-                    fixed(out, &(days - POSTGRES_EPOCH_DAYS).to_be_bytes());
-                }
-                DataType::Utf8 => {
-                    let text = column.as_string::<i32>().value(row);
-                    // Arrow's offsets are i32, so a value never exceeds i32::MAX bytes.
-                    fixed(out, text.as_bytes());
-                }
-                DataType::Decimal128(_, scale) => {
-                    let value = column.as_primitive::<Decimal128Type>().value(row);
-                    numeric(out, value, *scale);
-                }
-                // Checked for every column above.
-                _ => {}
+            } else {
+                column.write(row, out);
             }
         }
     }
@@ -124,14 +137,27 @@ fn numeric(out: &mut Vec<u8>, unscaled: i128, scale: i8) {
     // Align the fraction to whole base-10,000 digits: 12.345 (scale 3) → 123450 × 10^-4.
     let pad = (4 - scale % 4) % 4;
     let fraction_digits = (scale + pad) / 4;
-    let mut magnitude = unscaled.unsigned_abs() * 10_u128.pow(pad);
+    let magnitude = unscaled.unsigned_abs() * 10_u128.pow(pad);
     // Least significant first; an i128 has at most 39 decimal digits, 10 base-10,000 digits.
     let mut digits = [0_u16; 12];
     let mut count = 0;
-    while magnitude > 0 {
-        digits[count] = (magnitude % 10_000) as u16;
-        magnitude /= 10_000;
-        count += 1;
+    // Money fits 64 bits, whose division is a single instruction; 128-bit division is a call.
+    match u64::try_from(magnitude) {
+        Ok(mut small) => {
+            while small > 0 {
+                digits[count] = (small % 10_000) as u16;
+                small /= 10_000;
+                count += 1;
+            }
+        }
+        Err(_) => {
+            let mut large = magnitude;
+            while large > 0 {
+                digits[count] = (large % 10_000) as u16;
+                large /= 10_000;
+                count += 1;
+            }
+        }
     }
     let trailing_zeros = digits[..count].iter().take_while(|d| **d == 0).count();
     let significant = &digits[trailing_zeros..count];
@@ -165,7 +191,7 @@ mod tests {
 
     #[test]
     fn numerics_are_base_ten_thousand_digits_around_the_point() {
-        let cases: [(i128, i8, Numeric); 6] = [
+        let cases: [(i128, i8, Numeric); 7] = [
             // 1234.56 → 1234 | 5600
             (123_456, 2, (2, 0, 0, 2, vec![1234, 5600])),
             // 0.01 → 0100 at weight -1
@@ -181,6 +207,8 @@ mod tests {
             (0, 2, (0, 0, 0, 2, vec![])),
             // 3.14159265 (8 places) → 3 | 1415 | 9265
             (314_159_265, 8, (3, 0, 0, 8, vec![3, 1415, 9265])),
+            // 10^28, beyond 64 bits once aligned: the 128-bit path
+            (10_i128.pow(30), 2, (1, 7, 0, 2, vec![1])),
         ];
         for (unscaled, scale, expected) in cases {
             let mut out = Vec::new();

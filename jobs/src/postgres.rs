@@ -46,9 +46,9 @@ const COPY_CHUNK_ROWS: usize = 10_000;
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     PgPoolOptions::new()
-        // publish: one loading transaction plus three tables staged beside it (lines,
-        // snapshots, month ends).
-        .max_connections(5)
+        // publish: one loading transaction plus three tables staged beside it (lines on two
+        // streams, snapshots, month ends).
+        .max_connections(6)
         .connect_with(options.application_name("sipline"))
         .await
 }

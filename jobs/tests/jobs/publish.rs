@@ -686,3 +686,113 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
     assert_eq!(early.code, 4, "{}", early.stderr);
     assert!(early.stderr.contains("has not passed"), "{}", early.stderr);
 }
+
+/// Migration 0019 takes the date out of the per-date partitions' keys without rebuilding the
+/// partitions a store already has: they stay attached, with their rows and their own unique
+/// `(as_of, …)` keys, while the parents lose theirs. Lines and a date-partitioned month of
+/// snapshots (0017) and a plain month (before 0017) are built as publishes made them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0019_keeps_existing_partitions_and_their_keys() {
+    let pg = Postgres::start().await;
+    let pool = pg.pool().await;
+    serving::MIGRATOR.run_to(18, &pool).await.unwrap();
+    for statement in [
+        "CREATE TABLE portfolio_snapshots_y2025m02 PARTITION OF portfolio_snapshots \
+         FOR VALUES FROM ('2025-02-01') TO ('2025-03-01')",
+        "SELECT sipline_ensure_snapshot_month('2025-03-03')",
+        "CREATE TABLE portfolio_snapshots_d20250303 PARTITION OF portfolio_snapshots_y2025m03 \
+         FOR VALUES IN ('2025-03-03')",
+        "ALTER TABLE portfolio_snapshots_d20250303 ADD CONSTRAINT portfolio_snapshots_d20250303_as_of \
+         CHECK (as_of = DATE '2025-03-03')",
+        "CREATE TABLE portfolio_lines_d20250303 PARTITION OF portfolio_lines FOR VALUES IN ('2025-03-03')",
+        "INSERT INTO portfolio_snapshots (as_of, user_id, invested, current_value, gain, schemes) \
+         VALUES ('2025-02-28', 7, 100, 101, 1, 1), ('2025-03-03', 7, 200, 203, 3, 1)",
+        "INSERT INTO portfolio_lines (as_of, user_id, scheme_code, units, invested, nav_date, nav, \
+         current_value, weight_pct) VALUES ('2025-03-03', 7, 100033, 2, 200, '2025-03-03', 101.5, 203, 100)",
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES ('sip:1:2025-03-03:executed', 7, 'sip_executed', '{}')",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    serving::MIGRATOR.run(&pool).await.unwrap();
+
+    let attached: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent IN ('portfolio_snapshots'::regclass, 'portfolio_snapshots_y2025m03'::regclass, \
+           'portfolio_lines'::regclass) ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        attached,
+        [
+            "portfolio_lines_d20250303",
+            "portfolio_snapshots_d20250303",
+            "portfolio_snapshots_y2025m02",
+            "portfolio_snapshots_y2025m03"
+        ]
+    );
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE contype = 'p' AND conrelid::regclass::text LIKE 'portfolio_%' \
+           AND conrelid::regclass::text NOT LIKE 'portfolio_month_ends%' \
+           AND conrelid::regclass::text NOT LIKE 'portfolio_intraday%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(t, k)| (t.as_str(), k.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            (
+                "portfolio_lines_d20250303",
+                "PRIMARY KEY (as_of, user_id, scheme_code)"
+            ),
+            (
+                "portfolio_snapshots_d20250303",
+                "PRIMARY KEY (as_of, user_id)"
+            ),
+            (
+                "portfolio_snapshots_y2025m02",
+                "PRIMARY KEY (as_of, user_id)"
+            ),
+        ],
+        "the parents (and the date-partitioned month) have no key; the partitions keep theirs"
+    );
+    // The rows are where they were, read through the parents, and the old keys still hold.
+    let seen: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM portfolio_snapshots WHERE user_id = 7), \
+                (SELECT count(*) FROM portfolio_lines WHERE as_of = DATE '2025-03-03' AND user_id = 7)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(seen, (2, 1));
+    let twice = sqlx::query(
+        "INSERT INTO portfolio_snapshots (as_of, user_id, invested, current_value, gain, schemes) \
+         VALUES ('2025-03-03', 7, 1, 1, 0, 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(twice.to_string().contains("duplicate key"), "{twice}");
+    // The outbox: one user index, a bytewise idempotency key that still refuses a repeat.
+    let outbox: (Option<String>, bool) = sqlx::query_as(
+        "SELECT (SELECT collname::text FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation \
+                 WHERE a.attrelid = 'notifications'::regclass AND a.attname = 'event_key'), \
+                to_regclass('notifications_user_idx') IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(outbox, (Some("C".to_string()), true));
+    let repeat = sqlx::query(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) \
+         VALUES ('sip:1:2025-03-03:executed', 7, 'sip_executed', '{}') ON CONFLICT (event_key) DO NOTHING",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(repeat.rows_affected(), 0);
+}
