@@ -89,6 +89,31 @@ impl<'a> Encoded<'a> {
     }
 }
 
+/// At least the bytes `encode_batch` appends for `batch`, without encoding it: a buffer of
+/// this capacity never grows (and copies itself) mid-batch.
+pub fn encoded_len_bound(batch: &RecordBatch) -> usize {
+    let rows = batch.num_rows();
+    let per_row: usize = batch
+        .columns()
+        .iter()
+        .map(|column| match column.data_type() {
+            DataType::Int32 | DataType::Date32 => 8,
+            DataType::Int64 | DataType::Float64 => 12,
+            // Base-10,000 digits of `precision` decimal ones, one more for the alignment of
+            // the fraction; 4 + 8 bytes of length and header.
+            DataType::Decimal128(precision, _) => 12 + 2 * (usize::from(*precision) / 4 + 2),
+            _ => 4,
+        })
+        .sum();
+    let text: usize = batch
+        .columns()
+        .iter()
+        .filter_map(|column| column.as_string_opt::<i32>())
+        .map(|strings| strings.value_data().len())
+        .sum();
+    rows * (2 + per_row) + text
+}
+
 /// Appends the batch's rows to `out`, in the batch's column order.
 pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), BinaryCopyError> {
     let width = i16::try_from(batch.num_columns())
@@ -105,7 +130,7 @@ pub fn encode_batch(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), Binary
             Encoded::of(field.name(), column).map(|encoded| (encoded, nulls))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    out.reserve(batch.num_rows() * (2 + batch.num_columns() * 12));
+    out.reserve(encoded_len_bound(batch));
     for row in 0..batch.num_rows() {
         out.extend_from_slice(&width.to_be_bytes());
         for (column, nulls) in &columns {
@@ -215,5 +240,59 @@ mod tests {
             numeric(&mut out, unscaled, scale);
             assert_eq!(decode(&out), expected, "{unscaled} scale {scale}");
         }
+    }
+
+    #[test]
+    fn the_length_bound_holds_for_the_widest_values() {
+        use datafusion::arrow::array::{Date32Array, Decimal128Array, Float64Array, Int64Array};
+        use std::sync::Arc;
+        let widest = 10_i128.pow(18) - 1;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![i64::MIN, 0, i64::MAX])),
+            Arc::new(Float64Array::from(vec![Some(1.5), None, Some(f64::MAX)])),
+            Arc::new(Date32Array::from(vec![0, 20_000, -1])),
+            Arc::new(StringArray::from(vec![
+                "",
+                "sip:1:2025-06-27:executed",
+                "é",
+            ])),
+            // Every precision-18 value at each scale PostgreSQL columns here use.
+            Arc::new(
+                Decimal128Array::from(vec![-widest, 1, widest])
+                    .with_precision_and_scale(18, 2)
+                    .unwrap(),
+            ),
+            Arc::new(
+                Decimal128Array::from(vec![widest, -widest, 10_i128.pow(17)])
+                    .with_precision_and_scale(18, 4)
+                    .unwrap(),
+            ),
+            Arc::new(
+                Decimal128Array::from(vec![widest, 123_456_789, -1])
+                    .with_precision_and_scale(18, 8)
+                    .unwrap(),
+            ),
+            Arc::new(
+                Decimal128Array::from(vec![9_999_999, 1, 0])
+                    .with_precision_and_scale(7, 4)
+                    .unwrap(),
+            ),
+        ];
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let batch = RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap();
+        let mut out = Vec::new();
+        encode_batch(&batch, &mut out).unwrap();
+        let bound = encoded_len_bound(&batch);
+        assert!(
+            out.len() <= bound,
+            "{} bytes over a bound of {bound}",
+            out.len()
+        );
+        // A bound, not a multiple: within twice the bytes.
+        assert!(
+            bound < 2 * out.len(),
+            "bound {bound} for {} bytes",
+            out.len()
+        );
     }
 }

@@ -28,6 +28,9 @@ use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{
     Array, AsArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
 };
+use datafusion::arrow::compute::{
+    concat_batches, lexsort_to_indices, take_record_batch, SortColumn,
+};
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, Int64Type, Schema};
 use futures::{StreamExt, TryStreamExt};
 use pipeline::bucket::bucket_of;
@@ -538,40 +541,106 @@ fn encode_parts(
     warehouse: &Warehouse,
     table: Table,
     parts: Vec<Part>,
-    date_column: Option<(&'static str, NaiveDate)>,
+    load: LoadOrder,
 ) -> (EncodedBatches, tokio::task::JoinHandle<()>) {
     let (sender, receiver) = tokio::sync::mpsc::channel(ENCODED_AHEAD);
     let warehouse = warehouse.clone();
     let runtime = tokio::runtime::Handle::current();
     let producer = tokio::task::spawn_blocking(move || {
         let encode = |batch: &RecordBatch| -> anyhow::Result<(Vec<u8>, u64)> {
-            let batch = match date_column {
+            let batch = match load.date_column {
                 Some((name, date)) => with_date(batch, name, date)?,
                 None => batch.clone(),
             };
-            let mut buffer = Vec::with_capacity(batch.num_rows() * 64);
+            let mut buffer = Vec::with_capacity(copy_binary::encoded_len_bound(&batch));
             copy_binary::encode_batch(&batch, &mut buffer)?;
             Ok((buffer, batch.num_rows() as u64))
         };
-        for part in parts {
-            let batches = match runtime.block_on(warehouse.read(table, part)) {
-                Ok(read) => read.unwrap_or_default(),
-                Err(e) => {
-                    let _ = sender.blocking_send(Err(e.into()));
-                    return;
+        // Sends one batch; false once the load is over (an error sent, or the COPY gone).
+        let send = |batch: anyhow::Result<&RecordBatch>| -> bool {
+            let encoded = batch.and_then(encode);
+            let failed = encoded.is_err();
+            // The receiver is gone when its COPY failed: nothing left to do.
+            sender.blocking_send(encoded).is_ok() && !failed
+        };
+        let read = |part: Part| -> anyhow::Result<Vec<RecordBatch>> {
+            Ok(runtime
+                .block_on(warehouse.read(table, part))?
+                .unwrap_or_default())
+        };
+        if load.sorted_by.is_empty() {
+            for part in parts {
+                match read(part) {
+                    Ok(batches) => {
+                        if !batches.iter().all(|batch| send(Ok(batch))) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        send(Err(e));
+                        return;
+                    }
                 }
-            };
-            for batch in &batches {
-                let encoded = encode(batch);
-                let failed = encoded.is_err();
-                // The receiver is gone when its COPY failed: nothing left to do.
-                if sender.blocking_send(encoded).is_err() || failed {
-                    return;
+            }
+            return;
+        }
+        let sorted = parts
+            .into_iter()
+            .map(read)
+            .collect::<anyhow::Result<Vec<_>>>()
+            .and_then(|parts| sorted_rows(&parts.concat(), load.sorted_by));
+        match sorted {
+            Ok(Some(rows)) => {
+                for offset in (0..rows.num_rows()).step_by(SORTED_BATCH_ROWS) {
+                    let length = SORTED_BATCH_ROWS.min(rows.num_rows() - offset);
+                    if !send(Ok(&rows.slice(offset, length))) {
+                        return;
+                    }
                 }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                send(Err(e));
             }
         }
     });
     (receiver, producer)
+}
+
+/// How a load's rows reach the COPY.
+#[derive(Debug, Clone, Copy, Default)]
+struct LoadOrder {
+    /// The Hive partition value the files do not hold, appended as this column.
+    date_column: Option<(&'static str, NaiveDate)>,
+    /// Columns to sort all the load's rows by first (empty: file order, a batch at a time).
+    /// Rows inserted into a large indexed table in its indexes' order touch each leaf page
+    /// once, in sequence, rather than at random.
+    sorted_by: &'static [&'static str],
+}
+
+/// Rows per COPY batch of a sorted load.
+const SORTED_BATCH_ROWS: usize = 8192;
+
+/// All `batches` as one, ordered by `columns` (ascending, stable).
+fn sorted_rows(batches: &[RecordBatch], columns: &[&str]) -> anyhow::Result<Option<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let all = concat_batches(&first.schema(), batches)?;
+    let keys = columns
+        .iter()
+        .map(|name| {
+            let values = all
+                .column_by_name(name)
+                .with_context(|| format!("sorting a load by `{name}`, which it lacks"))?;
+            anyhow::Ok(SortColumn {
+                values: values.clone(),
+                options: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let order = lexsort_to_indices(&keys, None)?;
+    Ok(Some(take_record_batch(&all, &order)?))
 }
 
 /// Copies `parts` of `table` in the binary COPY format (`statement` says `FORMAT binary`),
@@ -582,9 +651,9 @@ async fn copy_table(
     warehouse: &Warehouse,
     table: Table,
     parts: Vec<Part>,
-    date_column: Option<(&'static str, NaiveDate)>,
+    load: LoadOrder,
 ) -> anyhow::Result<u64> {
-    let (mut encoded, producer) = encode_parts(warehouse, table, parts, date_column);
+    let (mut encoded, producer) = encode_parts(warehouse, table, parts, load);
     let mut copy = conn.copy_in_raw(statement).await?;
     let sent = async {
         copy.send(copy_binary::header()).await?;
@@ -628,18 +697,28 @@ async fn load_in_transaction(
 ) -> anyhow::Result<Loaded> {
     // The date's rows replace whatever an earlier publish of it left.
     let mut replaced = [0; 2];
-    for (rows, (delete, copy, table, date_column)) in replaced.iter_mut().zip([
+    for (rows, (delete, copy, table, load)) in replaced.iter_mut().zip([
         (
             DELETE_SNAPSHOTS,
             COPY_SNAPSHOTS,
             Table::PortfolioSnapshots,
-            "as_of",
+            // Ten million rows: more than a load should hold to sort.
+            LoadOrder {
+                date_column: Some(("as_of", date)),
+                sorted_by: &[],
+            },
         ),
         (
             DELETE_INVESTMENTS,
             COPY_INVESTMENTS,
             Table::Investments,
-            "exec_date",
+            // The day's instalments go into the month's partition, whose indexes hold the
+            // month so far: by user, as `investments_user_idx` is ordered (and, in the
+            // generated universe, a user's SIPs are numbered together, as the key is).
+            LoadOrder {
+                date_column: Some(("exec_date", date)),
+                sorted_by: &["user_id", "sip_id"],
+            },
         ),
     ]) {
         if table == Table::PortfolioSnapshots && !snapshots_too {
@@ -652,7 +731,7 @@ async fn load_in_transaction(
             warehouse,
             table,
             date_buckets(date).collect(),
-            Some((date_column, date)),
+            load,
         )
         .await
         .with_context(|| format!("loading {}", table.name()))?;
@@ -665,7 +744,7 @@ async fn load_in_transaction(
         warehouse,
         Table::SipEvents,
         date_buckets(date).collect(),
-        None,
+        LoadOrder::default(),
     )
     .await
     .context("loading sip_events")?;
@@ -729,7 +808,10 @@ async fn stage_dated(
                 warehouse,
                 dated.table,
                 parts,
-                Some(("as_of", date)),
+                LoadOrder {
+                    date_column: Some(("as_of", date)),
+                    sorted_by: &[],
+                },
             )
         }))
         .await
@@ -1192,4 +1274,48 @@ pub async fn load_mandates(
     }
     tx.commit().await?;
     Ok((users, sips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn investments(rows: &[(i64, i64)]) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            (
+                "sip_id",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))) as _,
+            ),
+            (
+                "user_id",
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as _,
+            ),
+        ])
+        .expect("a batch")
+    }
+
+    #[test]
+    fn a_sorted_load_orders_every_part_together_by_its_columns() {
+        // Two buckets' files, each in its own order.
+        let parts = [
+            investments(&[(64, 9), (2, 7), (64, 3)]),
+            investments(&[(3, 1), (2, 5)]),
+        ];
+        let sorted = sorted_rows(&parts, &["user_id", "sip_id"])
+            .expect("sorted")
+            .expect("rows");
+        let column = |name: &str| -> Vec<i64> {
+            sorted
+                .column_by_name(name)
+                .expect("column")
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(column("user_id"), [2, 2, 3, 64, 64]);
+        assert_eq!(column("sip_id"), [5, 7, 1, 3, 9]);
+        assert!(sorted_rows(&[], &["user_id"]).expect("nothing").is_none());
+        let missing = sorted_rows(&parts, &["due_date"]).expect_err("no such column");
+        assert!(missing.to_string().contains("`due_date`"), "{missing}");
+    }
 }
