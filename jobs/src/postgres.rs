@@ -100,6 +100,27 @@ where
     .await
 }
 
+/// Ends a COPY by what sending its rows came to: finished when every row went, aborted with
+/// the error otherwise, so the server discards the rows and the connection stays usable.
+pub async fn finish_or_abort<C, T>(
+    copy: sqlx::postgres::PgCopyIn<C>,
+    sent: anyhow::Result<T>,
+) -> anyhow::Result<T>
+where
+    C: std::ops::DerefMut<Target = PgConnection>,
+{
+    match sent {
+        Ok(value) => {
+            copy.finish().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = copy.abort(e.to_string()).await;
+            Err(e)
+        }
+    }
+}
+
 /// One COPY message per batch, as `encode` writes it.
 async fn send_encoded<C>(
     copy: &mut sqlx::postgres::PgCopyIn<C>,

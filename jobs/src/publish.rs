@@ -671,16 +671,7 @@ async fn copy_table(
         anyhow::Ok(rows)
     }
     .await;
-    match sent {
-        Ok(rows) => {
-            copy.finish().await?;
-            Ok(rows)
-        }
-        Err(e) => {
-            let _ = copy.abort(e.to_string()).await;
-            Err(e)
-        }
-    }
+    postgres::finish_or_abort(copy, sent).await
 }
 
 struct Loaded {

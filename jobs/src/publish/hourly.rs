@@ -37,7 +37,7 @@ use warehouse::{Part, Table, Warehouse, BUCKETS};
 use super::{complete_or_missing_upstream, release_publish_lock, take_publish_lock};
 use crate::copy_binary;
 use crate::exit::JobFailure;
-use crate::postgres::send_batches_binary;
+use crate::postgres::{self, send_batches_binary};
 
 /// The columns compared and published (`xirr` is not computed hourly). The daily snapshot's
 /// are the same without `hour`, which comes first.
@@ -355,16 +355,7 @@ async fn copy_changed(
         anyhow::Ok(compared)
     }
     .await;
-    match sent {
-        Ok(compared) => {
-            copy.finish().await?;
-            Ok(compared)
-        }
-        Err(e) => {
-            let _ = copy.abort(e.to_string()).await;
-            Err(e)
-        }
-    }
+    postgres::finish_or_abort(copy, sent).await
 }
 
 /// Every bucket of the date's hourly valuation must be there: publishing part of an hour
