@@ -621,7 +621,7 @@ struct LoadOrder {
 /// Rows per COPY batch of a sorted load.
 const SORTED_BATCH_ROWS: usize = 8192;
 
-/// All `batches` as one, ordered by `columns` (ascending, stable).
+/// All `batches` as one, ordered by `columns` (ascending).
 fn sorted_rows(batches: &[RecordBatch], columns: &[&str]) -> anyhow::Result<Option<RecordBatch>> {
     let Some(first) = batches.first() else {
         return Ok(None);
@@ -708,7 +708,9 @@ async fn load_in_transaction(
             // generated universe, a user's SIPs are numbered together, as the key is).
             LoadOrder {
                 date_column: Some(("exec_date", date)),
-                sorted_by: &["user_id", "sip_id"],
+                // The key's columns after the user's: an order that is total, so the same day
+                // loads the same way every time.
+                sorted_by: &["user_id", "sip_id", "due_date"],
             },
         ),
     ]) {
