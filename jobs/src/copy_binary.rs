@@ -91,7 +91,7 @@ impl<'a> Encoded<'a> {
 
 /// At least the bytes `encode_batch` appends for `batch`, without encoding it: a buffer of
 /// this capacity never grows (and copies itself) mid-batch.
-pub fn encoded_len_bound(batch: &RecordBatch) -> usize {
+fn encoded_len_bound(batch: &RecordBatch) -> usize {
     let rows = batch.num_rows();
     let per_row: usize = batch
         .columns()

@@ -552,7 +552,8 @@ fn encode_parts(
                 Some((name, date)) => with_date(batch, name, date)?,
                 None => batch.clone(),
             };
-            let mut buffer = Vec::with_capacity(copy_binary::encoded_len_bound(&batch));
+            // `encode_batch` reserves the batch's bound itself.
+            let mut buffer = Vec::new();
             copy_binary::encode_batch(&batch, &mut buffer)?;
             Ok((buffer, batch.num_rows() as u64))
         };
@@ -644,7 +645,8 @@ fn sorted_rows(batches: &[RecordBatch], columns: &[&str]) -> anyhow::Result<Opti
 }
 
 /// Copies `parts` of `table` in the binary COPY format (`statement` says `FORMAT binary`),
-/// a batch at a time, so memory holds a few batches whatever the universe size.
+/// a batch at a time, so memory holds a few batches whatever the universe size (a sorted
+/// load, `load.sorted_by`, holds all its rows once to sort them).
 async fn copy_table(
     conn: &mut PgConnection,
     statement: &str,
