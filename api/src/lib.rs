@@ -34,6 +34,8 @@ pub struct ServeConfig {
     pub limits: limits::RateLimits,
     /// The jobs' business calendar: SIP schedules shown to users follow it.
     pub calendar: pipeline::calendar::BusinessCalendar,
+    /// "Now" for the date rules (today, the cut-off): the wall clock unless `--now` set it.
+    pub clock: serving::Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,7 @@ pub struct AppState {
     pub limits: limits::RateLimits,
     pub request_timeout: Duration,
     pub calendar: pipeline::calendar::BusinessCalendar,
+    pub clock: serving::Clock,
 }
 
 pub type Shared = Arc<AppState>;
@@ -83,6 +86,7 @@ impl AppState {
             limits: config.limits,
             request_timeout: config.request_timeout,
             calendar: config.calendar.clone(),
+            clock: config.clock,
         })
     }
 }

@@ -102,6 +102,7 @@ impl Metrics {
         caches: &crate::cache::Caches,
         pool: &sqlx::PgPool,
         calendar: &pipeline::calendar::BusinessCalendar,
+        today: chrono::NaiveDate,
     ) -> String {
         let mut out = String::new();
         out.push_str(
@@ -187,7 +188,6 @@ impl Metrics {
         // Alert on this before the holiday list ends: after it every weekday counts as a
         // business day, and SIP schedules shown to users would be wrong on holidays.
         if let Some(through) = calendar.through() {
-            let today = (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive();
             out.push_str("# HELP sipline_holiday_calendar_days_left Days until the NSE holiday list in use ends (negative: ended).\n");
             out.push_str("# TYPE sipline_holiday_calendar_days_left gauge\n");
             let _ = writeln!(
@@ -222,8 +222,9 @@ const JOB_HEALTH: &str = "WITH recent AS (SELECT job, run_date, shard, outcome, 
 pub async fn render_jobs(
     pool: &sqlx::PgPool,
     calendar: &pipeline::calendar::BusinessCalendar,
+    today: chrono::NaiveDate,
 ) -> String {
-    match job_health(pool, calendar).await {
+    match job_health(pool, calendar, today).await {
         Ok(text) => text,
         Err(e) => {
             tracing::warn!(error = %e, "metrics: job health unavailable");
@@ -235,6 +236,7 @@ pub async fn render_jobs(
 async fn job_health(
     pool: &sqlx::PgPool,
     calendar: &pipeline::calendar::BusinessCalendar,
+    today: chrono::NaiveDate,
 ) -> Result<String, sqlx::Error> {
     type Row = (String, Option<bool>, Option<i64>, Option<f64>, Option<f64>);
     let rows: Vec<Row> = sqlx::query_as(JOB_HEALTH).fetch_all(pool).await?;
@@ -281,7 +283,6 @@ async fn job_health(
     .fetch_optional(pool)
     .await?;
     if let Some((as_of, published_at)) = latest {
-        let today = (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive();
         let behind = match (as_of.succ_opt(), today.pred_opt()) {
             (Some(from), Some(to)) => calendar.business_days(from, to).count(),
             _ => 0,

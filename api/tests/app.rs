@@ -28,6 +28,7 @@ async fn spawn_app() -> SocketAddr {
         cache_bytes: 1 << 20,
         limits: api::limits::RateLimits::default(),
         calendar: pipeline::calendar::BusinessCalendar::nse(),
+        clock: serving::Clock::system(),
     };
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(300))

@@ -39,8 +39,30 @@ pub struct Cli {
     /// how a scheduler's tests check every task's command.
     #[arg(long, global = true)]
     pub check_args: bool,
+    /// Run as if the wall clock read this instant (RFC 3339, e.g.
+    /// `2027-01-31T14:59:00+05:30`), ticking from there: for tests and replays of the date
+    /// rules (`serve`'s cut-off, "today" and "not in the past"; `sips export`'s cut-off check).
+    /// Deliberately a flag and not an environment variable, so it is never set by accident.
+    #[arg(long, global = true, value_parser = parse_instant)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            format!("`{text}` is not an RFC 3339 instant (e.g. 2027-01-31T14:59:00+05:30): {e}")
+        })
+}
+
+impl Cli {
+    /// The clock the date rules read: the wall clock, or `--now` ticking.
+    pub fn clock(&self) -> serving::Clock {
+        self.now
+            .map_or_else(serving::Clock::system, serving::Clock::starting_at)
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

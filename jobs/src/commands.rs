@@ -15,8 +15,13 @@ use crate::{
     scheme_rules, sip_execute, sips_export, sql,
 };
 
-/// Runs one subcommand; the row counts are what `job_runs` records.
-pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+/// Runs one subcommand; the row counts are what `job_runs` records. `clock` is "now" for the
+/// date rules (`serve`'s cut-off and today, `sips export`'s cut-off check).
+pub async fn run(
+    command: Command,
+    database_url: Option<&str>,
+    clock: serving::Clock,
+) -> anyhow::Result<RowCounts> {
     match command {
         Command::Nav(NavCommand::Ingest(args)) => ingest_navs(args, database_url).await,
         Command::Nav(NavCommand::Sample(args)) => write_nav_sample(args).await,
@@ -37,13 +42,13 @@ pub async fn run(command: Command, database_url: Option<&str>) -> anyhow::Result
         }
         Command::Notify(NotifyCommand::Worker(args)) => run_notify_worker(args, database_url).await,
         Command::Notify(NotifyCommand::Stats) => print_notify_stats(database_url).await,
-        Command::Serve(args) => serve_api(args, database_url).await,
+        Command::Serve(args) => serve_api(args, database_url, clock).await,
         Command::GraphqlSdl => {
             print!("{}", api::graphql::sdl());
             Ok(RowCounts::default())
         }
         Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
-        Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url).await,
+        Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url, clock).await,
         Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,
         Command::Debits(DebitsCommand::Ingest(args)) => ingest_debits(args).await,
     }
@@ -292,7 +297,11 @@ async fn print_notify_stats(database_url: Option<&str>) -> anyhow::Result<RowCou
     Ok(RowCounts::default())
 }
 
-async fn serve_api(args: ServeArgs, database_url: Option<&str>) -> anyhow::Result<RowCounts> {
+async fn serve_api(
+    args: ServeArgs,
+    database_url: Option<&str>,
+    clock: serving::Clock,
+) -> anyhow::Result<RowCounts> {
     let auth = api::auth::AuthConfig {
         hs256_secret: args.jwt_secret,
         jwks: args.jwks.as_deref().map(api::auth::JwksSource::parse),
@@ -316,6 +325,7 @@ async fn serve_api(args: ServeArgs, database_url: Option<&str>) -> anyhow::Resul
             per_address: api::limits::Rate::new(args.rate_per_address, args.burst_per_address),
         },
         calendar: args.calendar.calendar()?,
+        clock,
     })
     .await?;
     Ok(RowCounts::default())
@@ -345,11 +355,13 @@ async fn check_calendar(args: CalendarCheckArgs) -> anyhow::Result<RowCounts> {
 async fn export_sips(
     args: SipsExportArgs,
     database_url: Option<&str>,
+    clock: serving::Clock,
 ) -> anyhow::Result<RowCounts> {
     let started = Instant::now();
     let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
     let pool = connect(&required(database_url, "sips export")?).await?;
-    let summary = sips_export::export(&warehouse, &pool, args.date, args.parallel.get()).await?;
+    let summary =
+        sips_export::export(&warehouse, &pool, args.date, args.parallel.get(), clock).await?;
     let counts = job_runs::RowCounts::new(summary.sips, summary.sips);
     println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
     Ok(counts)

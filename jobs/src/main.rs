@@ -61,10 +61,14 @@ fn run_to_exit(cli: Cli, job: Option<jobs::job_runs::JobRun>) -> ExitCode {
         }
     };
     let database_url = cli.database_url.as_deref();
+    let clock = cli.clock();
+    if clock.is_shifted() {
+        tracing::warn!(now = %clock.now(), "the clock is set by --now, not the wall clock");
+    }
     let span = job
         .as_ref()
         .map_or_else(tracing::Span::none, |job| job.span());
-    let result = runtime.block_on(run(cli.command, database_url).instrument(span.clone()));
+    let result = runtime.block_on(run(cli.command, database_url, clock).instrument(span.clone()));
     span.record(
         "otel.status_code",
         if result.is_ok() { "ok" } else { "error" },

@@ -33,9 +33,10 @@ const SELECT_SIPS_AS_OF: &str = "SELECT sip_id, user_id, scheme_code, amount_pai
              sip_day::integer AS sip_day, start_date, end_date, (step_up_pct * 100)::bigint AS step_up_bps, status, paused_until \
            FROM sip_changes WHERE effective_from <= $1 ORDER BY sip_id, change_id DESC) AS as_of";
 
-/// Whether D's cut-off has passed: the batch date a change made now would apply to is after D.
+/// Whether D's cut-off has passed: the batch date a change made now ($2, the job's clock)
+/// would apply to is after D.
 const CUTOFF_PASSED: &str =
-    "SELECT sipline_batch_date(now()) > $1 AS passed, sipline_sip_cutoff()::text AS cutoff";
+    "SELECT sipline_batch_date($2) > $1 AS passed, sipline_sip_cutoff()::text AS cutoff";
 
 const SELECT_USERS: &str = "SELECT user_id, auth_subject, \
      (extract(epoch FROM created_at) * 1000000)::bigint AS created_at_micros FROM users";
@@ -68,9 +69,11 @@ pub async fn export(
     pool: &PgPool,
     date: NaiveDate,
     parallelism: usize,
+    clock: serving::Clock,
 ) -> anyhow::Result<ExportSummary> {
     let cutoff = sqlx::query(CUTOFF_PASSED)
         .bind(date)
+        .bind(clock.now())
         .fetch_one(pool)
         .await?;
     if !cutoff.try_get::<bool, _>("passed")? {

@@ -6,6 +6,9 @@
 //! lives in `sql/migrations`; `jobs/tests/jobs/publish.rs` checks those against the constants
 //! here on a real PostgreSQL.
 
+pub mod clock;
+pub use clock::Clock;
+
 use sqlx::migrate::Migrator;
 
 /// The schema, embedded: `sipline db migrate`, the jobs, and the API at start (`--migrate`).

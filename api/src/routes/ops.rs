@@ -48,10 +48,11 @@ async fn readyz(State(state): State<Shared>) -> Response {
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
+    let today = state.clock.today_ist();
     let mut body = state
         .metrics
-        .render(&state.caches, &state.pool, &state.calendar);
-    body.push_str(&crate::metrics::render_jobs(&state.pool, &state.calendar).await);
+        .render(&state.caches, &state.pool, &state.calendar, today);
+    body.push_str(&crate::metrics::render_jobs(&state.pool, &state.calendar, today).await);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -62,17 +62,19 @@ const SCHEME_SIP_RULES: &str = "SELECT coalesce(scheme_type ILIKE 'Open Ended%',
 const SIP_STATUS: &str = "SELECT status FROM sips WHERE sip_id = $1 AND user_id = $2";
 
 /// The latest change of a SIP (the one just made, in the writing transaction), and the batch
-/// date a change made now applies to. `-infinity` (states from before history was kept) shows
-/// as null.
+/// date a change made at $2 (the API's clock) applies to. `-infinity` (states from before
+/// history was kept) shows as null.
 const LATEST_CHANGE: &str =
     "SELECT CASE WHEN isfinite(effective_from) THEN effective_from END AS effective_from, \
-            sipline_batch_date(now()) AS batch_date \
+            sipline_batch_date($2) AS batch_date \
      FROM sip_changes WHERE sip_id = $1 ORDER BY change_id DESC LIMIT 1";
 
-const CURRENT_BATCH_DATE: &str = "SELECT sipline_batch_date(now())";
+const CURRENT_BATCH_DATE: &str = "SELECT sipline_batch_date($1)";
 
-/// Marks the transaction's writes to `sips` as this kind of change, for the history trigger.
-const MARK_CHANGE: &str = "SELECT set_config('sipline.change', $1, true)";
+/// Marks the transaction's writes to `sips` as this kind of change, and sets the transaction's
+/// "now" to the API's clock ($2), for the history trigger's effective date.
+const MARK_CHANGE: &str =
+    "SELECT set_config('sipline.change', $1, true), set_config('sipline.now', $2, true)";
 
 const SIP_CHANGES: &str = "SELECT change_id, change, changed_at, \
             CASE WHEN isfinite(effective_from) THEN effective_from END AS effective_from, \
@@ -303,11 +305,6 @@ async fn scheme_problems(
     Ok(errors)
 }
 
-/// Today in India, where SIP dates live.
-fn today_ist() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
-}
-
 async fn create_sip(
     State(state): State<Shared>,
     authed: Authed,
@@ -315,6 +312,9 @@ async fn create_sip(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, Problem> {
+    // One reading of the clock per request: the trigger's effective date, the batch date
+    // and "today" all come from it.
+    let now = state.clock.now();
     let user_id = authed.reach(user, true)?;
     let key = idempotency_key(&headers)?;
     // Keys are compared on the request as JSON (object keys sorted), not on its bytes.
@@ -350,7 +350,7 @@ async fn create_sip(
     if !sip.sip_day.is_some_and(|d| (1..=28).contains(&d)) {
         fail("sip_day", "required, between 1 and 28");
     }
-    let today = today_ist();
+    let today = serving::clock::date_ist(now);
     match sip.start_date {
         None => fail("start_date", "required"),
         Some(d) if d < today => fail("start_date", "must not be in the past"),
@@ -382,6 +382,7 @@ async fn create_sip(
     }
     sqlx::query(MARK_CHANGE)
         .bind("create")
+        .bind(now.to_rfc3339())
         .execute(&mut *tx)
         .await?;
     let created: Sip = timed(
@@ -402,6 +403,7 @@ async fn create_sip(
     .await?;
     let change: LatestChange = sqlx::query_as(LATEST_CHANGE)
         .bind(created.sip_id)
+        .bind(now)
         .fetch_one(&mut *tx)
         .await?;
     let body = serde_json::to_string(&schedule(&state, created, change)).map_err(|e| {
@@ -433,6 +435,9 @@ async fn change_sip(
     ApiPath((user, sip_id, action)): ApiPath<(UserRef, i64, String)>,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    // One reading of the clock per request: the trigger's effective date, the batch date
+    // and "today" all come from it.
+    let now = state.clock.now();
     let user_id = authed.reach(user, true)?;
     let change: SipChange = if body.is_empty() {
         SipChange::default()
@@ -447,7 +452,10 @@ async fn change_sip(
     };
     let (set, allowed_from) = match action.as_str() {
         "pause" => {
-            if change.until.is_some_and(|u| u < today_ist()) {
+            if change
+                .until
+                .is_some_and(|u| u < serving::clock::date_ist(now))
+            {
                 return Err(Problem::invalid(vec![(
                     "until".into(),
                     "must not be in the past".into(),
@@ -465,12 +473,13 @@ async fn change_sip(
     let mut tx = state.pool.begin().await?;
     sqlx::query(MARK_CHANGE)
         .bind(action.as_str())
+        .bind(now.to_rfc3339())
         .execute(&mut *tx)
         .await?;
     let changed: Option<Sip> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE sips SET {set}, updated_at = now() \
+            "UPDATE sips SET {set}, updated_at = sipline_now() \
              WHERE sip_id = $1 AND user_id = $2 AND status IN ({allowed_from}) RETURNING {SIP_COLUMNS}"
         )))
         .bind(sip_id)
@@ -483,6 +492,7 @@ async fn change_sip(
         Some(sip) => {
             let latest: LatestChange = sqlx::query_as(LATEST_CHANGE)
                 .bind(sip.sip_id)
+                .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -524,10 +534,14 @@ async fn sip_detail(
     authed: Authed,
     ApiPath((user, sip_id)): ApiPath<(UserRef, i64)>,
 ) -> Result<Response, Problem> {
+    // One reading of the clock per request: the trigger's effective date, the batch date
+    // and "today" all come from it.
+    let now = state.clock.now();
     let user_id = authed.reach(user, false)?;
     let sip = own_sip(&state, user_id, sip_id).await?;
     let latest: Option<LatestChange> = sqlx::query_as(LATEST_CHANGE)
         .bind(sip_id)
+        .bind(now)
         .fetch_optional(&state.pool)
         .await?;
     let latest = match latest {
@@ -535,6 +549,7 @@ async fn sip_detail(
         None => LatestChange {
             effective_from: None,
             batch_date: sqlx::query_scalar(CURRENT_BATCH_DATE)
+                .bind(now)
                 .fetch_one(&state.pool)
                 .await?,
         },
@@ -572,6 +587,9 @@ async fn amend_sip(
     ApiPath((user, sip_id)): ApiPath<(UserRef, i64)>,
     ApiJson(change): ApiJson<SipAmendment>,
 ) -> Result<Response, Problem> {
+    // One reading of the clock per request: the trigger's effective date, the batch date
+    // and "today" all come from it.
+    let now = state.clock.now();
     let user_id = authed.reach(user, true)?;
     let current = own_sip(&state, user_id, sip_id).await?;
     if current.status == "cancelled" {
@@ -619,7 +637,7 @@ async fn amend_sip(
         fail("sip_day", "between 1 and 28");
     }
     if let Some(end) = change.end_date {
-        if end < current.start_date || end < today_ist() {
+        if end < current.start_date || end < serving::clock::date_ist(now) {
             fail("end_date", "must not be before start_date or in the past");
         }
     }
@@ -632,13 +650,14 @@ async fn amend_sip(
     let mut tx = state.pool.begin().await?;
     sqlx::query(MARK_CHANGE)
         .bind("amend")
+        .bind(now.to_rfc3339())
         .execute(&mut *tx)
         .await?;
     let changed: Option<Sip> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE sips SET amount = coalesce($3, amount), step_up_pct = coalesce($4, step_up_pct), \
-                    sip_day = coalesce($5, sip_day), end_date = coalesce($6, end_date), updated_at = now() \
+                    sip_day = coalesce($5, sip_day), end_date = coalesce($6, end_date), updated_at = sipline_now() \
              WHERE sip_id = $1 AND user_id = $2 AND status <> 'cancelled' RETURNING {SIP_COLUMNS}"
         )))
         .bind(sip_id)
@@ -655,6 +674,7 @@ async fn amend_sip(
     };
     let latest: LatestChange = sqlx::query_as(LATEST_CHANGE)
         .bind(sip.sip_id)
+        .bind(now)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;

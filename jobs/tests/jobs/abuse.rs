@@ -12,9 +12,9 @@ use serde_json::{json, Value};
 use crate::api::{claims, hs256, Api};
 use crate::support::{ingest_fixture_into_postgres, sipline_async, Postgres};
 
-fn today_ist() -> chrono::NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
-}
+/// The API's clock in these tests (`--now`), and a start date three days after it.
+const NOW: &str = "2027-03-10T12:00:00+05:30";
+const START: &str = "2027-03-13";
 
 async fn send_with_key(
     api: &Api,
@@ -56,6 +56,8 @@ async fn a_sip_creation_retried_after_a_forced_timeout_creates_one_sip() {
     let api = Api::start_with(
         &pg.url,
         &[
+            "--now",
+            NOW,
             "--request-timeout-ms",
             "400",
             "--rate-per-user",
@@ -86,7 +88,7 @@ async fn a_sip_creation_retried_after_a_forced_timeout_creates_one_sip() {
     .execute(&pool)
     .await
     .unwrap();
-    let start = today_ist() + chrono::Duration::days(3);
+    let start = START;
     let body =
         json!({ "scheme_code": 119552, "amount": "1000.00", "sip_day": 10, "start_date": start });
     let (status, _, first) = send_with_key(
@@ -146,9 +148,9 @@ async fn changes_replay_their_idempotency_key() {
     let pg = Postgres::start().await;
     let pool = pg.pool().await;
     let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
-    let api = Api::start(&pg.url).await;
+    let api = Api::start_at(&pg.url, NOW).await;
     let token = hs256(&claims("auth0|changes-twice"));
-    let start = today_ist() + chrono::Duration::days(3);
+    let start = START;
     let (status, created) = api
         .post(
             "/v1/users/me/sips",

@@ -65,6 +65,23 @@ impl Api {
         .await
     }
 
+    /// The API with its clock started at `now` (RFC 3339), ticking from there: the date rules
+    /// (today, the cut-off) at a chosen instant, whatever the wall clock says.
+    pub(crate) async fn start_at(database_url: &str, now: &str) -> Self {
+        Self::start_with(
+            database_url,
+            &[
+                "--now",
+                now,
+                "--rate-per-user",
+                "0",
+                "--rate-per-address",
+                "0",
+            ],
+        )
+        .await
+    }
+
     pub(crate) async fn start_with(database_url: &str, extra: &[&str]) -> Self {
         Self::start_with_env(database_url, extra, &[]).await
     }

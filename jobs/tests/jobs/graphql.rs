@@ -214,11 +214,10 @@ async fn graphql_mutations_validate_and_replay_as_rest_does() {
     let pg = Postgres::start().await;
     let pool = pg.pool().await;
     let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
-    let api = Api::start(&pg.url).await;
+    // A clock set, not read: the start date is three days ahead of it whatever the date.
+    let api = Api::start_at(&pg.url, "2027-03-10T12:00:00+05:30").await;
     let token = hs256(&claims("auth0|graphql-saver"));
-    let start = ((chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
-        + chrono::Duration::days(3))
-    .to_string();
+    let start = "2027-03-13";
     let create = "mutation($input: NewSip!, $key: String!) { createSip(input: $input, idempotencyKey: $key) \
         { sipId schemeCode amount sipDay status effectiveFrom nextInstalment { dueDate amount } } }";
     let input =

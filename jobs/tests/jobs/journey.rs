@@ -4,10 +4,9 @@
 //!
 //! A new subject signs in, finds a fund by typing its name, starts a SIP and chooses webhook
 //! notifications. Each night's NAV file is made by `nav sample` and served over local HTTP,
-//! the bank's debit report too. The SIP is created today, through the API; the nights that
-//! execute it are in the past, so the test moves the SIP's start into the past with the same
-//! mechanism `publish --mandates` uses for a snapshot that held all along (a history row
-//! effective from `-infinity`): months cannot pass inside a test.
+//! the bank's debit report too. The API's clock is set (`serve --now`) to the evening of the
+//! first night, so the SIP is created through the API exactly as a person would create it
+//! that evening; the nights that execute it follow, months apart, as the cron script runs them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -160,7 +159,6 @@ fn money(value: &Value) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_cancelled() {
     let pg = Postgres::start().await;
-    let pool = pg.pool().await;
     let dir = tempfile::tempdir().unwrap();
     let (warehouse, served, logs) = (
         dir.path().join("warehouse"),
@@ -185,7 +183,7 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
     night.run(first_night).await;
 
     // Sign in: a token for a subject nobody has seen.
-    let api = Api::start(&pg.url).await;
+    let api = Api::start_at(&pg.url, "2026-06-01T19:00:00+05:30").await;
     let mut subject = claims("auth0|journey-first-sip");
     subject["email"] = json!("asha@example.com");
     let token = hs256(&subject);
@@ -230,10 +228,8 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{preferences}");
-    let start = chrono::Utc::now()
-        .with_timezone(&chrono_tz_ist())
-        .date_naive()
-        + chrono::Days::new(1);
+    // The evening of 1 June, after the cut-off: the SIP starts tomorrow, the 2nd.
+    let start = "2026-06-02";
     let (status, sip) = api
         .post(
             "/v1/users/me/sips",
@@ -244,20 +240,8 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
     assert_eq!(status, StatusCode::CREATED, "{sip}");
     let sip_id = sip["sip_id"].as_i64().unwrap();
 
-    // Months pass: the SIP started on 1 June (see the module docs).
-    let mut tx = pool.begin().await.unwrap();
-    for setting in [
-        "SELECT set_config('sipline.effective_from', '-infinity', true)",
-        "SELECT set_config('sipline.change', 'load', true)",
-    ] {
-        sqlx::query(setting).execute(&mut *tx).await.unwrap();
-    }
-    sqlx::query("UPDATE sips SET start_date = DATE '2026-06-01' WHERE sip_id = $1")
-        .bind(sip_id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    assert_eq!(sip["effective_from"], "2026-06-02", "{sip}");
+    assert_eq!(sip["next_instalment"]["due_date"], "2026-06-02", "{sip}");
 
     // The nights of its first two instalments (2 June, 2 July).
     night.run("2026-06-02").await;
@@ -363,8 +347,4 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
         "{:?}",
         kinds_for(&received, sip_id)
     );
-}
-
-fn chrono_tz_ist() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(5 * 3600 + 30 * 60).unwrap()
 }

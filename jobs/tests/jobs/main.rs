@@ -5,6 +5,7 @@ mod abuse;
 mod api;
 mod charts;
 mod copy_binary;
+mod date_rules;
 mod debits;
 mod graphql;
 mod intraday;

@@ -664,9 +664,8 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
     assert_eq!(kept, "status,amount,sip_status\nexecuted,1000.00,active\n");
     // Exported for a date whose cut-off has not passed (tomorrow), it is refused: changes can
     // still apply to it.
-    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2))
-        .date_naive()
-        .to_string();
+    // By the job's clock (`--now`), set rather than read: 2025-03-06 at noon in India.
+    let tomorrow = "2025-03-07".to_string();
     let w = warehouse.to_str().unwrap().to_string();
     let url = pg.url.clone();
     let early = tokio::task::spawn_blocking(move || {
@@ -675,6 +674,8 @@ async fn sips_export_round_trips_mandates_into_the_next_run() {
             "export",
             "--date",
             &tomorrow,
+            "--now",
+            "2025-03-06T12:00:00+05:30",
             "--warehouse",
             &w,
             "--database-url",

@@ -11,8 +11,14 @@ use serde_json::{json, Value};
 use crate::api::{claims, hs256, Api};
 use crate::support::{ingest_fixture_into_postgres, sipline_async, Postgres};
 
+/// The instant these tests run at, by the API's and the jobs' clock (`--now`): a Wednesday,
+/// the 10th, noon in India — a business day whose SIP day exists in every month. The date
+/// rules at the instants that break them (weekends, holidays, month and year ends, the
+/// cut-off) are `date_rules.rs`.
+const NOW: &str = "2027-03-10T12:00:00+05:30";
+
 fn today_ist() -> NaiveDate {
-    (chrono::Utc::now() + chrono::Duration::minutes(330)).date_naive()
+    NaiveDate::from_ymd_opt(2027, 3, 10).unwrap()
 }
 
 async fn set_cutoff(pool: &sqlx::PgPool, cutoff: &str) {
@@ -44,7 +50,7 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
 
     // Every moment is after a 00:00 cut-off: today's changes apply from tomorrow.
     set_cutoff(&pool, "00:00").await;
-    let api = Api::start(&pg.url).await;
+    let api = Api::start_at(&pg.url, NOW).await;
     let token = hs256(&claims("auth0|cut-off-tester"));
     let other = hs256(&claims("auth0|someone-else"));
     let today = today_ist();
@@ -64,15 +70,12 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
         .unwrap()
     };
     // Created after the cut-off on its own SIP day: the first instalment is next month's.
-    assert!(first_due(&late) > today, "{late}");
     assert_eq!(first_due(&late).day(), sip_day, "{late}");
-    if today.day() <= 28 {
-        assert_eq!(
-            first_due(&late),
-            today.checked_add_months(chrono::Months::new(1)).unwrap(),
-            "{late}"
-        );
-    }
+    assert_eq!(
+        first_due(&late),
+        NaiveDate::from_ymd_opt(2027, 4, 10).unwrap(),
+        "{late}"
+    );
     assert_eq!(late["next_instalment"]["amount"], "1000.00");
     let late_id = late["sip_id"].as_i64().unwrap();
 
@@ -82,6 +85,8 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
         "export",
         "--date",
         &today.to_string(),
+        "--now",
+        NOW,
         "--warehouse",
         &wh,
         "--database-url",
@@ -94,13 +99,11 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     // A cut-off at the end of the day: a SIP created now is due today, if today is its day.
     drop(api);
     set_cutoff(&pool, "23:59:59.999").await;
-    let api = Api::start(&pg.url).await;
+    let api = Api::start_at(&pg.url, NOW).await;
     let (status, early) = api.post(sips, &token, new_sip.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{early}");
     assert_eq!(early["effective_from"], json!(today), "{early}");
-    if today.day() <= 28 {
-        assert_eq!(first_due(&early), today, "{early}");
-    }
+    assert_eq!(first_due(&early), today, "{early}");
     // A change never applies before an earlier change of the same SIP, whatever the cut-off
     // became meanwhile: the late SIP's amendment waits for its creation, tomorrow.
     let (status, amended_late) = patch(
@@ -183,18 +186,17 @@ async fn changes_take_effect_at_the_cut_off_and_the_api_says_when() {
     let (status, resumed) = api.post(&format!("{one}/resume"), &token, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first_due(&resumed), next);
-    let day_before = next.pred_opt().unwrap();
-    if day_before >= today {
-        let (_, paused) = api
-            .post(
-                &format!("{one}/pause"),
-                &token,
-                json!({ "until": day_before }),
-            )
-            .await;
-        assert_eq!(first_due(&paused), next, "{paused}");
-        api.post(&format!("{one}/resume"), &token, json!({})).await;
-    }
+    // The next instalment is today's: pausing through yesterday is pausing in the past.
+    assert_eq!(next, today);
+    let (status, problem) = api
+        .post(
+            &format!("{one}/pause"),
+            &token,
+            json!({ "until": today.pred_opt().unwrap() }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(problem.to_string().contains("until"), "{problem}");
 
     // The SIP shows its history, newest first.
     let (status, detail) = api.get(&one, Some(&token)).await;
@@ -256,7 +258,7 @@ async fn a_retried_sip_creation_with_its_key_debits_once() {
     let pg = Postgres::start().await;
     let pool = pg.pool().await;
     let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
-    let api = Api::start(&pg.url).await;
+    let api = Api::start_at(&pg.url, NOW).await;
     let token = hs256(&claims("auth0|retries-a-lot"));
     let start = today_ist() + chrono::Duration::days(3);
     let body =
