@@ -204,7 +204,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
     service_claims["role"] = "service_role".into();
     let service = hs256(&service_claims);
 
-    let api = Api::start(&pg.url).await;
+    let api = Api::start_at(&pg.url, "2027-03-10T12:00:00+05:30").await;
     assert_eq!(api.get("/readyz", None).await.0, StatusCode::OK);
 
     // The portfolio: the owner (HS256) and the service role read it; another user gets 404.
@@ -469,7 +469,8 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
 
     // SIPs: create (validated), list, pause, resume, cancel.
     let sips = format!("/v1/users/{a}/sips");
-    let start = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
+    // Two days after the API's clock (`--now`).
+    let start = "2027-03-12";
     let valid = json!({ "scheme_code": scheme, "amount": "1500.00", "sip_day": 5,
                         "start_date": start, "step_up_pct": "10" });
     let (status, created) = api.post(&sips, &a_token, valid.clone()).await;
@@ -552,7 +553,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         .unwrap()
         .iter()
         .any(|s| s["sip_id"] == sip_id));
-    let until = (chrono::Utc::now() + chrono::Duration::days(40)).date_naive();
+    let until = "2027-04-19";
     let (status, paused) = api
         .post(
             &format!("{sips}/{sip_id}/pause"),
