@@ -33,6 +33,7 @@ EXIT_BAD_INPUT = 3
 EXIT_MISSING_UPSTREAM = 4
 EXIT_NOT_A_BUSINESS_DAY = 5
 EXIT_LATER_DATES_RAN = 6
+EXIT_NO_NAV_DATED_YET = 7
 
 
 def _in_ist(logical_date, dag_run=None):
@@ -138,7 +139,9 @@ class SiplineOperator(BaseOperator):
             if line.strip():
                 summary = line
         code = self._process.wait()
-        return exit_code_outcome(code, command, summary)
+        ti = context.get("ti")
+        final_try = getattr(ti, "try_number", 1) > (self.retries or 0)
+        return exit_code_outcome(code, command, summary, final_try=final_try)
 
     def on_kill(self):
         if self._process is not None and self._process.poll() is None:
@@ -159,8 +162,9 @@ def airflow_environment(context) -> dict[str, str]:
     return {name: str(value) for name, value in values.items() if value is not None}
 
 
-def exit_code_outcome(code: int, command: list[str], summary: str | None):
-    """What a sipline exit code means for Airflow (see SiplineOperator)."""
+def exit_code_outcome(code: int, command: list[str], summary: str | None, final_try: bool = False):
+    """What a sipline exit code means for Airflow (see SiplineOperator). `final_try`: no
+    retry is left, the night's deadline has come."""
     shown = " ".join(command)
     if code == EXIT_OK:
         return summary
@@ -174,6 +178,17 @@ def exit_code_outcome(code: int, command: list[str], summary: str | None):
         raise AirflowFailException(
             f"exit 6 (later dates already ran; re-run with --rewind, then re-run them): {shown}"
         )
+    if code == EXIT_NO_NAV_DATED_YET:
+        if final_try:
+            # On a market holiday the file never shows the day: the night ends waiting, not
+            # failed, and pages nobody. The next business day's file settles it (a weekday
+            # without NAVs between two with NAVs is a holiday; what fell due then is bought at
+            # that next day's NAV), and its run's window covers tonight's instalments.
+            raise AirflowSkipException(
+                f"exit 7 (no NAV dated the day by the deadline: a market holiday, or AMFI very late; "
+                f"the next business day's run settles it): {shown}"
+            )
+        raise AirflowException(f"exit 7 (no NAV dated the day yet, will retry): {shown}")
     if code == EXIT_MISSING_UPSTREAM:
         raise AirflowException(f"exit 4 (upstream not there yet, will retry): {shown}")
     raise AirflowException(f"exit {code} (internal error): {shown}")

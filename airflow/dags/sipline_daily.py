@@ -4,8 +4,11 @@
                   └─ sips_export ── debits_ingest ────┘
 
 AMFI publishes NAVAll.txt late in the evening IST; the run starts at 23:00 IST on weekdays and
-`nav_ingest_amfi` retries (exit 4: no NAV dated D in the file yet) every 15 minutes for up to
-six hours. `debits_ingest` reads the bank's debit report for D (the Variable
+`nav_ingest_amfi` retries (exit 4: the day's NAVs only partly out; exit 7: none dated D yet)
+every 15 minutes for up to six hours. Still none dated D at the last try is a market holiday
+nobody listed (AMFI's file keeps the previous business day's NAVs) or a very late file: the
+task is skipped, so is the rest of the night, and nothing fails; the next business day's file
+settles it and that run buys what fell due on D at its NAV. `debits_ingest` reads the bank's debit report for D (the Variable
 `sipline_debit_report_url`, `{date}` replaced by D): its returns fail instalments due tonight
 and reverse ones allotted earlier; a report not there means no returns tonight. NSE holidays skip the whole run (`calendar check` exits 5). Dates must run in order
 (a day's execution reads the previous day's state): one run at a time, and the batches wait

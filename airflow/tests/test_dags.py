@@ -166,6 +166,35 @@ def test_exit_codes_become_skip_retry_or_fail(tmp_path):
     assert "exit 1" in str(internal.value)
 
 
+def test_no_nav_dated_the_day_retries_then_ends_the_night_waiting(tmp_path):
+    """A market holiday the list does not have: AMFI's file still shows the previous business
+    day. `nav ingest --date D` exits 7; the task retries like a late file, and on its last try
+    the night ends skipped (downstream skipped too), not failed: nobody is paged, and the next
+    business day's run settles the day."""
+    from types import SimpleNamespace
+
+    from sipline_common import SiplineOperator
+
+    os.environ["SIPLINE_BIN"] = SIPLINE
+    monday = tmp_path / "NAVAll.txt"
+    monday.write_text(
+        "Scheme Code;ISIN Div Payout/ ISIN Growth;ISIN Div Reinvestment;Scheme Name;Net Asset Value;Date\r\n"
+        "Open Ended Schemes(Equity Scheme - Large Cap Fund)\r\n"
+        "Some Mutual Fund\r\n"
+        "119551;INF209KA12Z1;-;Some Fund - Direct Growth;105.0576;25-Jan-2027\r\n"
+    )
+    arguments = ["nav", "ingest", "--source", "amfi", "--input", str(monday), "--date", "2027-01-26",
+                 "--warehouse", str(tmp_path / "wh")]
+    task = SiplineOperator(task_id="nav_ingest_amfi", arguments=arguments, retries=24)
+    with pytest.raises(AirflowException) as early:
+        task.execute(context={"ti": SimpleNamespace(try_number=1)})
+    assert not isinstance(early.value, (AirflowFailException, AirflowSkipException))
+    assert "exit 7" in str(early.value)
+    with pytest.raises(AirflowSkipException) as deadline:
+        task.execute(context={"ti": SimpleNamespace(try_number=25)})
+    assert "exit 7" in str(deadline.value) and "next business day" in str(deadline.value)
+
+
 def test_the_job_is_told_which_task_and_run_it_is(tmp_path):
     from sipline_common import SiplineOperator
 

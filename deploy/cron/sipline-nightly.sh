@@ -8,8 +8,9 @@
 # refused (exit 6) unless --rewind is given, which retires the later dates' execution and
 # valuation output first: run them again in order afterwards.
 #
-# Exit codes are sipline's: 0 done (or not a business day), 3 bad input, 4 the NAV file never
-# arrived before the deadline, 6 later dates ran (see --rewind), 1 anything else. One run at a time (flock).
+# Exit codes are sipline's: 0 done (or not a business day, or no NAV dated the day by the
+# deadline: a market holiday not on the list, settled by the next night), 3 bad input, 4 the
+# day's NAVs only partly out by the deadline, 6 later dates ran (see --rewind), 1 anything else. One run at a time (flock).
 set -uo pipefail
 # shellcheck disable=SC1090
 [ -n "${SIPLINE_ENV:-}" ] && [ -r "$SIPLINE_ENV" ] && { set -a; . "$SIPLINE_ENV"; set +a; }
@@ -51,9 +52,19 @@ while true; do
   step nav ingest --source amfi --input "$amfi_url" --date "$date"
   code=$?
   [ "$code" -eq 0 ] && break
-  # Only "not published yet" is worth waiting for.
-  [ "$code" -eq 4 ] || exit "$code"
-  (( $(date +%s) - started + nav_retry_secs > nav_deadline_secs )) && exit 4
+  # Only "not published yet" is worth waiting for: 4 (partly out), 7 (nothing dated the day).
+  [ "$code" -eq 4 ] || [ "$code" -eq 7 ] || exit "$code"
+  if (( $(date +%s) - started + nav_retry_secs > nav_deadline_secs )); then
+    # Nothing dated the day by the deadline: a market holiday the list does not have (AMFI's
+    # file still shows the previous business day), or AMFI very late. The night ends waiting,
+    # not failed: the next business day's file settles it, and its run takes tonight's
+    # instalments at that day's NAV (a weekday without NAVs between two with NAVs is a holiday).
+    if [ "$code" -eq 7 ]; then
+      echo "== $(date -u +%FT%TZ) no NAV dated $date by the deadline: waiting (a market holiday, or AMFI very late); the next business day's run settles it"
+      exit 0
+    fi
+    exit 4
+  fi
   sleep "$nav_retry_secs"
 done
 

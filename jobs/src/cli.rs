@@ -19,7 +19,9 @@ use pipeline::nav::collect::NavFormat;
 /// Exit codes: 0 success, 1 internal error, 2 usage, 3 bad input (fix the file),
 /// 4 missing upstream (e.g. the NAV file is not published yet: retry later),
 /// 5 not a business day (`calendar check` only: skip the day's runs), 6 a past date
-/// re-run after later dates ran (`sip execute` without `--rewind`: nothing written).
+/// re-run after later dates ran (`sip execute` without `--rewind`: nothing written),
+/// 7 not one NAV dated the day (`nav ingest --date`: late, or a market holiday; retry, and at
+/// the deadline end the night waiting: the next business day settles it).
 #[derive(Debug, Parser)]
 #[command(name = "sipline", version)]
 pub struct Cli {

@@ -13,6 +13,12 @@ pub enum JobFailure {
     /// What the job needs is not there yet (a NAV file not published): retry later.
     #[error("missing upstream: {0}")]
     MissingUpstream(String),
+    /// Not one NAV in the file is dated the expected day (its newest are older): AMFI has not
+    /// published the day yet, or the day is a market holiday the list does not have. Retry like
+    /// a missing upstream; past the night's deadline it is a waiting outcome, not a failure:
+    /// the next business day's file settles which (see `BusinessCalendar::observe`).
+    #[error("no NAV dated the day yet: {0}")]
+    NoNavDatedYet(String),
     /// A date was run after later dates already ran: refused, since it would settle again what
     /// they settled. `--rewind` retires the later dates first.
     #[error("later dates ran: {0}")]
@@ -42,6 +48,9 @@ pub const MISSING_UPSTREAM: u8 = 4;
 pub const NOT_A_BUSINESS_DAY: u8 = 5;
 /// A past date re-run after later dates ran, without `--rewind`: nothing was written.
 pub const LATER_DATES_RAN: u8 = 6;
+/// `nav ingest --date D`: not one NAV dated D yet (late, or a market holiday): retry; at the
+/// deadline, end the night as waiting (the next business day settles it).
+pub const NO_NAV_DATED_YET: u8 = 7;
 
 /// The outcome recorded in `job_runs` for a failed run.
 pub fn outcome(error: &anyhow::Error) -> &'static str {
@@ -49,6 +58,7 @@ pub fn outcome(error: &anyhow::Error) -> &'static str {
         BAD_INPUT => "bad_input",
         MISSING_UPSTREAM => "missing_upstream",
         LATER_DATES_RAN => "later_dates_ran",
+        NO_NAV_DATED_YET => "no_nav_dated_yet",
         _ => "failed",
     }
 }
@@ -66,6 +76,7 @@ pub fn classify(error: &anyhow::Error) -> u8 {
                 JobFailure::BadInput(_) => BAD_INPUT,
                 JobFailure::MissingUpstream(_) => MISSING_UPSTREAM,
                 JobFailure::LaterDatesRan(_) => LATER_DATES_RAN,
+                JobFailure::NoNavDatedYet(_) => NO_NAV_DATED_YET,
             };
         }
         if cause.is::<pipeline::nav::NavFileError>()

@@ -166,9 +166,9 @@ pub async fn ingest(
     }
     if let Some(expected) = expected {
         if !collector.dates().any(|d| d == expected.date) {
-            return Err(JobFailure::MissingUpstream(format!(
-                "{file} holds no NAV dated {}: the file for that day is not published yet",
-                expected.date
+            return Err(JobFailure::NoNavDatedYet(format!(
+                "{file} holds no NAV dated {}: the file for that day is not published yet, or {} is a market holiday (the next business day's file settles which)",
+                expected.date, expected.date
             ))
             .into());
         }

@@ -545,6 +545,7 @@ pub async fn execute(
     date: NaiveDate,
     options: ExecuteOptions,
 ) -> anyhow::Result<ExecuteSummary> {
+    let calendar = &observed_calendar(warehouse, calendar, date).await?;
     if !calendar.is_business_day(date) {
         // Nothing executes on a day without NAVs; what falls due today is picked up by the
         // next business day's run. A scheduler can run the job every day.
@@ -590,6 +591,32 @@ pub async fn execute(
         total.add(s)?;
     }
     Ok(total)
+}
+
+/// The calendar as the NAV data up to `date` settles it ([`BusinessCalendar::observe`]): a
+/// weekday with no NAVs between two that have them is a market holiday whether or not the
+/// list has it, so what fell due on it is bought at the next business day's NAV instead of
+/// waiting for a NAV that cannot exist. Says, for the last month, where list and data differ.
+async fn observed_calendar(
+    warehouse: &Warehouse,
+    listed: &BusinessCalendar,
+    date: NaiveDate,
+) -> anyhow::Result<BusinessCalendar> {
+    let nav_dates: std::collections::BTreeSet<NaiveDate> = warehouse
+        .dates(Table::Navs)
+        .await?
+        .into_iter()
+        .filter(|d| *d <= date)
+        .collect();
+    let observed = listed.observe(&nav_dates);
+    let recent = date.checked_sub_days(Days::new(31)).unwrap_or(date);
+    for day in observed.unlisted_holidays.iter().filter(|d| **d >= recent) {
+        tracing::warn!(%day, "a market holiday by the NAV data (no NAV dated it, NAVs dated after it) that the holiday list does not have: what fell due then is bought at the next business day's NAV");
+    }
+    for day in observed.priced_holidays.iter().filter(|d| **d >= recent) {
+        tracing::warn!(%day, "the holiday list has this day but NAVs are dated it: the list wins (check the list)");
+    }
+    Ok(observed.calendar)
 }
 
 /// Runs the execution for each business day in `[from, to]`, in order.

@@ -11,6 +11,10 @@ use chrono::{Datelike, Days, NaiveDate, Weekday};
 /// year is a data change.
 const NSE_HOLIDAYS: &str = include_str!("../data/nse_holidays.txt");
 
+/// The longest gap between two NAV dates that can hide a market holiday: a holiday next to a
+/// weekend, or two or three holidays in a row (Diwali), fit in a week.
+const MAX_NAV_GAP_DAYS: i64 = 7;
+
 /// How many days before its end a holiday list is reported as ending soon.
 pub const ENDING_SOON_DAYS: u64 = 60;
 
@@ -19,6 +23,18 @@ pub const ENDING_SOON_DAYS: u64 = 60;
 pub struct HolidayListError {
     pub line: usize,
     pub text: String,
+}
+
+/// A calendar with the holidays the NAV data shows ([`BusinessCalendar::observe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedCalendar {
+    /// The list's holidays and the unlisted ones.
+    pub calendar: BusinessCalendar,
+    /// Weekdays without NAVs between dates with NAVs, not on the list: holidays by the data.
+    pub unlisted_holidays: Vec<NaiveDate>,
+    /// Listed holidays that have NAVs dated them: the list and the data disagree (the list
+    /// wins; a history file may carry liquid funds' calendar-day NAVs).
+    pub priced_holidays: Vec<NaiveDate>,
 }
 
 /// Weekdays minus holidays.
@@ -134,6 +150,49 @@ impl BusinessCalendar {
             .filter(|d| self.is_business_day(*d))
     }
 
+    /// The calendar as the NAV data settles it (issue 35). A weekday that is not on the list,
+    /// has no NAV dated it, and lies between two dates that have NAVs is a market holiday: on
+    /// the evening of a holiday AMFI's file still shows the previous business day's NAVs, and
+    /// the next business day's file shows NAVs dated after it and none dated it. So the list
+    /// is an input, not what keeps money moving: a holiday NSE declares after the list was
+    /// written, or a year whose list is not out yet, rolls due dates exactly as a listed one.
+    /// `nav_dates` are the dates the warehouse holds NAVs for. Listed holidays stay holidays
+    /// whatever the data says; where the two disagree, [`ObservedCalendar`] says which.
+    pub fn observe(&self, nav_dates: &BTreeSet<NaiveDate>) -> ObservedCalendar {
+        let mut observed = ObservedCalendar {
+            calendar: self.clone(),
+            unlisted_holidays: Vec::new(),
+            priced_holidays: Vec::new(),
+        };
+        // Only between two NAV dates at most a week apart: before the first there is no data,
+        // the last may be tonight's date whose file has not come yet, and a longer gap is data
+        // nobody ingested, not a holiday (those instalments wait, and fail loudly, as before).
+        for (before, after) in nav_dates.iter().zip(nav_dates.iter().skip(1)) {
+            if (*after - *before).num_days() > MAX_NAV_GAP_DAYS {
+                continue;
+            }
+            for day in before.iter_days().skip(1).take_while(|d| d < after) {
+                if self.is_business_day(day) {
+                    observed.unlisted_holidays.push(day);
+                }
+            }
+        }
+        let (Some(&first), Some(&last)) = (nav_dates.first(), nav_dates.last()) else {
+            return observed;
+        };
+        observed.priced_holidays = self
+            .holidays
+            .range(first..=last)
+            .filter(|d| nav_dates.contains(d))
+            .copied()
+            .collect();
+        observed
+            .calendar
+            .holidays
+            .extend(observed.unlisted_holidays.iter().copied());
+        observed
+    }
+
     /// Whether `date` is the last business day of its month (month-end checkpoints).
     pub fn is_last_business_day_of_month(&self, date: NaiveDate) -> bool {
         if !self.is_business_day(date) {
@@ -153,6 +212,50 @@ impl BusinessCalendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Republic Day 2027 is a Tuesday and on no list yet (the embedded one ends 2026-12-31):
+    /// Monday's and Wednesday's NAVs and none dated Tuesday make it a holiday, and an
+    /// instalment due then is bought on Wednesday. The weekend is not reported; Christmas 2026
+    /// (listed) with NAVs dated it is reported as a disagreement.
+    #[test]
+    fn a_weekday_without_navs_between_two_nav_dates_is_a_holiday() {
+        let listed = BusinessCalendar::nse();
+        assert!(listed.is_business_day(d("2027-01-26")));
+        let navs: BTreeSet<NaiveDate> = [
+            "2026-12-24",
+            "2026-12-25",
+            "2026-12-28",
+            "2027-01-22",
+            "2027-01-25",
+            "2027-01-27",
+        ]
+        .iter()
+        .map(|t| d(t))
+        .collect();
+        let observed = listed.observe(&navs);
+        // The gap 29 Dec – 21 Jan is data nobody ingested, not three weeks of holidays.
+        assert_eq!(observed.unlisted_holidays, vec![d("2027-01-26")]);
+        assert_eq!(observed.priced_holidays, vec![d("2026-12-25")]);
+        let calendar = &observed.calendar;
+        assert!(!calendar.is_business_day(d("2027-01-26")));
+        assert!(
+            !calendar.is_business_day(d("2026-12-25")),
+            "the list still wins"
+        );
+        assert_eq!(calendar.roll_forward(d("2027-01-26")), d("2027-01-27"));
+        // The last NAV date's tomorrow is not settled yet: it stays a business day.
+        assert!(calendar.is_business_day(d("2027-01-28")));
+    }
+
+    #[test]
+    fn nothing_is_observed_without_a_later_nav_date() {
+        let listed = BusinessCalendar::nse();
+        let one: BTreeSet<NaiveDate> = [d("2027-01-25")].into_iter().collect();
+        let observed = listed.observe(&one);
+        assert!(observed.unlisted_holidays.is_empty());
+        assert_eq!(observed.calendar, listed);
+        assert_eq!(listed.observe(&BTreeSet::new()).calendar, listed);
+    }
 
     #[test]
     fn the_embedded_list_parses_and_says_when_it_ends() {

@@ -104,12 +104,50 @@ impl Night<'_> {
         ])
         .await
         .assert_ok();
+        let log = self.nightly(date).await;
+        assert!(
+            log.contains(&format!("nightly run for {date} done")),
+            "{log}"
+        );
+        self.dispatch().await;
+    }
+
+    /// A market holiday the list does not have: AMFI publishes nothing new, so the server
+    /// still holds the previous business day's file. The night ends waiting, exit 0.
+    async fn run_on_an_unlisted_holiday(&self, date: &str) {
+        let log = self.nightly(date).await;
+        assert!(
+            log.contains(&format!("no NAV dated {date} by the deadline: waiting")),
+            "{log}"
+        );
+        assert!(
+            !log.contains("sip execute"),
+            "nothing ran past the ingest: {log}"
+        );
+    }
+
+    /// `sipline-nightly.sh date` as cron runs it (no waiting for a late file): its log.
+    async fn nightly(&self, date: &str) -> String {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cron/sipline-nightly.sh");
+        // The night runs at 23:00 IST on its date, by the jobs' clock (`--now`), whatever the
+        // wall clock says: cron's binary is this one with the clock set.
+        let binary = self.served.with_file_name("sipline-at-night");
+        std::fs::write(
+            &binary,
+            format!(
+                "#!/bin/sh\nexec '{}' --now \"$SIPLINE_TEST_NOW\" \"$@\"\n",
+                env!("CARGO_BIN_EXE_sipline")
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let status = tokio::process::Command::new("bash")
             .arg(&script)
             .arg(date)
-            .env("SIPLINE_BIN", env!("CARGO_BIN_EXE_sipline"))
+            .env("SIPLINE_BIN", &binary)
+            .env("SIPLINE_TEST_NOW", format!("{date}T23:00:00+05:30"))
             .env("SIPLINE_WAREHOUSE", self.warehouse)
             .env("DATABASE_URL", self.database_url)
             .env("SIPLINE_AMFI_NAVALL_URL", &self.nav_url)
@@ -123,10 +161,11 @@ impl Night<'_> {
         let log = std::fs::read_to_string(self.logs.join(format!("nightly-{date}.log")))
             .unwrap_or_default();
         assert!(status.success(), "nightly {date}: {status}\n{log}");
-        assert!(
-            log.contains(&format!("nightly run for {date} done")),
-            "{log}"
-        );
+        log
+    }
+
+    /// One dispatcher pass, as the notify DAG or cron runs it.
+    async fn dispatch(&self) {
         let dispatch = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
             .args(["notify", "dispatch", "--database-url", self.database_url])
             .env("SIPLINE_WEBHOOK_URL", &self.webhook_url)
@@ -347,4 +386,91 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
         "{:?}",
         kinds_for(&received, sip_id)
     );
+}
+
+/// A market holiday nobody listed (issue 35): Republic Day 2027 is a Tuesday, and the embedded
+/// NSE list ends on 2026-12-31. A SIP due that day: the night of the 26th AMFI's file still
+/// shows Monday's NAVs, so the nightly run ends waiting (exit 0, nothing failed, nobody paged);
+/// Wednesday's file settles it — NAVs dated the 27th and none dated the 26th — and Wednesday's
+/// run buys the instalment at Wednesday's NAV. Nothing waits for a NAV that cannot exist, and
+/// nothing fails `no_nav`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlisted_market_holiday_is_settled_by_the_next_days_file() {
+    let pg = Postgres::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (warehouse, served, logs) = (
+        dir.path().join("warehouse"),
+        dir.path().join("served"),
+        dir.path().join("logs"),
+    );
+    std::fs::create_dir_all(&served).unwrap();
+    let base = file_server(served.clone()).await;
+    let (received, webhook_url) = webhook_receiver().await;
+    let night = Night {
+        warehouse: &warehouse,
+        database_url: &pg.url,
+        served: &served,
+        nav_url: format!("{base}/NAVAll.txt"),
+        debits_url: format!("{base}/debits_{{date}}.csv"),
+        logs: &logs,
+        webhook_url,
+    };
+    night.run("2027-01-22").await;
+
+    // Friday evening: a SIP on the 26th, starting tomorrow. The list knows no holiday then, so
+    // the API says the 26th's NAV; nobody can know better before the day.
+    let api = Api::start_at(&pg.url, "2027-01-22T19:00:00+05:30").await;
+    let token = hs256(&claims("auth0|republic-day"));
+    let (_, found) = api
+        .get(
+            "/v1/schemes?q=axis%20large%20cap&open_for_sip=true",
+            Some(&token),
+        )
+        .await;
+    let scheme_code = found["schemes"][0]["scheme_code"].as_i64().unwrap();
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/me/notification-preferences",
+            Some(&token),
+            Some(json!({ "channels": ["webhook"], "time_zone": "Asia/Kolkata" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, sip) = api
+        .post(
+            "/v1/users/me/sips",
+            &token,
+            json!({ "scheme_code": scheme_code, "amount": "2500", "sip_day": 26, "start_date": "2027-01-23" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sip}");
+    assert_eq!(sip["next_instalment"]["due_date"], "2027-01-26", "{sip}");
+    let sip_id = sip["sip_id"].as_i64().unwrap();
+
+    night.run("2027-01-25").await;
+    night.run_on_an_unlisted_holiday("2027-01-26").await;
+    night.run("2027-01-27").await;
+    let log = std::fs::read_to_string(logs.join("nightly-2027-01-27.log")).unwrap();
+    assert!(
+        log.contains("market holiday by the NAV data") && log.contains("2027-01-26"),
+        "the run says the list and the data disagree: {log}"
+    );
+
+    let (status, investments) = api.get("/v1/users/me/investments", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{investments}");
+    let rows = investments["investments"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{investments}");
+    assert_eq!(rows[0]["status"], "executed", "{investments}");
+    assert_eq!(rows[0]["due_date"], "2027-01-26");
+    assert_eq!(
+        rows[0]["nav_date"], "2027-01-27",
+        "bought at the next business day's NAV"
+    );
+    let (_, latest) = api
+        .get(&format!("/v1/schemes/{scheme_code}/nav"), Some(&token))
+        .await;
+    assert_eq!(latest["nav_date"], "2027-01-27", "{latest}");
+    assert_eq!(money(&rows[0]["nav"]), money(&latest["nav"]), "{latest}");
+    assert_eq!(kinds_for(&received, sip_id), vec!["sip_executed"]);
 }

@@ -293,7 +293,8 @@ fn a_file_without_the_expected_date_is_not_published_yet() {
         &fixture_str("amfi_navall_6col.txt"),
         &["--date", "2024-12-30"],
     );
-    assert_eq!(run.code, 4, "{}", run.stderr);
+    // Not one NAV dated the day: exit 7 (not yet, or a market holiday), not 4 (partly out).
+    assert_eq!(run.code, 7, "{}", run.stderr);
     assert!(
         run.stderr.contains("holds no NAV dated 2024-12-30"),
         "{}",
