@@ -121,7 +121,7 @@ class SiplineOperator(BaseOperator):
 
     def execute(self, context):
         command = self.command()
-        self.log.info("running: %s", " ".join(command))
+        self.log.info("running: %s", shown(command))
         # Its own process group, so on_kill stops the job and anything it started.
         self._process = subprocess.Popen(
             command,
@@ -140,7 +140,11 @@ class SiplineOperator(BaseOperator):
                 summary = line
         code = self._process.wait()
         ti = context.get("ti")
-        final_try = getattr(ti, "try_number", 1) > (self.retries or 0)
+        # max_tries, not retries: a cleared task instance has its tries extended.
+        max_tries = getattr(ti, "max_tries", None)
+        if max_tries is None:
+            max_tries = self.retries or 0
+        final_try = getattr(ti, "try_number", 1) > max_tries
         return exit_code_outcome(code, command, summary, final_try=final_try)
 
     def on_kill(self):
@@ -162,21 +166,35 @@ def airflow_environment(context) -> dict[str, str]:
     return {name: str(value) for name, value in values.items() if value is not None}
 
 
+def shown(command: list[str]) -> str:
+    """A command as it may be logged: URLs (signed queries, tokens in paths) reduced to their
+    scheme and host, as the cron script and sipline's own logs show them."""
+    out = []
+    for arg in command:
+        if "://" in arg:
+            scheme, rest = arg.split("://", 1)
+            host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+            out.append(f"{scheme}://{host}/…")
+        else:
+            out.append(arg)
+    return " ".join(out)
+
+
 def exit_code_outcome(code: int, command: list[str], summary: str | None, final_try: bool = False):
     """What a sipline exit code means for Airflow (see SiplineOperator). `final_try`: no
     retry is left, the night's deadline has come."""
-    shown = " ".join(command)
+    shown_command = shown(command)
     if code == EXIT_OK:
         return summary
     if code == EXIT_NOT_A_BUSINESS_DAY:
-        raise AirflowSkipException(f"not a business day: {shown}")
+        raise AirflowSkipException(f"not a business day: {shown_command}")
     if code in (EXIT_USAGE, EXIT_BAD_INPUT):
         raise AirflowFailException(
-            f"exit {code} (bad input or usage, retrying will not help): {shown}"
+            f"exit {code} (bad input or usage, retrying will not help): {shown_command}"
         )
     if code == EXIT_LATER_DATES_RAN:
         raise AirflowFailException(
-            f"exit 6 (later dates already ran; re-run with --rewind, then re-run them): {shown}"
+            f"exit 6 (later dates already ran; re-run with --rewind, then re-run them): {shown_command}"
         )
     if code == EXIT_NO_NAV_DATED_YET:
         if final_try:
@@ -186,9 +204,9 @@ def exit_code_outcome(code: int, command: list[str], summary: str | None, final_
             # that next day's NAV), and its run's window covers tonight's instalments.
             raise AirflowSkipException(
                 f"exit 7 (no NAV dated the day by the deadline: a market holiday, or AMFI very late; "
-                f"the next business day's run settles it): {shown}"
+                f"the next business day's run settles it): {shown_command}"
             )
-        raise AirflowException(f"exit 7 (no NAV dated the day yet, will retry): {shown}")
+        raise AirflowException(f"exit 7 (no NAV dated the day yet, will retry): {shown_command}")
     if code == EXIT_MISSING_UPSTREAM:
-        raise AirflowException(f"exit 4 (upstream not there yet, will retry): {shown}")
-    raise AirflowException(f"exit {code} (internal error): {shown}")
+        raise AirflowException(f"exit 4 (upstream not there yet, will retry): {shown_command}")
+    raise AirflowException(f"exit {code} (internal error): {shown_command}")

@@ -179,17 +179,28 @@ impl AuthConfig {
                         .into(),
                 );
             }
-            if let JwksSource::Url(url) = jwks {
-                let rest = url.strip_prefix("http://");
-                let host = rest.map(|r| r.split(['/', '?']).next().unwrap_or(""));
-                let loopback = host.is_some_and(|h| {
-                    let name = h.rsplit_once(':').map_or(h, |(name, _)| name);
-                    matches!(name, "localhost" | "127.0.0.1" | "[::1]")
-                });
-                if rest.is_some() && !loopback {
-                    return Err(
-                        "--jwks: an https:// URL (http:// is accepted on loopback only)".into(),
-                    );
+            if let JwksSource::Url(location) = jwks {
+                // Parsed, not matched as text: `http://127.0.0.1:1@other.host/` is other.host
+                // (the part before `@` is user info), and user info has no place in a key URL.
+                let parsed =
+                    url::Url::parse(location).map_err(|e| format!("--jwks: not a URL ({e})"))?;
+                if !parsed.username().is_empty() || parsed.password().is_some() {
+                    return Err("--jwks: a URL without user info".into());
+                }
+                let loopback = match parsed.host() {
+                    Some(url::Host::Domain(name)) => name == "localhost",
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    None => false,
+                };
+                match parsed.scheme() {
+                    "https" => {}
+                    "http" if loopback => {}
+                    _ => {
+                        return Err(
+                            "--jwks: an https:// URL (http:// is accepted on loopback only)".into(),
+                        )
+                    }
                 }
             }
         }
@@ -698,6 +709,18 @@ mod tests {
             (
                 jwks("http://127.0.0.1.evil.com/jwks.json", aud, iss),
                 "https://",
+            ),
+            (
+                jwks("http://127.0.0.1:1@other.host/jwks.json", aud, iss),
+                "user info",
+            ),
+            (
+                jwks("http://other.host/127.0.0.1/jwks.json", aud, iss),
+                "https://",
+            ),
+            (
+                jwks("https://user:pass@tenant.auth0.com/jwks.json", aud, iss),
+                "user info",
             ),
             (
                 AuthConfig {

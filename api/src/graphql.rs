@@ -121,9 +121,12 @@ pub async fn execute(
     axum::Json(response).into_response()
 }
 
-/// `GET /graphql`: the SDL, for `rover subgraph introspect` and people.
+/// `GET /graphql`: the SDL, for `rover subgraph introspect` and people. Built once: it never
+/// changes while the process runs, and building it walks the whole schema.
 pub async fn describe() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], sdl()).into_response()
+    static SDL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = SDL.get_or_init(sdl).clone();
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 enum Refused {

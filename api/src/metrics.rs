@@ -205,13 +205,16 @@ impl Metrics {
 /// A job's latest run is every shard's latest run for the date it last ran (a shard count
 /// changed since leaves no stale shard behind); runs without a date (`notify dispatch`)
 /// count as one date. Cheap: the query reads the last 8 days of `job_runs`.
+// A night that ended waiting (`no_nav_dated_yet`: no NAV dated the day by the deadline, a
+// market holiday the list does not have, settled by the next business day) is not a failure:
+// it pages nobody.
 const JOB_HEALTH: &str = "WITH recent AS (SELECT job, run_date, shard, outcome, duration_ms, finished_at \
        FROM job_runs WHERE finished_at > now() - INTERVAL '8 days'), \
      last_date AS (SELECT DISTINCT ON (job) job, run_date FROM recent ORDER BY job, finished_at DESC), \
      latest AS (SELECT DISTINCT ON (r.job, coalesce(r.shard, '')) r.job, r.outcome, r.duration_ms, r.finished_at \
        FROM recent r JOIN last_date l ON l.job = r.job AND r.run_date IS NOT DISTINCT FROM l.run_date \
        ORDER BY r.job, coalesce(r.shard, ''), r.finished_at DESC) \
-     SELECT job, bool_and(outcome = 'ok') AS ok, max(duration_ms)::bigint AS duration_ms, \
+     SELECT job, bool_and(outcome IN ('ok', 'no_nav_dated_yet')) AS ok, max(duration_ms)::bigint AS duration_ms, \
        extract(epoch FROM max(finished_at))::float8 AS finished, \
        (SELECT extract(epoch FROM max(o.finished_at))::float8 FROM recent o \
          WHERE o.job = latest.job AND o.outcome = 'ok') AS succeeded \
@@ -283,8 +286,19 @@ async fn job_health(
     .fetch_optional(pool)
     .await?;
     if let Some((as_of, published_at)) = latest {
+        // Nights that ended waiting for a NAV dated the day (a market holiday the list does
+        // not have) are not missing runs.
+        let waited: Vec<chrono::NaiveDate> = sqlx::query_scalar(
+            "SELECT DISTINCT run_date FROM job_runs WHERE outcome = 'no_nav_dated_yet' AND run_date > $1",
+        )
+        .bind(as_of)
+        .fetch_all(pool)
+        .await?;
         let behind = match (as_of.succ_opt(), today.pred_opt()) {
-            (Some(from), Some(to)) => calendar.business_days(from, to).count(),
+            (Some(from), Some(to)) => calendar
+                .business_days(from, to)
+                .filter(|d| !waited.contains(d))
+                .count(),
             _ => 0,
         };
         out.push_str("# HELP sipline_publication_business_days_behind Business days before today (IST) with no publication after the latest published date.\n# TYPE sipline_publication_business_days_behind gauge\n");

@@ -32,8 +32,23 @@ exec >>"$log_dir/nightly-$date.log" 2>&1
 exec 9>"$log_dir/nightly.lock"
 flock -n 9 || { echo "another nightly run holds $log_dir/nightly.lock"; exit 1; }
 
+# A command as it may be logged: URLs (signed queries, tokens in paths) reduced to their host.
+shown() {
+  local arg out=()
+  for arg in "$@"; do
+    if [[ "$arg" == *://* ]]; then
+      local rest=${arg#*://}
+      rest=${rest%%[/?#]*}
+      out+=("${arg%%://*}://${rest##*@}/…")
+    else
+      out+=("$arg")
+    fi
+  done
+  echo "${out[*]}"
+}
+
 step() {
-  echo "== $(date -u +%FT%TZ) sipline $*"
+  echo "== $(date -u +%FT%TZ) sipline $(shown "$@")"
   "$sipline" "$@"
   local code=$?
   [ "$code" -eq 0 ] || echo "== sipline $1 $2 exited $code"

@@ -35,7 +35,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// PostgreSQL URL. With it, every job records its run in `job_runs`; `nav ingest` also
     /// upserts NAVs there; `publish`, `sips export` and `db migrate` need it.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
     /// Validate the command line (required options, dates, shards) and exit 0 without running:
     /// how a scheduler's tests check every task's command.
@@ -126,7 +126,7 @@ pub struct ServeArgs {
     pub jwt_secret: Option<String>,
     /// JWKS for RS256/ES256: a file, or an https:// URL (Auth0's /.well-known/jwks.json;
     /// http:// only on loopback). Needs --audience and --issuer.
-    #[arg(long, env = "SIPLINE_JWKS")]
+    #[arg(long, env = "SIPLINE_JWKS", hide_env_values = true)]
     pub jwks: Option<String>,
     /// Required audience (`aud`); unset, not checked (allowed with --jwt-secret alone).
     #[arg(long, env = "SIPLINE_JWT_AUDIENCE")]
@@ -198,19 +198,19 @@ pub struct WorkerArgs {
 #[derive(Debug, Args)]
 pub struct ChannelArgs {
     /// The platform's webhook endpoint (channel `webhook`).
-    #[arg(long, env = "SIPLINE_WEBHOOK_URL")]
+    #[arg(long, env = "SIPLINE_WEBHOOK_URL", hide_env_values = true)]
     pub webhook_url: Option<String>,
     /// The SMS provider's webhook (channel `sms`).
-    #[arg(long, env = "SIPLINE_SMS_WEBHOOK_URL")]
+    #[arg(long, env = "SIPLINE_SMS_WEBHOOK_URL", hide_env_values = true)]
     pub sms_webhook_url: Option<String>,
     /// The push provider's webhook (channel `push`).
-    #[arg(long, env = "SIPLINE_PUSH_WEBHOOK_URL")]
+    #[arg(long, env = "SIPLINE_PUSH_WEBHOOK_URL", hide_env_values = true)]
     pub push_webhook_url: Option<String>,
     /// The HMAC-SHA256 key every webhook body is signed with (`X-Sipline-Signature`).
     #[arg(long, env = "SIPLINE_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: String,
     /// SMTP relay, host:port (channel `email`).
-    #[arg(long, env = "SIPLINE_SMTP_RELAY")]
+    #[arg(long, env = "SIPLINE_SMTP_RELAY", hide_env_values = true)]
     pub smtp_relay: Option<String>,
     #[arg(
         long,
@@ -545,7 +545,12 @@ pub struct BackfillArgs {
 #[derive(Debug, Args)]
 pub struct WarehouseArgs {
     /// Warehouse folder or object-store URL (file://, s3://bucket/prefix, memory://).
-    #[arg(long, env = "SIPLINE_WAREHOUSE", default_value = "./data")]
+    #[arg(
+        long,
+        env = "SIPLINE_WAREHOUSE",
+        hide_env_values = true,
+        default_value = "./data"
+    )]
     pub warehouse: String,
 }
 

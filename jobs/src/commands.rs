@@ -395,8 +395,11 @@ async fn ingest_debits(args: DebitsIngestArgs) -> anyhow::Result<RowCounts> {
     let text = match crate::fetch::read_text(&input, policy).await {
         Ok(text) => text,
         Err(error) if args.missing_ok && crate::fetch::is_missing(&error) => {
-            tracing::warn!(input = %input, %error, "no debit report: nothing to apply");
-            println!("debits ingest ok: file={input} date={} missing", args.date);
+            // The report's URL may be signed: shown as its host and file name only.
+            let shown = crate::redact::urls(&input);
+            let error = crate::redact::urls(&format!("{error:#}"));
+            tracing::warn!(input = %shown, %error, "no debit report: nothing to apply");
+            println!("debits ingest ok: file={shown} date={} missing", args.date);
             return Ok(RowCounts::new(0, 0));
         }
         Err(error) => return Err(error),

@@ -45,7 +45,8 @@ impl fmt::Display for DebitsSummary {
         write!(
             f,
             "debits ingest ok: file={} date={} lines={} paid={} returned={} {}",
-            self.file,
+            // A URL may carry a signed query or a token in its path.
+            crate::redact::urls(&self.file),
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.lines,
             self.paid,

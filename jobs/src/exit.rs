@@ -90,6 +90,9 @@ pub fn classify(error: &anyhow::Error) -> u8 {
             if fetch.is_not_published() {
                 return MISSING_UPSTREAM;
             }
+            if fetch.is_too_large() {
+                return BAD_INPUT;
+            }
         }
     }
     INTERNAL

@@ -10,6 +10,13 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use tracing::Instrument;
 
+/// The largest download accepted: AMFI's daily file is a few megabytes, a year's history
+/// report tens of megabytes.
+pub const MAX_DOWNLOAD_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Redirects followed at most (within the same host).
+const MAX_REDIRECTS: usize = 5;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("{url}: not published (HTTP {status})")]
@@ -20,6 +27,8 @@ pub enum FetchError {
     Http { url: String, source: reqwest::Error },
     #[error("{url}: writing the download: {source}")]
     Io { url: String, source: std::io::Error },
+    #[error("{url}: larger than {limit} bytes, refused (no NAV file or report is that large)")]
+    TooLarge { url: String, limit: u64 },
     #[error("{url}: gave up after {attempts} attempts; last error: {last}")]
     GaveUp {
         url: String,
@@ -40,6 +49,15 @@ impl FetchError {
                     || source.is_request()
                     || source.is_body()
             }
+            _ => false,
+        }
+    }
+
+    /// A body over [`MAX_DOWNLOAD_BYTES`], on the last attempt or the only one.
+    pub fn is_too_large(&self) -> bool {
+        match self {
+            FetchError::TooLarge { .. } => true,
+            FetchError::GaveUp { last, .. } => last.is_too_large(),
             _ => false,
         }
     }
@@ -80,6 +98,22 @@ pub async fn download(
     policy: RetryPolicy,
 ) -> Result<tempfile::NamedTempFile, FetchError> {
     let client = reqwest::Client::builder()
+        // Redirects only within the host asked for, and few: a publisher moving a file keeps
+        // its host; a redirect elsewhere could carry a signed query to someone else.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            // Same scheme, host and port: no downgrade to http, no other service on the host.
+            let same_host = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error("too many redirects")
+            } else if !same_host {
+                attempt.error("a redirect to another host, refused")
+            } else {
+                attempt.follow()
+            }
+        }))
         .connect_timeout(policy.connect_timeout)
         .timeout(policy.timeout)
         .user_agent(concat!("sipline/", env!("CARGO_PKG_VERSION")))
@@ -153,11 +187,28 @@ async fn download_once(
             status,
         });
     }
-    // Stream to disk: a history report can be tens of megabytes.
+    // Stream to disk: a history report can be tens of megabytes; a body past the cap (a
+    // misconfigured URL, a hostile server) is refused rather than allowed to fill the disk.
+    let too_large = || FetchError::TooLarge {
+        url: url.to_string(),
+        limit: MAX_DOWNLOAD_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_DOWNLOAD_BYTES)
+    {
+        return Err(too_large());
+    }
     let mut file = tempfile::NamedTempFile::new().map_err(io)?;
     let mut body = response.bytes_stream();
+    let mut received: u64 = 0;
     while let Some(chunk) = body.next().await {
-        file.write_all(&chunk.map_err(http)?).map_err(io)?;
+        let chunk = chunk.map_err(http)?;
+        received = received.saturating_add(chunk.len() as u64);
+        if received > MAX_DOWNLOAD_BYTES {
+            return Err(too_large());
+        }
+        file.write_all(&chunk).map_err(io)?;
     }
     file.flush().map_err(io)?;
     Ok(file)

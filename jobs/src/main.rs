@@ -18,7 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.check_args {
-        println!("check-args ok: {:?}", cli.command);
+        // Not the parsed arguments: they hold secrets (the JWT secret, webhook keys, URLs).
+        println!("check-args ok");
         return ExitCode::from(exit::SUCCESS);
     }
     // Processes that run until stopped (the API, the notification worker) give freed memory

@@ -89,7 +89,8 @@ impl std::fmt::Display for IngestSummary {
         write!(
             f,
             "nav ingest ok: file={} navs={} dates={} ({range}) schemes={} set_aside={} duplicates={} partitions_written={} unchanged={} schemes_table={}",
-            self.file,
+            // A URL may carry a signed query or a token in its path.
+            crate::redact::urls(&self.file),
             self.navs,
             self.dates,
             self.schemes_in_file,
@@ -162,7 +163,7 @@ pub async fn ingest(
         tokio::task::spawn_blocking(move || format.collect(&input.name, input.reader, &isins))
             .await??;
     for row in &collector.set_aside {
-        tracing::warn!(file = %file, line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
+        tracing::warn!(file = %crate::redact::urls(&file), line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
     }
     if let Some(expected) = expected {
         if !collector.dates().any(|d| d == expected.date) {

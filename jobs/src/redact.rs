@@ -1,4 +1,5 @@
-//! URLs as they may be shown: without credentials or query string. Webhook and SMS URLs often
+//! URLs as they may be shown: the host and a file name, without credentials, other path
+//! segments or query string. Webhook and SMS URLs often
 //! carry a provider's key (`https://user:key@host/…`, `…?token=…`), and `--input` URLs a
 //! signed query; logs, `last_error`, `job_runs.error` and run manifests are read by more people
 //! than the secrets are meant for.
@@ -23,7 +24,10 @@ pub fn urls(text: &str) -> String {
             // `://` without a scheme: not a URL, keep it.
             out.push_str(url);
         } else {
+            // `URL:8:` (a line number, an error's colon) is not part of the URL.
+            let (url, suffix) = split_trailing_position(url);
             out.push_str(&strip(url));
+            out.push_str(suffix);
         }
         rest = &after[end..];
     }
@@ -31,7 +35,11 @@ pub fn urls(text: &str) -> String {
     out
 }
 
-/// `user:pass@host/path?q#f` → `host/path?<redacted>`.
+/// `user:pass@host/path/file.txt?q#f` → `host/…/file.txt?<redacted>`: the host, and of the
+/// path only a last segment that looks like a file name (`NAVAll.txt`, `debits_2025-03-04.csv`),
+/// which is what an operator needs to tell one input from another. Every other segment goes:
+/// webhook and bot URLs carry their token in the path (`/services/T0/B0/XXXX`,
+/// `/bot123:ABC/sendMessage`).
 fn strip(url: &str) -> String {
     let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
     let (authority, path) = url.split_at(authority_end);
@@ -42,11 +50,63 @@ fn strip(url: &str) -> String {
         Some(i) => (&path[..i], true),
         None => (path, false),
     };
-    let mut out = format!("{host}{path}");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut out = host.to_string();
+    match segments.split_last() {
+        None => out.push_str(path),
+        Some((last, before)) => {
+            if !before.is_empty() {
+                out.push_str("/…");
+            }
+            if looks_like_a_file_name(last) {
+                out.push('/');
+                out.push_str(last);
+            } else {
+                out.push_str("/<redacted>");
+            }
+        }
+    }
     if hidden {
         out.push_str("?<redacted>");
     }
     out
+}
+
+/// `url:8:` → (`url`, `:8:`): trailing `:` and `:digits` after the path are a position or
+/// punctuation, not the URL. A URL with only a host keeps its port (`host:5432`).
+fn split_trailing_position(url: &str) -> (&str, &str) {
+    let Some(path_start) = url.find('/') else {
+        return (url, "");
+    };
+    let mut end = url.len();
+    loop {
+        let head = &url[..end];
+        if end > path_start + 1 && head.ends_with(':') {
+            end -= 1;
+            continue;
+        }
+        let digits = head.len() - head.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && end - digits > path_start && head[..end - digits].ends_with(':') {
+            end -= digits + 1;
+            continue;
+        }
+        break;
+    }
+    (&url[..end], &url[end..])
+}
+
+/// A short name with an extension of letters and digits, no `:`/`@`/`%` (which tokens carry).
+fn looks_like_a_file_name(segment: &str) -> bool {
+    let Some((stem, extension)) = segment.rsplit_once('.') else {
+        return false;
+    };
+    segment.len() <= 64
+        && !stem.is_empty()
+        && (1..=5).contains(&extension.len())
+        && extension.bytes().all(|b| b.is_ascii_alphanumeric())
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 #[cfg(test)]
@@ -57,15 +117,42 @@ mod tests {
     fn strips_credentials_and_queries_from_every_url_in_a_text() {
         assert_eq!(
             urls("webhook https://user:s3cret@hooks.example.com/x?token=abc failed: 500"),
-            "webhook https://hooks.example.com/x?<redacted> failed: 500"
+            "webhook https://hooks.example.com/<redacted>?<redacted> failed: 500"
         );
         assert_eq!(
             urls("error sending request for url (http://127.0.0.1:9/sms?key=k&to=1)"),
-            "error sending request for url (http://127.0.0.1:9/sms?<redacted>)"
+            "error sending request for url (http://127.0.0.1:9/<redacted>?<redacted>)"
+        );
+        // Tokens in the path (Slack, Telegram): only the host is left.
+        assert_eq!(
+            urls("POST https://hooks.slack.com/services/T0AAA/B0BBB/XyZsecret123 failed"),
+            "POST https://hooks.slack.com/…/<redacted> failed"
+        );
+        assert_eq!(
+            urls("https://api.telegram.org/bot123456:AAHsecret/sendMessage"),
+            "https://api.telegram.org/…/<redacted>"
+        );
+        // A file's name stays: it tells one input from another.
+        assert_eq!(
+            urls("file=https://bucket.s3.amazonaws.com/navs/2025/NAVAll.txt?X-Amz-Signature=ab"),
+            "file=https://bucket.s3.amazonaws.com/…/NAVAll.txt?<redacted>"
+        );
+        assert_eq!(
+            urls("http://127.0.0.1:8000/debits_2025-03-04.csv"),
+            "http://127.0.0.1:8000/debits_2025-03-04.csv"
+        );
+        // A position after the URL stays, and does not hide the file's name.
+        assert_eq!(
+            urls("http://127.0.0.1:8000/files/amfi_truncated.txt:8: bad NAV"),
+            "http://127.0.0.1:8000/…/amfi_truncated.txt:8: bad NAV"
+        );
+        assert_eq!(
+            urls("https://h.example.com/a/NAVAll.txt?sig=x: not published"),
+            "https://h.example.com/…/NAVAll.txt?<redacted>: not published"
         );
         assert_eq!(
             urls("--database-url=postgres://u:p@db:5432/x"),
-            "--database-url=postgres://db:5432/x"
+            "--database-url=postgres://db:5432/<redacted>"
         );
         assert_eq!(
             urls("https://amfiindia.com/NAVAll.txt"),

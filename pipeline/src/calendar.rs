@@ -11,9 +11,10 @@ use chrono::{Datelike, Days, NaiveDate, Weekday};
 /// year is a data change.
 const NSE_HOLIDAYS: &str = include_str!("../data/nse_holidays.txt");
 
-/// The longest gap between two NAV dates that can hide a market holiday: a holiday next to a
-/// weekend, or two or three holidays in a row (Diwali), fit in a week.
-const MAX_NAV_GAP_DAYS: i64 = 7;
+/// The longest gap between two NAV dates that can hide a market holiday: a holiday on each
+/// side of a weekend, or two holidays in a row next to one (Diwali), span at most five days
+/// from the last NAV date to the next. A longer gap is missing data, which must stay loud.
+const MAX_NAV_GAP_DAYS: i64 = 5;
 
 /// How many days before its end a holiday list is reported as ending soon.
 pub const ENDING_SOON_DAYS: u64 = 60;
@@ -164,7 +165,7 @@ impl BusinessCalendar {
             unlisted_holidays: Vec::new(),
             priced_holidays: Vec::new(),
         };
-        // Only between two NAV dates at most a week apart: before the first there is no data,
+        // Only between two NAV dates at most five days apart: before the first there is no data,
         // the last may be tonight's date whose file has not come yet, and a longer gap is data
         // nobody ingested, not a holiday (those instalments wait, and fail loudly, as before).
         for (before, after) in nav_dates.iter().zip(nav_dates.iter().skip(1)) {

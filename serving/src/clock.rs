@@ -41,8 +41,11 @@ impl Clock {
         }
     }
 
+    /// Now, to the microsecond: PostgreSQL keeps microseconds, so the instant the API reasons
+    /// with and the one it hands to SQL (`sipline.now`) are the same, even at the cut-off.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset
+        let now = Utc::now() + self.offset;
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
 
     /// Today's date in India.
@@ -63,7 +66,7 @@ mod tests {
 
     #[test]
     fn a_started_clock_reads_its_instant_and_ticks() {
-        let start = DateTime::parse_from_rfc3339("2027-01-31T23:59:59.400+05:30")
+        let start = DateTime::parse_from_rfc3339("2027-01-31T23:59:57+05:30")
             .unwrap()
             .with_timezone(&Utc);
         let clock = Clock::starting_at(start);
@@ -73,12 +76,12 @@ mod tests {
             read >= start && read - start < Duration::seconds(5),
             "{read}"
         );
-        // 23:59:59.9 IST on the 31st is still the 31st in India (18:29 UTC).
+        // 23:59:57 IST on the 31st is still the 31st in India (18:29 UTC); 3.5 s later, not.
         assert_eq!(
             clock.today_ist(),
             NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()
         );
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        std::thread::sleep(std::time::Duration::from_millis(3500));
         assert_eq!(
             clock.today_ist(),
             NaiveDate::from_ymd_opt(2027, 2, 1).unwrap()

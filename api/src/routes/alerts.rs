@@ -135,9 +135,10 @@ async fn create_alert(
         Some(code) => {
             timed(
                 &state,
+                // In the open transaction: never a second connection while holding one.
                 sqlx::query_scalar::<_, bool>(SCHEME_EXISTS)
                     .bind(code)
-                    .fetch_one(&state.pool),
+                    .fetch_one(&mut *tx),
             )
             .await?
         }

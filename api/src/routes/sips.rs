@@ -270,8 +270,12 @@ fn amount_problem(amount: Decimal) -> Option<&'static str> {
 }
 
 /// What the scheme says against a SIP in it of `amount` (when given).
+/// On the caller's connection (`conn`): a handler that holds a transaction must never wait
+/// for a second connection from the pool, or one person's burst of writes holds every
+/// connection while each waits for another, and the whole API answers 503 (issue 35).
 async fn scheme_problems(
     state: &Shared,
+    conn: &mut sqlx::PgConnection,
     scheme_code: i64,
     amount: Option<Decimal>,
 ) -> Result<Vec<(String, String)>, Problem> {
@@ -279,7 +283,7 @@ async fn scheme_problems(
         state,
         sqlx::query_as(SCHEME_SIP_RULES)
             .bind(scheme_code)
-            .fetch_optional(&state.pool),
+            .fetch_optional(conn),
     )
     .await?;
     let mut errors = Vec::new();
@@ -370,7 +374,7 @@ async fn create_sip(
     }
     match sip.scheme_code {
         None => fail("scheme_code", "required"),
-        Some(code) => errors.extend(scheme_problems(&state, code, amount).await?),
+        Some(code) => errors.extend(scheme_problems(&state, &mut tx, code, amount).await?),
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
@@ -499,10 +503,11 @@ async fn change_sip(
             Ok(json_value(&schedule(&state, sip, latest)))
         }
         None => {
+            // In the open transaction: never a second connection while holding one.
             let status: Option<String> = sqlx::query_scalar(SIP_STATUS)
                 .bind(sip_id)
                 .bind(user_id)
-                .fetch_optional(&state.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
             Err(match status {
                 None => Problem::not_found("no such SIP"),
@@ -642,7 +647,8 @@ async fn amend_sip(
         }
     }
     if amount.is_some() {
-        errors.extend(scheme_problems(&state, current.scheme_code, amount).await?);
+        let mut conn = state.pool.acquire().await?;
+        errors.extend(scheme_problems(&state, &mut conn, current.scheme_code, amount).await?);
     }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));

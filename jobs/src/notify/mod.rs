@@ -171,12 +171,33 @@ impl Dispatcher {
                 .await
                 .context("fanning out notifications")?
                 .rows_affected(),
-            reclaimed: sqlx::query(RECLAIM)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
             ..PassSummary::default()
         };
+        let reclaimed: Vec<(i64, String)> = sqlx::query_as(RECLAIM)
+            .bind(self.config.max_attempts)
+            .fetch_all(&self.pool)
+            .await
+            .context("reclaiming expired claims")?;
+        summary.reclaimed = reclaimed.len() as u64;
+        let mut died: Vec<i64> = reclaimed
+            .iter()
+            .filter(|(_, status)| status == "dead")
+            .map(|(notification, _)| *notification)
+            .collect();
+        if !died.is_empty() {
+            summary.dead += died.len() as u64;
+            died.sort_unstable();
+            died.dedup();
+            tracing::warn!(
+                notifications = died.len(),
+                "deliveries whose every attempt ended with the dispatcher stopped: dead"
+            );
+            sqlx::query(ROLL_UP)
+                .bind(&died)
+                .execute(&self.pool)
+                .await
+                .context("rolling up reclaimed deliveries")?;
+        }
         sqlx::query(DEFER_QUIET).execute(&self.pool).await?;
         let token: i64 = rand::rng().random_range(1..i64::MAX);
         let claimed: Vec<Claimed> = sqlx::query(CLAIM)
@@ -238,7 +259,8 @@ impl Dispatcher {
                             channel = %delivery.channel,
                             attempt = delivery.attempts,
                             permanent = failure.permanent,
-                            error = %failure.error,
+                            // A receiver's URL may carry its key, in the query or the path.
+                            error = %crate::redact::urls(&failure.error),
                             "delivery failed"
                         );
                     }

@@ -21,10 +21,17 @@ pub(super) const FAN_OUT: &str = "WITH picked AS ( \
      WHERE n.notification_id = picked.notification_id";
 
 // A claim whose lease ran out belongs to a dispatcher that died (or hung): due again now. The
-// attempt it made counts.
-pub(super) const RECLAIM: &str = "UPDATE notification_deliveries SET status = 'pending', next_attempt_at = now(), \
-       claim_token = NULL, claimed_until = NULL, last_error = coalesce(last_error, 'lease expired') \
-     WHERE status = 'delivering' AND claimed_until < now()";
+// attempt it made counts, so a delivery that kills every dispatcher taking it (a payload that
+// crashes a provider's client, say) dies after the configured attempts ($1) instead of being
+// retried for ever. Returns the notifications of the deliveries it declared dead.
+pub(super) const RECLAIM: &str = "UPDATE notification_deliveries \
+       SET status = CASE WHEN attempts >= $1 THEN 'dead' ELSE 'pending' END, next_attempt_at = now(), \
+       claim_token = NULL, claimed_until = NULL, \
+       last_error = CASE WHEN attempts >= $1 \
+                         THEN 'lease expired on every attempt: the dispatcher stopped while sending' \
+                         ELSE coalesce(last_error, 'lease expired') END \
+     WHERE status = 'delivering' AND claimed_until < now() \
+     RETURNING notification_id, status";
 
 // SMS, push and email wait for the end of the user's quiet hours.
 pub(super) const DEFER_QUIET: &str = "UPDATE notification_deliveries d \

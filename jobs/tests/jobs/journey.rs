@@ -133,16 +133,20 @@ impl Night<'_> {
         // The night runs at 23:00 IST on its date, by the jobs' clock (`--now`), whatever the
         // wall clock says: cron's binary is this one with the clock set.
         let binary = self.served.with_file_name("sipline-at-night");
-        std::fs::write(
-            &binary,
-            format!(
-                "#!/bin/sh\nexec '{}' --now \"$SIPLINE_TEST_NOW\" \"$@\"\n",
-                env!("CARGO_BIN_EXE_sipline")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        // Written once: rewriting a script while an earlier child may still hold it open for
+        // execution risks ETXTBSY.
+        if !binary.exists() {
+            std::fs::write(
+                &binary,
+                format!(
+                    "#!/bin/sh\nexec '{}' --now \"$SIPLINE_TEST_NOW\" \"$@\"\n",
+                    env!("CARGO_BIN_EXE_sipline")
+                ),
+            )
             .unwrap();
+            std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
         let status = tokio::process::Command::new("bash")
             .arg(&script)
             .arg(date)

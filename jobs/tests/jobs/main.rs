@@ -20,6 +20,7 @@ mod publish;
 mod rerun;
 mod rerun_property;
 mod schemes;
+mod secrets;
 mod sip;
 mod sip_changes;
 mod sql;

@@ -682,3 +682,43 @@ async fn quiet_hours_wrap_midnight_in_the_users_time_zone() {
         assert_eq!(until.as_deref(), expected, "at {at}");
     }
 }
+
+/// A delivery that stops every dispatcher taking it (the process dies mid-send, its lease runs
+/// out) is reclaimed with the attempt counted, and dies after the configured attempts instead
+/// of being retried for ever (issue 35 §6); its notification is rolled up as dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_keeps_killing_its_dispatcher_dies_after_its_attempts() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 1).await;
+    add_notifications(&pool, 1, 2, 1).await;
+    let (_webhook, url) = receiver().await;
+    // Both deliveries as a dispatcher that died left them: claimed, lease expired; test:1 on
+    // its third attempt (of three), test:2 on its first.
+    sqlx::query(
+        "WITH fanned AS (UPDATE notifications SET status = 'delivering' RETURNING notification_id, event_key) \
+         INSERT INTO notification_deliveries (notification_id, channel, status, attempts, claim_token, claimed_until) \
+         SELECT notification_id, 'webhook', 'delivering', CASE WHEN event_key = 'test:1' THEN 3 ELSE 1 END, \
+                1, now() - INTERVAL '1 minute' FROM fanned",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let run = dispatch(&pg, &url, &["--max-attempts", "3"]).await;
+    run.assert_ok();
+    let states: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT n.event_key, d.status, n.status FROM notification_deliveries d \
+         JOIN notifications n USING (notification_id) ORDER BY n.event_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        states,
+        vec![
+            ("test:1".into(), "dead".into(), "dead".into()),
+            ("test:2".into(), "delivered".into(), "delivered".into()),
+        ],
+        "{}",
+        run.stderr
+    );
+}
