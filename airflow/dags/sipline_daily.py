@@ -1,6 +1,6 @@
 """The nightly pipeline for one business date D (the run's logical date in IST):
 
-    business_day ─┬─ nav_ingest_amfi ─────────────────┬─ sip_execute[shards] ── portfolio_value[shards] ── publish
+    business_day ─┬─ nav_ingest_amfi ─────────────────┬─ sip_execute[shards] ── portfolio_value[shards] ── publish ── housekeeping
                   └─ sips_export ── debits_ingest ────┘
 
 AMFI publishes NAVAll.txt late in the evening IST; the run starts at 23:00 IST on weekdays and
@@ -88,7 +88,15 @@ with DAG(
         arguments=["publish", "--date", DATE],
         execution_timeout=timedelta(hours=1),
     )
+    # What the serving store no longer needs (idempotency keys, settled notifications archived
+    # to the warehouse first, old job runs): after the night's publish, so it never competes
+    # with it. Retentions are `sipline housekeeping --help`'s defaults.
+    housekeeping = SiplineOperator(
+        task_id="housekeeping",
+        arguments=["housekeeping"],
+        execution_timeout=timedelta(minutes=30),
+    )
 
     business_day >> [nav_ingest_amfi, sips_export]
     sips_export >> debits_ingest
-    [nav_ingest_amfi, debits_ingest] >> sip_execute >> portfolio_value >> publish
+    [nav_ingest_amfi, debits_ingest] >> sip_execute >> portfolio_value >> publish >> housekeeping

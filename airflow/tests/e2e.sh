@@ -67,8 +67,8 @@ import collections, json, sys
 print(" ".join(f"{k}={v}" for k, v in sorted(collections.Counter(t["state"] for t in json.load(sys.stdin)).items())))')
 echo "task states: $states"
 # business_day, nav_ingest_amfi, sips_export, debits_ingest, 2 × sip_execute,
-# 2 × portfolio_value, publish
-[ "$states" = "success=9" ] || fail "task states $states, not 9 successes"
+# 2 × portfolio_value, publish, housekeeping
+[ "$states" = "success=10" ] || fail "task states $states, not 10 successes"
 published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
 [ "$published" = "$date" ] || fail "latest publication is $published, not $date"
 runs=$(psql -X -At "$DATABASE_URL" -c "SELECT job || ' ' || coalesce(shard, '-') || ' ' || outcome FROM job_runs WHERE run_date = DATE '$date' ORDER BY 1")

@@ -46,6 +46,7 @@ def test_daily_runs_ingest_then_execution_then_valuation_then_publish(dagbag):
         "sip_execute": {"nav_ingest_amfi", "debits_ingest"},
         "portfolio_value": {"sip_execute"},
         "publish": {"portfolio_value"},
+        "housekeeping": {"publish"},
     }
     # The batches fan out over the shards; dates run one at a time, in order.
     for task_id in ("sip_execute", "portfolio_value"):

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub calendar: pipeline::calendar::BusinessCalendar,
     /// "Now" for the date rules (today, the cut-off): the wall clock unless `--now` set it.
     pub clock: serving::Clock,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,9 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub calendar: pipeline::calendar::BusinessCalendar,
     pub clock: serving::Clock,
+    pub metrics_token: Option<String>,
+    /// The job and publication gauges of the last scrape, and when they were read.
+    pub job_gauges: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -87,6 +92,8 @@ impl AppState {
             request_timeout: config.request_timeout,
             calendar: config.calendar.clone(),
             clock: config.clock,
+            metrics_token: config.metrics_token.clone(),
+            job_gauges: tokio::sync::Mutex::new(None),
         })
     }
 }

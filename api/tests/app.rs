@@ -29,6 +29,7 @@ async fn spawn_app() -> SocketAddr {
         limits: api::limits::RateLimits::default(),
         calendar: pipeline::calendar::BusinessCalendar::nse(),
         // Five days after the embedded holiday list ends (2026-12-31), by a set clock.
+        metrics_token: None,
         clock: serving::Clock::starting_at(
             chrono::DateTime::parse_from_rfc3339("2027-01-05T10:00:00+05:30")
                 .unwrap()

@@ -88,4 +88,6 @@ step debits ingest --input "$debit_report_url" --date "$date" --missing-ok || ex
 step sip execute --date "$date" "${rewind[@]}" || exit $?
 step portfolio value --date "$date" || exit $?
 step publish --date "$date" || exit $?
+# What the serving store no longer needs; after the publish, never competing with it.
+step housekeeping || exit $?
 echo "== $(date -u +%FT%TZ) nightly run for $date done"

@@ -112,6 +112,9 @@ pub enum Command {
     Notify(NotifyCommand),
     /// The HTTP API over PostgreSQL (portfolios, charts, SIPs, NAVs, notifications, alerts).
     Serve(ServeArgs),
+    /// Removes what the serving store no longer needs: expired idempotency keys, settled
+    /// notifications past their retention (archived to the warehouse first), old job runs.
+    Housekeeping(HousekeepingArgs),
     /// Prints the GraphQL subgraph's SDL (with its federation directives), as `serve` offers
     /// it at `GET /graphql`: for a gateway's composition or `rover`.
     GraphqlSdl,
@@ -162,6 +165,10 @@ pub struct ServeArgs {
     pub rate_per_address: u32,
     #[arg(long, env = "SIPLINE_BURST_PER_ADDRESS", default_value_t = 1000)]
     pub burst_per_address: u32,
+    /// A token `/metrics` requires (`Authorization: Bearer …`); unset, `/metrics` is open to
+    /// whoever can reach the listener (keep it on an internal network then).
+    #[arg(long, env = "SIPLINE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     #[command(flatten)]
     pub calendar: CalendarArgs,
 }
@@ -343,6 +350,22 @@ pub struct SchemeRulesArgs {
     /// The rules file (CSV with the header `scheme_code,unit_decimals`).
     #[arg(long)]
     pub input: std::path::PathBuf,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HousekeepingArgs {
+    /// Hours an idempotency key is kept (a retry after them is a new request).
+    #[arg(long, default_value_t = 24)]
+    pub idempotency_hours: i32,
+    /// Days a delivered or dead notification stays in PostgreSQL before it is archived to
+    /// the warehouse's `notifications_archive` and deleted.
+    #[arg(long, default_value_t = 90)]
+    pub notification_days: i32,
+    /// Days a `job_runs` row is kept (the metrics read the last 8).
+    #[arg(long, default_value_t = 400)]
+    pub job_run_days: i32,
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
 }
@@ -690,6 +713,7 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         Command::Sips(SipsCommand::Export(args)) => {
             ("sips export", Some(args.date), None, &args.warehouse)
         }
+        Command::Housekeeping(args) => ("housekeeping", None, None, &args.warehouse),
         Command::Schemes(SchemesCommand::Rules(args)) => {
             ("schemes rules", None, None, &args.warehouse)
         }

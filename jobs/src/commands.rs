@@ -51,6 +51,7 @@ pub async fn run(
         Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url, clock).await,
         Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,
         Command::Debits(DebitsCommand::Ingest(args)) => ingest_debits(args).await,
+        Command::Housekeeping(args) => keep_house(args, database_url).await,
     }
 }
 
@@ -326,6 +327,7 @@ async fn serve_api(
         },
         calendar: args.calendar.calendar()?,
         clock,
+        metrics_token: args.metrics_token,
     })
     .await?;
     Ok(RowCounts::default())
@@ -413,5 +415,25 @@ async fn ingest_debits(args: DebitsIngestArgs) -> anyhow::Result<RowCounts> {
         } else {
             summary.returned as u64
         },
+    ))
+}
+
+async fn keep_house(
+    args: crate::cli::HousekeepingArgs,
+    database_url: Option<&str>,
+) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let pool = connect(&required(database_url, "housekeeping")?).await?;
+    let retention = crate::housekeeping::Retention {
+        idempotency_hours: args.idempotency_hours.max(1),
+        notification_days: args.notification_days.max(1),
+        job_run_days: args.job_run_days.max(8),
+    };
+    let summary = crate::housekeeping::housekeep(&warehouse, &pool, retention).await?;
+    println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+    Ok(RowCounts::new(
+        summary.notifications_archived,
+        summary.notifications_archived,
     ))
 }

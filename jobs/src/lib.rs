@@ -13,6 +13,7 @@ pub mod demo;
 pub mod exit;
 pub mod fetch;
 pub mod generate;
+pub mod housekeeping;
 pub mod job_runs;
 pub mod memory;
 pub mod nav_ingest;

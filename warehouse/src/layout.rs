@@ -2,8 +2,10 @@
 //! the layout (Hive-style `column=value` directories, one Parquet file per partition plus a
 //! `_SUCCESS` marker) can be read in one screen.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::path::Path;
 pub use pipeline::bucket::{bucket_of, BUCKETS};
 use pipeline::schema;
@@ -40,10 +42,13 @@ pub enum Table {
     PortfolioLines,
     /// The API's chart data, one user's charts contiguous.
     PortfolioCharts,
+    /// Notifications the serving store no longer keeps (`sipline housekeeping`), by the day
+    /// they were created: the outbox's history, for the data team and for support.
+    NotificationsArchive,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Schemes,
         Table::Navs,
         Table::Users,
@@ -58,6 +63,7 @@ impl Table {
         Table::PortfolioHourly,
         Table::PortfolioLines,
         Table::PortfolioCharts,
+        Table::NotificationsArchive,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -76,6 +82,7 @@ impl Table {
             Table::PortfolioHourly => "portfolio_hourly",
             Table::PortfolioLines => "portfolio_lines",
             Table::PortfolioCharts => "portfolio_charts",
+            Table::NotificationsArchive => "notifications_archive",
         }
     }
 
@@ -94,13 +101,17 @@ impl Table {
             Table::DebitFailures | Table::Investments | Table::SipState | Table::SipEvents => {
                 Some("exec_date")
             }
+            Table::NotificationsArchive => Some("created_on"),
         }
     }
 
     /// Whether the table is split into `bucket=` directories by user (below the date, if
     /// any), so a shard reads and writes only its own users' files.
     pub const fn is_bucketed(self) -> bool {
-        !matches!(self, Table::Schemes | Table::Navs)
+        !matches!(
+            self,
+            Table::Schemes | Table::Navs | Table::NotificationsArchive
+        )
     }
 
     pub const fn partition_type(self) -> DataType {
@@ -133,6 +144,7 @@ impl Table {
             Table::PortfolioHourly => schema::portfolio_hourly_file_schema(),
             Table::PortfolioLines => schema::portfolio_lines_file_schema(),
             Table::PortfolioCharts => schema::portfolio_charts_file_schema(),
+            Table::NotificationsArchive => notifications_archive_file_schema(),
         }
     }
 }
@@ -272,6 +284,30 @@ impl Layout {
         }
         Some(part)
     }
+}
+
+/// `notifications_archive` as stored in each `created_on=` partition: a notification as the
+/// outbox held it when it was archived, and its deliveries as JSON (channel, status, attempts,
+/// last error, delivered at), since their number varies by person.
+pub fn notifications_archive_file_schema() -> SchemaRef {
+    let at = |name: &str, nullable: bool| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            nullable,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        Field::new("notification_id", DataType::Int64, false),
+        Field::new("event_key", DataType::Utf8, false),
+        Field::new("user_id", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("payload", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        at("created_at", false),
+        at("delivered_at", true),
+        Field::new("deliveries", DataType::Utf8, false),
+    ]))
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
 pub use inputs::{CheckpointSpan, PurchaseRead};
-pub use layout::{bucket_of, Layout, Part, Table, BUCKETS};
+pub use layout::{bucket_of, notifications_archive_file_schema, Layout, Part, Table, BUCKETS};
 pub use rows::{ReadRow, TableRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,11 @@ pub enum WarehouseError {
     },
     #[error("datafusion: {0}")]
     DataFusion(#[from] DataFusionError),
+    #[error("making {path} durable (fsync): {source}")]
+    Durable {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{table} {part:?}: rows do not fit the table: {reason}")]
     Rows {
         table: &'static str,
@@ -173,15 +178,40 @@ impl Warehouse {
         let path = self.layout.data_file(table, partition);
         let (bytes, rows) = encode_parquet(table, &path, batches)?;
         self.store.put(&path, PutPayload::from(bytes)).await?;
+        // On a local disk the data must be on the platter before the marker says it is there:
+        // after a power cut, a marker over an empty file would be read as an empty partition.
+        self.make_durable(&path).await?;
         let marker = serde_json::json!({ "files": [layout::DATA_FILE], "rows": rows }).to_string();
+        let marker_path = self.layout.success_marker(table, partition);
         self.store
-            .put(
-                &self.layout.success_marker(table, partition),
-                PutPayload::from(marker.into_bytes()),
-            )
+            .put(&marker_path, PutPayload::from(marker.into_bytes()))
             .await?;
+        self.make_durable(&marker_path).await?;
         tracing::debug!(table = table.name(), path = %path, rows, "partition written");
         Ok(rows)
+    }
+
+    /// On a local warehouse, fsyncs the file at `path` and its directory (the rename that put
+    /// it there). An object store's put is durable when it returns; nothing to do there.
+    async fn make_durable(&self, path: &Path) -> Result<(), WarehouseError> {
+        if self.url.scheme() != "file" {
+            return Ok(());
+        }
+        let file = std::path::PathBuf::from("/").join(path.as_ref());
+        let durable = |source| WarehouseError::Durable {
+            path: path.to_string(),
+            source,
+        };
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| durable(std::io::Error::other(e.to_string())))?
+        .map_err(durable)
     }
 
     /// Unpublishes a partition: its `_SUCCESS` marker goes first, so readers stop seeing it

@@ -51,28 +51,11 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             idempotency::idempotent_writes,
         ));
-    // Per client address in front of `/v1` (health checks and scrapes are not limited).
-    let mut pruned = Vec::new();
-    let v1 = match state
-        .limits
-        .per_address
-        .and_then(crate::limits::address_layer)
-    {
-        Some((layer, prune)) => {
-            pruned.push(prune);
-            v1.layer(layer)
-        }
-        None => v1,
-    };
-    if let Some(users) = &state.user_limiter {
-        pruned.push(users.pruner());
-    }
-    if tokio::runtime::Handle::try_current().is_ok() {
-        crate::limits::prune_every_minute(pruned);
-    }
     // The GraphQL subgraph calls the routes of the finished router, so it gets it once built.
     let (graphql, finished) = crate::graphql::GraphQl::new();
-    let app = Router::new()
+    // Per client address in front of everything but liveness: `/v1`, `/graphql`, and the
+    // operator routes that do work (readiness and metrics query the database).
+    let limited = Router::new()
         .nest("/v1", v1)
         .route(
             "/graphql",
@@ -80,7 +63,28 @@ pub fn router(state: Shared) -> Router {
                 .get(crate::graphql::describe)
                 .layer(axum::Extension(graphql)),
         )
-        .merge(ops::routes())
+        .merge(ops::routes());
+    let mut pruned = Vec::new();
+    let limited = match state
+        .limits
+        .per_address
+        .and_then(crate::limits::address_layer)
+    {
+        Some((layer, prune)) => {
+            pruned.push(prune);
+            limited.layer(layer)
+        }
+        None => limited,
+    };
+    if let Some(users) = &state.user_limiter {
+        pruned.push(users.pruner());
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        crate::limits::prune_every_minute(pruned);
+    }
+    let app = Router::new()
+        .merge(limited)
+        .merge(ops::health())
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))

@@ -485,3 +485,53 @@ async fn one_persons_burst_of_writes_cannot_starve_the_pool() {
     );
     assert_eq!(statuses.get(&201).copied().unwrap_or(0), 52, "{statuses:?}");
 }
+
+/// The operator routes (issue 35 §7): `/metrics` takes a token when one is configured, and
+/// every route that does work — metrics, readiness, the OpenAPI document, GraphQL's SDL — is
+/// behind the per-address limiter; liveness never is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_routes_are_limited_and_metrics_take_a_token() {
+    let pg = Postgres::start().await;
+    let api = Api::start_with(
+        &pg.url,
+        &[
+            "--metrics-token",
+            "scrape-token-0123456789",
+            "--rate-per-user",
+            "0",
+            "--rate-per-address",
+            "1",
+            "--burst-per-address",
+            "4",
+        ],
+    )
+    .await;
+    let scrape = |token: Option<&'static str>| {
+        let mut request = api.http.get(format!("{}/metrics", api.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(scrape(None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        scrape(Some("scrape-token-wrong")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let ok = scrape(Some("scrape-token-0123456789")).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert!(ok
+        .text()
+        .await
+        .unwrap()
+        .contains("sipline_api_request_duration_seconds"));
+    // The address's budget (a burst of 4) is spent: the next work is refused, liveness is not.
+    let mut refused = 0;
+    for path in ["/readyz", "/openapi.json", "/graphql", "/metrics"] {
+        if api.get(path, None).await.0 == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 3, "{refused} of 4 refused");
+    assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
+}

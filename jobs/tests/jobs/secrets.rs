@@ -224,6 +224,11 @@ async fn no_command_shows_a_configured_secret() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert!(job_runs.len() >= 2, "{job_runs:?}");
+    // The successful ingest, the one that found no NAV dated the day, the dispatch.
+    assert!(job_runs.len() >= 3, "{job_runs:?}");
+    assert!(
+        job_runs.iter().any(|r| r.contains("no_nav_dated_yet")),
+        "{job_runs:?}"
+    );
     assert_no_secret("job_runs", &job_runs.join("\n"));
 }
