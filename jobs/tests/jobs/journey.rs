@@ -74,17 +74,40 @@ fn kinds_for(received: &Mutex<Vec<Value>>, sip_id: i64) -> Vec<String> {
         .collect()
 }
 
-struct Night<'a> {
-    warehouse: &'a Path,
-    database_url: &'a str,
-    served: &'a Path,
+/// The nights of one test: its own folder (warehouse, the files served as AMFI's and the
+/// bank's, the cron logs), a file server over it and a webhook receiver.
+struct Night {
+    _dir: tempfile::TempDir,
+    warehouse: PathBuf,
+    database_url: String,
+    served: PathBuf,
     nav_url: String,
     debits_url: String,
-    logs: &'a Path,
+    logs: PathBuf,
     webhook_url: String,
 }
 
-impl Night<'_> {
+impl Night {
+    /// A new folder and its servers; the webhook's deliveries are in the returned list.
+    async fn start(database_url: &str) -> (Self, Arc<Mutex<Vec<Value>>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let served = dir.path().join("served");
+        std::fs::create_dir_all(&served).unwrap();
+        let base = file_server(served.clone()).await;
+        let (received, webhook_url) = webhook_receiver().await;
+        let night = Self {
+            warehouse: dir.path().join("warehouse"),
+            database_url: database_url.to_string(),
+            served,
+            nav_url: format!("{base}/NAVAll.txt"),
+            debits_url: format!("{base}/debits_{{date}}.csv"),
+            logs: dir.path().join("logs"),
+            webhook_url,
+            _dir: dir,
+        };
+        (night, received)
+    }
+
     /// AMFI's file for `date` on the server, then `sipline-nightly.sh date`, then one
     /// dispatcher pass, as cron runs them.
     async fn run(&self, date: &str) {
@@ -152,12 +175,12 @@ impl Night<'_> {
             .arg(date)
             .env("SIPLINE_BIN", &binary)
             .env("SIPLINE_TEST_NOW", format!("{date}T23:00:00+05:30"))
-            .env("SIPLINE_WAREHOUSE", self.warehouse)
-            .env("DATABASE_URL", self.database_url)
+            .env("SIPLINE_WAREHOUSE", &self.warehouse)
+            .env("DATABASE_URL", &self.database_url)
             .env("SIPLINE_AMFI_NAVALL_URL", &self.nav_url)
             .env("SIPLINE_DEBIT_REPORT_URL", &self.debits_url)
             .env("SIPLINE_NAV_DEADLINE_SECS", "0")
-            .env("SIPLINE_LOG_DIR", self.logs)
+            .env("SIPLINE_LOG_DIR", &self.logs)
             .env("NO_COLOR", "1")
             .status()
             .await
@@ -171,7 +194,7 @@ impl Night<'_> {
     /// One dispatcher pass, as the notify DAG or cron runs it.
     async fn dispatch(&self) {
         let dispatch = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
-            .args(["notify", "dispatch", "--database-url", self.database_url])
+            .args(["notify", "dispatch", "--database-url", &self.database_url])
             .env("SIPLINE_WEBHOOK_URL", &self.webhook_url)
             .env("SIPLINE_WEBHOOK_SECRET", "journey-webhook-secret")
             .env("NO_COLOR", "1")
@@ -202,24 +225,7 @@ fn money(value: &Value) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_cancelled() {
     let pg = Postgres::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (warehouse, served, logs) = (
-        dir.path().join("warehouse"),
-        dir.path().join("served"),
-        dir.path().join("logs"),
-    );
-    std::fs::create_dir_all(&served).unwrap();
-    let base = file_server(served.clone()).await;
-    let (received, webhook_url) = webhook_receiver().await;
-    let night = Night {
-        warehouse: &warehouse,
-        database_url: &pg.url,
-        served: &served,
-        nav_url: format!("{base}/NAVAll.txt"),
-        debits_url: format!("{base}/debits_{{date}}.csv"),
-        logs: &logs,
-        webhook_url,
-    };
+    let (night, received) = Night::start(&pg.url).await;
 
     // The scheme master: the first night's file, before anyone can search it.
     let first_night = "2026-06-01";
@@ -401,24 +407,7 @@ async fn a_new_person_signs_in_finds_a_fund_invests_is_valued_told_reversed_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlisted_market_holiday_is_settled_by_the_next_days_file() {
     let pg = Postgres::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (warehouse, served, logs) = (
-        dir.path().join("warehouse"),
-        dir.path().join("served"),
-        dir.path().join("logs"),
-    );
-    std::fs::create_dir_all(&served).unwrap();
-    let base = file_server(served.clone()).await;
-    let (received, webhook_url) = webhook_receiver().await;
-    let night = Night {
-        warehouse: &warehouse,
-        database_url: &pg.url,
-        served: &served,
-        nav_url: format!("{base}/NAVAll.txt"),
-        debits_url: format!("{base}/debits_{{date}}.csv"),
-        logs: &logs,
-        webhook_url,
-    };
+    let (night, received) = Night::start(&pg.url).await;
     night.run("2027-01-22").await;
 
     // Friday evening: a SIP on the 26th, starting tomorrow. The list knows no holiday then, so
@@ -455,7 +444,7 @@ async fn an_unlisted_market_holiday_is_settled_by_the_next_days_file() {
     night.run("2027-01-25").await;
     night.run_on_an_unlisted_holiday("2027-01-26").await;
     night.run("2027-01-27").await;
-    let log = std::fs::read_to_string(logs.join("nightly-2027-01-27.log")).unwrap();
+    let log = std::fs::read_to_string(night.logs.join("nightly-2027-01-27.log")).unwrap();
     assert!(
         log.contains("market holiday by the NAV data") && log.contains("2027-01-26"),
         "the run says the list and the data disagree: {log}"
