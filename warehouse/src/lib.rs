@@ -60,7 +60,7 @@ pub enum WarehouseError {
     },
     #[error("datafusion: {0}")]
     DataFusion(#[from] DataFusionError),
-    #[error("making {path} durable (fsync): {source}")]
+    #[error("making {path} durable (fsync, leftovers of a killed write): {source}")]
     Durable {
         path: String,
         source: std::io::Error,
@@ -187,6 +187,7 @@ impl Warehouse {
             .put(&marker_path, PutPayload::from(marker.into_bytes()))
             .await?;
         self.make_durable(&marker_path).await?;
+        self.remove_stale_uploads(&path).await?;
         tracing::debug!(table = table.name(), path = %path, rows, "partition written");
         Ok(rows)
     }
@@ -212,6 +213,41 @@ impl Warehouse {
         .await
         .map_err(|e| durable(std::io::Error::other(e.to_string())))?
         .map_err(durable)
+    }
+
+    /// On a local warehouse, removes what a killed writer left in the partition's folder: the
+    /// local store writes `file#N` and renames it into place, so a process killed mid-put
+    /// leaves `part-00000.parquet#1` or `_SUCCESS#2` behind. No reader lists them (they are not
+    /// `.parquet`, not the marker), but they are half-written bytes that would pile up.
+    async fn remove_stale_uploads(&self, data_file: &Path) -> Result<(), WarehouseError> {
+        if self.url.scheme() != "file" {
+            return Ok(());
+        }
+        let file = std::path::PathBuf::from("/").join(data_file.as_ref());
+        let Some(dir) = file.parent().map(std::path::Path::to_path_buf) else {
+            return Ok(());
+        };
+        let stale = |source| WarehouseError::Durable {
+            path: dir.display().to_string(),
+            source,
+        };
+        let folder = dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                if entry.file_name().to_string_lossy().contains('#') {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| stale(std::io::Error::other(e.to_string())))?
+        .map_err(stale)
     }
 
     /// Unpublishes a partition: its `_SUCCESS` marker goes first, so readers stop seeing it
