@@ -593,6 +593,9 @@ pub async fn execute(
     Ok(total)
 }
 
+/// Calendar days back from the run date over which holidays are read from the NAV data.
+const OBSERVED_DAYS: u64 = 45;
+
 /// The calendar as the NAV data up to `date` settles it ([`BusinessCalendar::observe`]): a
 /// weekday with no NAVs between two that have them is a market holiday whether or not the
 /// list has it, so what fell due on it is bought at the next business day's NAV instead of
@@ -602,12 +605,21 @@ async fn observed_calendar(
     listed: &BusinessCalendar,
     date: NaiveDate,
 ) -> anyhow::Result<BusinessCalendar> {
-    let nav_dates: std::collections::BTreeSet<NaiveDate> = warehouse
-        .dates(Table::Navs)
-        .await?
-        .into_iter()
-        .filter(|d| *d <= date)
-        .collect();
+    // Only the weeks a run can still settle: pending instalments fail `no_nav` after 20
+    // business days, so older holidays no longer move money.
+    let since = date
+        .checked_sub_days(Days::new(OBSERVED_DAYS))
+        .unwrap_or(date);
+    let mut nav_dates = std::collections::BTreeMap::new();
+    for day in warehouse.dates(Table::Navs).await? {
+        if day >= since && day <= date {
+            let schemes = warehouse
+                .published_rows(Table::Navs, Part::date(day))
+                .await?
+                .unwrap_or(0);
+            nav_dates.insert(day, schemes);
+        }
+    }
     let observed = listed.observe(&nav_dates);
     let recent = date.checked_sub_days(Days::new(31)).unwrap_or(date);
     for day in observed.unlisted_holidays.iter().filter(|d| **d >= recent) {

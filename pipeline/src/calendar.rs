@@ -3,7 +3,7 @@
 //! trading holiday. The holiday list is data, not a rule: it is embedded for the years sipline
 //! has been run over and can be replaced from a file (one `YYYY-MM-DD` per line).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 
@@ -15,6 +15,10 @@ const NSE_HOLIDAYS: &str = include_str!("../data/nse_holidays.txt");
 /// side of a weekend, or two holidays in a row next to one (Diwali), span at most five days
 /// from the last NAV date to the next. A longer gap is missing data, which must stay loud.
 const MAX_NAV_GAP_DAYS: i64 = 5;
+
+/// Schemes that must have a NAV on each side of a gap for it to be a market holiday (AMFI's
+/// daily file has thousands; a history file's liquid funds on a holiday, a dozen).
+pub const MIN_MARKET_SCHEMES: u64 = 100;
 
 /// How many days before its end a holiday list is reported as ending soon.
 pub const ENDING_SOON_DAYS: u64 = 60;
@@ -157,9 +161,12 @@ impl BusinessCalendar {
     /// the next business day's file shows NAVs dated after it and none dated it. So the list
     /// is an input, not what keeps money moving: a holiday NSE declares after the list was
     /// written, or a year whose list is not out yet, rolls due dates exactly as a listed one.
-    /// `nav_dates` are the dates the warehouse holds NAVs for. Listed holidays stay holidays
-    /// whatever the data says; where the two disagree, [`ObservedCalendar`] says which.
-    pub fn observe(&self, nav_dates: &BTreeSet<NaiveDate>) -> ObservedCalendar {
+    /// `nav_dates` are the dates the warehouse holds NAVs for, with how many schemes have a
+    /// NAV dated each. A holiday is a market-wide absence: both dates around the gap must
+    /// hold NAVs of at least [`MIN_MARKET_SCHEMES`] schemes, so a handful of schemes late on
+    /// the same day (a small or test universe) is late, not a holiday. Listed holidays stay
+    /// holidays whatever the data says; where the two disagree, [`ObservedCalendar`] says which.
+    pub fn observe(&self, nav_dates: &BTreeMap<NaiveDate, u64>) -> ObservedCalendar {
         let mut observed = ObservedCalendar {
             calendar: self.clone(),
             unlisted_holidays: Vec::new(),
@@ -168,8 +175,13 @@ impl BusinessCalendar {
         // Only between two NAV dates at most five days apart: before the first there is no data,
         // the last may be tonight's date whose file has not come yet, and a longer gap is data
         // nobody ingested, not a holiday (those instalments wait, and fail loudly, as before).
-        for (before, after) in nav_dates.iter().zip(nav_dates.iter().skip(1)) {
-            if (*after - *before).num_days() > MAX_NAV_GAP_DAYS {
+        for ((before, schemes_before), (after, schemes_after)) in
+            nav_dates.iter().zip(nav_dates.iter().skip(1))
+        {
+            if (*after - *before).num_days() > MAX_NAV_GAP_DAYS
+                || *schemes_before < MIN_MARKET_SCHEMES
+                || *schemes_after < MIN_MARKET_SCHEMES
+            {
                 continue;
             }
             for day in before.iter_days().skip(1).take_while(|d| d < after) {
@@ -178,13 +190,15 @@ impl BusinessCalendar {
                 }
             }
         }
-        let (Some(&first), Some(&last)) = (nav_dates.first(), nav_dates.last()) else {
+        let (Some((&first, _)), Some((&last, _))) =
+            (nav_dates.first_key_value(), nav_dates.last_key_value())
+        else {
             return observed;
         };
         observed.priced_holidays = self
             .holidays
             .range(first..=last)
-            .filter(|d| nav_dates.contains(d))
+            .filter(|d| nav_dates.get(d).is_some_and(|n| *n >= MIN_MARKET_SCHEMES))
             .copied()
             .collect();
         observed
@@ -222,7 +236,7 @@ mod tests {
     fn a_weekday_without_navs_between_two_nav_dates_is_a_holiday() {
         let listed = BusinessCalendar::nse();
         assert!(listed.is_business_day(d("2027-01-26")));
-        let navs: BTreeSet<NaiveDate> = [
+        let navs: BTreeMap<NaiveDate, u64> = [
             "2026-12-24",
             "2026-12-25",
             "2026-12-28",
@@ -231,7 +245,7 @@ mod tests {
             "2027-01-27",
         ]
         .iter()
-        .map(|t| d(t))
+        .map(|t| (d(t), 9_000))
         .collect();
         let observed = listed.observe(&navs);
         // The gap 29 Dec – 21 Jan is data nobody ingested, not three weeks of holidays.
@@ -251,11 +265,16 @@ mod tests {
     #[test]
     fn nothing_is_observed_without_a_later_nav_date() {
         let listed = BusinessCalendar::nse();
-        let one: BTreeSet<NaiveDate> = [d("2027-01-25")].into_iter().collect();
+        let one: BTreeMap<NaiveDate, u64> = [(d("2027-01-25"), 9_000)].into_iter().collect();
         let observed = listed.observe(&one);
         assert!(observed.unlisted_holidays.is_empty());
         assert_eq!(observed.calendar, listed);
-        assert_eq!(listed.observe(&BTreeSet::new()).calendar, listed);
+        assert_eq!(listed.observe(&BTreeMap::new()).calendar, listed);
+        // A few schemes late together on a day is lateness, not a holiday.
+        let few: BTreeMap<NaiveDate, u64> = [(d("2027-01-25"), 3), (d("2027-01-27"), 3)]
+            .into_iter()
+            .collect();
+        assert!(listed.observe(&few).unlisted_holidays.is_empty());
     }
 
     #[test]

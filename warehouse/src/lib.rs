@@ -464,6 +464,25 @@ impl Warehouse {
             .collect())
     }
 
+    /// The rows a published partition holds, from its `_SUCCESS` marker (no data file read);
+    /// `None` when it is not published.
+    pub async fn published_rows(
+        &self,
+        table: Table,
+        partition: Part,
+    ) -> Result<Option<u64>, WarehouseError> {
+        let marker = self.layout.success_marker(table, partition);
+        let bytes = match self.store.get(&marker).await {
+            Ok(found) => found.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let rows = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|m| m.get("rows").and_then(serde_json::Value::as_u64));
+        Ok(Some(rows.unwrap_or(0)))
+    }
+
     async fn exists(&self, path: &Path) -> Result<bool, WarehouseError> {
         match self.store.head(path).await {
             Ok(_) => Ok(true),
