@@ -77,7 +77,7 @@ fn parameter(p: &str) -> (&str, &'static str, Value) {
         "status" => (
             "status",
             "query",
-            json!({"type": "string", "enum": ["executed", "pending", "failed", "reversed"]}),
+            json!({"type": "string", "enum": pipeline::sip::InstalmentStatus::ALL.map(|s| s.as_str())}),
         ),
         "sip_filter" => (
             "sip_id",

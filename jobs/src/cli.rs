@@ -7,11 +7,11 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
-use crate::fetch::RetryPolicy;
 use crate::job_runs::JobRun;
-use crate::{
-    exit, nav_ingest, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql,
-};
+use crate::plumbing::exit;
+use crate::plumbing::fetch::RetryPolicy;
+use crate::plumbing::telemetry::LogFormat;
+use crate::{nav_ingest, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql};
 use pipeline::nav::collect::NavFormat;
 
 /// sipline: the batch backend of a mutual-fund SIP platform.
@@ -65,12 +65,6 @@ impl Cli {
         self.now
             .map_or_else(serving::Clock::system, serving::Clock::starting_at)
     }
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,11 +7,12 @@ use anyhow::Context;
 use warehouse::Warehouse;
 
 use crate::cli::*;
-use crate::exit::{self, NotABusinessDay};
 use crate::job_runs::{self, RowCounts};
 use crate::nav_ingest::NavInput;
+use crate::plumbing::exit::{self, NotABusinessDay};
+use crate::plumbing::postgres;
 use crate::{
-    debits_ingest, generate, nav_ingest, nav_sample, notify, portfolio_value, postgres, publish,
+    debits_ingest, generate, nav_ingest, nav_sample, notify, portfolio_value, publish,
     scheme_rules, sip_execute, sips_export, sql,
 };
 
@@ -389,17 +390,17 @@ async fn set_scheme_rules(
 
 async fn ingest_debits(args: DebitsIngestArgs) -> anyhow::Result<RowCounts> {
     let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
-    let policy = crate::fetch::RetryPolicy {
+    let policy = crate::plumbing::fetch::RetryPolicy {
         attempts: args.retries.max(1),
-        ..crate::fetch::RetryPolicy::default()
+        ..crate::plumbing::fetch::RetryPolicy::default()
     };
     let input = args.input.replace("{date}", &args.date.to_string());
-    let text = match crate::fetch::read_text(&input, policy).await {
+    let text = match crate::plumbing::fetch::read_text(&input, policy).await {
         Ok(text) => text,
-        Err(error) if args.missing_ok && crate::fetch::is_missing(&error) => {
+        Err(error) if args.missing_ok && crate::plumbing::fetch::is_missing(&error) => {
             // The report's URL may be signed: shown as its host and file name only.
-            let shown = crate::redact::urls(&input);
-            let error = crate::redact::urls(&format!("{error:#}"));
+            let shown = crate::plumbing::redact::urls(&input);
+            let error = crate::plumbing::redact::urls(&format!("{error:#}"));
             tracing::warn!(input = %shown, %error, "no debit report: nothing to apply");
             println!("debits ingest ok: file={shown} date={} missing", args.date);
             return Ok(RowCounts::new(0, 0));

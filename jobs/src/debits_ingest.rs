@@ -18,16 +18,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use anyhow::Context;
 use chrono::NaiveDate;
 use pipeline::bucket::{bucket_of, BUCKETS};
 use pipeline::debits::{parse_debit_report, DebitOutcome, DebitReportLine};
 use pipeline::money::Paise;
-use pipeline::schema::sips_from_batch;
 use pipeline::sip::{DebitFailure, Investment, Mandate};
 use warehouse::{Part, Table, Warehouse};
 
-use crate::exit::JobFailure;
+use crate::plumbing::exit::JobFailure;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DebitsSummary {
@@ -46,7 +44,7 @@ impl fmt::Display for DebitsSummary {
             f,
             "debits ingest ok: file={} date={} lines={} paid={} returned={} {}",
             // A URL may carry a signed query or a token in its path.
-            crate::redact::urls(&self.file),
+            crate::plumbing::redact::urls(&self.file),
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.lines,
             self.paid,
@@ -195,13 +193,13 @@ async fn mandates_as_of(
     let mut mandates = HashMap::new();
     for bucket in 0..BUCKETS {
         let part = Part::dated_bucket(as_of, bucket);
-        for batch in warehouse.read(Table::Sips, part).await?.unwrap_or_default() {
-            for mandate in sips_from_batch(&batch)
-                .with_context(|| format!("{} {part:?}", Table::Sips.name()))?
-            {
-                if wanted.contains(&mandate.sip_id) {
-                    mandates.insert(mandate.sip_id, mandate);
-                }
+        for mandate in warehouse
+            .read_rows::<Mandate>(part)
+            .await?
+            .unwrap_or_default()
+        {
+            if wanted.contains(&mandate.sip_id) {
+                mandates.insert(mandate.sip_id, mandate);
             }
         }
     }

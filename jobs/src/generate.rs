@@ -11,7 +11,7 @@ use pipeline::calendar::BusinessCalendar;
 use pipeline::generate::{generate_bucket, scheme_master, NavWalk, UniverseSpec};
 use warehouse::{Part, Warehouse};
 
-use crate::progress::Progress;
+use crate::plumbing::progress::Progress;
 use crate::shard::Shard;
 
 #[derive(Debug, Default)]

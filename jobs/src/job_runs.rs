@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::exit;
+use crate::plumbing::exit;
 
 const INSERT_RUN: &str = "INSERT INTO job_runs (job, run_date, shard, started_at, finished_at, duration_ms, \
      rows_in, rows_out, outcome, error, host) VALUES ($1, $2, $3, $4, now(), $5, $6, $7, $8, $9, $10)";
@@ -45,7 +45,7 @@ pub struct JobRun {
 impl JobRun {
     /// The run's root span: one trace per job run (see `telemetry`).
     pub fn span(&self) -> tracing::Span {
-        crate::telemetry::job_span(self.job, self.date, self.shard.as_deref())
+        crate::plumbing::telemetry::job_span(self.job, self.date, self.shard.as_deref())
     }
 
     pub fn start(
@@ -98,7 +98,7 @@ impl JobRun {
             Err(e) => (
                 RowCounts::default(),
                 exit::classify(e),
-                Some(crate::redact::urls(&format!("{e:#}"))),
+                Some(crate::plumbing::redact::urls(&format!("{e:#}"))),
             ),
         };
         serde_json::json!({
@@ -125,15 +125,15 @@ impl JobRun {
         database_url: &str,
         result: &anyhow::Result<RowCounts>,
     ) -> anyhow::Result<()> {
-        let pool = crate::postgres::connect(database_url).await?;
+        let pool = crate::plumbing::postgres::connect(database_url).await?;
         // The table may not exist yet on a fresh database (a job that failed before migrating).
-        crate::postgres::migrate(&pool).await?;
+        crate::plumbing::postgres::migrate(&pool).await?;
         let (counts, outcome, error) = match result {
             Ok(counts) => (*counts, "ok", None),
             Err(e) => (
                 RowCounts::default(),
                 exit::outcome(e),
-                Some(crate::redact::urls(&format!("{e:#}"))),
+                Some(crate::plumbing::redact::urls(&format!("{e:#}"))),
             ),
         };
         let to_i64 = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
@@ -170,7 +170,7 @@ fn redact(args: Vec<String>) -> Vec<String> {
         } else if arg.starts_with("--database-url=") {
             out.push("--database-url=<redacted>".to_string());
         } else {
-            out.push(crate::redact::urls(&arg));
+            out.push(crate::plumbing::redact::urls(&arg));
         }
     }
     out

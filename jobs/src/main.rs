@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use jobs::cli::{job_run, Cli, Command, NotifyCommand};
 use jobs::commands::run;
-use jobs::exit::{self, NotABusinessDay};
+use jobs::plumbing::exit::{self, NotABusinessDay};
 use tracing::Instrument;
 
 // Valuation and publish allocate and free large per-bucket vectors continuously; glibc's
@@ -23,12 +23,12 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::SUCCESS);
     }
     // Processes that run until stopped (the API, the notification worker) give freed memory
-    // back as usual; a job that runs to completion keeps it (see `jobs::memory`).
+    // back as usual; a job that runs to completion keeps it (see `jobs::plumbing::memory`).
     if !matches!(
         cli.command,
         Command::Serve(_) | Command::Notify(NotifyCommand::Worker(_))
     ) {
-        jobs::memory::keep_freed_memory();
+        jobs::plumbing::memory::keep_freed_memory();
     }
     let service = match cli.command {
         Command::Serve(_) => "sipline-api",
@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     };
     let job = job_run(&cli.command);
     // The exporter's HTTP client needs no runtime; `init` runs before the runtime starts.
-    let telemetry = match jobs::telemetry::init(cli.log_format, service) {
+    let telemetry = match jobs::plumbing::telemetry::init(cli.log_format, service) {
         Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("error: {e}");
@@ -93,7 +93,7 @@ fn run_to_exit(cli: Cli, job: Option<jobs::job_runs::JobRun>) -> ExitCode {
         Err(error) if error.is::<NotABusinessDay>() => ExitCode::from(exit::NOT_A_BUSINESS_DAY),
         Err(error) => {
             let code = exit::code_for(&error);
-            let message = jobs::redact::urls(&format!("{error:#}"));
+            let message = jobs::plumbing::redact::urls(&format!("{error:#}"));
             tracing::error!(error = message, "job failed");
             eprintln!("error: {message}");
             code

@@ -16,9 +16,9 @@ use pipeline::nav::{NavRow, SchemeRow};
 use sqlx::PgPool;
 use warehouse::{Part, Warehouse};
 
-use crate::exit::JobFailure;
-use crate::fetch::{self, RetryPolicy};
-use crate::postgres;
+use crate::plumbing::exit::JobFailure;
+use crate::plumbing::fetch::{self, RetryPolicy};
+use crate::plumbing::postgres;
 
 /// The file formats `--source` names.
 /// An input ready to read: its name for messages, and its bytes.
@@ -90,7 +90,7 @@ impl std::fmt::Display for IngestSummary {
             f,
             "nav ingest ok: file={} navs={} dates={} ({range}) schemes={} set_aside={} duplicates={} partitions_written={} unchanged={} schemes_table={}",
             // A URL may carry a signed query or a token in its path.
-            crate::redact::urls(&self.file),
+            crate::plumbing::redact::urls(&self.file),
             self.navs,
             self.dates,
             self.schemes_in_file,
@@ -163,7 +163,7 @@ pub async fn ingest(
         tokio::task::spawn_blocking(move || format.collect(&input.name, input.reader, &isins))
             .await??;
     for row in &collector.set_aside {
-        tracing::warn!(file = %crate::redact::urls(&file), line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
+        tracing::warn!(file = %crate::plumbing::redact::urls(&file), line = row.line, scheme = %row.scheme, reason = %row.reason, "row set aside");
     }
     if let Some(expected) = expected {
         if !collector.dates().any(|d| d == expected.date) {
@@ -259,14 +259,6 @@ pub async fn ingest(
     })
 }
 
-fn is_open_ended(scheme: &SchemeRow) -> bool {
-    scheme.scheme.scheme_type.as_deref().is_some_and(|t| {
-        t.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("open ended")
-    })
-}
-
 /// Open-ended schemes with a NAV dated `date`, and with one dated the NAV date before it,
 /// each counted over what the warehouse holds plus this file. `None` without an earlier date.
 async fn count_publishers(
@@ -277,7 +269,7 @@ async fn count_publishers(
 ) -> anyhow::Result<Option<Publishers>> {
     let open: HashSet<i64> = schemes
         .iter()
-        .filter(|s| is_open_ended(s))
+        .filter(|s| s.scheme.is_open_ended())
         .map(|s| s.scheme.scheme_code)
         .collect();
     let previous_date = warehouse

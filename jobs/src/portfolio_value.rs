@@ -22,7 +22,6 @@ use pipeline::calendar::BusinessCalendar;
 use pipeline::holdings::add_holdings;
 use pipeline::money::Paise;
 use pipeline::nav::SchemeRow;
-use pipeline::schema::portfolio_hourly_to_batch;
 use pipeline::sip::NavLookup;
 use pipeline::valuation::{
     holdings_from_purchases, value_portfolios, SchemeInfo, Valuation, ValuationInputs,
@@ -30,7 +29,7 @@ use pipeline::valuation::{
 };
 use warehouse::{Part, Table, Warehouse};
 
-use crate::exit::JobFailure;
+use crate::plumbing::exit::JobFailure;
 use crate::shard::Shard;
 use crate::totals::{add_i64, add_u64, TotalOverflow};
 
@@ -289,14 +288,7 @@ async fn value_bucket(
         }
         ValuationMode::Hourly => {
             warehouse
-                .write(
-                    Table::PortfolioHourly,
-                    part,
-                    &[portfolio_hourly_to_batch(
-                        ctx.options.hour,
-                        &valuation.snapshots,
-                    )?],
-                )
+                .write_hourly_snapshots(part, ctx.options.hour, &valuation.snapshots)
                 .await?;
         }
     }
@@ -335,7 +327,7 @@ pub async fn value(
 ) -> anyhow::Result<ValueSummary> {
     let ctx = Arc::new(run_context(warehouse, calendar, date, options).await?);
     let buckets: Vec<u32> = options.shard.buckets().collect();
-    let progress = crate::progress::Progress::new("buckets", buckets.len() as u64);
+    let progress = crate::plumbing::progress::Progress::new("buckets", buckets.len() as u64);
     let summaries: Vec<ValueSummary> = futures::stream::iter(buckets)
         .map(|bucket| {
             let (warehouse, ctx) = (warehouse.clone(), Arc::clone(&ctx));

@@ -13,7 +13,7 @@ use pipeline::nav::SchemeRow;
 use sqlx::PgPool;
 use warehouse::{Part, Warehouse};
 
-use crate::exit::JobFailure;
+use crate::plumbing::exit::JobFailure;
 
 pub const HEADER: &str = "scheme_code,unit_decimals";
 

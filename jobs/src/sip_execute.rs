@@ -30,15 +30,14 @@ use pipeline::calendar::BusinessCalendar;
 use pipeline::generate::simulated_failures;
 use pipeline::holdings::{roll_forward, Holding};
 use pipeline::nav::SchemeRow;
-use pipeline::schema::sips_from_batch;
 use pipeline::sip::{
-    execute_instalments, DebitFailure, ExecutionInputs, InstalmentStatus, Investment, NavLookup,
-    SipEventKind, SipState,
+    execute_instalments, DebitFailure, ExecutionInputs, InstalmentStatus, Investment, Mandate,
+    NavLookup, SipEventKind, SipState,
 };
 use pipeline::valuation::Purchase;
 use warehouse::{Part, Table, Warehouse};
 
-use crate::exit::JobFailure;
+use crate::plumbing::exit::JobFailure;
 use crate::shard::Shard;
 use crate::totals::{add_i64, add_u64, TotalOverflow};
 
@@ -330,9 +329,8 @@ async fn execute_bucket(
     // (sip_day-sorted) snapshot by row-group statistics.
     let days = sip_days_in(carried.window_start, date);
     let sips_part = Part::dated_bucket(ctx.sips_as_of, bucket);
-    let mut mandates = Vec::new();
-    for batch in warehouse
-        .read_pruned(Table::Sips, sips_part, "sip_day", |min, max| {
+    let mandates: Vec<Mandate> = warehouse
+        .read_rows_pruned(sips_part, "sip_day", |min, max| {
             (min..=max).any(|d| days.get(d as usize).copied().unwrap_or(false))
         })
         .await?
@@ -341,13 +339,7 @@ async fn execute_bucket(
                 "the `sips` snapshot as of {} has no published bucket {bucket}",
                 ctx.sips_as_of
             ))
-        })?
-    {
-        mandates.extend(
-            sips_from_batch(&batch)
-                .with_context(|| format!("{} {sips_part:?}", Table::Sips.name()))?,
-        );
-    }
+        })?;
 
     let failures = if options.simulate_failures > 0.0 {
         let due = mandates
@@ -640,7 +632,7 @@ pub async fn backfill(
     options: ExecuteOptions,
 ) -> anyhow::Result<(usize, ExecuteSummary)> {
     let days: Vec<NaiveDate> = calendar.business_days(from, to).collect();
-    let progress = crate::progress::Progress::new("days", days.len() as u64);
+    let progress = crate::plumbing::progress::Progress::new("days", days.len() as u64);
     let mut total = ExecuteSummary::default();
     for (i, day) in days.iter().enumerate() {
         // A rewind applies to the first day; after it no later date is left.

@@ -24,7 +24,7 @@ use pipeline::user::UserRow;
 use sqlx::{PgPool, Row};
 use warehouse::{bucket_of, Part, Warehouse, BUCKETS};
 
-use crate::exit::JobFailure;
+use crate::plumbing::exit::JobFailure;
 
 // Money and step-up come out as scaled integers, the form the batch computes in. SIPs whose
 // first change is effective after D do not exist yet as of D.

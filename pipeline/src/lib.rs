@@ -1,11 +1,11 @@
 //! sipline's domain: exact money and NAV types, the NAV file formats AMFI and BSE publish, the
-//! business calendar, the SIP execution rules, holdings, valuation, the synthetic universe, and
-//! the Arrow schemas of the warehouse tables. Nothing here touches the network, a database or
+//! business calendar, the SIP execution rules, holdings, valuation and the synthetic universe.
+//! No Arrow, no DataFusion: the tables' encodings live with the tables in `warehouse::schema`.
+//! Nothing here touches the network, a database or
 //! a file system beyond the `BufRead` it is handed; that keeps every rule testable on a few rows.
 //!
 //! Modules depend one way: `money` and `calendar` at the bottom; `nav`, `user`, `sip`,
-//! `holdings`, `xirr` and `valuation` own their row types; `schema` converts those rows to and
-//! from Arrow and imports them, never the other way round; `generate` builds a universe from all
+//! `holdings`, `xirr` and `valuation` own their row types; `generate` builds a universe from all
 //! of them.
 
 pub mod bucket;
@@ -15,7 +15,7 @@ pub mod generate;
 pub mod holdings;
 pub mod money;
 pub mod nav;
-pub mod schema;
+pub mod orders;
 pub mod sip;
 pub mod user;
 pub mod valuation;

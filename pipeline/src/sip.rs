@@ -203,6 +203,14 @@ pub enum InstalmentStatus {
 }
 
 impl InstalmentStatus {
+    /// Every status, in the order the API lists them.
+    pub const ALL: [InstalmentStatus; 4] = [
+        InstalmentStatus::Executed,
+        InstalmentStatus::Pending,
+        InstalmentStatus::Failed,
+        InstalmentStatus::Reversed,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             InstalmentStatus::Executed => "executed",
@@ -213,13 +221,7 @@ impl InstalmentStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "executed" => Some(InstalmentStatus::Executed),
-            "pending" => Some(InstalmentStatus::Pending),
-            "failed" => Some(InstalmentStatus::Failed),
-            "reversed" => Some(InstalmentStatus::Reversed),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

@@ -2,10 +2,10 @@
 //! mandate snapshot a run uses. They live here, not in the job that first needed them, so no
 //! job imports another.
 
+use crate::schema::{purchases_from_investments_batch, user_ids_from_batch};
 use chrono::NaiveDate;
 use pipeline::holdings::Holding;
 use pipeline::nav::NavRow;
-use pipeline::schema::{purchases_from_investments_batch, user_ids_from_batch};
 use pipeline::sip::NavLookup;
 use pipeline::valuation::Purchase;
 

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::schema;
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use object_store::path::Path;
 pub use pipeline::bucket::{bucket_of, BUCKETS};
-use pipeline::schema;
 
 /// A warehouse table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,6 +9,7 @@
 mod inputs;
 pub mod layout;
 mod rows;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,7 +43,7 @@ use url::Url;
 
 pub use inputs::{CheckpointSpan, PurchaseRead};
 pub use layout::{bucket_of, notifications_archive_file_schema, Layout, Part, Table, BUCKETS};
-pub use rows::{ReadRow, TableRow};
+pub use rows::{decode_all, ReadRow, TableRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {

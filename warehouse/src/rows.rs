@@ -2,12 +2,12 @@
 //! and writes `Vec<Row>` without naming a table, a schema or a decoder, and cannot pair a
 //! table with the wrong row type.
 
+use crate::schema::{self, SchemaError};
 use chrono::NaiveDate;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
 use pipeline::holdings::Holding;
 use pipeline::nav::{NavRow, SchemeRow};
-use pipeline::schema::{self, SchemaError};
 use pipeline::sip::{DebitFailure, Investment, Mandate, SipEvent, SipState};
 use pipeline::user::UserRow;
 use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
@@ -124,11 +124,47 @@ impl Warehouse {
         let Some(batches) = self.read(R::TABLE, part).await? else {
             return Ok(None);
         };
+        decode_all(part, &batches).map(Some)
+    }
+
+    /// Like [`Warehouse::read_rows`], decoding only the row groups whose statistics for the
+    /// `Int32` column `column` pass `keep` (see [`Warehouse::read_pruned`]).
+    pub async fn read_rows_pruned<R: ReadRow>(
+        &self,
+        part: Part,
+        column: &str,
+        keep: impl Fn(i32, i32) -> bool,
+    ) -> Result<Option<Vec<R>>, WarehouseError> {
+        let Some(batches) = self.read_pruned(R::TABLE, part, column, keep).await? else {
+            return Ok(None);
+        };
+        decode_all(part, &batches).map(Some)
+    }
+
+    /// Every published partition of `parts` of `R`'s table as rows, in the order given;
+    /// partitions never published are skipped.
+    pub async fn read_rows_of<R: ReadRow>(&self, parts: &[Part]) -> Result<Vec<R>, WarehouseError> {
         let mut rows = Vec::new();
-        for batch in &batches {
-            rows.extend(R::from_batch(batch).map_err(|e| WarehouseError::rows(R::TABLE, part, e))?);
+        for part in parts {
+            if let Some(read) = self.read_rows::<R>(*part).await? {
+                rows.extend(read);
+            }
         }
-        Ok(Some(rows))
+        Ok(rows)
+    }
+
+    /// Replaces a partition of `portfolio_hourly` with the hour's snapshots: the one table
+    /// whose rows carry a value (the hour) that is not in the row type.
+    pub async fn write_hourly_snapshots(
+        &self,
+        part: Part,
+        hour: u32,
+        rows: &[PortfolioSnapshot],
+    ) -> Result<u64, WarehouseError> {
+        let table = Table::PortfolioHourly;
+        let batch = schema::portfolio_hourly_to_batch(hour, rows)
+            .map_err(|e| WarehouseError::rows(table, part, e))?;
+        self.write(table, part, &[batch]).await
     }
 
     /// The latest of `dates` (the table's dates, ascending) before `date` at which `bucket`'s
@@ -156,4 +192,17 @@ impl Warehouse {
     pub async fn dates_in<R: TableRow>(&self) -> Result<Vec<NaiveDate>, WarehouseError> {
         self.dates(R::TABLE).await
     }
+}
+
+/// `batches` of a partition of `R`'s table as rows; a batch the codec rejects names the
+/// table and partition.
+pub fn decode_all<R: ReadRow>(
+    part: Part,
+    batches: &[RecordBatch],
+) -> Result<Vec<R>, WarehouseError> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        rows.extend(R::from_batch(batch).map_err(|e| WarehouseError::rows(R::TABLE, part, e))?);
+    }
+    Ok(rows)
 }

@@ -6,7 +6,7 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use pipeline::money::Nav;
 use pipeline::nav::NavRow;
 use pipeline::nav::NavSource;
-use pipeline::schema::{navs_from_batch, navs_to_batch};
+use warehouse::schema::{navs_from_batch, navs_to_batch};
 use warehouse::{Part, PartitionStatus, Table, Warehouse};
 
 fn day(d: u32) -> NaiveDate {

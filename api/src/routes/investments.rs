@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::NaiveDate;
+use pipeline::sip::InstalmentStatus;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiPath, ApiQuery, Authed, UserRef};
@@ -23,7 +24,6 @@ pub fn routes() -> Router<Shared> {
         .route("/users/{user_id}/portfolio/history", get(portfolio_history))
 }
 
-const STATUSES: [&str; 4] = ["executed", "pending", "failed", "reversed"];
 const MAX_PAGE: i64 = 200;
 /// A history longer than this many daily points is asked for in parts.
 const MAX_HISTORY_DAYS: i64 = 1_100;
@@ -111,11 +111,13 @@ async fn list_investments(
     if query
         .status
         .as_deref()
-        .is_some_and(|s| !STATUSES.contains(&s))
+        .is_some_and(|s| InstalmentStatus::parse(s).is_none())
     {
-        return Err(Problem::bad_request(
-            "status is one of executed, pending, failed, reversed",
-        ));
+        let names: Vec<&str> = InstalmentStatus::ALL.map(|s| s.as_str()).to_vec();
+        return Err(Problem::bad_request(format!(
+            "status is one of {}",
+            names.join(", ")
+        )));
     }
     if let (Some(from), Some(to)) = (query.from, query.to) {
         if to < from {

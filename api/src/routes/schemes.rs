@@ -24,8 +24,9 @@ const MAX_PAGE: i64 = 50;
 const MAX_QUERY_CHARS: usize = 100;
 const MAX_FILTER_CHARS: usize = 200;
 
-const SCHEME_COLUMNS: &str = "s.scheme_code, s.scheme_name, s.fund_house, s.category, s.plan, s.option, \
-     s.isin_growth, s.isin_reinvestment, coalesce(s.scheme_type ILIKE 'Open Ended%', false) AS open_for_sip";
+const SCHEME_COLUMNS: &str =
+    "s.scheme_code, s.scheme_name, s.fund_house, s.category, s.plan, s.option, \
+     s.isin_growth, s.isin_reinvestment, sipline_open_ended(s.scheme_type) AS open_for_sip";
 
 /// Filters shared by both searches: `$1` category, `$2` fund house, `$3` plan, `$4` option,
 /// `$5` open for SIP; each NULL when not asked for.
@@ -33,7 +34,7 @@ const FILTERS: &str = "($1::text IS NULL OR lower(s.category) = lower($1)) \
      AND ($2::text IS NULL OR lower(s.fund_house) = lower($2)) \
      AND ($3::text IS NULL OR lower(s.plan) = lower($3)) \
      AND ($4::text IS NULL OR lower(s.option) = lower($4)) \
-     AND ($5::boolean IS NULL OR coalesce(s.scheme_type ILIKE 'Open Ended%', false) = $5)";
+     AND ($5::boolean IS NULL OR sipline_open_ended(s.scheme_type) = $5)";
 
 #[derive(Deserialize)]
 struct SchemeQuery {
@@ -251,7 +252,7 @@ async fn search_schemes(
 }
 
 const SCHEME_DETAIL: &str = "SELECT s.scheme_code, s.scheme_name, s.fund_house, s.category, s.scheme_type, s.plan, s.option, \
-            s.isin_growth, s.isin_reinvestment, coalesce(s.scheme_type ILIKE 'Open Ended%', false) AS open_for_sip, \
+            s.isin_growth, s.isin_reinvestment, sipline_open_ended(s.scheme_type) AS open_for_sip, \
             s.sip_min_amount::text AS sip_min_amount, s.sip_max_amount::text AS sip_max_amount, s.unit_decimals, \
             sipline_nav_text(n.nav) AS nav, n.nav_date \
      FROM schemes s LEFT JOIN LATERAL (SELECT nav, nav_date FROM navs WHERE scheme_code = s.scheme_code \

@@ -55,7 +55,7 @@ const SIP_COLUMNS: &str =
     "sip_id, user_id, scheme_code, amount::text AS amount, sip_day, start_date, end_date, \
      step_up_pct::text AS step_up_pct, status, paused_until";
 
-const SCHEME_SIP_RULES: &str = "SELECT coalesce(scheme_type ILIKE 'Open Ended%', false) AS open, \
+const SCHEME_SIP_RULES: &str = "SELECT sipline_open_ended(scheme_type) AS open, \
             sip_min_amount::text AS min, sip_max_amount::text AS max \
      FROM schemes WHERE scheme_code = $1";
 

@@ -105,7 +105,7 @@ impl Dispatcher {
             .body()
             .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))?;
         let timestamp = chrono::Utc::now().timestamp();
-        let (span, trace_headers) = crate::telemetry::http_client_span("POST", url);
+        let (span, trace_headers) = crate::plumbing::telemetry::http_client_span("POST", url);
         let mut request = self.http.post(url);
         for (name, value) in &trace_headers {
             request = request.header(name.as_str(), value.as_str());

@@ -116,12 +116,12 @@ impl DispatchConfig {
     /// SMTP commands or headers.
     pub fn check(&self) -> anyhow::Result<()> {
         if self.webhook_secret.len() < MIN_WEBHOOK_SECRET_BYTES {
-            anyhow::bail!(crate::exit::JobFailure::BadInput(format!(
+            anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
                 "--webhook-secret: at least {MIN_WEBHOOK_SECRET_BYTES} bytes"
             )));
         }
         if !smtp::is_mailbox(&self.mail_from) {
-            anyhow::bail!(crate::exit::JobFailure::BadInput(format!(
+            anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
                 "--mail-from: not a mailbox address: {:?}",
                 self.mail_from
             )));
@@ -260,7 +260,7 @@ impl Dispatcher {
                             attempt = delivery.attempts,
                             permanent = failure.permanent,
                             // A receiver's URL may carry its key, in the query or the path.
-                            error = %crate::redact::urls(&failure.error),
+                            error = %crate::plumbing::redact::urls(&failure.error),
                             "delivery failed"
                         );
                     }
@@ -289,7 +289,11 @@ impl Dispatcher {
             permanents.push(outcome.as_ref().is_err_and(|f| f.permanent));
             delays.push(self.backoff_ms(attempts));
             // A receiver's URL may carry its key: never into `last_error`.
-            errors.push(outcome.err().map(|f| crate::redact::urls(&f.error)));
+            errors.push(
+                outcome
+                    .err()
+                    .map(|f| crate::plumbing::redact::urls(&f.error)),
+            );
         }
         let statuses: Vec<String> = sqlx::query_scalar(RECORD)
             .bind(token)

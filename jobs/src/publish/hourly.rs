@@ -35,9 +35,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use warehouse::{Part, Table, Warehouse, BUCKETS};
 
 use super::{complete_or_missing_upstream, release_publish_lock, take_publish_lock};
-use crate::copy_binary;
-use crate::exit::JobFailure;
-use crate::postgres::{self, send_batches_binary};
+use crate::plumbing::copy_binary;
+use crate::plumbing::exit::JobFailure;
+use crate::plumbing::postgres::{self, send_batches_binary};
 
 /// The columns compared and published (`xirr` is not computed hourly). The daily snapshot's
 /// are the same without `hour`, which comes first.

@@ -426,7 +426,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         nav: "123.4567".parse().unwrap(),
         source: pipeline::nav::NavSource::Amfi,
     };
-    jobs::postgres::upsert_navs(&pool, &[(later, row)])
+    jobs::plumbing::postgres::upsert_navs(&pool, &[(later, row)])
         .await
         .unwrap();
     let mut followed = false;

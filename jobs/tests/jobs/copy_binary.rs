@@ -9,8 +9,8 @@ use datafusion::arrow::array::{
     Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use jobs::copy_binary;
-use jobs::postgres::{send_batches, send_batches_binary};
+use jobs::plumbing::copy_binary;
+use jobs::plumbing::postgres::{send_batches, send_batches_binary};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

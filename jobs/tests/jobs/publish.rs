@@ -168,6 +168,50 @@ async fn the_sql_contract_matches_the_serving_crate() {
         trigger.contains(&format!("'{}'", serving::NOTIFICATIONS_CHANNEL)),
         "{trigger}"
     );
+    // The instalment statuses the API filters on are the ones the table allows.
+    let check: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE conname = 'investments_status_check'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let allowed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();
+    let expected: Vec<&str> = pipeline::sip::InstalmentStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    assert_eq!(allowed, expected, "{check}");
+    // "Open-ended" is one rule: SQL's `sipline_open_ended` agrees with `Scheme::is_open_ended`.
+    for scheme_type in [
+        None,
+        Some("Open Ended"),
+        Some("  open ended schemes"),
+        Some("OPEN ENDED Scheme"),
+        Some("Close Ended"),
+        Some("Interval Fund"),
+        Some(""),
+        Some("Open"),
+        Some("open-ended"),
+    ] {
+        let scheme = pipeline::nav::Scheme {
+            scheme_code: 1,
+            isin_growth: None,
+            isin_reinvestment: None,
+            scheme_name: "x".into(),
+            fund_house: None,
+            category: None,
+            scheme_type: scheme_type.map(str::to_string),
+            plan: None,
+            option: None,
+        };
+        let sql: bool = sqlx::query_scalar("SELECT sipline_open_ended($1)")
+            .bind(scheme_type)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(sql, scheme.is_open_ended(), "{scheme_type:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,7 +281,10 @@ async fn check(case: Case) -> Result<(), TestCaseError> {
                 if day < h && !rewind {
                     let err =
                         outcome.expect_err("a past date re-run without --rewind must be refused");
-                    prop_assert_eq!(jobs::exit::classify(&err), jobs::exit::LATER_DATES_RAN);
+                    prop_assert_eq!(
+                        jobs::plumbing::exit::classify(&err),
+                        jobs::plumbing::exit::LATER_DATES_RAN
+                    );
                     // Only the (unchanged) snapshot was rewritten.
                     prop_assert!(before == files(dir.path()), "a refused run wrote");
                 } else {

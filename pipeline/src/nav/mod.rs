@@ -58,6 +58,23 @@ pub struct Scheme {
     pub option: Option<String>,
 }
 
+impl Scheme {
+    /// The prefix of `scheme_type` that marks a scheme open for purchases (AMFI's section
+    /// lines: "Open Ended Schemes(…)"); PostgreSQL's `sipline_open_ended` (migration 0022)
+    /// applies the same rule and a test checks both agree.
+    pub const OPEN_ENDED_PREFIX: &'static str = "open ended";
+
+    /// Whether the scheme is open-ended: the only schemes that take SIPs and orders and that
+    /// publish a NAV every business day.
+    pub fn is_open_ended(&self) -> bool {
+        self.scheme_type.as_deref().is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with(Self::OPEN_ENDED_PREFIX)
+        })
+    }
+}
+
 /// A `schemes` row: the scheme as published plus the allotment rule sipline keeps for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemeRow {

@@ -86,11 +86,11 @@ pub fn classify(error: &anyhow::Error) -> u8 {
         {
             return BAD_INPUT;
         }
-        if let Some(fetch) = cause.downcast_ref::<crate::fetch::FetchError>() {
+        if let Some(fetch) = cause.downcast_ref::<crate::plumbing::fetch::FetchError>() {
             if fetch.is_not_published() {
                 return MISSING_UPSTREAM;
             }
-            if fetch.is_too_large() {
+            if fetch.is_bad_input() {
                 return BAD_INPUT;
             }
         }

@@ -15,14 +15,14 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::arrow::error::ArrowError;
 
-use crate::holdings::Holding;
-use crate::money::{Nav, Paise, Units};
-use crate::nav::{NavRow, NavSource, Scheme, SchemeRow};
-use crate::sip::{
+use pipeline::holdings::Holding;
+use pipeline::money::{Nav, Paise, Units};
+use pipeline::nav::{NavRow, NavSource, Scheme, SchemeRow};
+use pipeline::sip::{
     DebitFailure, InstalmentStatus, Investment, Mandate, SipEvent, SipState, SipStatus,
 };
-use crate::user::UserRow;
-use crate::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
+use pipeline::user::UserRow;
+use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
 
 mod nav;
 mod sip;
@@ -73,7 +73,7 @@ pub const MONEY_PRECISION: u8 = 18;
 pub const MONEY_SCALE: i8 = 2;
 /// `sips.step_up_pct`: a percentage with two decimals.
 pub const STEP_UP_PCT_PRECISION: u8 = 5;
-pub const STEP_UP_PCT_SCALE: i8 = crate::money::STEP_UP_PCT_SCALE as i8;
+pub const STEP_UP_PCT_SCALE: i8 = pipeline::money::STEP_UP_PCT_SCALE as i8;
 
 fn money_type() -> DataType {
     DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE)
@@ -238,7 +238,7 @@ mod tests {
     fn compacted_purchases_survive_a_batch_round_trip() {
         let date = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
         let purchases = vec![
-            crate::valuation::Purchase {
+            pipeline::valuation::Purchase {
                 user_id: 1,
                 nav_date: date,
                 scheme_code: 119551,
@@ -246,7 +246,7 @@ mod tests {
                 units: Units(12_345),
             },
             // A reversal is stored negated.
-            crate::valuation::Purchase {
+            pipeline::valuation::Purchase {
                 user_id: 1,
                 nav_date: date,
                 scheme_code: 119551,

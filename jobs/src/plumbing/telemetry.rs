@@ -23,7 +23,12 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-use crate::cli::LogFormat;
+/// How log lines are written: text for a terminal, JSON for a log shipper.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// The tracer provider while traces are exported: shut it down before exiting, or the last
 /// batch of spans is lost.
@@ -149,7 +154,7 @@ pub fn http_client_span(method: &str, url: &str) -> (tracing::Span, HashMap<Stri
         otel.name = method,
         otel.kind = "client",
         http.request.method = method,
-        url.full = crate::redact::urls(url),
+        url.full = crate::plumbing::redact::urls(url),
         http.response.status_code = tracing::field::Empty,
     );
     let mut headers = HashMap::new();

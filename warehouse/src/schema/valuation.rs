@@ -3,7 +3,7 @@
 use super::*;
 
 /// `return_pct` and `weight_pct`: percent with four decimals.
-pub const RETURN_PCT_SCALE: i8 = crate::money::RETURN_PCT_SCALE as i8;
+pub const RETURN_PCT_SCALE: i8 = pipeline::money::RETURN_PCT_SCALE as i8;
 const RETURN_PRECISION: u8 = 18;
 const WEIGHT_PRECISION: u8 = 7;
 

@@ -95,7 +95,7 @@ where
     C: std::ops::DerefMut<Target = PgConnection>,
 {
     send_encoded(copy, batches, |batch, buffer| {
-        Ok(crate::copy_binary::encode_batch(batch, buffer)?)
+        Ok(crate::plumbing::copy_binary::encode_batch(batch, buffer)?)
     })
     .await
 }
@@ -146,7 +146,7 @@ pub enum CopyError {
     #[error("encoding rows as CSV: {0}")]
     Encode(#[from] datafusion::arrow::error::ArrowError),
     #[error("encoding rows for a binary COPY: {0}")]
-    Binary(#[from] crate::copy_binary::BinaryCopyError),
+    Binary(#[from] crate::plumbing::copy_binary::BinaryCopyError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }

@@ -29,6 +29,13 @@ pub enum FetchError {
     Io { url: String, source: std::io::Error },
     #[error("{url}: larger than {limit} bytes, refused (no NAV file or report is that large)")]
     TooLarge { url: String, limit: u64 },
+    #[error("{path}: no such file")]
+    NoSuchFile { path: String },
+    #[error("{path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{url}: gave up after {attempts} attempts; last error: {last}")]
     GaveUp {
         url: String,
@@ -54,10 +61,12 @@ impl FetchError {
     }
 
     /// A body over [`MAX_DOWNLOAD_BYTES`], on the last attempt or the only one.
-    pub fn is_too_large(&self) -> bool {
+    /// Whether the input itself is wrong (too large, or a local file that cannot be read):
+    /// retrying will not help.
+    pub fn is_bad_input(&self) -> bool {
         match self {
-            FetchError::TooLarge { .. } => true,
-            FetchError::GaveUp { last, .. } => last.is_too_large(),
+            FetchError::TooLarge { .. } | FetchError::Unreadable { .. } => true,
+            FetchError::GaveUp { last, .. } => last.is_bad_input(),
             _ => false,
         }
     }
@@ -65,7 +74,7 @@ impl FetchError {
     /// Whether the file is simply not there yet (the scheduler should retry later).
     pub fn is_not_published(&self) -> bool {
         match self {
-            FetchError::NotPublished { .. } => true,
+            FetchError::NotPublished { .. } | FetchError::NoSuchFile { .. } => true,
             FetchError::GaveUp { last, .. } => last.is_not_published(),
             _ => false,
         }
@@ -129,9 +138,9 @@ pub async fn download(
             Ok(file) => return Ok(file),
             Err(e) if e.is_transient() && attempt < policy.attempts => {
                 tracing::warn!(
-                    url = crate::redact::urls(url),
+                    url = crate::plumbing::redact::urls(url),
                     attempt,
-                    error = crate::redact::urls(&e.to_string()),
+                    error = crate::plumbing::redact::urls(&e.to_string()),
                     backoff_ms = backoff.as_millis() as u64,
                     "download failed; retrying"
                 );
@@ -163,7 +172,7 @@ async fn download_once(
         url: url.to_string(),
         source,
     };
-    let (span, trace_headers) = crate::telemetry::http_client_span("GET", url);
+    let (span, trace_headers) = crate::plumbing::telemetry::http_client_span("GET", url);
     let mut request = client.get(url);
     for (name, value) in &trace_headers {
         request = request.header(name.as_str(), value.as_str());
@@ -223,10 +232,11 @@ pub async fn read_text(location: &str, policy: RetryPolicy) -> anyhow::Result<St
             .map_err(|e| anyhow::anyhow!("{location}: reading the download: {e}"))
     } else {
         std::fs::read_to_string(location).map_err(|e| {
+            let path = location.to_string();
             if e.kind() == std::io::ErrorKind::NotFound {
-                crate::exit::JobFailure::MissingUpstream(format!("{location}: no such file")).into()
+                FetchError::NoSuchFile { path }.into()
             } else {
-                crate::exit::JobFailure::BadInput(format!("{location}: {e}")).into()
+                FetchError::Unreadable { path, source: e }.into()
             }
         })
     }
@@ -239,9 +249,5 @@ pub fn is_missing(error: &anyhow::Error) -> bool {
         cause
             .downcast_ref::<FetchError>()
             .is_some_and(FetchError::is_not_published)
-            || matches!(
-                cause.downcast_ref::<crate::exit::JobFailure>(),
-                Some(crate::exit::JobFailure::MissingUpstream(_))
-            )
     })
 }

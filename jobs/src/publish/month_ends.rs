@@ -1,0 +1,290 @@
+//! `portfolio_month_ends`, the line and bar charts' history: built once after each month end
+//! (and for users whose history a reversal rewrote), attached like the dated partitions.
+
+use super::*;
+
+/// What a publish does to the charts' history.
+#[derive(Debug, Default)]
+pub(super) struct MonthEnds {
+    /// The month ends staged in `MONTH_ENDS_STAGE`, to attach as one partition.
+    pub(super) staged: Option<Vec<NaiveDate>>,
+    pub(super) rows: u64,
+    /// The last month end complete after this publish (`publications.month_ends_through`).
+    pub(super) through: Option<NaiveDate>,
+    /// Users whose history a reversal on this date changed, and their rows up to the month
+    /// end complete before this publish (`rewrite_through`), re-read from today's valuation.
+    pub(super) rewritten_users: Vec<i64>,
+    pub(super) rewrite_through: Option<NaiveDate>,
+    pub(super) rewritten: Vec<MonthEndRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MonthEndRow {
+    pub(super) month_end: NaiveDate,
+    pub(super) user_id: i64,
+    pub(super) invested: String,
+    pub(super) value: String,
+}
+
+/// The last month end before `date`: the line chart's history ends there.
+pub(super) fn last_month_end_before(date: NaiveDate) -> Option<NaiveDate> {
+    date.with_day(1)?.pred_opt()
+}
+
+/// Loads the month ends that ended since the last one loaded (normally none; one on the first
+/// publish of a month; the whole history on a store's first publish) from the date's
+/// `portfolio_charts` line points, into a stand-alone table indexed after the load. Also
+/// collects the corrected history of users a reversal touched.
+pub(super) async fn stage_month_ends(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    date: NaiveDate,
+) -> anyhow::Result<MonthEnds> {
+    let mut conn = pool.acquire().await?;
+    let loaded: Option<NaiveDate> = sqlx::query_scalar(MONTH_ENDS_THROUGH)
+        .fetch_one(&mut *conn)
+        .await?;
+    let target = last_month_end_before(date);
+    let mut out = MonthEnds {
+        through: loaded.max(target),
+        // The date's valuation holds the month ends before it only: re-publishing an older
+        // date rewrites no later month end.
+        rewrite_through: loaded.min(target),
+        ..MonthEnds::default()
+    };
+    if let Some(through) = out.rewrite_through {
+        out.rewritten_users = reversed_users(warehouse, date).await?;
+        if !out.rewritten_users.is_empty() {
+            let users = &out.rewritten_users;
+            let mut buckets: Vec<u32> = users.iter().map(|u| bucket_of(*u)).collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            for bucket in buckets {
+                let part = Part::dated_bucket(date, bucket);
+                out.rewritten.extend(
+                    month_end_rows_of(warehouse, date, part, |user_id, end| {
+                        end <= through && users.binary_search(&user_id).is_ok()
+                    })
+                    .await?,
+                );
+            }
+        }
+    }
+    let Some(target) = target.filter(|t| loaded.is_none_or(|l| l < *t)) else {
+        return Ok(out);
+    };
+    let after = loaded;
+    sqlx::query(execute_sql(format!(
+        "DROP TABLE IF EXISTS {MONTH_ENDS_STAGE}"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(execute_sql(format!(
+        "CREATE TABLE {MONTH_ENDS_STAGE} (LIKE portfolio_month_ends INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let is_new = |end: NaiveDate| end <= target && after.is_none_or(|a| end > a);
+    let mut ends = std::collections::BTreeSet::new();
+    let mut copy = conn
+        .copy_in_raw(&format!(
+            "COPY {MONTH_ENDS_STAGE} (month_end, user_id, invested, value) FROM STDIN (FORMAT csv)"
+        ))
+        .await?;
+    for part in date_buckets(date) {
+        let rows = match month_end_rows_of(warehouse, date, part, |_, end| is_new(end)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = copy.abort(e.to_string()).await;
+                return Err(e);
+            }
+        };
+        let mut csv = String::with_capacity(rows.len() * 40);
+        for row in &rows {
+            ends.insert(row.month_end);
+            let _ = writeln!(
+                csv,
+                "{},{},{},{}",
+                row.month_end, row.user_id, row.invested, row.value
+            );
+        }
+        if let Err(e) = copy.send(csv.into_bytes()).await {
+            let _ = copy.abort(e.to_string()).await;
+            return Err(e.into());
+        }
+        out.rows += rows.len() as u64;
+    }
+    copy.finish().await?;
+    if ends.is_empty() {
+        // Nobody had invested by then: nothing to attach, but the month ends are done.
+        sqlx::query(execute_sql(format!("DROP TABLE {MONTH_ENDS_STAGE}")))
+            .execute(&mut *conn)
+            .await?;
+        return Ok(out);
+    }
+    let listed = in_list(&ends);
+    sqlx::query(INDEX_BUILD_MEMORY).execute(&mut *conn).await?;
+    for statement in [
+        format!("ALTER TABLE {MONTH_ENDS_STAGE} ADD PRIMARY KEY (user_id, month_end)"),
+        // Lets the attach skip its scan, under the switch's lock.
+        format!(
+            "ALTER TABLE {MONTH_ENDS_STAGE} ADD CONSTRAINT {MONTH_ENDS_STAGE}_ends \
+             CHECK (month_end IN ({listed}))"
+        ),
+    ] {
+        sqlx::query(execute_sql(statement))
+            .execute(&mut *conn)
+            .await?;
+    }
+    out.staged = Some(ends.into_iter().collect());
+    Ok(out)
+}
+
+/// `'2025-01-31', '2025-02-28'`: dates as SQL literals.
+pub(super) fn in_list<'a>(ends: impl IntoIterator<Item = &'a NaiveDate>) -> String {
+    ends.into_iter()
+        .map(|d| format!("DATE '{d}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Attaches the staged month ends as one partition (inside the publish transaction).
+pub(super) async fn attach_month_ends(
+    tx: &mut PgConnection,
+    ends: &[NaiveDate],
+) -> anyhow::Result<()> {
+    let (Some(first), Some(last)) = (ends.first(), ends.last()) else {
+        return Ok(());
+    };
+    let partition = if first == last {
+        format!("portfolio_month_ends_m{}", first.format("%Y%m%d"))
+    } else {
+        format!(
+            "portfolio_month_ends_m{}_{}",
+            first.format("%Y%m%d"),
+            last.format("%Y%m%d")
+        )
+    };
+    for statement in [
+        format!("ALTER TABLE {MONTH_ENDS_STAGE} RENAME TO {partition}"),
+        format!(
+            "ALTER TABLE {partition} RENAME CONSTRAINT {MONTH_ENDS_STAGE}_ends TO {partition}_ends"
+        ),
+        format!("ALTER INDEX {MONTH_ENDS_STAGE}_pkey RENAME TO {partition}_pkey"),
+        format!(
+            "ALTER TABLE portfolio_month_ends ATTACH PARTITION {partition} FOR VALUES IN ({})",
+            in_list(ends)
+        ),
+    ] {
+        sqlx::query(execute_sql(statement))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces the month-end history of the users a reversal touched (inside the publish
+/// transaction): a reversed allotment leaves every month end since its NAV date lower.
+pub(super) async fn rewrite_history(
+    tx: &mut PgConnection,
+    month_ends: &MonthEnds,
+) -> anyhow::Result<u64> {
+    let Some(through) = month_ends.rewrite_through else {
+        return Ok(0);
+    };
+    if month_ends.rewritten_users.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(DELETE_USER_MONTH_ENDS)
+        .bind(&month_ends.rewritten_users)
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
+    let rows = &month_ends.rewritten;
+    let inserted = sqlx::query(INSERT_USER_MONTH_ENDS)
+        .bind(rows.iter().map(|r| r.month_end).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.invested.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.value.clone()).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .context("rewriting the month ends of users with a reversed instalment")?
+        .rows_affected();
+    Ok(inserted)
+}
+
+/// Users with an instalment reversed on `date`, sorted.
+pub(super) async fn reversed_users(
+    warehouse: &Warehouse,
+    date: NaiveDate,
+) -> anyhow::Result<Vec<i64>> {
+    let mut users = Vec::new();
+    for part in date_buckets(date) {
+        let Some(batches) = warehouse
+            .read_columns(Table::SipEvents, part, &["user_id", "kind"])
+            .await?
+        else {
+            continue;
+        };
+        for batch in &batches {
+            let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+            let kinds: &StringArray = batch.column(1).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                if kinds.value(i) == SipEventKind::Reversed.as_str() {
+                    users.push(user_ids.value(i));
+                }
+            }
+        }
+    }
+    users.sort_unstable();
+    users.dedup();
+    Ok(users)
+}
+
+/// The month-end line points (not today's) of one bucket of the date's valuation that `keep`
+/// selects.
+pub(super) async fn month_end_rows_of(
+    warehouse: &Warehouse,
+    date: NaiveDate,
+    part: Part,
+    keep: impl Fn(i64, NaiveDate) -> bool,
+) -> anyhow::Result<Vec<MonthEndRow>> {
+    let Some(batches) = warehouse
+        .read_columns(
+            Table::PortfolioCharts,
+            part,
+            &["user_id", "chart", "period", "invested", "value"],
+        )
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let line = ChartKind::Line.as_str();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let user_ids: &Int64Array = batch.column(0).as_primitive::<Int64Type>();
+        let charts: &StringArray = batch.column(1).as_string::<i32>();
+        let periods: &Date32Array = batch.column(2).as_primitive::<Date32Type>();
+        let invested: &Decimal128Array = batch.column(3).as_primitive();
+        let values: &Decimal128Array = batch.column(4).as_primitive();
+        for i in 0..batch.num_rows() {
+            if charts.value(i) != line || periods.is_null(i) {
+                continue;
+            }
+            let (user_id, Some(period)) = (user_ids.value(i), periods.value_as_date(i)) else {
+                continue;
+            };
+            // Today's point is the snapshot's; the month ends are before the date.
+            if period >= date || !keep(user_id, period) {
+                continue;
+            }
+            rows.push(MonthEndRow {
+                month_end: period,
+                user_id,
+                invested: invested.value_as_string(i),
+                value: values.value_as_string(i),
+            });
+        }
+    }
+    Ok(rows)
+}
