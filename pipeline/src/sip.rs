@@ -358,6 +358,15 @@ impl NavLookup {
         navs.get(i).map(|(_, nav)| *nav)
     }
 
+    /// The scheme's latest NAV on or before `date`.
+    pub fn on_or_before(&self, scheme_code: i64, date: NaiveDate) -> Option<Nav> {
+        let navs = self.by_scheme.get(&scheme_code)?;
+        let i = navs.partition_point(|(d, _)| *d <= date);
+        i.checked_sub(1)
+            .and_then(|i| navs.get(i))
+            .map(|(_, nav)| *nav)
+    }
+
     /// For every scheme, its latest NAV on or before each of `dates` (ascending).
     pub fn prices_at(&self, dates: &[NaiveDate]) -> HashMap<i64, Vec<Option<Nav>>> {
         self.by_scheme

@@ -125,7 +125,7 @@ pub fn redeem(
     terms: &SchemeTerms,
     unit_decimals: i32,
 ) -> Result<Redemption, OrderFailure> {
-    let units = units_to_redeem(by, nav, book.held(), unit_decimals)?;
+    let units = units_to_redeem(by, nav, book.held_on(nav_date), unit_decimals)?;
     let (pieces, totals) = book
         .redeem(units, nav_date, nav, terms)
         .map_err(OrderFailure::NotEnoughUnits)?;

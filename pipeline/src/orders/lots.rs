@@ -115,6 +115,18 @@ impl LotBook {
         Units(self.lots.iter().map(|l| l.units.0).sum::<i64>() - self.redeemed.0)
     }
 
+    /// Units held on `date`: those of lots allotted on or before it. A sale dated before a
+    /// later purchase's allotment cannot take that purchase's units.
+    pub fn held_on(&self, date: NaiveDate) -> Units {
+        let bought: i64 = self
+            .lots
+            .iter()
+            .filter(|l| l.date <= date)
+            .map(|l| l.units.0)
+            .sum();
+        Units(bought - self.redeemed.0)
+    }
+
     /// Units redeemed so far (the checkpointed figure).
     pub fn redeemed(&self) -> Units {
         self.redeemed
@@ -162,7 +174,9 @@ impl LotBook {
         nav: Nav,
         terms: &SchemeTerms,
     ) -> Result<(Vec<RealizedLot>, SaleTotals), NotEnoughUnits> {
-        let held = self.held();
+        // Lots come in allotment order, so those dated on or before the sale are a prefix and
+        // FIFO within the units held on the date never reaches a later one.
+        let held = self.held_on(date);
         if units.0 <= 0 || units.0 > held.0 {
             return Err(NotEnoughUnits {
                 wanted: units,
@@ -489,6 +503,19 @@ mod tests {
         assert!(book
             .redeem(Units(0), d(2025, 3, 1), nav("11"), &terms)
             .is_err());
+        // A lot allotted after the sale date is not there to sell.
+        book.buy(Lot {
+            date: d(2025, 3, 3),
+            ..lot
+        });
+        assert_eq!(book.held(), Units(20_000));
+        let err = book
+            .redeem(Units(10_001), d(2025, 3, 2), nav("11"), &terms)
+            .unwrap_err();
+        assert_eq!(err.held, Units(10_000));
+        assert!(book
+            .redeem(Units(10_001), d(2025, 3, 3), nav("11"), &terms)
+            .is_ok());
     }
 
     #[test]

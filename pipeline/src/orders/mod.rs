@@ -52,22 +52,53 @@ impl TaxClass {
         Self::ALL.into_iter().find(|c| c.as_str() == text)
     }
 
-    /// The default for an AMFI category ("Equity Scheme - Large Cap Fund", "Debt Scheme -
-    /// Liquid Fund", "Hybrid Scheme - Arbitrage Fund", …) where `schemes rules` says nothing.
-    /// Arbitrage and equity-savings funds hold at least 65% equity by mandate; index funds and
-    /// ETFs are equity unless the category says debt or gold.
-    pub fn for_category(category: &str) -> Self {
+    /// The default for a scheme from its AMFI category ("Equity Scheme - Large Cap Fund",
+    /// "Debt Scheme - Liquid Fund", "Hybrid Scheme - Arbitrage Fund", …) and name, where
+    /// `schemes rules` says nothing. Aggressive hybrid, arbitrage and equity-savings funds
+    /// hold at least 65% equity by mandate. Index funds and ETFs share one category whatever
+    /// they track, so their name decides: a debt index (SDL, G-Sec, gilt, bond, CRISIL IBX,
+    /// target maturity, liquid) is a specified (debt) fund, gold, silver and overseas indices
+    /// are other, the rest equity. A `schemes rules` row settles any scheme this misjudges.
+    pub fn for_scheme(category: &str, scheme_name: &str) -> Self {
         let c = category.to_ascii_lowercase();
+        let name = scheme_name.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| name.contains(w) || c.contains(w));
         if c.starts_with("equity scheme")
             || c.contains("arbitrage")
             || c.contains("equity savings")
+            || c.contains("aggressive hybrid")
             || c.contains("elss")
         {
             TaxClass::Equity
         } else if c.starts_with("debt scheme") {
             TaxClass::Debt
         } else if c.contains("index fund") || c.contains("etf") {
-            if c.contains("gold") || c.contains("silver") || c.contains("debt") {
+            if has(&[
+                "sdl",
+                "g-sec",
+                "gsec",
+                "gilt",
+                "bond",
+                "crisil ibx",
+                "target maturity",
+                "liquid",
+                "debt",
+                "psu",
+                "t-bill",
+            ]) {
+                TaxClass::Debt
+            } else if has(&[
+                "gold",
+                "silver",
+                "nasdaq",
+                "s&p 500",
+                "hang seng",
+                "global",
+                "overseas",
+                "international",
+                "us ",
+                "fang",
+            ]) {
                 TaxClass::Other
             } else {
                 TaxClass::Equity
@@ -207,25 +238,22 @@ impl ExitLoad {
             .map_or(0, |t| t.basis_points)
     }
 
-    /// The default by AMFI category, where `schemes rules` gives no schedule: equity and
-    /// hybrid schemes commonly charge 1% within a year; liquid funds a graded load within
-    /// seven days (SEBI's schedule, 0.0070% on day 1 down to 0.0045% on day 6, shown here
-    /// rounded to whole basis points as 1, so it still shows); other debt schemes none.
+    /// The default by AMFI category, where `schemes rules` gives no schedule: equity (not
+    /// ELSS, which is locked in for three years) and hybrid schemes commonly charge 1% within
+    /// a year; debt schemes none. Liquid funds' graded load (SEBI: 0.0070% on day 1 down to
+    /// 0.0045% on day 6) is below one basis point, the unit of a tier, so it is not charged by
+    /// default rather than overcharged; arbitrage funds' short loads need their own row.
     pub fn for_category(category: &str) -> Self {
         let c = category.to_ascii_lowercase();
-        let tiers = if c.contains("liquid fund") {
-            vec![ExitLoadTier {
-                max_days_held: 6,
-                basis_points: 1,
-            }]
-        } else if c.starts_with("equity scheme") && !c.contains("elss") || c.starts_with("hybrid") {
-            vec![ExitLoadTier {
-                max_days_held: 365,
-                basis_points: 100,
-            }]
-        } else {
-            Vec::new()
-        };
+        let tiers =
+            if c.starts_with("equity scheme") && !c.contains("elss") || c.starts_with("hybrid") {
+                vec![ExitLoadTier {
+                    max_days_held: 365,
+                    basis_points: 100,
+                }]
+            } else {
+                Vec::new()
+            };
         Self { tiers }
     }
 
@@ -275,10 +303,10 @@ pub struct SchemeTerms {
 }
 
 impl SchemeTerms {
-    /// The defaults for an AMFI category: T+1 for liquid, overnight and other debt, T+2
+    /// The defaults for a scheme by AMFI category (and name, for the tax class): T+1 for liquid, overnight and other debt, T+2
     /// for equity and the rest, SEBI's schedule as registrars apply it.
-    pub fn for_category(category: &str) -> Self {
-        let tax_class = TaxClass::for_category(category);
+    pub fn for_scheme(category: &str, scheme_name: &str) -> Self {
+        let tax_class = TaxClass::for_scheme(category, scheme_name);
         let nav_rule = NavRule::for_category(category);
         let payout_days = if tax_class == TaxClass::Debt { 1 } else { 2 };
         Self {
@@ -289,6 +317,81 @@ impl SchemeTerms {
             fmv_2018_01_31: None,
         }
     }
+}
+
+/// Which part of an order a warehouse `orders` row records: a switch is two legs, a
+/// redemption out of one scheme and a purchase into the other, under one order id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderLeg {
+    Purchase,
+    Redemption,
+    SwitchOut,
+    SwitchIn,
+}
+
+impl OrderLeg {
+    pub const ALL: [OrderLeg; 4] = [
+        OrderLeg::Purchase,
+        OrderLeg::Redemption,
+        OrderLeg::SwitchOut,
+        OrderLeg::SwitchIn,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderLeg::Purchase => "purchase",
+            OrderLeg::Redemption => "redemption",
+            OrderLeg::SwitchOut => "switch_out",
+            OrderLeg::SwitchIn => "switch_in",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+
+    /// Whether the leg adds units (a lot) rather than takes them.
+    pub const fn buys(self) -> bool {
+        matches!(self, OrderLeg::Purchase | OrderLeg::SwitchIn)
+    }
+}
+
+/// A row of the warehouse's `orders`: one executed leg of an order, or the order's failure
+/// (`units` and the money zero, `failure` set). `amount` is the debit of a purchase leg and
+/// the gross value of a redemption leg; `cost` is what the units sold had cost (stamp duty
+/// included), which leaves "invested"; `gain` the sum of the realised pieces' gains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderOutcome {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub scheme_code: i64,
+    pub leg: OrderLeg,
+    pub executed: bool,
+    pub nav_date: NaiveDate,
+    pub nav: Option<crate::money::Nav>,
+    pub units: crate::money::Units,
+    pub amount: Paise,
+    pub stamp_duty: Paise,
+    pub exit_load: Paise,
+    pub stt: Paise,
+    pub net_amount: Paise,
+    pub cost: Paise,
+    pub gain: Paise,
+    pub payout_date: Option<NaiveDate>,
+    pub failure: Option<String>,
+}
+
+/// A row of the warehouse's `realized_gains`: one piece of one lot a redemption or switch-out
+/// consumed, with what the data team joins on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealizedGain {
+    pub order_id: i64,
+    pub seq: i32,
+    pub user_id: i64,
+    pub scheme_code: i64,
+    pub isin: Option<String>,
+    pub tax_class: TaxClass,
+    pub lot: lots::RealizedLot,
 }
 
 #[cfg(test)]
@@ -397,32 +500,53 @@ mod tests {
 
     #[test]
     fn category_defaults() {
-        let t = SchemeTerms::for_category("Equity Scheme - Large Cap Fund");
+        let t = SchemeTerms::for_scheme("Equity Scheme - Large Cap Fund", "X Bluechip Fund");
         assert_eq!(
             (t.tax_class, t.nav_rule, t.payout_days),
             (TaxClass::Equity, NavRule::Standard, 2)
         );
-        let t = SchemeTerms::for_category("Debt Scheme - Liquid Fund");
+        let t = SchemeTerms::for_scheme("Debt Scheme - Liquid Fund", "X Liquid Fund");
         assert_eq!(
-            (t.tax_class, t.nav_rule, t.payout_days),
-            (TaxClass::Debt, NavRule::Liquid, 1)
+            (t.tax_class, t.nav_rule, t.payout_days, t.exit_load),
+            (TaxClass::Debt, NavRule::Liquid, 1, ExitLoad::none())
         );
+        let class = |category, name| TaxClass::for_scheme(category, name);
         assert_eq!(
-            TaxClass::for_category("Hybrid Scheme - Arbitrage Fund"),
+            class("Hybrid Scheme - Arbitrage Fund", "X Arbitrage"),
             TaxClass::Equity
         );
         assert_eq!(
-            TaxClass::for_category("Other Scheme - Gold ETF"),
-            TaxClass::Other
-        );
-        // An index fund is taken for equity; a debt index fund needs its `schemes rules` row.
-        assert_eq!(
-            TaxClass::for_category("Other Scheme - Index Funds"),
+            class("Hybrid Scheme - Aggressive Hybrid Fund", "X"),
             TaxClass::Equity
         );
         assert_eq!(
-            TaxClass::for_category("Other Scheme - FoF Overseas"),
+            class("Hybrid Scheme - Balanced Advantage", "X"),
             TaxClass::Other
+        );
+        assert_eq!(
+            class("Other Scheme - Gold ETF", "X Gold ETF"),
+            TaxClass::Other
+        );
+        assert_eq!(class("Other Scheme - FoF Overseas", "X"), TaxClass::Other);
+        let index = "Other Scheme - Index Funds";
+        assert_eq!(
+            class(index, "UTI Nifty 50 Index Fund - Direct"),
+            TaxClass::Equity
+        );
+        assert_eq!(
+            class(
+                index,
+                "Edelweiss CRISIL IBX 50:50 Gilt Plus SDL Apr 2037 Index Fund"
+            ),
+            TaxClass::Debt
+        );
+        assert_eq!(
+            class(index, "Motilal Oswal Nasdaq 100 Index Fund"),
+            TaxClass::Other
+        );
+        assert_eq!(
+            class("Other Scheme - Other  ETFs", "Bharat Bond ETF - April 2030"),
+            TaxClass::Debt
         );
     }
 }
