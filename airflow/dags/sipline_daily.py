@@ -1,6 +1,6 @@
 """The nightly pipeline for one business date D (the run's logical date in IST):
 
-    business_day ─┬─ nav_ingest_amfi ─────────────────┬─ sip_execute[shards] ── portfolio_value[shards] ── publish ── housekeeping
+    business_day ─┬─ nav_ingest_amfi ─────────────────┬─ sip_execute[shards] ── orders_execute ── portfolio_value[shards] ── publish ── housekeeping
                   └─ sips_export ── debits_ingest ────┘
 
 AMFI publishes NAVAll.txt late in the evening IST; the run starts at 23:00 IST on weekdays and
@@ -77,6 +77,14 @@ with DAG(
         depends_on_past=True,
         execution_timeout=timedelta(minutes=30),
     ).expand(shard=shards())
+    # Orders placed through the API whose NAV date is the date (lumpsums, redemptions,
+    # switches), against the lots tonight's SIP instalments left; one task: orders are few.
+    orders_execute = SiplineOperator(
+        task_id="orders_execute",
+        arguments=["orders", "execute", "--date", DATE],
+        depends_on_past=True,
+        execution_timeout=timedelta(minutes=30),
+    )
     portfolio_value = SiplineOperator.partial(
         task_id="portfolio_value",
         arguments=["portfolio", "value", "--date", DATE],
@@ -99,4 +107,5 @@ with DAG(
 
     business_day >> [nav_ingest_amfi, sips_export]
     sips_export >> debits_ingest
-    [nav_ingest_amfi, debits_ingest] >> sip_execute >> portfolio_value >> publish >> housekeeping
+    [nav_ingest_amfi, debits_ingest] >> sip_execute >> orders_execute >> portfolio_value
+    portfolio_value >> publish >> housekeeping

@@ -66,14 +66,14 @@ states=$(airflow_json tasks states-for-dag-run sipline_daily "$run_id" | python3
 import collections, json, sys
 print(" ".join(f"{k}={v}" for k, v in sorted(collections.Counter(t["state"] for t in json.load(sys.stdin)).items())))')
 echo "task states: $states"
-# business_day, nav_ingest_amfi, sips_export, debits_ingest, 2 × sip_execute,
+# business_day, nav_ingest_amfi, sips_export, debits_ingest, 2 × sip_execute, orders_execute,
 # 2 × portfolio_value, publish, housekeeping
-[ "$states" = "success=10" ] || fail "task states $states, not 10 successes"
+[ "$states" = "success=11" ] || fail "task states $states, not 11 successes"
 published=$(psql -X -At "$DATABASE_URL" -c "SELECT max(as_of) FROM publications")
 [ "$published" = "$date" ] || fail "latest publication is $published, not $date"
 runs=$(psql -X -At "$DATABASE_URL" -c "SELECT job || ' ' || coalesce(shard, '-') || ' ' || outcome FROM job_runs WHERE run_date = DATE '$date' ORDER BY 1")
 echo "$runs"
-for expected in "nav ingest - ok" "sips export - ok" "debits ingest - ok" "sip execute 0/2 ok" "sip execute 1/2 ok" \
+for expected in "nav ingest - ok" "sips export - ok" "debits ingest - ok" "sip execute 0/2 ok" "sip execute 1/2 ok" "orders execute - ok" \
                 "portfolio value 0/2 ok" "portfolio value 1/2 ok" "publish - ok"; do
   grep -qx "$expected" <<<"$runs" || fail "no job_runs row '$expected'"
 done

@@ -44,7 +44,8 @@ def test_daily_runs_ingest_then_execution_then_valuation_then_publish(dagbag):
         "sips_export": {"business_day"},
         "debits_ingest": {"sips_export"},
         "sip_execute": {"nav_ingest_amfi", "debits_ingest"},
-        "portfolio_value": {"sip_execute"},
+        "orders_execute": {"sip_execute"},
+        "portfolio_value": {"orders_execute"},
         "publish": {"portfolio_value"},
         "housekeeping": {"publish"},
     }

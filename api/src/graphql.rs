@@ -453,6 +453,27 @@ impl User {
         .await
     }
 
+    /// Orders (lumpsums, redemptions, switches) by id, `first` at a time after `after`.
+    async fn orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 200))] first: i32,
+        after: Option<ID>,
+    ) -> async_graphql::Result<OrderPage> {
+        read(
+            ctx,
+            format!(
+                "/v1/users/{}/orders{}",
+                self.user_id,
+                query(&[
+                    ("limit", Some(first.to_string())),
+                    ("after", after.map(|a| a.0)),
+                ])
+            ),
+        )
+        .await
+    }
+
     /// Instalments, newest first.
     async fn investments(
         &self,
@@ -563,6 +584,51 @@ pub struct Sip {
     effective_from: Option<String>,
     #[serde(default)]
     next_instalment: Option<NextInstalment>,
+}
+
+/// An order as `GET /v1/users/{id}/orders/{order_id}` serves it: money, units and NAVs as
+/// decimal strings, the execution's fields null until it executes.
+#[derive(SimpleObject, Deserialize)]
+pub struct Order {
+    order_id: i64,
+    kind: String,
+    scheme_code: i64,
+    target_scheme_code: Option<i64>,
+    amount: Option<String>,
+    units: Option<String>,
+    redeem_all: bool,
+    status: String,
+    received_at: String,
+    nav_date: String,
+    cancel_before: String,
+    executed_nav: Option<String>,
+    executed_units: Option<String>,
+    gross_amount: Option<String>,
+    stamp_duty: Option<String>,
+    exit_load: Option<String>,
+    stt: Option<String>,
+    net_amount: Option<String>,
+    realised_gain: Option<String>,
+    payout_date: Option<String>,
+    failure: Option<String>,
+}
+
+#[derive(SimpleObject, Deserialize)]
+pub struct OrderPage {
+    orders: Vec<Order>,
+    next_after: Option<i64>,
+}
+
+/// A new order, as `POST /v1/users/me/orders` takes it.
+#[derive(InputObject)]
+pub struct NewOrder {
+    /// purchase, redemption or switch.
+    kind: String,
+    scheme_code: i64,
+    target_scheme_code: Option<i64>,
+    amount: Option<String>,
+    units: Option<String>,
+    all: Option<bool>,
 }
 
 #[derive(SimpleObject, Deserialize)]
@@ -680,6 +746,50 @@ impl Mutation {
             ctx,
             "/v1/users/me/sips".to_string(),
             Some(body),
+            &idempotency_key,
+        )
+        .await
+    }
+
+    /// Places an order: a lumpsum purchase, a redemption or a switch (see the REST route).
+    async fn place_order(
+        &self,
+        ctx: &Context<'_>,
+        input: NewOrder,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Order> {
+        let mut body = json!({ "kind": input.kind, "scheme_code": input.scheme_code });
+        if let Some(target) = input.target_scheme_code {
+            body["target_scheme_code"] = json!(target);
+        }
+        for (key, value) in [("amount", input.amount), ("units", input.units)] {
+            if let Some(value) = value {
+                body[key] = Value::String(value);
+            }
+        }
+        if let Some(all) = input.all {
+            body["all"] = json!(all);
+        }
+        write(
+            ctx,
+            "/v1/users/me/orders".to_string(),
+            Some(body),
+            &idempotency_key,
+        )
+        .await
+    }
+
+    /// Cancels an order before its cut-off.
+    async fn cancel_order(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Order> {
+        write(
+            ctx,
+            format!("/v1/users/me/orders/{}/cancel", url_encode(&order_id.0)),
+            None,
             &idempotency_key,
         )
         .await

@@ -95,6 +95,16 @@ fn parameter(p: &str) -> (&str, &'static str, Value) {
             json!({"description": "a user id, or `me` for the caller",
                    "oneOf": [{"type": "integer", "format": "int64"}, {"const": "me"}]}),
         ),
+        "fy" => (
+            "fy",
+            "query",
+            json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$", "example": "2025-26"}),
+        ),
+        "format" => (
+            "format",
+            "query",
+            json!({"type": "string", "enum": ["json", "csv"]}),
+        ),
         "scheme_code" => (
             "scheme_code",
             "path",
@@ -249,6 +259,48 @@ pub fn document() -> Value {
         "sip_id",
         &["getSip", "amendSip", "changeSip"],
     );
+    let user_order = ["user_id", "order_id"];
+    let place_order = idempotent(
+        with_body(
+            op("placeOrder", "Place an order: a lumpsum purchase (amount, at least ₹100), a redemption (exactly one of amount, units or all: true; not more than is held and not already in waiting orders, else 422 naming the field), or a switch (a redemption whose proceeds buy target_scheme_code, of the same fund house). The response has the NAV date SEBI's cut-off gives (15:00 IST; liquid and overnight purchases 13:30 and the previous calendar day's NAV) and cancel_before. At most 20 orders waiting per user (409)", "orders", &["user_id"], "201"),
+            "NewOrder",
+            true,
+        ),
+        "places no second order",
+    );
+    let place_order = links(
+        returns(place_order, "201", "Order"),
+        "201",
+        "order_id",
+        "order_id",
+        &["getOrder", "cancelOrder"],
+    );
+    let list_orders = returns(
+        op("listOrders", "The user's orders by id, a page at a time (limit ≤ 200; next_after continues), each with its state (received, executed, failed, cancelled) and, once executed, NAV, units, charges, net amount, realised gain and payout date", "orders", &["user_id", "limit", "after"], "200"),
+        "200",
+        "OrderList",
+    );
+    let get_order = returns(
+        op("getOrder", "One order", "orders", &user_order, "200"),
+        "200",
+        "Order",
+    );
+    let cancel_order = also(
+        idempotent(
+            returns(
+                op("cancelOrder", "Cancel an order before its cut-off (cancel_before); after it, or once executed, failed or cancelled, a 409", "orders", &user_order, "200"),
+                "200",
+                "Order",
+            ),
+            "changes nothing more",
+        ),
+        "409",
+    );
+    let mut capital_gains = op("getCapitalGains", "The capital-gains statement of a financial year (fy, e.g. 2025-26; default the current one): every lot a redemption or switch consumed, first in first out, with purchase and sale dates and NAVs, units, purchase value, stamp duty, gross sale value, exit load, STT, cost of acquisition (grandfathered for equity units bought by 31-Jan-2018) and gain, short- or long-term by the scheme's tax class, and totals by class and term; format=csv gives the same as CSV for a tax preparer", "orders", &["user_id", "fy", "format"], "200");
+    capital_gains["responses"]["200"]["content"] = json!({
+        "application/json": {"schema": {"$ref": "#/components/schemas/CapitalGains"}},
+        "text/csv": {"schema": {"type": "string"}},
+    });
     let put_preferences = idempotent(
         with_body(
             op("putPreferences", "Set where notifications go (every field; what is left out is cleared): channels (webhook, email, sms, push) with the address each needs, quiet hours HH:MM and the IANA time zone they are read in. An unknown zone or a channel without its address is a 422", "notifications", &["user_id"], "200"),
@@ -346,6 +398,10 @@ pub fn document() -> Value {
             "/v1/users/{user_id}/sips": {"get": list_sips, "post": create_sip},
             "/v1/users/{user_id}/sips/{sip_id}": {"get": returns(op("getSip", "A SIP: its terms, effective_from, next_instalment, and its change history (newest first, at most 100)", "sips", &user_sip, "200"), "200", "ScheduledSip"), "patch": amend_sip},
             "/v1/users/{user_id}/sips/{sip_id}/{action}": {"post": change_sip},
+            "/v1/users/{user_id}/orders": {"get": list_orders, "post": place_order},
+            "/v1/users/{user_id}/orders/{order_id}": {"get": get_order},
+            "/v1/users/{user_id}/orders/{order_id}/cancel": {"post": cancel_order},
+            "/v1/users/{user_id}/capital-gains": {"get": capital_gains},
             "/v1/users/{user_id}/notifications": {"get": list_notifications},
             "/v1/users/{user_id}/notifications/{notification_id}/read": {"post": mark_read},
             "/v1/users/{user_id}/notification-preferences": {"get": op("getPreferences", "Where the user's notifications go (defaults when never set: webhook only, Asia/Kolkata)", "notifications", &["user_id"], "200"), "put": put_preferences},
@@ -375,6 +431,10 @@ const EMAIL: &str = "^[!-;=?-~]+@[!-\\-/-;=?A-~][!-;=?A-~]*\\.[!-;=?A-~]*[!-\\-/
 
 /// Decimal strings as the validation reads them: digits, no leading zero, at most 20 places.
 /// ₹100 to ₹1,00,00,000 with at most 2 significant places (a scheme may ask more: a 422).
+/// An order's amount: rupees with at most two places, above zero, within ₹1,00,00,000.
+const ORDER_AMOUNT: &str = "^(0\\.(0[1-9]|[1-9][0-9]?)0{0,18}|[1-9][0-9]{0,6}(\\.[0-9]{1,2}0{0,18})?|10000000(\\.0{1,20})?)$";
+/// Units: at most four places, above zero.
+const UNITS: &str = "^(0\\.[0-9]{0,3}[1-9]0{0,16}|[1-9][0-9]{0,11}(\\.[0-9]{1,4}0{0,16})?)$";
 const AMOUNT: &str = "^([1-9][0-9]{2,6}(\\.[0-9]{1,2}0{0,18})?|10000000(\\.0{1,20})?)$";
 const PERCENT: &str = "^(100(\\.0{1,20})?|(0|[1-9][0-9]?)(\\.[0-9]{1,20})?)$";
 /// A positive NAV or percentage below 10^14 with at most 4 significant places.
@@ -389,6 +449,30 @@ fn schemas() -> Value {
             "amount": {"type": "string", "pattern": AMOUNT, "description": "₹100 to ₹1,00,00,000, at most 2 places, within the scheme's SIP limits", "example": "1500.00"},
             "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "start_date": {"type": "string", "format": "date", "description": "today (IST) or later"},
             "end_date": {"type": "string", "format": "date", "description": "not before start_date"}, "step_up_pct": {"type": "string", "pattern": PERCENT, "example": "10"}}},
+        "NewOrder": {"type": "object", "additionalProperties": false, "required": ["kind", "scheme_code"], "properties": {
+            "kind": {"type": "string", "enum": ["purchase", "redemption", "switch"]},
+            "scheme_code": {"type": "integer", "format": "int64"},
+            "target_scheme_code": {"type": "integer", "format": "int64", "description": "a switch's target, same fund house"},
+            "amount": {"type": "string", "pattern": ORDER_AMOUNT, "description": "rupees, at most 2 places: a purchase's amount (at least ₹100, at most ₹1,00,00,000), or the value to redeem", "example": "5000.00"},
+            "units": {"type": "string", "pattern": UNITS, "description": "units to redeem or switch, at most 4 places", "example": "12.5"},
+            "all": {"type": "boolean", "description": "redeem or switch everything held"}}},
+        "Order": {"type": "object", "required": ["order_id", "user_id", "kind", "scheme_code", "status", "received_at", "nav_date", "cancel_before"], "properties": {
+            "order_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["purchase", "redemption", "switch"]},
+            "scheme_code": {"type": "integer"}, "target_scheme_code": {"type": ["integer", "null"]},
+            "amount": {"type": ["string", "null"]}, "units": {"type": ["string", "null"]}, "redeem_all": {"type": "boolean"},
+            "status": {"type": "string", "enum": ["received", "executed", "failed", "cancelled"]},
+            "received_at": {"type": "string", "format": "date-time"}, "nav_date": {"type": "string", "format": "date"},
+            "cancel_before": {"type": "string", "format": "date-time"},
+            "executed_nav": {"type": ["string", "null"]}, "executed_units": {"type": ["string", "null"]},
+            "gross_amount": {"type": ["string", "null"]}, "stamp_duty": {"type": ["string", "null"]}, "exit_load": {"type": ["string", "null"]},
+            "stt": {"type": ["string", "null"]}, "net_amount": {"type": ["string", "null"]}, "realised_gain": {"type": ["string", "null"]},
+            "payout_date": {"type": ["string", "null"], "format": "date"}, "target_nav": {"type": ["string", "null"]},
+            "target_units": {"type": ["string", "null"]}, "target_stamp_duty": {"type": ["string", "null"]},
+            "failure": {"type": ["string", "null"]}}},
+        "OrderList": {"type": "object", "required": ["orders"], "properties": {"orders": {"type": "array", "items": {"$ref": "#/components/schemas/Order"}}, "next_after": {"type": ["integer", "null"]}}},
+        "CapitalGains": {"type": "object", "required": ["user_id", "fy", "totals", "lots"], "properties": {
+            "user_id": {"type": "integer"}, "fy": {"type": "string"},
+            "totals": {"type": "array", "items": {"type": "object"}}, "lots": {"type": "array", "items": {"type": "object"}}}},
         "SipAmendment": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
             "amount": {"type": "string", "pattern": AMOUNT, "example": "2000.00"}, "step_up_pct": {"type": "string", "pattern": PERCENT, "example": "10"},
             "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "end_date": {"type": "string", "format": "date"}}},

@@ -92,6 +92,9 @@ pub enum Command {
     /// SIP mandates: PostgreSQL (the system of record) to the warehouse.
     #[command(subcommand)]
     Sips(SipsCommand),
+    /// Orders placed through the API (lumpsums, redemptions, switches): execution.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
     /// The scheme master's rules that NAV files do not carry.
     #[command(subcommand)]
     Schemes(SchemesCommand),
@@ -304,6 +307,25 @@ pub struct PublishArgs {
 pub enum SipsCommand {
     /// Write PostgreSQL's `sips` as the warehouse `sips` snapshot as of --date.
     Export(SipsExportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Execute the orders whose NAV date is --date against each person's lots (first in,
+    /// first out), write `orders` and `realized_gains`, and record the outcomes in
+    /// PostgreSQL. Runs after `sip execute` of the date and after the date's cut-off.
+    Execute(OrdersExecuteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrdersExecuteArgs {
+    /// The NAV date whose orders execute.
+    #[arg(long)]
+    pub date: NaiveDate,
+    #[command(flatten)]
+    pub warehouse: WarehouseArgs,
+    #[command(flatten)]
+    pub calendar: CalendarArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -706,6 +728,9 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         ),
         Command::Sips(SipsCommand::Export(args)) => {
             ("sips export", Some(args.date), None, &args.warehouse)
+        }
+        Command::Orders(OrdersCommand::Execute(args)) => {
+            ("orders execute", Some(args.date), None, &args.warehouse)
         }
         Command::Housekeeping(args) => ("housekeeping", None, None, &args.warehouse),
         Command::Schemes(SchemesCommand::Rules(args)) => {

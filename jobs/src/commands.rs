@@ -12,8 +12,8 @@ use crate::nav_ingest::NavInput;
 use crate::plumbing::exit::{self, NotABusinessDay};
 use crate::plumbing::postgres;
 use crate::{
-    debits_ingest, generate, nav_ingest, nav_sample, notify, portfolio_value, publish,
-    scheme_rules, sip_execute, sips_export, sql,
+    debits_ingest, generate, nav_ingest, nav_sample, notify, orders_execute, portfolio_value,
+    publish, scheme_rules, sip_execute, sips_export, sql,
 };
 
 /// Runs one subcommand; the row counts are what `job_runs` records. `clock` is "now" for the
@@ -50,6 +50,9 @@ pub async fn run(
         }
         Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
         Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url, clock).await,
+        Command::Orders(OrdersCommand::Execute(args)) => {
+            execute_orders(args, database_url, clock).await
+        }
         Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,
         Command::Debits(DebitsCommand::Ingest(args)) => ingest_debits(args).await,
         Command::Housekeeping(args) => keep_house(args, database_url).await,
@@ -368,6 +371,21 @@ async fn export_sips(
     let counts = job_runs::RowCounts::new(summary.sips, summary.sips);
     println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
     Ok(counts)
+}
+
+async fn execute_orders(
+    args: OrdersExecuteArgs,
+    database_url: Option<&str>,
+    clock: serving::Clock,
+) -> anyhow::Result<RowCounts> {
+    let started = Instant::now();
+    let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
+    let calendar = args.calendar.calendar()?;
+    let pool = connect(&required(database_url, "orders execute")?).await?;
+    let summary =
+        orders_execute::execute_orders(&warehouse, &pool, args.date, &calendar, clock).await?;
+    println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
+    Ok(RowCounts::new(summary.orders, summary.executed))
 }
 
 async fn set_scheme_rules(

@@ -15,6 +15,7 @@ pub mod job_runs;
 pub mod nav_ingest;
 pub mod nav_sample;
 pub mod notify;
+pub mod orders_execute;
 pub mod plumbing;
 pub mod portfolio_value;
 pub mod publish;

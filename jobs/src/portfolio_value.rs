@@ -222,6 +222,8 @@ async fn value_bucket(
     // Purchases read, for the summary: all of them (daily) or those since the checkpoint.
     let mut recent_count = 0;
     let (mut compacted_months, mut daily_files) = (0, 0);
+    // XIRR's extra flows for the orders' sales (daily mode only: hourly has no XIRR).
+    let mut adjustments = Vec::new();
     let (holdings, purchases) = match ctx.options.mode {
         ValuationMode::Daily => {
             let read = warehouse
@@ -234,7 +236,14 @@ async fn value_bucket(
                 .await?;
             compacted_months = read.compacted_months as u64;
             daily_files = read.daily_files as u64;
-            (holdings_from_purchases(&read.rows), read.rows)
+            let mut purchases = read.rows;
+            let orders = warehouse.order_flows(bucket, date).await?;
+            if !orders.flows.is_empty() {
+                purchases.extend(orders.flows);
+                purchases.sort_unstable();
+            }
+            adjustments = orders.adjustments;
+            (holdings_from_purchases(&purchases), purchases)
         }
         ValuationMode::Hourly => {
             // The latest checkpoint on or before the date.
@@ -253,7 +262,12 @@ async fn value_bucket(
                 .collect();
             let recent = warehouse.purchases(bucket, &since).await?;
             recent_count = recent.len();
-            let holdings = add_holdings(&base, holdings_from_purchases(&recent));
+            let mut holdings = add_holdings(&base, holdings_from_purchases(&recent));
+            // Order legs are not in the checkpoints: all of them, every hour.
+            let orders = warehouse.order_flows(bucket, date).await?;
+            if !orders.flows.is_empty() {
+                holdings = add_holdings(&holdings, holdings_from_purchases(&orders.flows));
+            }
             (holdings, Vec::new())
         }
     };
@@ -267,6 +281,7 @@ async fn value_bucket(
             users: &users,
             holdings: &holdings,
             purchases: &purchases,
+            cash_adjustments: &adjustments,
             navs: &ctx.navs,
             schemes: &ctx.schemes,
         });

@@ -211,6 +211,11 @@ pub struct ValuationInputs<'a> {
     pub holdings: &'a [Holding],
     /// Daily mode: every executed purchase up to `as_of`, sorted by (user, date, scheme).
     pub purchases: &'a [Purchase],
+    /// Daily mode: cash flows XIRR counts beside the purchases, with no units and no cost,
+    /// sorted by user (issue 36): a redemption is a purchase row taking out the cost of the
+    /// units sold, and here its net proceeds less that cost (`amount` is the negated flow,
+    /// as for purchases), so XIRR sees the proceeds the person received.
+    pub cash_adjustments: &'a [Purchase],
     pub navs: &'a NavLookup,
     pub schemes: &'a HashMap<i64, SchemeInfo>,
 }
@@ -331,6 +336,7 @@ struct UserValuation<'a> {
     user_id: i64,
     holdings: &'a [Holding],
     purchases: &'a [Purchase],
+    adjustments: &'a [Purchase],
 }
 
 impl UserValuation<'_> {
@@ -385,6 +391,7 @@ impl UserValuation<'_> {
         let mut flows: Vec<CashFlow> = self
             .purchases
             .iter()
+            .chain(self.adjustments)
             .filter(|p| scheme_code.is_none_or(|code| p.scheme_code == code))
             .map(|p| CashFlow {
                 date: p.nav_date,
@@ -590,7 +597,7 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
         out.charts
             .reserve(3 * inputs.holdings.len() + history * inputs.users.len());
     }
-    let (mut holding_cursor, mut purchase_cursor) = (0, 0);
+    let (mut holding_cursor, mut purchase_cursor, mut adjustment_cursor) = (0, 0, 0);
     for &user_id in inputs.users {
         let user = UserValuation {
             inputs,
@@ -599,6 +606,12 @@ pub fn value_portfolios(inputs: &ValuationInputs<'_>) -> Result<Valuation, Valua
             purchases: take_user(inputs.purchases, &mut purchase_cursor, user_id, |p| {
                 p.user_id
             }),
+            adjustments: take_user(
+                inputs.cash_adjustments,
+                &mut adjustment_cursor,
+                user_id,
+                |p| p.user_id,
+            ),
         };
         let lines = user.lines(&prices)?;
         let snapshot = user.snapshot(&lines);
@@ -768,6 +781,52 @@ mod tests {
         }
     }
 
+    /// ₹10,000 into 1,000 units at ₹10 on 1 Jan 2024; half sold at ₹12 on 1 Jan 2025 (366
+    /// days): the purchase row takes out their cost, ₹5,000, and the adjustment adds the
+    /// ₹1,000 more the person received; the other half is worth ₹6,000. Flows −10,000 then
+    /// +12,000 a year later: XIRR = 1.2^(365/366) − 1 = 0.19948…; counted at cost the sale
+    /// would give 1.1^(365/366) − 1 = 0.09973….
+    #[test]
+    fn a_redemption_counts_in_xirr_at_its_proceeds() {
+        let purchases = vec![
+            purchase(1, "2024-01-01", 100, 1_000_000, 10_000_000),
+            purchase(1, "2025-01-01", 100, -500_000, -5_000_000),
+        ];
+        let adjustments = vec![purchase(1, "2025-01-01", 100, -100_000, 0)];
+        let holdings = holdings_from_purchases(&purchases);
+        let mut navs = NavLookup::default();
+        navs.insert(100, d("2024-01-01"), nav("10"));
+        navs.insert(100, d("2025-01-01"), nav("12"));
+        navs.finish();
+        let value = |adjustments: &[Purchase]| {
+            value_portfolios(&ValuationInputs {
+                as_of: d("2025-01-01"),
+                mode: ValuationMode::Daily,
+                users: &[1],
+                holdings: &holdings,
+                purchases: &purchases,
+                cash_adjustments: adjustments,
+                navs: &navs,
+                schemes: &schemes(),
+            })
+            .unwrap()
+        };
+        let with = value(&adjustments);
+        let snapshot = &with.snapshots[0];
+        assert_eq!(snapshot.invested, Paise(500_000));
+        assert_eq!(snapshot.current_value, Paise(600_000));
+        let xirr = snapshot.xirr.unwrap();
+        assert!(
+            (xirr - (1.2_f64.powf(365.0 / 366.0) - 1.0)).abs() < 1e-9,
+            "{xirr}"
+        );
+        let at_cost = value(&[]).snapshots[0].xirr.unwrap();
+        assert!(
+            (at_cost - (1.1_f64.powf(365.0 / 366.0) - 1.0)).abs() < 1e-9,
+            "{at_cost}"
+        );
+    }
+
     #[test]
     fn market_value_rounds_half_up_at_the_paisa() {
         // 1.2345 units × ₹10.0005 = ₹12.34561725 → ₹12.35 (0.561… rounds up).
@@ -841,6 +900,7 @@ mod tests {
             users: &users,
             holdings: &holdings,
             purchases: &purchases,
+            cash_adjustments: &[],
             navs: &navs.unwrap_or(worked_navs),
             schemes: &schemes(),
         })
@@ -1071,6 +1131,7 @@ mod tests {
                 users: &without,
                 holdings: &holdings,
                 purchases: &purchases,
+                cash_adjustments: &[],
                 navs: &navs,
                 schemes: &schemes(),
             })

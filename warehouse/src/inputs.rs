@@ -11,6 +11,15 @@ use pipeline::valuation::Purchase;
 
 use crate::{Part, Table, Warehouse, WarehouseError};
 
+/// Executed order legs as valuation counts them (see [`Warehouse::order_flows`]).
+#[derive(Debug, Default)]
+pub struct OrderFlows {
+    /// Purchase rows: units and cost in (buys) or out (sales).
+    pub flows: Vec<Purchase>,
+    /// XIRR's extra flows: a sale's net proceeds less its cost.
+    pub adjustments: Vec<Purchase>,
+}
+
 impl Warehouse {
     /// The NAVs published on the dates in `[from, to]`.
     pub async fn nav_lookup(
@@ -94,6 +103,49 @@ impl Warehouse {
         self.read_daily_purchases(bucket, dates, &mut out).await?;
         out.sort_unstable();
         Ok(out)
+    }
+
+    /// The executed order legs of `bucket` run on or before `through` (issue 36), as
+    /// valuation counts them: a purchase or switch-in adds its units at its debit, a
+    /// redemption or switch-out takes its units out at what they had cost, so holdings and
+    /// invested (the cost of the units still held) come out right. Orders are few beside
+    /// SIP instalments, so every run reads them all rather than checkpointing them.
+    ///
+    /// With them, XIRR's adjustments: for each sale, its net proceeds less the cost it took
+    /// out (`amount` negated, as a purchase's), so XIRR counts what the person received.
+    pub async fn order_flows(
+        &self,
+        bucket: u32,
+        through: NaiveDate,
+    ) -> Result<OrderFlows, WarehouseError> {
+        let mut flows = Vec::new();
+        let mut adjustments = Vec::new();
+        for date in self.dates(Table::Orders).await? {
+            if date > through {
+                break;
+            }
+            let legs = self
+                .read_rows::<pipeline::orders::OrderOutcome>(Part::dated_bucket(date, bucket))
+                .await?
+                .unwrap_or_default();
+            for l in legs.into_iter().filter(|l| l.executed) {
+                let sign = if l.leg.buys() { 1 } else { -1 };
+                let row = |amount: i64, units: i64| Purchase {
+                    user_id: l.user_id,
+                    nav_date: l.nav_date,
+                    scheme_code: l.scheme_code,
+                    amount: pipeline::money::Paise(amount),
+                    units: pipeline::money::Units(units),
+                };
+                flows.push(row(sign * l.cost.0, sign * l.units.0));
+                if !l.leg.buys() {
+                    adjustments.push(row(-(l.net_amount.0 - l.cost.0), 0));
+                }
+            }
+        }
+        flows.sort_unstable();
+        adjustments.sort_unstable();
+        Ok(OrderFlows { flows, adjustments })
     }
 
     /// Every executed purchase of `bucket` run on one of `investment_dates` (the valuation's

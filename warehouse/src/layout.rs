@@ -45,10 +45,15 @@ pub enum Table {
     /// Notifications the serving store no longer keeps (`sipline housekeeping`), by the day
     /// they were created: the outbox's history, for the data team and for support.
     NotificationsArchive,
+    /// Orders executed (or failed) by `orders execute`, one row per leg, per run date and
+    /// bucket (issue 36).
+    Orders,
+    /// The pieces of lots the run's redemptions consumed, with their gains.
+    RealizedGains,
 }
 
 impl Table {
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 17] = [
         Table::Schemes,
         Table::Navs,
         Table::Users,
@@ -64,6 +69,8 @@ impl Table {
         Table::PortfolioLines,
         Table::PortfolioCharts,
         Table::NotificationsArchive,
+        Table::Orders,
+        Table::RealizedGains,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -83,6 +90,8 @@ impl Table {
             Table::PortfolioLines => "portfolio_lines",
             Table::PortfolioCharts => "portfolio_charts",
             Table::NotificationsArchive => "notifications_archive",
+            Table::Orders => "orders",
+            Table::RealizedGains => "realized_gains",
         }
     }
 
@@ -98,9 +107,12 @@ impl Table {
             | Table::PortfolioHourly
             | Table::PortfolioLines
             | Table::PortfolioCharts => Some("as_of"),
-            Table::DebitFailures | Table::Investments | Table::SipState | Table::SipEvents => {
-                Some("exec_date")
-            }
+            Table::DebitFailures
+            | Table::Investments
+            | Table::SipState
+            | Table::SipEvents
+            | Table::Orders
+            | Table::RealizedGains => Some("exec_date"),
             Table::NotificationsArchive => Some("created_on"),
         }
     }
@@ -145,6 +157,8 @@ impl Table {
             Table::PortfolioLines => schema::portfolio_lines_file_schema(),
             Table::PortfolioCharts => schema::portfolio_charts_file_schema(),
             Table::NotificationsArchive => notifications_archive_file_schema(),
+            Table::Orders => schema::orders_file_schema(),
+            Table::RealizedGains => schema::realized_gains_file_schema(),
         }
     }
 }

@@ -41,7 +41,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
-pub use inputs::{CheckpointSpan, PurchaseRead};
+pub use inputs::{CheckpointSpan, OrderFlows, PurchaseRead};
 pub use layout::{bucket_of, notifications_archive_file_schema, Layout, Part, Table, BUCKETS};
 pub use rows::{decode_all, ReadRow, TableRow};
 

@@ -8,6 +8,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
 use pipeline::holdings::Holding;
 use pipeline::nav::{NavRow, SchemeRow};
+use pipeline::orders::{OrderOutcome, RealizedGain};
 use pipeline::sip::{DebitFailure, Investment, Mandate, SipEvent, SipState};
 use pipeline::user::UserRow;
 use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
@@ -98,6 +99,18 @@ table_row!(
     PortfolioLine,
     PortfolioLines,
     schema::portfolio_lines_to_batch
+);
+table_row!(
+    OrderOutcome,
+    Orders,
+    schema::orders_to_batch,
+    schema::orders_from_batch
+);
+table_row!(
+    RealizedGain,
+    RealizedGains,
+    schema::realized_gains_to_batch,
+    schema::realized_gains_from_batch
 );
 table_row!(
     ChartPoint,

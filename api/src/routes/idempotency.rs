@@ -159,6 +159,10 @@ pub(super) async fn idempotent_writes(
                 Some("/v1/users/{user_id}/sips/{sip_id}/{action}")
             )
             | (
+                &Method::POST,
+                Some("/v1/users/{user_id}/orders/{order_id}/cancel")
+            )
+            | (
                 &Method::PUT,
                 Some("/v1/users/{user_id}/notification-preferences")
             )

@@ -13,6 +13,7 @@ mod me;
 mod navs;
 mod notifications;
 mod ops;
+mod orders;
 mod portfolio;
 mod preferences;
 mod schemes;
@@ -44,6 +45,7 @@ pub fn router(state: Shared) -> Router {
         .merge(portfolio::routes())
         .merge(investments::routes())
         .merge(sips::routes())
+        .merge(orders::routes())
         .merge(notifications::routes())
         .merge(preferences::routes())
         .merge(alerts::routes())

@@ -906,10 +906,13 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ("GET", "/v1/schemes/{scheme_code}/nav"),
         ("GET", "/v1/schemes/{scheme_code}/navs"),
         ("GET", "/v1/users/{user_id}/alerts"),
+        ("GET", "/v1/users/{user_id}/capital-gains"),
         ("GET", "/v1/users/{user_id}/charts/{graph_type}"),
         ("GET", "/v1/users/{user_id}/investments"),
         ("GET", "/v1/users/{user_id}/notification-preferences"),
         ("GET", "/v1/users/{user_id}/notifications"),
+        ("GET", "/v1/users/{user_id}/orders"),
+        ("GET", "/v1/users/{user_id}/orders/{order_id}"),
         ("GET", "/v1/users/{user_id}/portfolio"),
         ("GET", "/v1/users/{user_id}/portfolio/history"),
         ("GET", "/v1/users/{user_id}/sips"),
@@ -920,6 +923,8 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
             "POST",
             "/v1/users/{user_id}/notifications/{notification_id}/read",
         ),
+        ("POST", "/v1/users/{user_id}/orders"),
+        ("POST", "/v1/users/{user_id}/orders/{order_id}/cancel"),
         ("POST", "/v1/users/{user_id}/sips"),
         ("POST", "/v1/users/{user_id}/sips/{sip_id}/{action}"),
         ("PUT", "/v1/users/{user_id}/notification-preferences"),
@@ -936,6 +941,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
             .replace("{action}", "pause")
             .replace("{sip_id}", "1")
             .replace("{notification_id}", "1")
+            .replace("{order_id}", "1")
             .replace("{alert_id}", "1");
         let (status, _, body) = api
             .send(method.parse().unwrap(), &concrete, None, None)

@@ -321,3 +321,82 @@ async fn graphql_mutations_validate_and_replay_as_rest_does() {
         "{cancelled}"
     );
 }
+
+/// Orders through the subgraph (issue 36): `placeOrder` answers what the REST route answers
+/// (the NAV date the cut-off gives, replay by key), a redemption of nothing held is a
+/// `BAD_USER_INPUT` error naming the field, and `cancelOrder` cancels before the cut-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_places_replays_refuses_and_cancels_orders() {
+    let pg = Postgres::start().await;
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
+    // Wednesday 10 March 2027, noon IST: before the cut-off, so today's NAV.
+    let api = Api::start_at(&pg.url, "2027-03-10T12:00:00+05:30").await;
+    let token = hs256(&claims("auth0|graphql-orderer"));
+    let place = "mutation($input: NewOrder!, $key: String!) { placeOrder(input: $input, idempotencyKey: $key) \
+        { orderId kind status navDate cancelBefore amount } }";
+    let input = json!({ "kind": "purchase", "schemeCode": 119552, "amount": "5000" });
+    let (status, first) = graphql(
+        &api,
+        Some(&token),
+        place,
+        json!({ "input": input, "key": "o-1" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(first["errors"].is_null(), "{first}");
+    let order = &first["data"]["placeOrder"];
+    assert_eq!(order["status"], "received");
+    assert_eq!(order["navDate"], "2027-03-10", "{first}");
+    assert_eq!(order["amount"], "5000.00");
+    let (_, again) = graphql(
+        &api,
+        Some(&token),
+        place,
+        json!({ "input": input, "key": "o-1" }),
+    )
+    .await;
+    assert_eq!(
+        again["data"]["placeOrder"]["orderId"], order["orderId"],
+        "{again}"
+    );
+
+    let redeem = json!({ "kind": "redemption", "schemeCode": 119552, "units": "1" });
+    let (_, refused) = graphql(
+        &api,
+        Some(&token),
+        place,
+        json!({ "input": redeem, "key": "o-2" }),
+    )
+    .await;
+    let error = &refused["errors"][0];
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{refused}");
+    assert_eq!(
+        error["extensions"]["errors"][0]["field"], "units",
+        "{refused}"
+    );
+
+    let cancel = "mutation($id: ID!, $key: String!) { cancelOrder(orderId: $id, idempotencyKey: $key) { orderId status } }";
+    let id = order["orderId"].as_i64().unwrap().to_string();
+    let (_, cancelled) = graphql(
+        &api,
+        Some(&token),
+        cancel,
+        json!({ "id": id, "key": "c-1" }),
+    )
+    .await;
+    assert_eq!(
+        cancelled["data"]["cancelOrder"]["status"], "cancelled",
+        "{cancelled}"
+    );
+    let (_, listed) = graphql(
+        &api,
+        Some(&token),
+        "{ me { orders { orders { orderId status } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        listed["data"]["me"]["orders"]["orders"][0]["status"], "cancelled",
+        "{listed}"
+    );
+}

@@ -467,3 +467,346 @@ async fn an_unlisted_market_holiday_is_settled_by_the_next_days_file() {
     assert_eq!(money(&rows[0]["nav"]), money(&latest["nav"]), "{latest}");
     assert_eq!(kinds_for(&received, sip_id), vec!["sip_executed"]);
 }
+
+/// A money, units or NAV string in its smallest step: "10000.50" with `scale` 2 → 1000050.
+fn scaled(value: &Value, scale: u32) -> i64 {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"));
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let mut fraction = fraction.to_string();
+    assert!(fraction.len() <= scale as usize, "{text}");
+    while fraction.len() < scale as usize {
+        fraction.push('0');
+    }
+    let negative = whole.starts_with('-');
+    let magnitude = whole.trim_start_matches('-').parse::<i64>().unwrap() * 10_i64.pow(scale)
+        + fraction.parse::<i64>().unwrap_or(0);
+    if negative {
+        -magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// Money out (issue 36), a real person's path: buy a fund with a lumpsum, change one's mind
+/// about a second one before the cut-off, top up, redeem half of the first purchase before a
+/// fee falls due, see the NAV, the charges and the payout date, and hand the capital-gains
+/// statement to a tax preparer — through the real API, the nightly cron script (which now runs
+/// `orders execute` after `sip execute`) and the dispatcher. The sample NAV files price a
+/// scheme the same every day, so every figure below is worked out by hand from the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statement() {
+    let pg = Postgres::start().await;
+    let (night, received) = Night::start(&pg.url).await;
+    night.run("2026-06-01").await;
+
+    // Monday 1 June 2026, 19:00 IST: after the cut-off, so orders get Tuesday's NAV.
+    let api = Api::start_at(&pg.url, "2026-06-01T19:00:00+05:30").await;
+    let token = hs256(&claims("auth0|journey-money-out"));
+    let (status, found) = api
+        .get(
+            "/v1/schemes?q=axis%20large%20cap&open_for_sip=true",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let scheme_code = found["schemes"][0]["scheme_code"].as_i64().unwrap();
+    let (status, _, _) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/me/notification-preferences",
+            Some(&token),
+            Some(json!({ "channels": ["webhook"], "time_zone": "Asia/Kolkata" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Nothing held yet: a redemption is refused, naming the field.
+    let (status, refused) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "redemption", "scheme_code": scheme_code, "units": "1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "units", "{refused}");
+
+    let (status, lumpsum) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "purchase", "scheme_code": scheme_code, "amount": "10000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lumpsum}");
+    assert_eq!(lumpsum["status"], "received");
+    assert_eq!(
+        lumpsum["nav_date"], "2026-06-02",
+        "after the cut-off: the next business day"
+    );
+    // Cancellable until Tuesday's 15:00 IST cut-off.
+    assert!(
+        lumpsum["cancel_before"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-06-02T09:30:00"),
+        "{lumpsum}"
+    );
+    let lumpsum_id = lumpsum["order_id"].as_i64().unwrap();
+
+    // A second purchase, thought better of before the cut-off.
+    let (_, second) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "purchase", "scheme_code": scheme_code, "amount": "2000" }),
+        )
+        .await;
+    let second_id = second["order_id"].as_i64().unwrap();
+    let cancel = format!("/v1/users/me/orders/{second_id}/cancel");
+    let (status, cancelled) = api.post(&cancel, &token, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (status, again) = api.post(&cancel, &token, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+    // Tuesday night: the lumpsum executes at Tuesday's NAV; the cancelled one does not.
+    night.run("2026-06-02").await;
+    let (_, bought) = api
+        .get(&format!("/v1/users/me/orders/{lumpsum_id}"), Some(&token))
+        .await;
+    assert_eq!(bought["status"], "executed", "{bought}");
+    assert_eq!(bought["gross_amount"], "10000.00");
+    // 10,00,000 paise × 5 / 1,00,005 = 49.9975 → ₹0.50.
+    assert_eq!(bought["stamp_duty"], "0.50");
+    let nav = scaled(&bought["executed_nav"], 8);
+    let units = scaled(&bought["executed_units"], 4);
+    // ₹9,999.50 at the NAV, rounded down to three decimals.
+    let expected_units = (999_950_i128 * 1_000_000 * 1_000 / i128::from(nav)) as i64 * 10;
+    assert_eq!(units, expected_units, "{bought}");
+    let (_, second_after) = api
+        .get(&format!("/v1/users/me/orders/{second_id}"), Some(&token))
+        .await;
+    assert_eq!(second_after["status"], "cancelled");
+    let (_, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    assert_eq!(portfolio["as_of"], "2026-06-02", "{portfolio}");
+    assert_eq!(portfolio["invested"], "10000.00", "{portfolio}");
+
+    // Wednesday 3 June, 10:00 IST, before the cut-off: a top-up, and half of the first
+    // purchase redeemed (units held one day: the 1% exit load applies).
+    let api = Api::start_at(&pg.url, "2026-06-03T10:00:00+05:30").await;
+    let (status, top_up) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "purchase", "scheme_code": scheme_code, "amount": "5000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{top_up}");
+    assert_eq!(top_up["nav_date"], "2026-06-03");
+    let half = units / 2;
+    let (status, too_much) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "redemption", "scheme_code": scheme_code,
+                    "units": format!("{}.{:04}", (units + 10) / 10_000, (units + 10) % 10_000) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{too_much}");
+    assert_eq!(too_much["errors"][0]["field"], "units");
+    let (status, redemption) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "redemption", "scheme_code": scheme_code,
+                    "units": format!("{}.{:04}", half / 10_000, half % 10_000) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{redemption}");
+    assert_eq!(redemption["nav_date"], "2026-06-03");
+    let redemption_id = redemption["order_id"].as_i64().unwrap();
+
+    night.run("2026-06-03").await;
+    let (_, sold) = api
+        .get(
+            &format!("/v1/users/me/orders/{redemption_id}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(sold["status"], "executed", "{sold}");
+    // Gross: half the units at the (same) NAV; 1% exit load; STT 0.001%; paid T+2 business
+    // days after Wednesday's NAV: Friday 5 June.
+    let gross = ((i128::from(half) * i128::from(nav) + 5_000_000_000) / 10_000_000_000) as i64;
+    assert_eq!(scaled(&sold["gross_amount"], 2), gross, "{sold}");
+    let load = (gross + 50) / 100;
+    assert_eq!(scaled(&sold["exit_load"], 2), load, "{sold}");
+    let stt = (gross + 50_000) / 100_000;
+    assert_eq!(scaled(&sold["stt"], 2), stt, "{sold}");
+    assert_eq!(scaled(&sold["net_amount"], 2), gross - load - stt);
+    assert_eq!(sold["payout_date"], "2026-06-05", "{sold}");
+    // First in, first out: the half comes from the first lot, bought at the same NAV, so the
+    // gain is what the sale cost: the load and half of that lot's ₹0.50 stamp duty.
+    assert_eq!(scaled(&sold["realised_gain"], 2), -(load + 25), "{sold}");
+
+    // The portfolio: the cost of what is still held (the other half of the first lot, and
+    // the top-up).
+    let (_, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    assert_eq!(portfolio["as_of"], "2026-06-03");
+    assert_eq!(
+        scaled(&portfolio["invested"], 2),
+        1_500_000 - (gross + 25),
+        "{portfolio}"
+    );
+
+    // The capital-gains statement of FY 2026-27, as JSON and as CSV.
+    let (status, gains) = api
+        .get("/v1/users/me/capital-gains?fy=2026-27", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{gains}");
+    let lot = &gains["lots"][0];
+    assert_eq!(gains["lots"].as_array().unwrap().len(), 1, "{gains}");
+    assert_eq!(lot["purchase_date"], "2026-06-02");
+    assert_eq!(lot["sale_date"], "2026-06-03");
+    assert_eq!(lot["term"], "short");
+    assert_eq!(lot["tax_class"], "equity");
+    assert_eq!(scaled(&lot["units"], 4), half);
+    assert_eq!(scaled(&lot["gain"], 2), -(load + 25));
+    assert_eq!(gains["totals"][0]["term"], "short", "{gains}");
+    let (status, content_type, csv) = api
+        .send(
+            reqwest::Method::GET,
+            "/v1/users/me/capital-gains?fy=2026-27&format=csv",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    let csv = csv.as_str().unwrap().to_string();
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[0].starts_with("scheme_code,scheme_name,isin,tax_class,term"),
+        "{csv}"
+    );
+    assert!(lines[1].starts_with(&format!("{scheme_code},")), "{csv}");
+    assert!(lines[2].starts_with("TOTAL,,,equity,short,"), "{csv}");
+    let (_, last_year) = api
+        .get("/v1/users/me/capital-gains?fy=2025-26", Some(&token))
+        .await;
+    assert_eq!(last_year["lots"], json!([]), "{last_year}");
+
+    // The warehouse's rows agree with an oracle written from the rules alone: its FIFO over
+    // the executed legs (the lots bought, the units sold) gives the same pieces, money and
+    // terms as `realized_gains`.
+    let warehouse = warehouse::Warehouse::open(night.warehouse.to_str().unwrap()).unwrap();
+    let mut legs = Vec::new();
+    let mut realized = Vec::new();
+    for date in warehouse.dates(warehouse::Table::Orders).await.unwrap() {
+        for bucket in 0..warehouse::BUCKETS {
+            let part = warehouse::Part::dated_bucket(date, bucket);
+            legs.extend(
+                warehouse
+                    .read_rows::<pipeline::orders::OrderOutcome>(part)
+                    .await
+                    .unwrap()
+                    .unwrap_or_default(),
+            );
+            realized.extend(
+                warehouse
+                    .read_rows::<pipeline::orders::RealizedGain>(part)
+                    .await
+                    .unwrap()
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    let lots: Vec<_> = legs
+        .iter()
+        .filter(|l| l.executed && l.leg.buys())
+        .map(|l| crate::gains_oracle::OracleLot {
+            date: l.nav_date,
+            units: l.units.0,
+            nav: l.nav.unwrap().scaled(),
+            stamp_duty: l.stamp_duty.0,
+        })
+        .collect();
+    let sales: Vec<_> = legs
+        .iter()
+        .filter(|l| l.executed && !l.leg.buys())
+        .map(|l| crate::gains_oracle::OracleSale {
+            date: l.nav_date,
+            units: l.units.0,
+            nav: l.nav.unwrap().scaled(),
+        })
+        .collect();
+    assert_eq!((lots.len(), sales.len()), (2, 1));
+    let rules = crate::gains_oracle::OracleRules {
+        tax_class: crate::gains_oracle::TaxClass::Equity,
+        exit_load: vec![(365, 100)],
+        fmv_2018_01_31: None,
+    };
+    let (expected, totals) = crate::gains_oracle::oracle_gains(&lots, &sales, &rules).unwrap();
+    assert_eq!(realized.len(), expected.len());
+    for (ours, theirs) in realized.iter().zip(&expected) {
+        let l = &ours.lot;
+        assert_eq!(
+            (
+                l.purchase_date,
+                l.units.0,
+                l.purchase_value.0,
+                l.stamp_duty.0
+            ),
+            (
+                theirs.purchase_date,
+                theirs.units,
+                theirs.purchase_value,
+                theirs.stamp_duty
+            )
+        );
+        assert_eq!(
+            (
+                l.gross_sale_value.0,
+                l.exit_load.0,
+                l.stt.0,
+                l.cost.0,
+                l.gain.0
+            ),
+            (
+                theirs.gross_sale_value,
+                theirs.exit_load,
+                theirs.stt,
+                theirs.cost,
+                theirs.gain
+            )
+        );
+        assert_eq!(
+            l.term == pipeline::orders::lots::Term::Long,
+            theirs.term == crate::gains_oracle::Term::Long
+        );
+        assert_eq!(l.fy, theirs.fy);
+    }
+    assert_eq!(totals[0].net_proceeds, scaled(&sold["net_amount"], 2));
+
+    // Told by webhook: three executed orders (the lumpsum, the top-up, the redemption).
+    let told: Vec<(i64, String)> = received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|n| {
+            Some((
+                n["payload"]["order_id"].as_i64()?,
+                n["kind"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert!(
+        told.iter().all(|(_, kind)| kind == "order_executed"),
+        "{told:?}"
+    );
+    assert!(told.iter().any(|(id, _)| *id == redemption_id));
+}

@@ -8,6 +8,9 @@ mod copy_binary;
 mod crash;
 mod date_rules;
 mod debits;
+// The capital-gains oracle written from the rules alone (issue 36), shared with pipeline's tests.
+#[path = "../../../pipeline/tests/support/gains_oracle.rs"]
+mod gains_oracle;
 mod graphql;
 mod housekeeping;
 mod intraday;

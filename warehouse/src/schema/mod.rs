@@ -25,10 +25,12 @@ use pipeline::user::UserRow;
 use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
 
 mod nav;
+mod orders;
 mod sip;
 mod valuation;
 
 pub use nav::*;
+pub use orders::*;
 pub use sip::*;
 pub use valuation::*;
 

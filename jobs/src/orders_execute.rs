@@ -1,0 +1,565 @@
+//! `sipline orders execute --date D`: executes the orders whose NAV date is D (issue 36) —
+//! lumpsum purchases, redemptions and switches placed through the API — against each person's
+//! lots, first in first out, writes the warehouse's `orders` and `realized_gains` for D, and
+//! writes the outcome back to PostgreSQL (the orders' state, their realised gains for the
+//! capital-gains statement, and a notification each), in one transaction.
+//!
+//! * Inputs: PostgreSQL's orders of NAV date D not cancelled (fixed once D's cut-off has
+//!   passed: the job refuses to run before, exit 4, since they could still be cancelled);
+//!   D's NAVs; each person's lots from the warehouse — every executed SIP instalment (less
+//!   reversed ones) and every order leg executed before D. D's own SIP instalments count, so
+//!   the job waits for `sip execute` of D (exit 4 until its `investments` are published).
+//! * Rules: `pipeline::orders` (applicable NAV already fixed at placement; charges, FIFO,
+//!   gains, payout date). Orders of one person execute in the order placed, each seeing the
+//!   ones before. An order that cannot execute (more units than held, no NAV for its date,
+//!   a purchase too small for one unit step) fails with a reason and takes nothing.
+//! * Outputs: per bucket with orders, `realized_gains` then `orders` (the commit point);
+//!   then PostgreSQL. Re-running D gives the same bytes and the same rows: the inputs are the
+//!   same (orders of D cannot change after the cut-off, earlier legs are read only before D).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use pipeline::calendar::BusinessCalendar;
+use pipeline::money::{Nav, Paise, Units};
+use pipeline::orders::execute::{self, RedeemBy};
+use pipeline::orders::lots::{Lot, LotBook};
+use pipeline::orders::{payout_date, OrderLeg, OrderOutcome, RealizedGain, SchemeTerms};
+use pipeline::sip::{InstalmentStatus, Investment, NavLookup};
+use sqlx::{PgPool, Row};
+use warehouse::{bucket_of, Part, Table, Warehouse};
+
+use crate::plumbing::exit::JobFailure;
+
+const ORDERS_OF_DATE: &str = "SELECT o.order_id, o.user_id, o.kind, o.scheme_code, \
+       o.target_scheme_code, (o.amount * 100)::bigint AS amount_paise, \
+       (o.units * 10000)::bigint AS units_scaled, o.redeem_all, o.cancel_before, \
+       coalesce(s.category, '') AS category, s.scheme_name, s.isin_growth, s.unit_decimals, \
+       t.unit_decimals AS target_unit_decimals, o.nav_date \
+     FROM orders o JOIN schemes s ON s.scheme_code = o.scheme_code \
+       LEFT JOIN schemes t ON t.scheme_code = o.target_scheme_code \
+     WHERE o.executes_on = $1 AND o.status <> 'cancelled' ORDER BY o.order_id";
+
+const RECORD_OUTCOME: &str =
+    "UPDATE orders SET status = $2, executed_nav = $3::numeric / 100000000, \
+       executed_units = $4::numeric / 10000, gross_amount = $5::numeric / 100, \
+       stamp_duty = $6::numeric / 100, exit_load = $7::numeric / 100, stt = $8::numeric / 100, \
+       net_amount = $9::numeric / 100, realised_gain = $10::numeric / 100, payout_date = $11, \
+       target_nav = $12::numeric / 100000000, target_units = $13::numeric / 10000, \
+       target_stamp_duty = $14::numeric / 100, failure = $15, updated_at = now() \
+     WHERE order_id = $1";
+
+const CLEAR_GAINS: &str = "DELETE FROM realized_gains WHERE order_id = ANY($1)";
+
+const INSERT_GAIN: &str = "INSERT INTO realized_gains (order_id, seq, user_id, scheme_code, isin, \
+       tax_class, term, fy, purchase_date, purchase_nav, units, purchase_value, stamp_duty, \
+       sale_date, sale_nav, gross_sale_value, exit_load, stt, cost, gain) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric / 100000000, $11::numeric / 10000, \
+       $12::numeric / 100, $13::numeric / 100, $14, $15::numeric / 100000000, $16::numeric / 100, \
+       $17::numeric / 100, $18::numeric / 100, $19::numeric / 100, $20::numeric / 100)";
+
+/// One notification per outcome; the key makes a re-run add nothing.
+const NOTIFY_OUTCOME: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
+     SELECT 'order:' || order_id || ':' || status, user_id, 'order_' || status, \
+       jsonb_strip_nulls(jsonb_build_object('order_id', order_id, 'kind', kind, \
+         'scheme_code', scheme_code, 'target_scheme_code', target_scheme_code, \
+         'nav_date', nav_date, 'nav', sipline_nav_text(executed_nav), \
+         'units', executed_units::text, 'amount', gross_amount::text, \
+         'stamp_duty', stamp_duty::text, 'exit_load', exit_load::text, 'stt', stt::text, \
+         'net_amount', net_amount::text, 'payout_date', payout_date, 'failure', failure)) \
+     FROM orders WHERE order_id = ANY($1) ON CONFLICT (event_key) DO NOTHING";
+
+/// An order as placed, with what its execution needs of its schemes.
+#[derive(Debug, Clone)]
+struct PlacedOrder {
+    order_id: i64,
+    user_id: i64,
+    /// The date of the NAV it gets (fixed at placement).
+    nav_date: NaiveDate,
+    kind: String,
+    scheme_code: i64,
+    target_scheme_code: Option<i64>,
+    amount: Option<Paise>,
+    units: Option<Units>,
+    redeem_all: bool,
+    terms: SchemeTerms,
+    isin: Option<String>,
+    unit_decimals: i32,
+    target_unit_decimals: i32,
+}
+
+#[derive(Debug, Default)]
+pub struct OrdersSummary {
+    pub date: Option<NaiveDate>,
+    pub orders: u64,
+    pub executed: u64,
+    pub failed: u64,
+    pub realized_lots: u64,
+    pub buckets: u32,
+}
+
+impl fmt::Display for OrdersSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "orders execute ok: date={} orders={} executed={} failed={} realized_lots={} buckets={}",
+            self.date.map(|d| d.to_string()).unwrap_or_default(),
+            self.orders,
+            self.executed,
+            self.failed,
+            self.realized_lots,
+            self.buckets
+        )
+    }
+}
+
+pub async fn execute_orders(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    date: NaiveDate,
+    calendar: &BusinessCalendar,
+    clock: serving::Clock,
+) -> anyhow::Result<OrdersSummary> {
+    let orders = placed_orders(pool, date, clock).await?;
+    let mut summary = OrdersSummary {
+        date: Some(date),
+        orders: orders.len() as u64,
+        ..OrdersSummary::default()
+    };
+    if orders.is_empty() {
+        return Ok(summary);
+    }
+    // A week back covers a liquid purchase's NAV date over a long weekend.
+    let earliest = orders.iter().map(|o| o.nav_date).min().unwrap_or(date);
+    let navs = warehouse
+        .nav_lookup(earliest - chrono::Days::new(7), date)
+        .await?;
+    let mut by_bucket: BTreeMap<u32, Vec<PlacedOrder>> = BTreeMap::new();
+    for order in orders {
+        by_bucket
+            .entry(bucket_of(order.user_id))
+            .or_default()
+            .push(order);
+    }
+    let mut outcomes_all = Vec::new();
+    let mut gains_all = Vec::new();
+    for (bucket, orders) in &by_bucket {
+        let part = Part::dated_bucket(date, *bucket);
+        if calendar.is_business_day(date)
+            && !warehouse.is_published(Table::Investments, part).await?
+        {
+            return Err(JobFailure::MissingUpstream(format!(
+                "`sip execute --date {date}` has not published bucket {bucket}: orders of {date} \
+                 wait for the day's instalments"
+            ))
+            .into());
+        }
+        let wanted: HashSet<(i64, i64)> = orders
+            .iter()
+            .flat_map(|o| {
+                [Some(o.scheme_code), o.target_scheme_code]
+                    .into_iter()
+                    .flatten()
+                    .map(move |s| (o.user_id, s))
+            })
+            .collect();
+        let mut books = lot_books(warehouse, *bucket, date, &wanted).await?;
+        let mut outcomes = Vec::new();
+        let mut gains = Vec::new();
+        for order in orders {
+            let (legs, pieces) = execute_one(order, &navs, &mut books, calendar);
+            outcomes.extend(legs);
+            gains.extend(pieces);
+        }
+        // The gains first, the orders last: the `orders` marker says the bucket's run is whole.
+        warehouse.write_rows(part, &gains).await?;
+        warehouse.write_rows(part, &outcomes).await?;
+        summary.buckets += 1;
+        outcomes_all.extend(outcomes);
+        gains_all.extend(gains);
+    }
+    record_in_postgres(pool, &outcomes_all, &gains_all).await?;
+    let failed: HashSet<i64> = outcomes_all
+        .iter()
+        .filter(|o| !o.executed)
+        .map(|o| o.order_id)
+        .collect();
+    summary.failed = failed.len() as u64;
+    summary.executed = summary.orders - summary.failed;
+    summary.realized_lots = gains_all.len() as u64;
+    Ok(summary)
+}
+
+async fn placed_orders(
+    pool: &PgPool,
+    date: NaiveDate,
+    clock: serving::Clock,
+) -> anyhow::Result<Vec<PlacedOrder>> {
+    let rows = sqlx::query(ORDERS_OF_DATE)
+        .bind(date)
+        .fetch_all(pool)
+        .await
+        .context("reading the orders of the date")?;
+    let now = clock.now();
+    let mut orders = Vec::with_capacity(rows.len());
+    for row in rows {
+        let cancel_before: chrono::DateTime<chrono::Utc> = row.try_get("cancel_before")?;
+        if cancel_before > now {
+            return Err(JobFailure::MissingUpstream(format!(
+                "orders of {date} can be cancelled until {cancel_before}: run after it"
+            ))
+            .into());
+        }
+        let category: String = row.try_get("category")?;
+        let scheme_name: String = row.try_get("scheme_name")?;
+        orders.push(PlacedOrder {
+            order_id: row.try_get("order_id")?,
+            user_id: row.try_get("user_id")?,
+            nav_date: row.try_get("nav_date")?,
+            kind: row.try_get("kind")?,
+            scheme_code: row.try_get("scheme_code")?,
+            target_scheme_code: row.try_get("target_scheme_code")?,
+            amount: row.try_get::<Option<i64>, _>("amount_paise")?.map(Paise),
+            units: row.try_get::<Option<i64>, _>("units_scaled")?.map(Units),
+            redeem_all: row.try_get("redeem_all")?,
+            terms: SchemeTerms::for_scheme(&category, &scheme_name),
+            isin: row.try_get("isin_growth")?,
+            unit_decimals: row.try_get("unit_decimals")?,
+            target_unit_decimals: row
+                .try_get::<Option<i32>, _>("target_unit_decimals")?
+                .unwrap_or(pipeline::money::DEFAULT_UNIT_DECIMALS),
+        });
+    }
+    Ok(orders)
+}
+
+/// A holding's lots keyed by (allotment date, source — 0 a SIP instalment, 1 an order —,
+/// SIP or order id, due date), so their order is fixed whatever order the files come in.
+type LotsInOrder = BTreeMap<(NaiveDate, u8, i64, NaiveDate), Lot>;
+
+/// The lot books of `wanted` (user, scheme) pairs of a bucket as of the start of `date`'s
+/// orders: SIP instalments executed up to `date` (reversed ones removed) and order legs
+/// executed before `date`, in allotment order.
+async fn lot_books(
+    warehouse: &Warehouse,
+    bucket: u32,
+    date: NaiveDate,
+    wanted: &HashSet<(i64, i64)>,
+) -> anyhow::Result<HashMap<(i64, i64), LotBook>> {
+    let mut lots: HashMap<(i64, i64), LotsInOrder> = HashMap::new();
+    let mut redeemed: HashMap<(i64, i64), i64> = HashMap::new();
+    for exec_date in warehouse.dates(Table::Investments).await? {
+        if exec_date > date {
+            break;
+        }
+        let part = Part::dated_bucket(exec_date, bucket);
+        for row in warehouse
+            .read_rows::<Investment>(part)
+            .await?
+            .unwrap_or_default()
+        {
+            let key = (row.user_id, row.scheme_code);
+            if !wanted.contains(&key) {
+                continue;
+            }
+            let (Some(nav_date), Some(nav), Some(units)) = (row.nav_date, row.nav, row.units)
+            else {
+                continue;
+            };
+            let id = (nav_date, 0, row.sip_id, row.due_date);
+            match row.status {
+                InstalmentStatus::Executed => {
+                    lots.entry(key).or_default().insert(
+                        id,
+                        Lot {
+                            date: nav_date,
+                            units,
+                            nav,
+                            stamp_duty: row.stamp_duty,
+                        },
+                    );
+                }
+                // A returned debit takes its allotment back out.
+                InstalmentStatus::Reversed => {
+                    lots.entry(key).or_default().remove(&id);
+                }
+                InstalmentStatus::Pending | InstalmentStatus::Failed => {}
+            }
+        }
+    }
+    for exec_date in warehouse.dates(Table::Orders).await? {
+        if exec_date >= date {
+            break;
+        }
+        let part = Part::dated_bucket(exec_date, bucket);
+        for leg in warehouse
+            .read_rows::<OrderOutcome>(part)
+            .await?
+            .unwrap_or_default()
+        {
+            let key = (leg.user_id, leg.scheme_code);
+            if !leg.executed || !wanted.contains(&key) {
+                continue;
+            }
+            if leg.leg.buys() {
+                let Some(nav) = leg.nav else { continue };
+                lots.entry(key).or_default().insert(
+                    (leg.nav_date, 1, leg.order_id, leg.nav_date),
+                    Lot {
+                        date: leg.nav_date,
+                        units: leg.units,
+                        nav,
+                        stamp_duty: leg.stamp_duty,
+                    },
+                );
+            } else {
+                *redeemed.entry(key).or_default() += leg.units.0;
+            }
+        }
+    }
+    Ok(wanted
+        .iter()
+        .map(|key| {
+            let book_lots = lots
+                .remove(key)
+                .map(|l| l.into_values().collect())
+                .unwrap_or_default();
+            let sold = redeemed.get(key).copied().unwrap_or(0);
+            (*key, LotBook::new(book_lots, Units(sold)))
+        })
+        .collect())
+}
+
+/// Executes one order against the books: its legs (or its failure) and the pieces of lots
+/// it realised.
+fn execute_one(
+    order: &PlacedOrder,
+    navs: &NavLookup,
+    books: &mut HashMap<(i64, i64), LotBook>,
+    calendar: &BusinessCalendar,
+) -> (Vec<OrderOutcome>, Vec<RealizedGain>) {
+    let date = order.nav_date;
+    let blank = |leg: OrderLeg, scheme_code: i64| OrderOutcome {
+        order_id: order.order_id,
+        user_id: order.user_id,
+        scheme_code,
+        leg,
+        executed: true,
+        nav_date: date,
+        nav: None,
+        units: Units(0),
+        amount: Paise(0),
+        stamp_duty: Paise(0),
+        exit_load: Paise(0),
+        stt: Paise(0),
+        net_amount: Paise(0),
+        cost: Paise(0),
+        gain: Paise(0),
+        payout_date: None,
+        failure: None,
+    };
+    let main_leg = match order.kind.as_str() {
+        "purchase" => OrderLeg::Purchase,
+        "switch" => OrderLeg::SwitchOut,
+        _ => OrderLeg::Redemption,
+    };
+    let failed = |reason: &str| {
+        let mut leg = blank(main_leg, order.scheme_code);
+        leg.executed = false;
+        leg.failure = Some(reason.to_string());
+        (vec![leg], Vec::new())
+    };
+    // The NAV of the order's NAV date: exactly, on a business day; on a holiday (a liquid
+    // purchase's previous calendar day) the latest published on or before it, since AMFI's
+    // daily file carries business days only.
+    let nav_on = |scheme: i64| {
+        if calendar.is_business_day(date) {
+            navs.on(scheme, date)
+        } else {
+            navs.on_or_before(scheme, date)
+        }
+    };
+    let Some(nav) = nav_on(order.scheme_code) else {
+        return failed("no_nav");
+    };
+    let by = match (order.amount, order.units, order.redeem_all) {
+        (_, _, true) => RedeemBy::All,
+        (_, Some(units), _) => RedeemBy::Units(units),
+        (Some(amount), _, _) => RedeemBy::Amount(amount),
+        (None, None, false) => return failed("invalid_order"),
+    };
+    let source_key = (order.user_id, order.scheme_code);
+    let mut source = books.remove(&source_key).unwrap_or_default();
+    let result = match main_leg {
+        OrderLeg::Purchase => {
+            let amount = order.amount.unwrap_or(Paise(0));
+            execute::purchase(&mut source, amount, nav, date, order.unit_decimals).map(|a| {
+                let mut leg = blank(OrderLeg::Purchase, order.scheme_code);
+                leg.nav = Some(a.nav);
+                leg.units = a.units;
+                leg.amount = a.amount;
+                leg.stamp_duty = a.stamp_duty;
+                leg.net_amount = Paise(a.amount.0 - a.stamp_duty.0);
+                leg.cost = a.amount;
+                (vec![leg], Vec::new())
+            })
+        }
+        OrderLeg::Redemption => execute::redeem(
+            &mut source,
+            by,
+            nav,
+            date,
+            &order.terms,
+            order.unit_decimals,
+        )
+        .map(|r| {
+            let mut leg = sale_leg(blank(OrderLeg::Redemption, order.scheme_code), nav, &r);
+            leg.payout_date = Some(payout_date(date, order.terms.payout_days, calendar));
+            (vec![leg], gains_of(order, &r))
+        }),
+        OrderLeg::SwitchOut | OrderLeg::SwitchIn => {
+            let target = order.target_scheme_code.unwrap_or(order.scheme_code);
+            let Some(target_nav) = nav_on(target) else {
+                books.insert(source_key, source);
+                return failed("no_nav");
+            };
+            let target_key = (order.user_id, target);
+            let mut to = books.remove(&target_key).unwrap_or_default();
+            let switched = execute::switch(
+                &mut source,
+                &mut to,
+                by,
+                nav,
+                date,
+                &order.terms,
+                order.unit_decimals,
+                target_nav,
+                date,
+                order.target_unit_decimals,
+            );
+            books.insert(target_key, to);
+            switched.map(|(out, into)| {
+                let out_leg = sale_leg(blank(OrderLeg::SwitchOut, order.scheme_code), nav, &out);
+                let mut in_leg = blank(OrderLeg::SwitchIn, target);
+                in_leg.nav = Some(into.nav);
+                in_leg.units = into.units;
+                in_leg.amount = into.amount;
+                in_leg.stamp_duty = into.stamp_duty;
+                in_leg.net_amount = Paise(into.amount.0 - into.stamp_duty.0);
+                in_leg.cost = into.amount;
+                (vec![out_leg, in_leg], gains_of(order, &out))
+            })
+        }
+    };
+    books.insert(source_key, source);
+    match result {
+        Ok(done) => done,
+        Err(failure) => failed(failure.reason()),
+    }
+}
+
+/// A redemption leg's money from its execution.
+fn sale_leg(mut leg: OrderOutcome, nav: Nav, r: &execute::Redemption) -> OrderOutcome {
+    leg.nav = Some(nav);
+    leg.units = r.totals.units;
+    leg.amount = r.totals.gross;
+    leg.exit_load = r.totals.exit_load;
+    leg.stt = r.totals.stt;
+    leg.net_amount = r.totals.net_proceeds;
+    leg.cost = r.totals.cost;
+    leg.gain = Paise(r.pieces.iter().map(|p| p.gain.0).sum());
+    leg
+}
+
+fn gains_of(order: &PlacedOrder, r: &execute::Redemption) -> Vec<RealizedGain> {
+    r.pieces
+        .iter()
+        .enumerate()
+        .map(|(seq, lot)| RealizedGain {
+            order_id: order.order_id,
+            seq: seq as i32,
+            user_id: order.user_id,
+            scheme_code: order.scheme_code,
+            isin: order.isin.clone(),
+            tax_class: order.terms.tax_class,
+            lot: lot.clone(),
+        })
+        .collect()
+}
+
+/// The outcomes into PostgreSQL, all or nothing: each order's state and money, its realised
+/// gains (replaced), and one notification per outcome.
+async fn record_in_postgres(
+    pool: &PgPool,
+    outcomes: &[OrderOutcome],
+    gains: &[RealizedGain],
+) -> anyhow::Result<()> {
+    let mut legs: BTreeMap<i64, Vec<&OrderOutcome>> = BTreeMap::new();
+    for leg in outcomes {
+        legs.entry(leg.order_id).or_default().push(leg);
+    }
+    let ids: Vec<i64> = legs.keys().copied().collect();
+    let mut tx = pool.begin().await?;
+    for (order_id, legs) in &legs {
+        let main = legs[0];
+        let target = legs.iter().find(|l| l.leg == OrderLeg::SwitchIn);
+        sqlx::query(RECORD_OUTCOME)
+            .bind(order_id)
+            .bind(if main.executed { "executed" } else { "failed" })
+            .bind(main.nav.map(Nav::scaled))
+            .bind(main.executed.then_some(main.units.0))
+            .bind(main.executed.then_some(main.amount.0))
+            .bind(main.executed.then_some(main.stamp_duty.0))
+            .bind(main.executed.then_some(main.exit_load.0))
+            .bind(main.executed.then_some(main.stt.0))
+            .bind(main.executed.then_some(main.net_amount.0))
+            .bind((main.executed && !main.leg.buys()).then_some(main.gain.0))
+            .bind(main.payout_date)
+            .bind(target.and_then(|t| t.nav).map(Nav::scaled))
+            .bind(target.map(|t| t.units.0))
+            .bind(target.map(|t| t.stamp_duty.0))
+            .bind(main.failure.as_deref())
+            .execute(&mut *tx)
+            .await
+            .context("recording an order's outcome")?;
+    }
+    sqlx::query(CLEAR_GAINS)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    for g in gains {
+        let l = &g.lot;
+        sqlx::query(INSERT_GAIN)
+            .bind(g.order_id)
+            .bind(g.seq)
+            .bind(g.user_id)
+            .bind(g.scheme_code)
+            .bind(g.isin.as_deref())
+            .bind(g.tax_class.as_str())
+            .bind(l.term.as_str())
+            .bind(&l.fy)
+            .bind(l.purchase_date)
+            .bind(l.purchase_nav.scaled())
+            .bind(l.units.0)
+            .bind(l.purchase_value.0)
+            .bind(l.stamp_duty.0)
+            .bind(l.sale_date)
+            .bind(l.sale_nav.scaled())
+            .bind(l.gross_sale_value.0)
+            .bind(l.exit_load.0)
+            .bind(l.stt.0)
+            .bind(l.cost.0)
+            .bind(l.gain.0)
+            .execute(&mut *tx)
+            .await
+            .context("recording a realised gain")?;
+    }
+    sqlx::query(NOTIFY_OUTCOME)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
