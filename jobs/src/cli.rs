@@ -363,7 +363,9 @@ pub struct DebitsIngestArgs {
 
 #[derive(Debug, Args)]
 pub struct SchemeRulesArgs {
-    /// The rules file (CSV with the header `scheme_code,unit_decimals`).
+    /// The rules file: CSV with the header `scheme_code,unit_decimals`, or with the order
+    /// terms too, `scheme_code,unit_decimals,exit_load,tax_class,payout_days,min_redemption`
+    /// (an empty field keeps the category default; the terms need --database-url).
     #[arg(long)]
     pub input: std::path::PathBuf,
     #[command(flatten)]

@@ -26,7 +26,9 @@ use pipeline::calendar::BusinessCalendar;
 use pipeline::money::{Nav, Paise, Units};
 use pipeline::orders::execute::{self, RedeemBy};
 use pipeline::orders::lots::{Lot, LotBook};
-use pipeline::orders::{payout_date, OrderLeg, OrderOutcome, RealizedGain, SchemeTerms};
+use pipeline::orders::{
+    fmv, payout_date, ExitLoad, OrderLeg, OrderOutcome, RealizedGain, SchemeTerms, TaxClass,
+};
 use pipeline::sip::{InstalmentStatus, Investment, NavLookup};
 use sqlx::{PgPool, Row};
 use warehouse::{bucket_of, Part, Table, Warehouse};
@@ -37,7 +39,8 @@ const ORDERS_OF_DATE: &str = "SELECT o.order_id, o.user_id, o.kind, o.scheme_cod
        o.target_scheme_code, (o.amount * 100)::bigint AS amount_paise, \
        (o.units * 10000)::bigint AS units_scaled, o.redeem_all, o.cancel_before, \
        coalesce(s.category, '') AS category, s.scheme_name, s.isin_growth, s.unit_decimals, \
-       t.unit_decimals AS target_unit_decimals, o.nav_date \
+       t.unit_decimals AS target_unit_decimals, o.nav_date, \
+       s.exit_load, s.tax_class, s.payout_days \
      FROM orders o JOIN schemes s ON s.scheme_code = o.scheme_code \
        LEFT JOIN schemes t ON t.scheme_code = o.target_scheme_code \
      WHERE o.executes_on = $1 AND o.status <> 'cancelled' ORDER BY o.order_id";
@@ -214,18 +217,35 @@ async fn placed_orders(
         }
         let category: String = row.try_get("category")?;
         let scheme_name: String = row.try_get("scheme_name")?;
+        let scheme_code: i64 = row.try_get("scheme_code")?;
+        let isin: Option<String> = row.try_get("isin_growth")?;
+        let mut terms = SchemeTerms::for_scheme(&category, &scheme_name);
+        // `schemes rules` overrides the category's defaults where it says something.
+        if let Some(text) = row.try_get::<Option<String>, _>("exit_load")? {
+            terms.exit_load = ExitLoad::parse(&text)
+                .map_err(|e| anyhow::anyhow!("schemes.exit_load of {scheme_code}: {e}"))?;
+        }
+        if let Some(class) = row.try_get::<Option<String>, _>("tax_class")? {
+            terms.tax_class = TaxClass::parse(&class)
+                .ok_or_else(|| anyhow::anyhow!("schemes.tax_class of {scheme_code}: {class}"))?;
+        }
+        if let Some(days) = row.try_get::<Option<i32>, _>("payout_days")? {
+            terms.payout_days = days.unsigned_abs();
+        }
+        // Units bought by 31-Jan-2018 are grandfathered at that day's NAV (equity only).
+        terms.fmv_2018_01_31 = fmv::nav_on_31_jan_2018(scheme_code, isin.as_deref());
         orders.push(PlacedOrder {
             order_id: row.try_get("order_id")?,
             user_id: row.try_get("user_id")?,
             nav_date: row.try_get("nav_date")?,
             kind: row.try_get("kind")?,
-            scheme_code: row.try_get("scheme_code")?,
+            scheme_code,
             target_scheme_code: row.try_get("target_scheme_code")?,
             amount: row.try_get::<Option<i64>, _>("amount_paise")?.map(Paise),
             units: row.try_get::<Option<i64>, _>("units_scaled")?.map(Units),
             redeem_all: row.try_get("redeem_all")?,
-            terms: SchemeTerms::for_scheme(&category, &scheme_name),
-            isin: row.try_get("isin_growth")?,
+            terms,
+            isin,
             unit_decimals: row.try_get("unit_decimals")?,
             target_unit_decimals: row
                 .try_get::<Option<i32>, _>("target_unit_decimals")?

@@ -65,7 +65,7 @@ const ORDER_COLUMNS: &str = "order_id, user_id, kind, scheme_code, target_scheme
 
 /// What an order needs to know of a scheme.
 const SCHEME_ORDER_RULES: &str = "SELECT sipline_open_ended(scheme_type) AS open, \
-            coalesce(category, '') AS category, fund_house \
+            coalesce(category, '') AS category, fund_house, min_redemption::text AS min_redemption \
      FROM schemes WHERE scheme_code = $1";
 
 /// Units of the scheme the latest publication shows held, less those that orders already
@@ -132,6 +132,8 @@ struct SchemeOrderRules {
     open: bool,
     category: String,
     fund_house: Option<String>,
+    /// The smallest redemption (`schemes rules`), except of everything held.
+    min_redemption: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -306,6 +308,7 @@ async fn place_order(
         );
     }
     let mut rule = NavRule::Standard;
+    let mut min_redemption: Option<Decimal> = None;
     match order.scheme_code {
         None => fail(&mut errors, "scheme_code", "required"),
         Some(code) => {
@@ -323,6 +326,10 @@ async fn place_order(
                         fail(&mut errors, "scheme_code", "the scheme is not open-ended");
                     }
                     rule = NavRule::for_category(&rules.category);
+                    min_redemption = rules
+                        .min_redemption
+                        .as_deref()
+                        .and_then(|m| Decimal::from_str(m).ok());
                     if let Some(target) = order.target_scheme_code.filter(|_| switch) {
                         let to: Option<SchemeOrderRules> = timed(
                             &state,
@@ -390,6 +397,14 @@ async fn place_order(
                             "units",
                             &format!("more than the {held} units held"),
                         );
+                    } else if let (Some(min), Some(nav)) = (min_redemption, nav) {
+                        if u * nav < min {
+                            fail(
+                                &mut errors,
+                                "units",
+                                &format!("worth less than the scheme's minimum redemption, ₹{min}"),
+                            );
+                        }
                     }
                 } else if let (Some(Some(a)), Some(nav)) = (amount, nav) {
                     if a > held * nav {
@@ -397,6 +412,12 @@ async fn place_order(
                             &mut errors,
                             "amount",
                             "more than the holding is worth at the latest NAV",
+                        );
+                    } else if min_redemption.is_some_and(|min| a < min) {
+                        fail(
+                            &mut errors,
+                            "amount",
+                            "below the scheme's minimum redemption",
                         );
                     }
                 }

@@ -521,6 +521,29 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    // The scheme's own terms, where the category's defaults (1% within a year, T+2) are not
+    // its registrar's: 0.5% within 30 days, paid T+3, at least ₹500 a redemption.
+    let rules = night.warehouse.with_file_name("rules.csv");
+    std::fs::write(
+        &rules,
+        format!(
+            "scheme_code,unit_decimals,exit_load,tax_class,payout_days,min_redemption\n\
+             {scheme_code},3,30:50,equity,3,500\n"
+        ),
+    )
+    .unwrap();
+    sipline_async(&[
+        "schemes",
+        "rules",
+        "--input",
+        rules.to_str().unwrap(),
+        "--warehouse",
+        night.warehouse.to_str().unwrap(),
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
 
     // Nothing held yet: a redemption is refused, naming the field.
     let (status, refused) = api
@@ -617,6 +640,15 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{too_much}");
     assert_eq!(too_much["errors"][0]["field"], "units");
+    let (status, too_little) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "redemption", "scheme_code": scheme_code, "amount": "100" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{too_little}");
+    assert_eq!(too_little["errors"][0]["field"], "amount", "{too_little}");
     let (status, redemption) = api
         .post(
             "/v1/users/me/orders",
@@ -637,16 +669,16 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
         )
         .await;
     assert_eq!(sold["status"], "executed", "{sold}");
-    // Gross: half the units at the (same) NAV; 1% exit load; STT 0.001%; paid T+2 business
-    // days after Wednesday's NAV: Friday 5 June.
+    // Gross: half the units at the (same) NAV; the scheme's 0.5% exit load; STT 0.001%; paid
+    // T+3 business days after Wednesday's NAV: Monday 8 June.
     let gross = ((i128::from(half) * i128::from(nav) + 5_000_000_000) / 10_000_000_000) as i64;
     assert_eq!(scaled(&sold["gross_amount"], 2), gross, "{sold}");
-    let load = (gross + 50) / 100;
+    let load = (gross * 50 + 5_000) / 10_000;
     assert_eq!(scaled(&sold["exit_load"], 2), load, "{sold}");
     let stt = (gross + 50_000) / 100_000;
     assert_eq!(scaled(&sold["stt"], 2), stt, "{sold}");
     assert_eq!(scaled(&sold["net_amount"], 2), gross - load - stt);
-    assert_eq!(sold["payout_date"], "2026-06-05", "{sold}");
+    assert_eq!(sold["payout_date"], "2026-06-08", "{sold}");
     // First in, first out: the half comes from the first lot, bought at the same NAV, so the
     // gain is what the sale cost: the load and half of that lot's ₹0.50 stamp duty.
     assert_eq!(scaled(&sold["realised_gain"], 2), -(load + 25), "{sold}");
@@ -746,7 +778,7 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
     assert_eq!((lots.len(), sales.len()), (2, 1));
     let rules = crate::gains_oracle::OracleRules {
         tax_class: crate::gains_oracle::TaxClass::Equity,
-        exit_load: vec![(365, 100)],
+        exit_load: vec![(30, 50)],
         fmv_2018_01_31: None,
     };
     let (expected, totals) = crate::gains_oracle::oracle_gains(&lots, &sales, &rules).unwrap();

@@ -8,6 +8,7 @@
 //! amended by the Finance (No. 2) Act 2024.
 
 pub mod execute;
+pub mod fmv;
 pub mod lots;
 pub mod statement;
 
