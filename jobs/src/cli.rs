@@ -311,9 +311,10 @@ pub enum SipsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OrdersCommand {
-    /// Execute the orders whose NAV date is --date against each person's lots (first in,
-    /// first out), write `orders` and `realized_gains`, and record the outcomes in
-    /// PostgreSQL. Runs after `sip execute` of the date and after the date's cut-off.
+    /// Execute the orders due by --date (their NAV date, or a liquid purchase's next day;
+    /// still waiting ones from before too) against each person's lots (first in, first out),
+    /// write `orders` and `realized_gains`, and record the outcomes in PostgreSQL. Runs after
+    /// `sip execute` of the date and after the date's cut-off (15:00 IST).
     Execute(OrdersExecuteArgs),
 }
 

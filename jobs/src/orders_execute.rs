@@ -1,21 +1,27 @@
-//! `sipline orders execute --date D`: executes the orders whose NAV date is D (issue 36) —
-//! lumpsum purchases, redemptions and switches placed through the API — against each person's
-//! lots, first in first out, writes the warehouse's `orders` and `realized_gains` for D, and
-//! writes the outcome back to PostgreSQL (the orders' state, their realised gains for the
-//! capital-gains statement, and a notification each), in one transaction.
+//! `sipline orders execute --date D`: executes the orders due by D (issue 36) — lumpsum
+//! purchases, redemptions and switches placed through the API, each due on its `executes_on`
+//! (its NAV date, or a liquid purchase's next day) — against each person's lots, first in
+//! first out, writes the warehouse's `orders` and `realized_gains` for D, and writes the
+//! outcome back to PostgreSQL (the orders' state, their realised gains for the capital-gains
+//! statement, and a notification each), in one transaction.
 //!
-//! * Inputs: PostgreSQL's orders of NAV date D not cancelled (fixed once D's cut-off has
-//!   passed: the job refuses to run before, exit 4, since they could still be cancelled);
-//!   D's NAVs; each person's lots from the warehouse — every executed SIP instalment (less
-//!   reversed ones) and every order leg executed before D. D's own SIP instalments count, so
-//!   the job waits for `sip execute` of D (exit 4 until its `investments` are published).
-//! * Rules: `pipeline::orders` (applicable NAV already fixed at placement; charges, FIFO,
-//!   gains, payout date). Orders of one person execute in the order placed, each seeing the
-//!   ones before. An order that cannot execute (more units than held, no NAV for its date,
-//!   a purchase too small for one unit step) fails with a reason and takes nothing.
+//! * Inputs: PostgreSQL's orders due by D still waiting, and on a re-run those D settled
+//!   (`executed_on`, migration 0025) — fixed once D's cut-off (15:00 IST) has passed, so the
+//!   job refuses to run before it (exit 4). NAVs: the order's NAV date's; a business day with
+//!   no NAV file at all while a later one exists was a market holiday nobody listed, and the
+//!   next NAV date's NAV applies (SEBI's next business day); a liquid purchase's non-business
+//!   NAV date takes the latest NAV on or before it (AMFI's daily file has no weekend NAVs).
+//!   Each person's lots come from the warehouse — every executed SIP instalment (less reversed
+//!   ones) and every order leg executed before D. D's own SIP instalments count, so the job
+//!   waits for `sip execute` of D (exit 4 until its `investments` are published).
+//! * Rules: `pipeline::orders` (charges, FIFO, gains, payout date). Orders of one person
+//!   execute in the order placed, each seeing the ones before. An order that cannot execute
+//!   (more units than held, a purchase too small for one unit step) fails with a reason and
+//!   takes nothing; one whose scheme has no NAV for its date yet waits, and fails `no_nav`
+//!   after 30 days.
 //! * Outputs: per bucket with orders, `realized_gains` then `orders` (the commit point);
 //!   then PostgreSQL. Re-running D gives the same bytes and the same rows: the inputs are the
-//!   same (orders of D cannot change after the cut-off, earlier legs are read only before D).
+//!   same (orders cannot change after their cut-off, earlier legs are read only before D).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -43,7 +49,9 @@ const ORDERS_OF_DATE: &str = "SELECT o.order_id, o.user_id, o.kind, o.scheme_cod
        s.exit_load, s.tax_class, s.payout_days \
      FROM orders o JOIN schemes s ON s.scheme_code = o.scheme_code \
        LEFT JOIN schemes t ON t.scheme_code = o.target_scheme_code \
-     WHERE o.executes_on = $1 AND o.status <> 'cancelled' ORDER BY o.order_id";
+     WHERE o.status <> 'cancelled' \
+       AND ((o.executes_on <= $1 AND o.status = 'received') OR o.executed_on = $1) \
+     ORDER BY o.order_id";
 
 const RECORD_OUTCOME: &str =
     "UPDATE orders SET status = $2, executed_nav = $3::numeric / 100000000, \
@@ -51,7 +59,8 @@ const RECORD_OUTCOME: &str =
        stamp_duty = $6::numeric / 100, exit_load = $7::numeric / 100, stt = $8::numeric / 100, \
        net_amount = $9::numeric / 100, realised_gain = $10::numeric / 100, payout_date = $11, \
        target_nav = $12::numeric / 100000000, target_units = $13::numeric / 10000, \
-       target_stamp_duty = $14::numeric / 100, failure = $15, updated_at = now() \
+       target_stamp_duty = $14::numeric / 100, failure = $15, nav_date = $16, \
+       executed_on = $17, updated_at = now() \
      WHERE order_id = $1";
 
 const CLEAR_GAINS: &str = "DELETE FROM realized_gains WHERE order_id = ANY($1)";
@@ -99,6 +108,8 @@ pub struct OrdersSummary {
     pub orders: u64,
     pub executed: u64,
     pub failed: u64,
+    /// Orders whose scheme has no NAV for their date yet: they wait for a later run.
+    pub waiting: u64,
     pub realized_lots: u64,
     pub buckets: u32,
 }
@@ -107,11 +118,12 @@ impl fmt::Display for OrdersSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "orders execute ok: date={} orders={} executed={} failed={} realized_lots={} buckets={}",
+            "orders execute ok: date={} orders={} executed={} failed={} waiting={} realized_lots={} buckets={}",
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.orders,
             self.executed,
             self.failed,
+            self.waiting,
             self.realized_lots,
             self.buckets
         )
@@ -125,6 +137,18 @@ pub async fn execute_orders(
     calendar: &BusinessCalendar,
     clock: serving::Clock,
 ) -> anyhow::Result<OrdersSummary> {
+    // Orders of D can be placed or cancelled until its cut-off: before it, they are not fixed.
+    let cut_off = date
+        .and_time(pipeline::orders::CUT_OFF)
+        .and_local_timezone(serving::clock::ist())
+        .single()
+        .map(|t| t.with_timezone(&chrono::Utc));
+    if cut_off.is_some_and(|c| clock.now() < c) {
+        return Err(JobFailure::MissingUpstream(format!(
+            "the cut-off of {date} (15:00 IST) has not passed: orders can still be placed"
+        ))
+        .into());
+    }
     let orders = placed_orders(pool, date, clock).await?;
     let mut summary = OrdersSummary {
         date: Some(date),
@@ -139,6 +163,17 @@ pub async fn execute_orders(
     let navs = warehouse
         .nav_lookup(earliest - chrono::Days::new(7), date)
         .await?;
+    let nav_dates: Vec<NaiveDate> = warehouse
+        .dates(Table::Navs)
+        .await?
+        .into_iter()
+        .filter(|d| *d >= earliest && *d <= date)
+        .collect();
+    let prices = Prices {
+        navs: &navs,
+        nav_dates: &nav_dates,
+        run_date: date,
+    };
     let mut by_bucket: BTreeMap<u32, Vec<PlacedOrder>> = BTreeMap::new();
     for order in orders {
         by_bucket
@@ -172,7 +207,7 @@ pub async fn execute_orders(
         let mut outcomes = Vec::new();
         let mut gains = Vec::new();
         for order in orders {
-            let (legs, pieces) = execute_one(order, &navs, &mut books, calendar);
+            let (legs, pieces) = execute_one(order, &prices, &mut books, calendar);
             outcomes.extend(legs);
             gains.extend(pieces);
         }
@@ -183,14 +218,16 @@ pub async fn execute_orders(
         outcomes_all.extend(outcomes);
         gains_all.extend(gains);
     }
-    record_in_postgres(pool, &outcomes_all, &gains_all).await?;
+    record_in_postgres(pool, date, &outcomes_all, &gains_all).await?;
+    let settled: HashSet<i64> = outcomes_all.iter().map(|o| o.order_id).collect();
     let failed: HashSet<i64> = outcomes_all
         .iter()
         .filter(|o| !o.executed)
         .map(|o| o.order_id)
         .collect();
     summary.failed = failed.len() as u64;
-    summary.executed = summary.orders - summary.failed;
+    summary.executed = (settled.len() - failed.len()) as u64;
+    summary.waiting = summary.orders - settled.len() as u64;
     summary.realized_lots = gains_all.len() as u64;
     Ok(summary)
 }
@@ -352,15 +389,52 @@ async fn lot_books(
         .collect())
 }
 
+/// The NAVs a run prices orders with.
+struct Prices<'a> {
+    navs: &'a NavLookup,
+    /// Dates with a NAV file, from the earliest order's NAV date to the run's.
+    nav_dates: &'a [NaiveDate],
+    run_date: NaiveDate,
+}
+
+/// Days an order waits for its scheme's NAV before it fails `no_nav`.
+const NO_NAV_AFTER_DAYS: i64 = 30;
+
+impl Prices<'_> {
+    /// The date whose NAV an order of NAV date `date` gets: itself, or, when it was a
+    /// business day without any NAV file and a later file exists (a market holiday nobody
+    /// listed), the next NAV date.
+    fn settled_date(&self, date: NaiveDate, calendar: &BusinessCalendar) -> NaiveDate {
+        if !calendar.is_business_day(date) || self.nav_dates.contains(&date) {
+            return date;
+        }
+        self.nav_dates
+            .iter()
+            .copied()
+            .find(|d| *d > date)
+            .unwrap_or(date)
+    }
+
+    /// The scheme's NAV of `date`: exactly, on a business day; on a non-business day (a
+    /// liquid purchase's previous calendar day) the latest published on or before it.
+    fn nav(&self, scheme: i64, date: NaiveDate, calendar: &BusinessCalendar) -> Option<Nav> {
+        if calendar.is_business_day(date) {
+            self.navs.on(scheme, date)
+        } else {
+            self.navs.on_or_before(scheme, date)
+        }
+    }
+}
+
 /// Executes one order against the books: its legs (or its failure) and the pieces of lots
-/// it realised.
+/// it realised; nothing for an order still waiting for its NAV.
 fn execute_one(
     order: &PlacedOrder,
-    navs: &NavLookup,
+    prices: &Prices<'_>,
     books: &mut HashMap<(i64, i64), LotBook>,
     calendar: &BusinessCalendar,
 ) -> (Vec<OrderOutcome>, Vec<RealizedGain>) {
-    let date = order.nav_date;
+    let date = prices.settled_date(order.nav_date, calendar);
     let blank = |leg: OrderLeg, scheme_code: i64| OrderOutcome {
         order_id: order.order_id,
         user_id: order.user_id,
@@ -391,18 +465,14 @@ fn execute_one(
         leg.failure = Some(reason.to_string());
         (vec![leg], Vec::new())
     };
-    // The NAV of the order's NAV date: exactly, on a business day; on a holiday (a liquid
-    // purchase's previous calendar day) the latest published on or before it, since AMFI's
-    // daily file carries business days only.
-    let nav_on = |scheme: i64| {
-        if calendar.is_business_day(date) {
-            navs.on(scheme, date)
-        } else {
-            navs.on_or_before(scheme, date)
-        }
-    };
+    let nav_on = |scheme: i64| prices.nav(scheme, date, calendar);
+    let waited_too_long = (prices.run_date - order.nav_date).num_days() > NO_NAV_AFTER_DAYS;
     let Some(nav) = nav_on(order.scheme_code) else {
-        return failed("no_nav");
+        return if waited_too_long {
+            failed("no_nav")
+        } else {
+            (Vec::new(), Vec::new())
+        };
     };
     let by = match (order.amount, order.units, order.redeem_all) {
         (_, _, true) => RedeemBy::All,
@@ -443,7 +513,11 @@ fn execute_one(
             let target = order.target_scheme_code.unwrap_or(order.scheme_code);
             let Some(target_nav) = nav_on(target) else {
                 books.insert(source_key, source);
-                return failed("no_nav");
+                return if waited_too_long {
+                    failed("no_nav")
+                } else {
+                    (Vec::new(), Vec::new())
+                };
             };
             let target_key = (order.user_id, target);
             let mut to = books.remove(&target_key).unwrap_or_default();
@@ -513,6 +587,7 @@ fn gains_of(order: &PlacedOrder, r: &execute::Redemption) -> Vec<RealizedGain> {
 /// gains (replaced), and one notification per outcome.
 async fn record_in_postgres(
     pool: &PgPool,
+    run_date: NaiveDate,
     outcomes: &[OrderOutcome],
     gains: &[RealizedGain],
 ) -> anyhow::Result<()> {
@@ -541,6 +616,8 @@ async fn record_in_postgres(
             .bind(target.map(|t| t.units.0))
             .bind(target.map(|t| t.stamp_duty.0))
             .bind(main.failure.as_deref())
+            .bind(main.nav_date)
+            .bind(run_date)
             .execute(&mut *tx)
             .await
             .context("recording an order's outcome")?;

@@ -238,21 +238,22 @@ pub async fn apply(
             changed += 1;
         }
     }
-    if changed > 0 {
-        let rows: Vec<SchemeRow> = by_code.into_values().collect();
-        warehouse.write_rows(Part::WHOLE, &rows).await?;
-    }
     let with_terms: Vec<(i64, &OrderTerms)> = rules
         .iter()
         .filter_map(|r| r.terms.as_ref().map(|t| (r.scheme_code, t)))
         .collect();
+    // Refused before anything is written: a bad run changes nothing.
+    if database.is_none() && !with_terms.is_empty() {
+        return Err(JobFailure::BadInput(format!(
+            "{file}: order terms are kept in PostgreSQL: give --database-url"
+        ))
+        .into());
+    }
+    if changed > 0 {
+        let rows: Vec<SchemeRow> = by_code.into_values().collect();
+        warehouse.write_rows(Part::WHOLE, &rows).await?;
+    }
     let database_rows_changed = match database {
-        None if !with_terms.is_empty() => {
-            return Err(JobFailure::BadInput(format!(
-                "{file}: order terms are kept in PostgreSQL: give --database-url"
-            ))
-            .into())
-        }
         None => None,
         Some(pool) => {
             let codes: Vec<i64> = rules.iter().map(|r| r.scheme_code).collect();

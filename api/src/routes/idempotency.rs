@@ -133,9 +133,9 @@ const TAKE_OVER_OR_CLAIM: &str =
 const RELEASE_KEY: &str =
     "DELETE FROM idempotency_keys WHERE user_id = $1 AND idem_key = $2 AND status IS NULL";
 
-/// `Idempotency-Key` for every mutating route but the two that create (SIPs and alerts keep
-/// the claim in their own transaction, see [`claim_or_replay`]): amend, pause, resume and
-/// cancel a SIP, set preferences, mark read, delete an alert. The same key and request answers
+/// `Idempotency-Key` for every mutating route but the three that create (SIPs, alerts and
+/// orders keep the claim in their own transaction, see [`claim_or_replay`]): amend, pause,
+/// resume and cancel a SIP, cancel an order, set preferences, mark read, delete an alert. The same key and request answers
 /// the stored response without running the change again; another request with the key is a
 /// 422; a refused request (4xx/5xx) releases its key, so a corrected retry goes through.
 pub(super) async fn idempotent_writes(

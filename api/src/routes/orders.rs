@@ -5,8 +5,9 @@
 //!
 //! An order gets the NAV date SEBI's cut-off rule gives at the instant it is received (the
 //! API's clock; `pipeline::orders::applicable_nav_date`), fixed then and shown at once with the
-//! instant until which it can be cancelled. `orders execute --date D` executes the orders of
-//! NAV date D and writes the outcome back here.
+//! instant until which it can be cancelled, and the date whose nightly run executes it
+//! (`executes_on`: the NAV date, or a liquid purchase's next day). `orders execute --date D`
+//! executes the orders due by D and writes the outcome back here.
 
 use std::str::FromStr;
 
@@ -65,7 +66,8 @@ const ORDER_COLUMNS: &str = "order_id, user_id, kind, scheme_code, target_scheme
 
 /// What an order needs to know of a scheme.
 const SCHEME_ORDER_RULES: &str = "SELECT sipline_open_ended(scheme_type) AS open, \
-            coalesce(category, '') AS category, fund_house, min_redemption::text AS min_redemption \
+            coalesce(category, '') AS category, fund_house, min_redemption::text AS min_redemption, \
+            unit_decimals \
      FROM schemes WHERE scheme_code = $1";
 
 /// Units of the scheme the latest publication shows held, less those that orders already
@@ -134,6 +136,7 @@ struct SchemeOrderRules {
     fund_house: Option<String>,
     /// The smallest redemption (`schemes rules`), except of everything held.
     min_redemption: Option<String>,
+    unit_decimals: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -238,6 +241,8 @@ async fn place_order(
         )
     })?;
     let mut errors: Vec<(String, String)> = Vec::new();
+    // The person's row is locked first: two orders at once see each other's units taken.
+    let open_orders = locked_count(&mut tx, user_id, OPEN_ORDERS).await?;
     let side = match order.kind.as_deref() {
         Some("purchase") => Some(Side::Purchase),
         Some("redemption") | Some("switch") => Some(Side::Redemption),
@@ -326,6 +331,18 @@ async fn place_order(
                         fail(&mut errors, "scheme_code", "the scheme is not open-ended");
                     }
                     rule = NavRule::for_category(&rules.category);
+                    if let Some(Some(u)) = units {
+                        if u.normalize().scale() > rules.unit_decimals.clamp(0, 4) as u32 {
+                            fail(
+                                &mut errors,
+                                "units",
+                                &format!(
+                                    "the scheme's units have {} decimal places",
+                                    rules.unit_decimals
+                                ),
+                            );
+                        }
+                    }
                     min_redemption = rules
                         .min_redemption
                         .as_deref()
@@ -427,7 +444,7 @@ async fn place_order(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    if locked_count(&mut tx, user_id, OPEN_ORDERS).await? >= MAX_OPEN_ORDERS {
+    if open_orders >= MAX_OPEN_ORDERS {
         return Err(Problem::conflict(format!(
             "at most {MAX_OPEN_ORDERS} orders waiting for execution per user"
         )));

@@ -442,8 +442,26 @@ async fn an_unlisted_market_holiday_is_settled_by_the_next_days_file() {
     let sip_id = sip["sip_id"].as_i64().unwrap();
 
     night.run("2027-01-25").await;
+    // Monday evening, after the cut-off: a lumpsum gets Tuesday's NAV, as far as anyone knows.
+    let monday = Api::start_at(&pg.url, "2027-01-25T19:00:00+05:30").await;
+    let (status, order) = monday
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "purchase", "scheme_code": scheme_code, "amount": "1000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["nav_date"], "2027-01-26", "{order}");
+    let order_id = order["order_id"].as_i64().unwrap();
     night.run_on_an_unlisted_holiday("2027-01-26").await;
     night.run("2027-01-27").await;
+    // Wednesday's run takes it too, at Wednesday's NAV: no NAV is dated the holiday.
+    let (_, order) = api
+        .get(&format!("/v1/users/me/orders/{order_id}"), Some(&token))
+        .await;
+    assert_eq!(order["status"], "executed", "{order}");
+    assert_eq!(order["nav_date"], "2027-01-27", "{order}");
     let log = std::fs::read_to_string(night.logs.join("nightly-2027-01-27.log")).unwrap();
     assert!(
         log.contains("market holiday by the NAV data") && log.contains("2027-01-26"),
@@ -629,7 +647,10 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
         .await;
     assert_eq!(status, StatusCode::CREATED, "{top_up}");
     assert_eq!(top_up["nav_date"], "2026-06-03");
-    let half = units / 2;
+    // Half, to the scheme's three decimals (a finer figure is refused).
+    let half = units / 20 * 10;
+    // The half's share of the lot's ₹0.50 stamp duty, to the paisa.
+    let duty_share = (50 * half * 2 + units) / (2 * units);
     let (status, too_much) = api
         .post(
             "/v1/users/me/orders",
@@ -680,8 +701,12 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
     assert_eq!(scaled(&sold["net_amount"], 2), gross - load - stt);
     assert_eq!(sold["payout_date"], "2026-06-08", "{sold}");
     // First in, first out: the half comes from the first lot, bought at the same NAV, so the
-    // gain is what the sale cost: the load and half of that lot's ₹0.50 stamp duty.
-    assert_eq!(scaled(&sold["realised_gain"], 2), -(load + 25), "{sold}");
+    // gain is what the sale cost: the load and the half's share of that lot's ₹0.50 stamp duty.
+    assert_eq!(
+        scaled(&sold["realised_gain"], 2),
+        -(load + duty_share),
+        "{sold}"
+    );
 
     // The portfolio: the cost of what is still held (the other half of the first lot, and
     // the top-up).
@@ -689,7 +714,7 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
     assert_eq!(portfolio["as_of"], "2026-06-03");
     assert_eq!(
         scaled(&portfolio["invested"], 2),
-        1_500_000 - (gross + 25),
+        1_500_000 - (gross + duty_share),
         "{portfolio}"
     );
 
@@ -705,7 +730,7 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
     assert_eq!(lot["term"], "short");
     assert_eq!(lot["tax_class"], "equity");
     assert_eq!(scaled(&lot["units"], 4), half);
-    assert_eq!(scaled(&lot["gain"], 2), -(load + 25));
+    assert_eq!(scaled(&lot["gain"], 2), -(load + duty_share));
     assert_eq!(gains["totals"][0]["term"], "short", "{gains}");
     let (status, content_type, csv) = api
         .send(
