@@ -218,6 +218,30 @@ impl Night {
     }
 }
 
+/// A new subject's token, the first Axis large-cap fund open for SIPs that a search finds,
+/// and notifications by webhook.
+async fn signed_in_with_a_fund(api: &Api, subject: &str) -> (String, i64) {
+    let token = hs256(&claims(subject));
+    let (status, found) = api
+        .get(
+            "/v1/schemes?q=axis%20large%20cap&open_for_sip=true",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let scheme_code = found["schemes"][0]["scheme_code"].as_i64().unwrap();
+    let (status, _, preferences) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/me/notification-preferences",
+            Some(&token),
+            Some(json!({ "channels": ["webhook"], "time_zone": "Asia/Kolkata" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preferences}");
+    (token, scheme_code)
+}
+
 fn money(value: &Value) -> f64 {
     value.as_str().unwrap().parse().unwrap()
 }
@@ -413,23 +437,7 @@ async fn an_unlisted_market_holiday_is_settled_by_the_next_days_file() {
     // Friday evening: a SIP on the 26th, starting tomorrow. The list knows no holiday then, so
     // the API says the 26th's NAV; nobody can know better before the day.
     let api = Api::start_at(&pg.url, "2027-01-22T19:00:00+05:30").await;
-    let token = hs256(&claims("auth0|republic-day"));
-    let (_, found) = api
-        .get(
-            "/v1/schemes?q=axis%20large%20cap&open_for_sip=true",
-            Some(&token),
-        )
-        .await;
-    let scheme_code = found["schemes"][0]["scheme_code"].as_i64().unwrap();
-    let (status, _, _) = api
-        .send(
-            reqwest::Method::PUT,
-            "/v1/users/me/notification-preferences",
-            Some(&token),
-            Some(json!({ "channels": ["webhook"], "time_zone": "Asia/Kolkata" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let (token, scheme_code) = signed_in_with_a_fund(&api, "auth0|republic-day").await;
     let (status, sip) = api
         .post(
             "/v1/users/me/sips",
@@ -521,24 +529,7 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
 
     // Monday 1 June 2026, 19:00 IST: after the cut-off, so orders get Tuesday's NAV.
     let api = Api::start_at(&pg.url, "2026-06-01T19:00:00+05:30").await;
-    let token = hs256(&claims("auth0|journey-money-out"));
-    let (status, found) = api
-        .get(
-            "/v1/schemes?q=axis%20large%20cap&open_for_sip=true",
-            Some(&token),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{found}");
-    let scheme_code = found["schemes"][0]["scheme_code"].as_i64().unwrap();
-    let (status, _, _) = api
-        .send(
-            reqwest::Method::PUT,
-            "/v1/users/me/notification-preferences",
-            Some(&token),
-            Some(json!({ "channels": ["webhook"], "time_zone": "Asia/Kolkata" })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let (token, scheme_code) = signed_in_with_a_fund(&api, "auth0|journey-money-out").await;
     // The scheme's own terms, where the category's defaults (1% within a year, T+2) are not
     // its registrar's: 0.5% within 30 days, paid T+3, at least ₹500 a redemption.
     let rules = night.warehouse.with_file_name("rules.csv");
