@@ -52,11 +52,25 @@ pub(super) async fn claim_or_replay(
             // Hashed as bytes: a body may hold what PostgreSQL text cannot (NUL).
             .bind(request.as_bytes())
     };
-    // A concurrent request with the same key waits here until the first one commits.
-    if bound(CLAIM_KEY).fetch_optional(&mut **tx).await?.is_some() {
-        return Ok(None);
+    // A concurrent request with the same key waits here until the first one commits. The
+    // key can also vanish between the claim and the read: a refused request on a route that
+    // claims keys outside its transaction (`idempotent_writes`) releases its key when it
+    // finishes. Then the claim is tried again; a key that keeps coming and going is a 409.
+    let mut stored = None;
+    for _ in 0..3 {
+        if bound(CLAIM_KEY).fetch_optional(&mut **tx).await?.is_some() {
+            return Ok(None);
+        }
+        if let Some(row) = bound(STORED_RESPONSE).fetch_optional(&mut **tx).await? {
+            stored = Some(StoredResponse::from_row(&row)?);
+            break;
+        }
     }
-    let stored = StoredResponse::from_row(&bound(STORED_RESPONSE).fetch_one(&mut **tx).await?)?;
+    let Some(stored) = stored else {
+        return Err(Problem::conflict(
+            "another request with this Idempotency-Key is still in progress",
+        ));
+    };
     if !stored.same {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
