@@ -213,9 +213,26 @@ pub struct ChannelArgs {
     /// The HMAC-SHA256 key every webhook body is signed with (`X-Sipline-Signature`).
     #[arg(long, env = "SIPLINE_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: String,
-    /// SMTP relay, host:port (channel `email`).
+    /// The SMTP submission server, host:port (channel `email`).
     #[arg(long, env = "SIPLINE_SMTP_RELAY", hide_env_values = true)]
     pub smtp_relay: Option<String>,
+    /// How the connection to --smtp-relay is secured: `starttls` (587) or `implicit` (465);
+    /// `none` only for a relay on the same host or network.
+    #[arg(long, env = "SIPLINE_SMTP_TLS", value_enum, default_value = "starttls")]
+    pub smtp_tls: notify::SmtpTls,
+    /// SMTP AUTH user (the password comes from SIPLINE_SMTP_PASSWORD only).
+    #[arg(long, env = "SIPLINE_SMTP_USERNAME", hide_env_values = true)]
+    pub smtp_username: Option<String>,
+    #[arg(
+        long,
+        env = "SIPLINE_SMTP_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub smtp_password: Option<String>,
+    /// A PEM file of CA certificates trusted for --smtp-relay besides the public ones.
+    #[arg(long, env = "SIPLINE_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     #[arg(
         long,
         env = "SIPLINE_MAIL_FROM",
@@ -246,13 +263,31 @@ pub struct ChannelArgs {
 }
 
 impl ChannelArgs {
-    pub fn config(&self) -> notify::DispatchConfig {
-        notify::DispatchConfig {
+    pub fn config(&self) -> anyhow::Result<notify::DispatchConfig> {
+        let smtp = match &self.smtp_relay {
+            None => None,
+            Some(relay) => Some(notify::SmtpConfig {
+                relay: relay.clone(),
+                tls: self.smtp_tls,
+                username: self.smtp_username.clone(),
+                password: self.smtp_password.clone(),
+                ca_pem: match &self.smtp_ca_file {
+                    None => None,
+                    Some(path) => Some(std::fs::read(path).map_err(|e| {
+                        crate::plumbing::exit::JobFailure::BadInput(format!(
+                            "--smtp-ca-file {}: {e}",
+                            path.display()
+                        ))
+                    })?),
+                },
+            }),
+        };
+        Ok(notify::DispatchConfig {
             webhook_url: self.webhook_url.clone(),
             sms_webhook_url: self.sms_webhook_url.clone(),
             push_webhook_url: self.push_webhook_url.clone(),
             webhook_secret: self.webhook_secret.clone(),
-            smtp_relay: self.smtp_relay.clone(),
+            smtp,
             mail_from: self.mail_from.clone(),
             batch: self.batch.max(1),
             concurrency: self.concurrency.max(1),
@@ -261,7 +296,7 @@ impl ChannelArgs {
             retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms)),
             lease: Duration::from_secs(self.lease_secs.max(1)),
             timeout: Duration::from_secs(self.timeout_secs.max(1)),
-        }
+        })
     }
 }
 

@@ -268,7 +268,7 @@ async fn dispatch_notifications(
     database_url: Option<&str>,
 ) -> anyhow::Result<RowCounts> {
     let started = Instant::now();
-    let config = args.channels.config();
+    let config = args.channels.config()?;
     config.check()?;
     let url = required(database_url, "notify dispatch")?;
     let dispatcher = notify::Dispatcher::new(connect(&url).await?, config)?;
@@ -285,7 +285,7 @@ async fn run_notify_worker(
     args: WorkerArgs,
     database_url: Option<&str>,
 ) -> anyhow::Result<RowCounts> {
-    let config = args.channels.config();
+    let config = args.channels.config()?;
     config.check()?;
     let url = required(database_url, "notify worker")?;
     let dispatcher = notify::Dispatcher::new(connect(&url).await?, config)?;

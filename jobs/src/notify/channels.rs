@@ -1,8 +1,8 @@
 //! Delivery over each channel (webhooks for webhook, SMS and push gateways; SMTP for email),
 //! the webhook signature, and which failures are worth another attempt.
 
+use super::email;
 use super::outbox::Claimed;
-use super::smtp;
 use super::Dispatcher;
 use tracing::Instrument;
 
@@ -65,15 +65,17 @@ pub(super) fn http_failure(status: reqwest::StatusCode, error: String) -> Failur
     }
 }
 
-/// An SMTP failure: a 5xx reply is a permanent rejection (RFC 5321); a 4xx reply or a broken
-/// connection is worth another attempt.
-pub(super) fn smtp_failure(relay: &str, error: smtp::SmtpError) -> Failure {
-    match error {
-        smtp::SmtpError::Rejected { code, line } if code >= 500 => {
-            Failure::permanent(format!("SMTP {relay}: {line}"))
-        }
-        e @ smtp::SmtpError::BadAddress(_) => Failure::permanent(format!("SMTP {relay}: {e}")),
-        e => Failure::transient(format!("SMTP {relay}: {e}")),
+/// A message sent with the generic words: the operator hears which template could not
+/// render which payload.
+fn warn_generic(delivery: &Claimed, degraded: Option<messages::RenderError>) {
+    if let Some(reason) = degraded {
+        tracing::warn!(
+            delivery_id = delivery.delivery_id,
+            kind = %delivery.kind,
+            channel = %delivery.channel,
+            error = %reason,
+            "sent with the generic template"
+        );
     }
 }
 
@@ -102,7 +104,7 @@ impl Dispatcher {
             Failure::permanent(format!("no endpoint configured for {}", delivery.channel))
         })?;
         let body = delivery
-            .body()
+            .body(self.rendered_for_gateway(delivery)?)
             .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))?;
         let timestamp = chrono::Utc::now().timestamp();
         let (span, trace_headers) = crate::plumbing::telemetry::http_client_span("POST", url);
@@ -134,32 +136,80 @@ impl Dispatcher {
         Err(http_failure(status, format!("POST {url}: HTTP {status}")))
     }
 
+    /// What an SMS or push gateway sends on: the rendered words (webhooks get the event only).
+    fn rendered_for_gateway(
+        &self,
+        delivery: &Claimed,
+    ) -> Result<Option<serde_json::Value>, Failure> {
+        let notification = || {
+            delivery
+                .notification(None)
+                .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))
+        };
+        let render_failed =
+            |e: messages::RenderError| Failure::permanent(format!("rendering: {e}"));
+        Ok(match delivery.channel.as_str() {
+            "sms" => {
+                let (sms, degraded) = self
+                    .messages
+                    .sms_or_generic(&notification()?)
+                    .map_err(render_failed)?;
+                warn_generic(delivery, degraded);
+                Some(serde_json::json!({
+                    "text": sms.text,
+                    "encoding": sms.length.encoding.as_str(),
+                    "segments": sms.length.segments,
+                }))
+            }
+            "push" => {
+                let (push, degraded) = self
+                    .messages
+                    .push_or_generic(&notification()?)
+                    .map_err(render_failed)?;
+                warn_generic(delivery, degraded);
+                Some(serde_json::json!({ "title": push.title, "body": push.body }))
+            }
+            _ => None,
+        })
+    }
+
     pub(super) async fn mail(&self, delivery: &Claimed) -> Result<(), Failure> {
-        let relay = self
-            .config
-            .smtp_relay
-            .as_deref()
-            .ok_or_else(|| Failure::permanent("no SMTP relay configured"))?;
+        let (Some(smtp), Some(transport)) = (&self.config.smtp, &self.smtp) else {
+            return Err(Failure::permanent("no SMTP relay configured"));
+        };
         let to = delivery
             .email
             .as_deref()
             .ok_or_else(|| Failure::permanent("the user has no email address"))?;
-        let payload: serde_json::Value = serde_json::from_str(&delivery.payload)
+        let notification = delivery
+            .notification(None)
             .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))?;
-        let message = smtp::Message {
+        let (rendered, degraded) = self
+            .messages
+            .email_or_generic(&notification)
+            .map_err(|e| Failure::permanent(format!("rendering: {e}")))?;
+        warn_generic(delivery, degraded);
+        let message = email::message(&email::Outgoing {
             from: &self.config.mail_from,
             to,
-            subject: &format!("sipline: {}", delivery.kind.replace('_', " ")),
-            message_id: &format!(
-                "{}@sipline",
+            message_id: format!(
+                "<{}@sipline>",
                 delivery.idempotency_key().replace(['/', ':'], ".")
             ),
-            body: &serde_json::to_string_pretty(&payload).unwrap_or_default(),
-        };
-        match tokio::time::timeout(self.config.timeout, smtp::send(relay, &message)).await {
-            Err(_) => Err(Failure::transient(format!("SMTP {relay}: timed out"))),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(smtp_failure(relay, e)),
+            rendered: &rendered,
+            unsubscribe_url: notification.unsubscribe_url.as_deref(),
+        })?;
+        match tokio::time::timeout(
+            self.config.timeout,
+            email::send(transport, &smtp.relay, message),
+        )
+        .await
+        {
+            Err(_) => Err(Failure::transient(format!(
+                "SMTP {}: timed out",
+                smtp.relay
+            ))),
+            Ok(outcome) => outcome,
         }
     }
 }
@@ -188,21 +238,6 @@ mod tests {
                 "HTTP {code}"
             );
         }
-    }
-
-    #[test]
-    fn smtp_5xx_replies_are_final_4xx_and_broken_connections_retried() {
-        let rejected = |code| smtp::SmtpError::Rejected {
-            code,
-            line: format!("{code} no"),
-        };
-        assert!(smtp_failure("relay:25", rejected(550)).permanent);
-        assert!(smtp_failure("relay:25", rejected(554)).permanent);
-        assert!(!smtp_failure("relay:25", rejected(451)).permanent);
-        assert!(!smtp_failure("relay:25", rejected(421)).permanent);
-        let broken =
-            smtp::SmtpError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert!(!smtp_failure("relay:25", broken).permanent);
     }
 
     #[test]

@@ -12,12 +12,13 @@
 //!
 //! Split by concern: `outbox` (the SQL of fan-out, claims, leases and roll-up and the claimed
 //! row), `channels` (webhook, SMS, push and email delivery and how a failure is classified),
-//! `smtp` (the minimal SMTP client), `stats` (queue health for `notify stats` and Prometheus);
+//! `email` (submission over `lettre`: TLS, AUTH, MIME), `stats` (queue health for
+//! `notify stats` and Prometheus); what a person reads is rendered by the `messages` crate;
 //! this module holds the dispatcher's passes and the worker loop.
 
 mod channels;
+mod email;
 mod outbox;
-mod smtp;
 mod stats;
 
 use std::time::Duration;
@@ -29,6 +30,7 @@ use sqlx::{PgPool, Row};
 
 pub use channels::signature;
 use channels::Failure;
+pub use email::{SmtpConfig, SmtpTls};
 
 /// The shortest webhook signing key accepted: receivers verify HMAC-SHA256 with it.
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
@@ -42,8 +44,8 @@ pub struct DispatchConfig {
     pub push_webhook_url: Option<String>,
     /// Signs every webhook body (HMAC-SHA256); receivers verify with the same secret.
     pub webhook_secret: String,
-    /// `host:port` of an SMTP relay (plain SMTP, as to a local relay that does the rest).
-    pub smtp_relay: Option<String>,
+    /// The submission server for channel `email`.
+    pub smtp: Option<SmtpConfig>,
     pub mail_from: String,
     pub batch: i64,
     pub concurrency: usize,
@@ -108,6 +110,9 @@ impl std::fmt::Display for PassSummary {
 pub struct Dispatcher {
     pool: PgPool,
     http: reqwest::Client,
+    /// Pooled SMTP connections, when e-mail is configured.
+    smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    messages: messages::Messages,
     config: DispatchConfig,
 }
 
@@ -120,7 +125,7 @@ impl DispatchConfig {
                 "--webhook-secret: at least {MIN_WEBHOOK_SECRET_BYTES} bytes"
             )));
         }
-        if !smtp::is_mailbox(&self.mail_from) {
+        if !serving::is_mailbox(&self.mail_from) {
             anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
                 "--mail-from: not a mailbox address: {:?}",
                 self.mail_from
@@ -139,7 +144,22 @@ impl Dispatcher {
             .pool_max_idle_per_host(config.concurrency)
             .build()
             .context("building the HTTP client")?;
-        Ok(Self { pool, http, config })
+        let smtp = match &config.smtp {
+            Some(smtp) => Some(
+                email::transport(smtp, config.timeout, config.concurrency).map_err(|e| {
+                    anyhow::anyhow!(crate::plumbing::exit::JobFailure::BadInput(e.to_string()))
+                })?,
+            ),
+            None => None,
+        };
+        let messages = messages::Messages::new().context("loading the message templates")?;
+        Ok(Self {
+            pool,
+            http,
+            smtp,
+            messages,
+            config,
+        })
     }
 
     /// Fans out, claims and delivers until nothing is due (or `max_batches` batches): the
@@ -221,6 +241,10 @@ impl Dispatcher {
                 email: row.get("email"),
                 phone: row.get("phone"),
                 push_token: row.get("push_token"),
+                scheme_name: row.get("scheme_name"),
+                unit_decimals: row.get("unit_decimals"),
+                target_scheme_name: row.get("target_scheme_name"),
+                local_time: row.get("local_time"),
             })
             .collect();
         if claimed.is_empty() {

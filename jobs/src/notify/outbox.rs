@@ -48,9 +48,14 @@ pub(super) const CLAIM: &str = "WITH due AS ( \
      UPDATE notification_deliveries d SET status = 'delivering', attempts = d.attempts + 1, \
        claim_token = $2, claimed_until = now() + make_interval(secs => $3) \
      FROM due, notifications n LEFT JOIN notification_preferences p ON p.user_id = n.user_id \
+       LEFT JOIN schemes sc ON sc.scheme_code = (n.payload->>'scheme_code')::bigint \
+       LEFT JOIN schemes tsc ON tsc.scheme_code = (n.payload->>'target_scheme_code')::bigint \
      WHERE d.delivery_id = due.delivery_id AND n.notification_id = d.notification_id \
      RETURNING d.delivery_id, d.channel, d.attempts, n.notification_id, n.event_key, n.user_id, \
-       n.kind, n.payload::text AS payload, n.created_at, p.email, p.phone, p.push_token";
+       n.kind, n.payload::text AS payload, n.created_at, p.email, p.phone, p.push_token, \
+       sc.scheme_name, sc.unit_decimals, tsc.scheme_name AS target_scheme_name, \
+       to_char(n.created_at AT TIME ZONE coalesce(p.time_zone, 'Asia/Kolkata'), 'FMDD Mon YYYY, HH24:MI') \
+         || ' (' || coalesce(p.time_zone, 'Asia/Kolkata') || ')' AS local_time";
 
 // Just before a send: the claim is still ours and unexpired, and now covers the send ($3 s).
 pub(super) const RENEW_CLAIM: &str = "UPDATE notification_deliveries \
@@ -93,6 +98,11 @@ pub(super) struct Claimed {
     pub(super) email: Option<String>,
     pub(super) phone: Option<String>,
     pub(super) push_token: Option<String>,
+    pub(super) scheme_name: Option<String>,
+    pub(super) unit_decimals: Option<i32>,
+    pub(super) target_scheme_name: Option<String>,
+    /// `created_at` in the person's time zone, as the message prints it.
+    pub(super) local_time: Option<String>,
 }
 
 impl Claimed {
@@ -100,8 +110,29 @@ impl Claimed {
         format!("{}/{}", self.event_key, self.channel)
     }
 
-    /// The JSON every webhook-like channel receives.
-    pub(super) fn body(&self) -> Result<String, serde_json::Error> {
+    /// The notification as the templates see it.
+    pub(super) fn notification(
+        &self,
+        unsubscribe_url: Option<String>,
+    ) -> Result<messages::Notification, serde_json::Error> {
+        Ok(messages::Notification {
+            kind: self.kind.clone(),
+            payload: serde_json::from_str(&self.payload)?,
+            scheme_name: self.scheme_name.clone(),
+            target_scheme_name: self.target_scheme_name.clone(),
+            unit_decimals: self.unit_decimals.and_then(|d| u32::try_from(d).ok()),
+            local_time: self.local_time.clone(),
+            unsubscribe_url,
+            generic: false,
+        })
+    }
+
+    /// The JSON every webhook-like channel receives: the event, and for SMS and push the
+    /// words a person reads (`message`).
+    pub(super) fn body(
+        &self,
+        message: Option<serde_json::Value>,
+    ) -> Result<String, serde_json::Error> {
         let payload: serde_json::Value = serde_json::from_str(&self.payload)?;
         let mut body = serde_json::json!({
             "id": self.idempotency_key(),
@@ -116,6 +147,9 @@ impl Claimed {
             "sms" => body["to"] = self.phone.clone().into(),
             "push" => body["to"] = self.push_token.clone().into(),
             _ => {}
+        }
+        if let Some(message) = message {
+            body["message"] = message;
         }
         serde_json::to_string(&body)
     }
