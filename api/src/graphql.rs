@@ -413,7 +413,8 @@ impl User {
         ID(self.user_id.to_string())
     }
 
-    /// The latest published portfolio; null before the first valuation is published.
+    /// The latest published portfolio; before the first valuation, an empty one (`asOf`
+    /// null) with what is `pending`.
     async fn portfolio(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Portfolio>> {
         read_optional(ctx, format!("/v1/users/{}/portfolio", self.user_id)).await
     }
@@ -524,7 +525,8 @@ impl User {
 /// Money and units are exact decimal strings, as on REST.
 #[derive(SimpleObject, Deserialize)]
 pub struct Portfolio {
-    as_of: String,
+    /// Null before the first valuation of this person is published.
+    as_of: Option<String>,
     invested: String,
     current_value: String,
     gain: String,
@@ -537,6 +539,30 @@ pub struct Portfolio {
     /// The newest valuation when an hourly one was published after this date's: its time and
     /// the numbers then (no XIRR or lines: daily figures). Null when the daily is the newest.
     intraday: Option<IntradayValuation>,
+    /// Before the first valuation only: what will show once the batch runs.
+    #[serde(default)]
+    pending: Option<PortfolioPending>,
+}
+
+/// What is on its way into an empty portfolio.
+#[derive(SimpleObject, Deserialize)]
+pub struct PortfolioPending {
+    /// The first instalment any SIP settles next; null when none falls due.
+    next_instalment: Option<UpcomingInstalment>,
+    /// SIPs that may still fall due.
+    sips: i32,
+    /// Orders placed and not yet executed.
+    orders_received: i64,
+}
+
+/// The next instalment across a person's SIPs.
+#[derive(SimpleObject, Deserialize)]
+pub struct UpcomingInstalment {
+    sip_id: i64,
+    scheme_code: i64,
+    due_date: String,
+    nav_date: String,
+    amount: String,
 }
 
 /// An hourly valuation of the portfolio (`publish --hourly`).
@@ -671,6 +697,22 @@ pub struct Notification {
     payload: async_graphql::Json<Value>,
     created_at: String,
     read_at: Option<String>,
+    /// Over all channels: pending, delivering, delivered or dead.
+    status: String,
+    /// One per channel it goes to.
+    deliveries: Vec<NotificationDelivery>,
+}
+
+/// A notification's delivery on one channel.
+#[derive(SimpleObject, Deserialize)]
+pub struct NotificationDelivery {
+    channel: String,
+    status: String,
+    attempts: i32,
+    delivered_at: Option<String>,
+    next_attempt_at: Option<String>,
+    /// The provider's delivery report (SMS: sent, failed, failed_dnd, ...).
+    report: Option<String>,
 }
 
 #[derive(SimpleObject, Deserialize)]

@@ -38,6 +38,12 @@ pub struct ServeConfig {
     pub clock: serving::Clock,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
     pub metrics_token: Option<String>,
+    /// The key unsubscribe links are signed with (the dispatcher's); unset, `/v1/unsubscribe`
+    /// answers 404.
+    pub unsubscribe_secret: Option<String>,
+    /// The key the dispatcher signs providers' callback URLs with; unset, the callback routes
+    /// answer 404.
+    pub provider_callback_secret: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +73,8 @@ pub struct AppState {
     pub calendar: pipeline::calendar::BusinessCalendar,
     pub clock: serving::Clock,
     pub metrics_token: Option<String>,
+    pub unsubscribe_secret: Option<String>,
+    pub provider_callback_secret: Option<String>,
     /// The job and publication gauges of the last scrape, and when they were read.
     pub job_gauges: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
@@ -93,6 +101,8 @@ impl AppState {
             calendar: config.calendar.clone(),
             clock: config.clock,
             metrics_token: config.metrics_token.clone(),
+            unsubscribe_secret: config.unsubscribe_secret.clone(),
+            provider_callback_secret: config.provider_callback_secret.clone(),
             job_gauges: tokio::sync::Mutex::new(None),
         })
     }

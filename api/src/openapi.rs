@@ -303,7 +303,7 @@ pub fn document() -> Value {
     });
     let put_preferences = idempotent(
         with_body(
-            op("putPreferences", "Set where notifications go (every field; what is left out is cleared): channels (webhook, email, sms, push) with the address each needs, quiet hours HH:MM and the IANA time zone they are read in. An unknown zone or a channel without its address is a 422", "notifications", &["user_id"], "200"),
+            op("putPreferences", "Set where notifications go (every field; what is left out is cleared, but muted_kinds, which is kept): channels (webhook, email, sms, push) with the address each needs, quiet hours HH:MM and the IANA time zone they are read in. An unknown zone or a channel without its address is a 422", "notifications", &["user_id"], "200"),
             "Preferences",
             true,
         ),
@@ -355,7 +355,7 @@ pub fn document() -> Value {
     let list_notifications = returns(
         op(
             "listNotifications",
-            "The user's notifications, newest first (limit ≤ 200; next_before continues)",
+            "The user's notifications, newest first (limit ≤ 200; next_before continues), each with its delivery state overall and per channel (attempts, when delivered, when the next attempt is due)",
             "notifications",
             &["user_id", "limit", "before", "unread"],
             "200",
@@ -380,6 +380,23 @@ pub fn document() -> Value {
         ),
         "changes nothing more",
     );
+    // A provider's delivery report: no bearer token, a signed URL, a form body.
+    let sms_status = json!({"post": {"operationId": "exotelSmsStatus", "summary": "Exotel's delivery report for an SMS (its StatusCallback): sent, failed or failed_dnd. The URL the dispatcher gave Exotel carries the delivery and its signature; a report for another delivery, or another message, changes nothing. An operator's failure makes the delivery dead", "tags": ["notifications"], "security": [],
+        "parameters": [
+            {"name": "delivery", "in": "query", "required": true, "schema": {"type": "integer", "format": "int64"}},
+            {"name": "sig", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
+        "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["SmsSid", "Status"], "properties": {
+            "SmsSid": {"type": "string"}, "Status": {"type": "string", "enum": ["queued", "sending", "submitted", "sent", "failed_dnd", "failed"]},
+            "DetailedStatus": {"type": "string"}, "DetailedStatusCode": {"type": "string"}, "DateSent": {"type": "string"}, "To": {"type": "string"}, "CustomField": {"type": "string"}}}}}},
+        "responses": {"204": {"description": "recorded"}, "400": {"$ref": PROBLEM}, "403": {"$ref": PROBLEM}, "404": {"$ref": PROBLEM}, "429": {"$ref": "#/components/responses/TooManyRequests"}, "503": {"$ref": "#/components/responses/Unavailable"}}}});
+    // The signed link of unsubscribe e-mails: no bearer token, HTML answers.
+    let unsubscribe = json!({
+                "get": {"operationId": "showUnsubscribe", "summary": "The page an e-mail's unsubscribe link opens: what it stops, and a button to confirm. Changes nothing. No bearer token: the signed, expiring link is the credential", "tags": ["notifications"], "security": [],
+                    "parameters": [{"name": "token", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9]{1,18}\\.[a-z_]{1,40}\\.[0-9]{1,18}\\.[0-9a-f]{64}$", "description": "user.kind.expiry.signature, as the e-mail's link carries it"}}],
+                    "responses": {"200": {"description": "an HTML page", "content": {"text/html": {}}}, "400": {"$ref": PROBLEM}, "403": {"$ref": PROBLEM}, "404": {"$ref": PROBLEM}, "429": {"$ref": "#/components/responses/TooManyRequests"}, "503": {"$ref": "#/components/responses/Unavailable"}}},
+                "post": {"operationId": "confirmUnsubscribe", "summary": "Unsubscribe the link's person from the link's kind on e-mail, SMS and push (RFC 8058 one-click: the body List-Unsubscribe=One-Click is accepted and not needed). Repeating it changes nothing more", "tags": ["notifications"], "security": [],
+                    "parameters": [{"name": "token", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9]{1,18}\\.[a-z_]{1,40}\\.[0-9]{1,18}\\.[0-9a-f]{64}$", "description": "user.kind.expiry.signature, as the e-mail's link carries it"}}],
+                    "responses": {"200": {"description": "an HTML page", "content": {"text/html": {}}}, "400": {"$ref": PROBLEM}, "403": {"$ref": PROBLEM}, "404": {"$ref": PROBLEM}, "429": {"$ref": "#/components/responses/TooManyRequests"}, "503": {"$ref": "#/components/responses/Unavailable"}}}});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "sipline API", "version": env!("CARGO_PKG_VERSION"),
@@ -407,6 +424,8 @@ pub fn document() -> Value {
             "/v1/users/{user_id}/notification-preferences": {"get": op("getPreferences", "Where the user's notifications go (defaults when never set: webhook only, Asia/Kolkata)", "notifications", &["user_id"], "200"), "put": put_preferences},
             "/v1/users/{user_id}/alerts": {"get": list_alerts, "post": create_alert},
             "/v1/users/{user_id}/alerts/{alert_id}": {"delete": delete_alert},
+            "/v1/unsubscribe": unsubscribe,
+            "/v1/providers/exotel/sms-status": sms_status,
             "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness", "security": [], "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness: database reachable, migrations current", "security": [], "responses": {"200": {"description": "ready"}, "503": {"$ref": PROBLEM}}}},
             "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
@@ -441,6 +460,12 @@ const PERCENT: &str = "^(100(\\.0{1,20})?|(0|[1-9][0-9]?)(\\.[0-9]{1,20})?)$";
 const THRESHOLD: &str = "^([1-9][0-9]{0,13}(\\.[0-9]{1,4}0{0,16})?|0\\.[0-9]{0,3}[1-9]0{0,16})$";
 
 fn schemas() -> Value {
+    // One notification's deliveries (its own value: the schema document nests deeper than
+    // `json!` expands in one go).
+    let deliveries = json!({"type": "array", "description": "one per channel it goes to", "items": {"type": "object", "required": ["channel", "status", "attempts"], "properties": {
+                "channel": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "delivering", "delivered", "dead"]},
+                "attempts": {"type": "integer"}, "delivered_at": {"type": ["string", "null"]}, "next_attempt_at": {"type": ["string", "null"]},
+                "report": {"type": ["string", "null"], "description": "the provider's delivery report (SMS: sent, failed, failed_dnd, ...)"}}}});
     json!({
         "Problem": {"type": "object", "required": ["title", "status"], "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
                     "errors": {"type": "array", "items": {"type": "object", "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}}},
@@ -484,7 +509,10 @@ fn schemas() -> Value {
             "push_token": {"type": ["string", "null"], "minLength": 1, "maxLength": 4096, "pattern": NO_CONTROL},
             "quiet_start": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "example": "22:00"},
             "quiet_end": {"type": ["string", "null"], "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$", "example": "07:00"},
-            "time_zone": {"type": "string", "maxLength": 64, "example": "Asia/Kolkata", "description": "an IANA zone PostgreSQL knows"}}},
+            "time_zone": {"type": "string", "maxLength": 64, "example": "Asia/Kolkata", "description": "an IANA zone PostgreSQL knows"},
+            "push_platform": {"type": "string", "enum": ["fcm", "apns"], "description": "the push service push_token belongs to (default fcm)"},
+            "muted_kinds": {"type": ["array", "null"], "uniqueItems": true, "description": "kinds unsubscribed from on e-mail, SMS and push (left out: kept as stored)",
+                "items": {"type": "string", "enum": serving::unsubscribe::KINDS}}}},
         "NewAlert": {"type": "object", "required": ["scheme_code", "kind", "threshold"], "properties": {
             "scheme_code": {"type": "integer", "format": "int64"}, "kind": {"type": "string", "enum": ["above", "below", "daily_move_pct"]},
             "threshold": {"type": "string", "pattern": THRESHOLD, "example": "45.50"}}},
@@ -502,7 +530,9 @@ fn schemas() -> Value {
             "active": {"type": "boolean"}, "last_triggered_on": {"type": ["string", "null"], "format": "date"}}},
         "AlertList": {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {"$ref": "#/components/schemas/Alert"}}, "next_after": {"type": ["integer", "null"]}}},
         "NotificationPage": {"type": "object", "required": ["notifications"], "properties": {"notifications": {"type": "array", "items": {"type": "object", "required": ["notification_id", "kind"], "properties": {
-            "notification_id": {"type": "integer"}, "kind": {"type": "string"}, "payload": {}, "created_at": {"type": "string"}, "read_at": {"type": ["string", "null"]}}}},
+            "notification_id": {"type": "integer"}, "kind": {"type": "string"}, "payload": {}, "created_at": {"type": "string"}, "read_at": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": ["pending", "delivering", "delivered", "dead"], "description": "all channels together: delivered when every one is, dead when none is left to try and one died"},
+            "deliveries": deliveries}}},
             "next_before": {"type": ["integer", "null"]}}},
     })
 }

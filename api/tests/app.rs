@@ -30,6 +30,8 @@ async fn spawn_app() -> SocketAddr {
         calendar: pipeline::calendar::BusinessCalendar::nse(),
         // Five days after the embedded holiday list ends (2026-12-31), by a set clock.
         metrics_token: None,
+        unsubscribe_secret: None,
+        provider_callback_secret: None,
         clock: serving::Clock::starting_at(
             chrono::DateTime::parse_from_rfc3339("2027-01-05T10:00:00+05:30")
                 .unwrap()

@@ -58,7 +58,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 # their own (`jobs` tests), and a run spent on 429s would reach nothing else.
 RUST_LOG=warn "$SIPLINE_BIN" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" \
   --audience authenticated --database-url "$DATABASE_URL" \
-  --rate-per-user 100000 --rate-per-address 100000 >"$work/serve.log" 2>&1 &
+  --rate-per-user 100000 --rate-per-address 100000 \
+  --unsubscribe-secret "schemathesis-unsubscribe-secret" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 

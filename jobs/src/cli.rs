@@ -166,6 +166,14 @@ pub struct ServeArgs {
     /// whoever can reach the listener (keep it on an internal network then).
     #[arg(long, env = "SIPLINE_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// The key the dispatcher signs unsubscribe links with (the same on both); unset,
+    /// `/v1/unsubscribe` answers 404.
+    #[arg(long, env = "SIPLINE_UNSUBSCRIBE_SECRET", hide_env_values = true)]
+    pub unsubscribe_secret: Option<String>,
+    /// The key providers' callback URLs are signed with (the dispatcher's
+    /// --provider-callback-secret); unset, `/v1/providers/…` answers 404.
+    #[arg(long, env = "SIPLINE_PROVIDER_CALLBACK_SECRET", hide_env_values = true)]
+    pub provider_callback_secret: Option<String>,
     #[command(flatten)]
     pub calendar: CalendarArgs,
 }
@@ -187,7 +195,7 @@ pub struct DispatchArgs {
     #[arg(long)]
     pub max_batches: Option<u64>,
     #[command(flatten)]
-    pub channels: ChannelArgs,
+    pub channels: Box<ChannelArgs>,
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +204,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 5)]
     pub poll_secs: u64,
     #[command(flatten)]
-    pub channels: ChannelArgs,
+    pub channels: Box<ChannelArgs>,
 }
 
 #[derive(Debug, Args)]
@@ -207,7 +215,64 @@ pub struct ChannelArgs {
     /// The SMS provider's webhook (channel `sms`).
     #[arg(long, env = "SIPLINE_SMS_WEBHOOK_URL", hide_env_values = true)]
     pub sms_webhook_url: Option<String>,
-    /// The push provider's webhook (channel `push`).
+    /// SMS through Exotel's API (instead of --sms-webhook-url): its base URL,
+    /// https://api.in.exotel.com for the Mumbai cluster.
+    #[arg(long, env = "SIPLINE_EXOTEL_URL")]
+    pub exotel_url: Option<String>,
+    #[arg(long, env = "SIPLINE_EXOTEL_SID")]
+    pub exotel_sid: Option<String>,
+    #[arg(long, env = "SIPLINE_EXOTEL_API_KEY", hide_env_values = true)]
+    pub exotel_api_key: Option<String>,
+    /// From the environment only.
+    #[arg(
+        long,
+        env = "SIPLINE_EXOTEL_API_TOKEN",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub exotel_api_token: Option<String>,
+    /// The DLT-registered sender ID SMS go out under.
+    #[arg(long, env = "SIPLINE_SMS_SENDER")]
+    pub sms_sender: Option<String>,
+    /// The principal entity ID registered on the DLT portal.
+    #[arg(long, env = "SIPLINE_DLT_ENTITY_ID")]
+    pub dlt_entity_id: Option<String>,
+    /// The DLT template ID registered for each kind: kind=id,kind=id (a kind without one is
+    /// not sent: operators drop it).
+    #[arg(long, env = "SIPLINE_DLT_TEMPLATES")]
+    pub dlt_templates: Option<String>,
+    /// The API's delivery-report route as Exotel reaches it
+    /// (https://api.example.com/v1/providers/exotel/sms-status); signed per delivery with
+    /// --provider-callback-secret, which `serve` must share.
+    #[arg(long, env = "SIPLINE_SMS_STATUS_CALLBACK_URL")]
+    pub sms_status_callback_url: Option<String>,
+    #[arg(long, env = "SIPLINE_PROVIDER_CALLBACK_SECRET", hide_env_values = true)]
+    pub provider_callback_secret: Option<String>,
+    /// Push through FCM HTTP v1: the service account key file (JSON) the Firebase console gives.
+    #[arg(long, env = "SIPLINE_FCM_SERVICE_ACCOUNT")]
+    pub fcm_service_account: Option<std::path::PathBuf>,
+    #[arg(
+        long,
+        env = "SIPLINE_FCM_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
+    pub fcm_url: String,
+    /// Push through APNs: the `.p8` key file, its key id, the team id and the app's bundle id.
+    #[arg(long, env = "SIPLINE_APNS_KEY_FILE")]
+    pub apns_key_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "SIPLINE_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+    #[arg(long, env = "SIPLINE_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+    #[arg(long, env = "SIPLINE_APNS_TOPIC")]
+    pub apns_topic: Option<String>,
+    #[arg(
+        long,
+        env = "SIPLINE_APNS_URL",
+        default_value = "https://api.push.apple.com"
+    )]
+    pub apns_url: String,
+    /// A push gateway's webhook (channel `push`), when neither FCM nor APNs is configured.
     #[arg(long, env = "SIPLINE_PUSH_WEBHOOK_URL", hide_env_values = true)]
     pub push_webhook_url: Option<String>,
     /// The HMAC-SHA256 key every webhook body is signed with (`X-Sipline-Signature`).
@@ -239,6 +304,13 @@ pub struct ChannelArgs {
         default_value = "notifications@sipline.local"
     )]
     pub mail_from: String,
+    /// Where unsubscribe links point: the API's `/v1/unsubscribe` as people reach it
+    /// (https://api.example.com/v1/unsubscribe). With --unsubscribe-secret, every e-mail
+    /// carries a signed link per person and kind, and List-Unsubscribe (RFC 8058).
+    #[arg(long, env = "SIPLINE_UNSUBSCRIBE_URL")]
+    pub unsubscribe_url: Option<String>,
+    #[arg(long, env = "SIPLINE_UNSUBSCRIBE_SECRET", hide_env_values = true)]
+    pub unsubscribe_secret: Option<String>,
     /// Deliveries claimed per batch.
     #[arg(long, default_value_t = 500)]
     pub batch: i64,
@@ -282,13 +354,116 @@ impl ChannelArgs {
                 },
             }),
         };
+        let bad = |text: String| crate::plumbing::exit::JobFailure::BadInput(text);
+        let exotel = match &self.exotel_url {
+            None => None,
+            Some(url) => {
+                if self.sms_webhook_url.is_some() {
+                    anyhow::bail!(bad(
+                        "--exotel-url and --sms-webhook-url: one SMS route, not both".into()
+                    ));
+                }
+                let need = |value: &Option<String>, name: &str| {
+                    value
+                        .clone()
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| bad(format!("--exotel-url needs {name}")))
+                };
+                let callbacks = match (
+                    &self.sms_status_callback_url,
+                    &self.provider_callback_secret,
+                ) {
+                    (Some(url), Some(secret))
+                        if secret.len() >= notify::MIN_WEBHOOK_SECRET_BYTES =>
+                    {
+                        Some(notify::SignedCallbacks {
+                            base_url: url.clone(),
+                            secret: secret.clone(),
+                        })
+                    }
+                    (Some(_), Some(_)) => anyhow::bail!(bad(format!(
+                        "--provider-callback-secret: at least {} bytes",
+                        notify::MIN_WEBHOOK_SECRET_BYTES
+                    ))),
+                    (None, None) => None,
+                    _ => anyhow::bail!(bad(
+                        "--sms-status-callback-url and --provider-callback-secret go together"
+                            .into()
+                    )),
+                };
+                Some(notify::ExotelConfig {
+                    base_url: url.clone(),
+                    account_sid: need(&self.exotel_sid, "--exotel-sid")?,
+                    api_key: need(&self.exotel_api_key, "--exotel-api-key")?,
+                    api_token: need(&self.exotel_api_token, "SIPLINE_EXOTEL_API_TOKEN")?,
+                    sender: need(&self.sms_sender, "--sms-sender")?,
+                    dlt_entity_id: need(&self.dlt_entity_id, "--dlt-entity-id")?,
+                    dlt_templates: notify::parse_dlt_templates(
+                        self.dlt_templates.as_deref().unwrap_or_default(),
+                    )
+                    .map_err(|e| bad(format!("--dlt-templates: {e}")))?,
+                    callbacks,
+                })
+            }
+        };
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("{what} {}: {e}", path.display())))
+        };
+        let fcm = match &self.fcm_service_account {
+            None => None,
+            Some(path) => {
+                let account: notify::ServiceAccount =
+                    serde_json::from_str(&read(path, "--fcm-service-account")?).map_err(|e| {
+                        bad(format!(
+                            "--fcm-service-account {}: not a service account key: {e}",
+                            path.display()
+                        ))
+                    })?;
+                Some(notify::FcmConfig {
+                    account,
+                    base_url: self.fcm_url.clone(),
+                })
+            }
+        };
+        let apns = match &self.apns_key_file {
+            None => None,
+            Some(path) => {
+                let need = |value: &Option<String>, name: &str| {
+                    value
+                        .clone()
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| bad(format!("--apns-key-file needs {name}")))
+                };
+                Some(notify::ApnsConfig {
+                    base_url: self.apns_url.clone(),
+                    team_id: need(&self.apns_team_id, "--apns-team-id")?,
+                    key_id: need(&self.apns_key_id, "--apns-key-id")?,
+                    private_key_pem: read(path, "--apns-key-file")?,
+                    topic: need(&self.apns_topic, "--apns-topic")?,
+                })
+            }
+        };
         Ok(notify::DispatchConfig {
+            fcm,
+            apns,
             webhook_url: self.webhook_url.clone(),
             sms_webhook_url: self.sms_webhook_url.clone(),
+            exotel,
             push_webhook_url: self.push_webhook_url.clone(),
             webhook_secret: self.webhook_secret.clone(),
             smtp,
             mail_from: self.mail_from.clone(),
+            unsubscribe: match (&self.unsubscribe_url, &self.unsubscribe_secret) {
+                (Some(url), Some(secret)) => Some(notify::UnsubscribeLinks {
+                    base_url: url.clone(),
+                    secret: secret.clone(),
+                }),
+                (None, None) => None,
+                _ => anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(
+                    "--unsubscribe-url and --unsubscribe-secret go together".into()
+                )),
+            },
             batch: self.batch.max(1),
             concurrency: self.concurrency.max(1),
             max_attempts: self.max_attempts.max(1),

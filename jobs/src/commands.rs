@@ -317,6 +317,16 @@ async fn serve_api(
     if let Err(refusal) = auth.check() {
         anyhow::bail!(exit::JobFailure::BadInput(format!("`serve` {refusal}")));
     }
+    if args
+        .unsubscribe_secret
+        .as_ref()
+        .is_some_and(|s| s.len() < serving::unsubscribe::MIN_SECRET_BYTES)
+    {
+        anyhow::bail!(exit::JobFailure::BadInput(format!(
+            "--unsubscribe-secret: at least {} bytes",
+            serving::unsubscribe::MIN_SECRET_BYTES
+        )));
+    }
     api::serve(api::ServeConfig {
         listen: args.listen,
         database_url: required(database_url, "serve")?,
@@ -332,6 +342,8 @@ async fn serve_api(
         calendar: args.calendar.calendar()?,
         clock,
         metrics_token: args.metrics_token,
+        unsubscribe_secret: args.unsubscribe_secret,
+        provider_callback_secret: args.provider_callback_secret,
     })
     .await?;
     Ok(RowCounts::default())

@@ -6,7 +6,9 @@
 //! lives in `sql/migrations`; `jobs/tests/jobs/publish.rs` checks those against the constants
 //! here on a real PostgreSQL.
 
+pub mod callbacks;
 pub mod clock;
+pub mod unsubscribe;
 pub use clock::Clock;
 
 use sqlx::migrate::Migrator;
@@ -166,6 +168,18 @@ impl GraphType {
             GraphType::Pie => PIE,
             GraphType::Line => LINE,
             GraphType::Bar => BAR,
+        }
+    }
+
+    /// The chart of a person with nothing valued yet: the same shape as [`Self::statement`]'s,
+    /// every series empty and `as_of` null, so an app draws an empty chart, not an error.
+    pub const fn empty(self) -> &'static str {
+        match self {
+            GraphType::Pie => {
+                r#"{"as_of": null, "by_scheme": {"label": [], "value": [], "invested": []}, "by_category": {"label": [], "value": [], "invested": []}, "by_fund_house": {"label": [], "value": [], "invested": []}}"#
+            }
+            GraphType::Line => r#"{"as_of": null, "period": [], "invested": [], "value": []}"#,
+            GraphType::Bar => r#"{"as_of": null, "period": [], "invested": []}"#,
         }
     }
 }

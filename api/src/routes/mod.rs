@@ -1,6 +1,8 @@
 //! Routes, extractors and middleware, one module per resource, each with its own router:
 //! `me` (the signed-in person), `navs` (scheme NAVs), `portfolio` (portfolio and charts), `sips`, `notifications`,
-//! `alerts`, and `ops` (health, readiness, metrics, the OpenAPI document). Every
+//! `alerts`, `unsubscribe` (the signed link in e-mails, no bearer token), `providers`
+//! (delivery reports on signed callbacks, no bearer token), and `ops` (health,
+//! readiness, metrics, the OpenAPI document). Every
 //! `/v1/users/{user_id}/…` route checks the caller (`extract::Authed::reach`): a user reaches
 //! only their own id; a service token reads any user and writes none. Another user's data
 //! answers 404, the same as a user that does not exist, so ids cannot be probed.
@@ -16,8 +18,10 @@ mod ops;
 mod orders;
 mod portfolio;
 mod preferences;
+mod providers;
 mod schemes;
 mod sips;
+mod unsubscribe;
 
 use std::time::Instant;
 
@@ -49,6 +53,8 @@ pub fn router(state: Shared) -> Router {
         .merge(notifications::routes())
         .merge(preferences::routes())
         .merge(alerts::routes())
+        .merge(unsubscribe::routes())
+        .merge(providers::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotent_writes,

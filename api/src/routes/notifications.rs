@@ -1,4 +1,5 @@
-//! A user's notifications (newest first, paged by id) and marking one read.
+//! A user's notifications (newest first, paged by id, each with its delivery state per channel)
+//! and marking one read.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -29,6 +30,9 @@ struct NotificationRow {
     payload: String,
     created_at: DateTime<Utc>,
     read_at: Option<DateTime<Utc>>,
+    status: String,
+    /// JSON built by PostgreSQL: one object per channel.
+    deliveries: String,
 }
 
 /// A notification as the API shows it: timestamps RFC 3339 in UTC with milliseconds.
@@ -39,6 +43,11 @@ struct Notification {
     payload: Value,
     created_at: String,
     read_at: Option<String>,
+    /// Over all channels: pending (not yet fanned out), delivering, delivered or dead.
+    status: String,
+    /// Per channel: status, attempts, `delivered_at`, `next_attempt_at` (the reason of a
+    /// failure stays with the operator: it names the provider's endpoint).
+    deliveries: Value,
 }
 
 impl From<NotificationRow> for Notification {
@@ -49,6 +58,8 @@ impl From<NotificationRow> for Notification {
             payload: serde_json::from_str(&row.payload).unwrap_or(Value::Null),
             created_at: rfc3339(row.created_at),
             read_at: row.read_at.map(rfc3339),
+            status: row.status,
+            deliveries: serde_json::from_str(&row.deliveries).unwrap_or(Value::Array(Vec::new())),
         }
     }
 }
@@ -86,7 +97,16 @@ async fn list_notifications(
     let rows: Vec<NotificationRow> = timed(
         &state,
         sqlx::query_as(
-            "SELECT notification_id, kind, payload::text AS payload, created_at, read_at FROM notifications \
+            "SELECT notification_id, kind, payload::text AS payload, created_at, read_at, status, \
+               (SELECT coalesce(json_agg(json_build_object('channel', d.channel, 'status', d.status, \
+                   'attempts', d.attempts, \
+                   'delivered_at', to_char(d.delivered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+                   'next_attempt_at', CASE WHEN d.status = 'pending' \
+                       THEN to_char(d.next_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') END, \
+                   'report', d.report_status) \
+                   ORDER BY d.channel), '[]') \
+                FROM notification_deliveries d WHERE d.notification_id = n.notification_id)::text AS deliveries \
+             FROM notifications n \
              WHERE user_id = $1 AND ($2::bigint IS NULL OR notification_id < $2) \
                AND (NOT $3 OR read_at IS NULL) \
              ORDER BY notification_id DESC LIMIT $4",

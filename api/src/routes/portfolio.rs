@@ -1,5 +1,6 @@
 //! A user's portfolio (summary and lines of the latest published date, and the newest intraday
-//! valuation after it) and charts, composed
+//! valuation after it; before the first, an empty portfolio with what is pending) and charts
+//! (empty series before there is anything to draw), composed
 //! from the served lines, month ends and snapshot (`serving::GraphType::statement`), both
 //! cached until the next publish.
 
@@ -14,7 +15,9 @@ use serde_json::value::RawValue;
 use serving::GraphType;
 
 use super::extract::{ApiPath, Authed, UserRef};
-use super::{json_body, timed};
+use super::sips::upcoming_instalment;
+use super::sips::UpcomingInstalment;
+use super::{json_body, json_value, timed};
 use crate::problem::Problem;
 use crate::Shared;
 
@@ -130,9 +133,73 @@ async fn portfolio(
         )?)))
     };
     let body = state.caches.portfolio.get_or_load(user_id, load).await?;
-    Ok(json_body(body.ok_or_else(|| {
-        Problem::not_found("no portfolio published for this user")
-    })?))
+    match body {
+        Some(body) => Ok(json_body(body)),
+        // Read live, not cached: what is pending changes with every SIP or order the person
+        // makes before their first valuation is published.
+        None => Ok(json_value(&empty_portfolio(&state, user_id).await?)),
+    }
+}
+
+/// What a person with nothing valued yet sees: the portfolio's shape with zeros and no
+/// lines, and what is on its way (`pending`).
+#[derive(Serialize)]
+struct EmptyPortfolio {
+    user_id: i64,
+    as_of: Option<NaiveDate>,
+    invested: &'static str,
+    current_value: &'static str,
+    gain: &'static str,
+    abs_return_pct: Option<String>,
+    xirr: Option<f64>,
+    schemes: i32,
+    nav_date: Option<NaiveDate>,
+    lines: [(); 0],
+    intraday: Option<()>,
+    pending: Pending,
+}
+
+/// What will show in the portfolio once the batch runs.
+#[derive(Serialize)]
+struct Pending {
+    /// The first instalment any SIP settles next (null: no SIP falls due).
+    next_instalment: Option<UpcomingInstalment>,
+    /// SIPs that may still fall due (not cancelled).
+    sips: usize,
+    /// Orders placed and not yet executed.
+    orders_received: i64,
+}
+
+const ORDERS_RECEIVED: &str =
+    "SELECT count(*) FROM orders WHERE user_id = $1 AND status = 'received'";
+
+async fn empty_portfolio(state: &Shared, user_id: i64) -> Result<EmptyPortfolio, Problem> {
+    let (next_instalment, sips) = upcoming_instalment(state, user_id).await?;
+    let orders_received: i64 = timed(
+        state,
+        sqlx::query_scalar(ORDERS_RECEIVED)
+            .bind(user_id)
+            .fetch_one(&state.pool),
+    )
+    .await?;
+    Ok(EmptyPortfolio {
+        user_id,
+        as_of: None,
+        invested: "0.00",
+        current_value: "0.00",
+        gain: "0.00",
+        abs_return_pct: None,
+        xirr: None,
+        schemes: 0,
+        nav_date: None,
+        lines: [],
+        intraday: None,
+        pending: Pending {
+            next_instalment,
+            sips,
+            orders_received,
+        },
+    })
 }
 
 async fn chart(
@@ -162,9 +229,10 @@ async fn chart(
         .graph
         .get_or_load((user_id, graph_type.as_str()), load)
         .await?;
-    Ok(json_body(body.ok_or_else(|| {
-        Problem::not_found("no chart published for this user")
-    })?))
+    // A person with nothing valued yet gets the chart's shape with empty series.
+    Ok(json_body(body.unwrap_or_else(|| {
+        Bytes::from_static(graph_type.empty().as_bytes())
+    })))
 }
 
 #[cfg(test)]

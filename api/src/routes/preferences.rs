@@ -25,15 +25,21 @@ pub fn routes() -> Router<Shared> {
 const CHANNELS: [&str; 4] = ["webhook", "email", "sms", "push"];
 
 const SELECT_PREFERENCES: &str = "SELECT channels, email, phone, push_token, \
-            to_char(quiet_start, 'HH24:MI') AS quiet_start, to_char(quiet_end, 'HH24:MI') AS quiet_end, time_zone \
+            to_char(quiet_start, 'HH24:MI') AS quiet_start, to_char(quiet_end, 'HH24:MI') AS quiet_end, time_zone, \
+            muted_kinds, push_platform \
      FROM notification_preferences WHERE user_id = $1";
 
-const UPSERT_PREFERENCES: &str = "INSERT INTO notification_preferences \
-            (user_id, channels, email, phone, push_token, quiet_start, quiet_end, time_zone) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+// `muted_kinds` ($9) left out keeps what is stored: an app that does not know the field must not
+// undo an unsubscribe made from an e-mail.
+const UPSERT_PREFERENCES: &str = "INSERT INTO notification_preferences AS p \
+            (user_id, channels, email, phone, push_token, quiet_start, quiet_end, time_zone, muted_kinds, \
+             push_platform) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, '{}'), $10) \
      ON CONFLICT (user_id) DO UPDATE SET channels = EXCLUDED.channels, email = EXCLUDED.email, \
         phone = EXCLUDED.phone, push_token = EXCLUDED.push_token, quiet_start = EXCLUDED.quiet_start, \
-        quiet_end = EXCLUDED.quiet_end, time_zone = EXCLUDED.time_zone, updated_at = now()";
+        quiet_end = EXCLUDED.quiet_end, time_zone = EXCLUDED.time_zone, \
+        push_platform = EXCLUDED.push_platform, muted_kinds = coalesce($9, p.muted_kinds), updated_at = now() \
+     RETURNING p.muted_kinds";
 
 const IS_TIME_ZONE: &str = "SELECT sipline_is_time_zone($1)";
 
@@ -55,6 +61,17 @@ struct Preferences {
     quiet_end: Option<String>,
     #[serde(default = "india")]
     time_zone: String,
+    /// Kinds the person unsubscribed from on e-mail, SMS and push (the app still lists them).
+    /// Left out of a `PUT`: kept as stored.
+    #[serde(default)]
+    muted_kinds: Option<Vec<String>>,
+    /// The push service `push_token` belongs to: `fcm` (default) or `apns`.
+    #[serde(default = "fcm")]
+    push_platform: String,
+}
+
+fn fcm() -> String {
+    "fcm".into()
 }
 
 fn india() -> String {
@@ -72,6 +89,8 @@ impl Default for Preferences {
             quiet_start: None,
             quiet_end: None,
             time_zone: india(),
+            muted_kinds: Some(Vec::new()),
+            push_platform: fcm(),
         }
     }
 }
@@ -179,23 +198,49 @@ async fn put_preferences(
             "not a time zone PostgreSQL knows (an IANA name such as Asia/Kolkata)".into(),
         ));
     }
+    if !["fcm", "apns"].contains(&prefs.push_platform.as_str()) {
+        errors.push(("push_platform".into(), "fcm or apns".into()));
+    }
+    if let Some(muted) = &prefs.muted_kinds {
+        let mut distinct = muted.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() != muted.len()
+            || muted
+                .iter()
+                .any(|k| !serving::unsubscribe::KINDS.contains(&k.as_str()))
+        {
+            errors.push((
+                "muted_kinds".into(),
+                format!(
+                    "distinct notification kinds: {}",
+                    serving::unsubscribe::KINDS.join(", ")
+                ),
+            ));
+        }
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    timed(
-        &state,
-        sqlx::query(UPSERT_PREFERENCES)
-            .bind(user_id)
-            .bind(&prefs.channels)
-            .bind(prefs.email.as_deref())
-            .bind(prefs.phone.as_deref())
-            .bind(prefs.push_token.as_deref())
-            .bind(start.ok().flatten())
-            .bind(end.ok().flatten())
-            .bind(&prefs.time_zone)
-            .execute(&state.pool),
-    )
-    .await?;
+    let mut prefs = prefs;
+    prefs.muted_kinds = Some(
+        timed(
+            &state,
+            sqlx::query_scalar::<_, Vec<String>>(UPSERT_PREFERENCES)
+                .bind(user_id)
+                .bind(&prefs.channels)
+                .bind(prefs.email.as_deref())
+                .bind(prefs.phone.as_deref())
+                .bind(prefs.push_token.as_deref())
+                .bind(start.ok().flatten())
+                .bind(end.ok().flatten())
+                .bind(&prefs.time_zone)
+                .bind(prefs.muted_kinds.as_ref())
+                .bind(&prefs.push_platform)
+                .fetch_one(&state.pool),
+        )
+        .await?,
+    );
     Ok(json_value(&prefs))
 }
 

@@ -182,13 +182,14 @@ async fn search_schemes(
             };
             // Which way a search goes depends on the text alone, so every page of it goes the
             // same way: a code, an ISIN or a fund house exactly (score 1); else every word typed
-            // as a whole word (full-text rank); else word similarity (typos, joined words).
+            // as the start of a word of the scheme, as people type (full-text rank over
+            // prefixes, migration 0026); else word similarity (typos, joined words).
             let (exact, words): (bool, bool) = timed(
                 &state,
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT EXISTS (SELECT 1 FROM schemes s WHERE {}), \
                             EXISTS (SELECT 1 FROM schemes s \
-                                    WHERE s.search_words @@ plainto_tsquery('simple', $1))",
+                                    WHERE s.search_words @@ sipline_prefix_query($1))",
                     exact_condition(&text, "$1")
                 )))
                 .persistent(false)
@@ -212,10 +213,14 @@ async fn search_schemes(
                     exact_condition(&text, "$6")
                 )
             } else if words {
-                // Rank normalised into 0–1 (rank / (rank + 1)), below an exact match's 1.
+                // Rank normalised into 0–0.5 (rank / (rank + 1), halved), and 0.5 more when
+                // the name itself starts with what was typed ("hdfc mid" puts HDFC Mid-Cap
+                // Opportunities above an HDFC fund whose other words merely start the same):
+                // always below an exact match's 1.
                 scored(
-                    "ts_rank(s.search_words, plainto_tsquery('simple', $6), 32)",
-                    "s.search_words @@ plainto_tsquery('simple', $6)",
+                    "(0.5 * ts_rank_cd(s.search_words, sipline_prefix_query($6), 32) \
+                      + CASE WHEN starts_with(lower(s.scheme_name), $6) THEN 0.5 ELSE 0 END)::real",
+                    "s.search_words @@ sipline_prefix_query($6)",
                 )
             } else {
                 // `<%` is word similarity above pg_trgm's threshold (0.6), served by the

@@ -164,6 +164,75 @@ fn schedule(state: &Shared, sip: Sip, change: LatestChange) -> ScheduledSip {
     }
 }
 
+/// A SIP of the user with what its latest change says: for the next instalment across SIPs.
+#[derive(sqlx::FromRow)]
+struct SipWithChange {
+    #[sqlx(flatten)]
+    sip: Sip,
+    effective_from: Option<NaiveDate>,
+    batch_date: NaiveDate,
+}
+
+/// The user's SIPs that may still fall due (at most 100, the per-user SIP quota's order of
+/// magnitude), each with its latest change and the batch date a change now applies to.
+const LIVE_SIPS: &str =
+    "SELECT s.sip_id, s.user_id, s.scheme_code, s.amount::text AS amount, s.sip_day, \
+       s.start_date, s.end_date, s.step_up_pct::text AS step_up_pct, s.status, s.paused_until, \
+       (SELECT CASE WHEN isfinite(c.effective_from) THEN c.effective_from END FROM sip_changes c \
+          WHERE c.sip_id = s.sip_id ORDER BY c.change_id DESC LIMIT 1) AS effective_from, \
+       sipline_batch_date($2) AS batch_date \
+     FROM sips s WHERE s.user_id = $1 AND s.status <> 'cancelled' ORDER BY s.sip_id LIMIT 100";
+
+/// The first instalment any of a user's SIPs settles next.
+#[derive(Serialize)]
+pub(super) struct UpcomingInstalment {
+    sip_id: i64,
+    scheme_code: i64,
+    due_date: NaiveDate,
+    nav_date: NaiveDate,
+    amount: String,
+}
+
+/// The earliest next instalment across the user's SIPs (the same schedule `GET …/sips/{id}`
+/// shows per SIP), and how many SIPs may still fall due.
+pub(super) async fn upcoming_instalment(
+    state: &Shared,
+    user_id: i64,
+) -> Result<(Option<UpcomingInstalment>, usize), Problem> {
+    let now = state.clock.now();
+    let sips: Vec<SipWithChange> = timed(
+        state,
+        sqlx::query_as(LIVE_SIPS)
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(&state.pool),
+    )
+    .await?;
+    let live = sips.len();
+    let next = sips
+        .into_iter()
+        .filter_map(|row| {
+            let scheduled = schedule(
+                state,
+                row.sip,
+                LatestChange {
+                    effective_from: row.effective_from,
+                    batch_date: row.batch_date,
+                },
+            );
+            let next = scheduled.next_instalment?;
+            Some(UpcomingInstalment {
+                sip_id: scheduled.sip.sip_id,
+                scheme_code: scheduled.sip.scheme_code,
+                due_date: next.due_date,
+                nav_date: next.nav_date,
+                amount: next.amount,
+            })
+        })
+        .min_by_key(|u| (u.due_date, u.sip_id));
+    Ok((next, live))
+}
+
 /// One entry of a SIP's change history.
 #[derive(sqlx::FromRow, Serialize)]
 struct SipChangeEntry {

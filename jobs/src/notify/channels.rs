@@ -6,12 +6,22 @@ use super::outbox::Claimed;
 use super::Dispatcher;
 use tracing::Instrument;
 
+/// What one attempt that delivered leaves behind.
+#[derive(Debug, Default)]
+pub(super) struct Delivered {
+    /// The provider's id for the message it accepted (Exotel's SmsSid), which its delivery
+    /// report names later.
+    pub(super) provider_ref: Option<String>,
+}
+
 /// Why one attempt did not deliver.
 #[derive(Debug)]
 pub(super) struct Failure {
     /// Retrying cannot help (the receiver refused the request itself, or nowhere to send).
     pub(super) permanent: bool,
     pub(super) error: String,
+    /// The receiver's `Retry-After`: the next attempt waits at least this long.
+    pub(super) retry_after: Option<std::time::Duration>,
 }
 
 impl Failure {
@@ -19,6 +29,7 @@ impl Failure {
         Self {
             permanent: false,
             error: error.into(),
+            retry_after: None,
         }
     }
 
@@ -26,8 +37,21 @@ impl Failure {
         Self {
             permanent: true,
             error: error.into(),
+            retry_after: None,
         }
     }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs and read as absent).
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|s| std::time::Duration::from_secs(s.min(86_400)))
 }
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the timestamp inside the signature
@@ -80,21 +104,28 @@ fn warn_generic(delivery: &Claimed, degraded: Option<messages::RenderError>) {
 }
 
 impl Dispatcher {
-    pub(super) async fn deliver(&self, delivery: &Claimed) -> Result<(), Failure> {
+    pub(super) async fn deliver(&self, delivery: &Claimed) -> Result<Delivered, Failure> {
+        let none = |outcome: Result<(), Failure>| outcome.map(|()| Delivered::default());
         match delivery.channel.as_str() {
-            "webhook" => {
+            "webhook" => none(
                 self.post(self.config.webhook_url.as_deref(), delivery)
-                    .await
+                    .await,
+            ),
+            "sms" => match &self.config.exotel {
+                Some(exotel) => self.sms_exotel(exotel, delivery).await,
+                None => none(
+                    self.post(self.config.sms_webhook_url.as_deref(), delivery)
+                        .await,
+                ),
+            },
+            "push" if self.config.fcm.is_some() || self.config.apns.is_some() => {
+                self.push(delivery).await
             }
-            "sms" => {
-                self.post(self.config.sms_webhook_url.as_deref(), delivery)
-                    .await
-            }
-            "push" => {
+            "push" => none(
                 self.post(self.config.push_webhook_url.as_deref(), delivery)
-                    .await
-            }
-            "email" => self.mail(delivery).await,
+                    .await,
+            ),
+            "email" => none(self.mail(delivery).await),
             other => Err(Failure::permanent(format!("unknown channel {other}"))),
         }
     }
@@ -133,11 +164,13 @@ impl Dispatcher {
         if status.is_success() {
             return Ok(());
         }
-        Err(http_failure(status, format!("POST {url}: HTTP {status}")))
+        let mut failure = http_failure(status, format!("POST {url}: HTTP {status}"));
+        failure.retry_after = retry_after(response.headers());
+        Err(failure)
     }
 
     /// What an SMS or push gateway sends on: the rendered words (webhooks get the event only).
-    fn rendered_for_gateway(
+    pub(super) fn rendered_for_gateway(
         &self,
         delivery: &Claimed,
     ) -> Result<Option<serde_json::Value>, Failure> {
@@ -181,8 +214,13 @@ impl Dispatcher {
             .email
             .as_deref()
             .ok_or_else(|| Failure::permanent("the user has no email address"))?;
+        let unsubscribe_url = self
+            .config
+            .unsubscribe
+            .as_ref()
+            .and_then(|links| links.link(delivery.user_id, &delivery.kind, chrono::Utc::now()));
         let notification = delivery
-            .notification(None)
+            .notification(unsubscribe_url)
             .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))?;
         let (rendered, degraded) = self
             .messages

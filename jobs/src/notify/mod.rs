@@ -19,6 +19,8 @@
 mod channels;
 mod email;
 mod outbox;
+mod push;
+mod sms;
 mod stats;
 
 use std::time::Duration;
@@ -29,8 +31,10 @@ use rand::Rng;
 use sqlx::{PgPool, Row};
 
 pub use channels::signature;
-use channels::Failure;
+use channels::{Delivered, Failure};
 pub use email::{SmtpConfig, SmtpTls};
+pub use push::{ApnsConfig, FcmConfig, ServiceAccount};
+pub use sms::{parse_templates as parse_dlt_templates, ExotelConfig, SignedCallbacks};
 
 /// The shortest webhook signing key accepted: receivers verify HMAC-SHA256 with it.
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
@@ -41,12 +45,20 @@ use outbox::*;
 pub struct DispatchConfig {
     pub webhook_url: Option<String>,
     pub sms_webhook_url: Option<String>,
+    /// SMS through Exotel's API with DLT fields (instead of `sms_webhook_url`).
+    pub exotel: Option<ExotelConfig>,
     pub push_webhook_url: Option<String>,
+    /// Push to Android (and Firebase-registered iOS) devices through FCM HTTP v1.
+    pub fcm: Option<FcmConfig>,
+    /// Push to iOS devices through APNs.
+    pub apns: Option<ApnsConfig>,
     /// Signs every webhook body (HMAC-SHA256); receivers verify with the same secret.
     pub webhook_secret: String,
     /// The submission server for channel `email`.
     pub smtp: Option<SmtpConfig>,
     pub mail_from: String,
+    /// Signed unsubscribe links in every e-mail (and List-Unsubscribe), when set.
+    pub unsubscribe: Option<UnsubscribeLinks>,
     pub batch: i64,
     pub concurrency: usize,
     pub max_attempts: i32,
@@ -67,6 +79,42 @@ impl DispatchConfig {
                 .unwrap_or(u32::MAX);
         self.lease
             .max(self.timeout.saturating_mul(rounds) + LEASE_MARGIN)
+    }
+}
+
+/// Where a person's unsubscribe link points and the key it is signed with (the API's
+/// `--unsubscribe-secret`).
+#[derive(Clone)]
+pub struct UnsubscribeLinks {
+    /// The API's `/v1/unsubscribe` as people reach it.
+    pub base_url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for UnsubscribeLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnsubscribeLinks")
+            .field("base_url", &self.base_url)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl UnsubscribeLinks {
+    /// The link for one person and kind, valid for [`serving::unsubscribe::LINK_DAYS`] from
+    /// `now`; none for a kind a person cannot unsubscribe from.
+    pub fn link(
+        &self,
+        user_id: i64,
+        kind: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<String> {
+        if !serving::unsubscribe::KINDS.contains(&kind) {
+            return None;
+        }
+        let expires = now.timestamp() + serving::unsubscribe::LINK_DAYS * 86_400;
+        let token = serving::unsubscribe::token(self.secret.as_bytes(), user_id, kind, expires);
+        Some(format!("{}?token={token}", self.base_url))
     }
 }
 
@@ -112,6 +160,10 @@ pub struct Dispatcher {
     http: reqwest::Client,
     /// Pooled SMTP connections, when e-mail is configured.
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    /// APNs speaks HTTP/2 only.
+    apns_http: reqwest::Client,
+    fcm_token: push::TokenCache,
+    apns_token: push::TokenCache,
     messages: messages::Messages,
     config: DispatchConfig,
 }
@@ -124,6 +176,21 @@ impl DispatchConfig {
             anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
                 "--webhook-secret: at least {MIN_WEBHOOK_SECRET_BYTES} bytes"
             )));
+        }
+        if let Some(links) = &self.unsubscribe {
+            if links.secret.len() < serving::unsubscribe::MIN_SECRET_BYTES {
+                anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
+                    "--unsubscribe-secret: at least {} bytes",
+                    serving::unsubscribe::MIN_SECRET_BYTES
+                )));
+            }
+            if !(links.base_url.starts_with("https://") || links.base_url.starts_with("http://"))
+                || links.base_url.contains(['?', '#', ' ', '<', '>'])
+            {
+                anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(
+                    "--unsubscribe-url: an http(s) URL without a query".into()
+                ));
+            }
         }
         if !serving::is_mailbox(&self.mail_from) {
             anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
@@ -153,10 +220,19 @@ impl Dispatcher {
             None => None,
         };
         let messages = messages::Messages::new().context("loading the message templates")?;
+        let apns_http = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .context("building the APNs client")?;
         Ok(Self {
             pool,
             http,
             smtp,
+            apns_http,
+            fcm_token: push::TokenCache::default(),
+            apns_token: push::TokenCache::default(),
             messages,
             config,
         })
@@ -241,6 +317,7 @@ impl Dispatcher {
                 email: row.get("email"),
                 phone: row.get("phone"),
                 push_token: row.get("push_token"),
+                push_platform: row.get("push_platform"),
                 scheme_name: row.get("scheme_name"),
                 unit_decimals: row.get("unit_decimals"),
                 target_scheme_name: row.get("target_scheme_name"),
@@ -250,7 +327,7 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(summary);
         }
-        let outcomes: Vec<(i64, i64, i32, Result<(), Failure>)> =
+        let outcomes: Vec<(i64, i64, i32, Result<Delivered, Failure>)> =
             futures::stream::iter(claimed.iter())
                 .map(|delivery| async move {
                     // Send only under a claim still ours, renewed to cover this send: one that
@@ -305,19 +382,31 @@ impl Dispatcher {
         let mut permanents = Vec::with_capacity(outcomes.len());
         let mut delays = Vec::with_capacity(outcomes.len());
         let mut errors: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
+        let mut provider_refs: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
         let mut notifications: Vec<i64> = Vec::with_capacity(outcomes.len());
         for (id, notification, attempts, outcome) in outcomes {
             ids.push(id);
             notifications.push(notification);
             oks.push(outcome.is_ok());
             permanents.push(outcome.as_ref().is_err_and(|f| f.permanent));
-            delays.push(self.backoff_ms(attempts));
-            // A receiver's URL may carry its key: never into `last_error`.
-            errors.push(
-                outcome
-                    .err()
-                    .map(|f| crate::plumbing::redact::urls(&f.error)),
-            );
+            // A provider's Retry-After (429, 503) is a floor under the backoff.
+            let asked = outcome
+                .as_ref()
+                .err()
+                .and_then(|f| f.retry_after)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            delays.push(self.backoff_ms(attempts).max(asked));
+            match outcome {
+                Ok(delivered) => {
+                    provider_refs.push(delivered.provider_ref);
+                    errors.push(None);
+                }
+                Err(failure) => {
+                    provider_refs.push(None);
+                    // A receiver's URL may carry its key: never into `last_error`.
+                    errors.push(Some(crate::plumbing::redact::urls(&failure.error)));
+                }
+            }
         }
         let statuses: Vec<String> = sqlx::query_scalar(RECORD)
             .bind(token)
@@ -327,6 +416,7 @@ impl Dispatcher {
             .bind(&permanents)
             .bind(&delays)
             .bind(&errors)
+            .bind(&provider_refs)
             .fetch_all(&self.pool)
             .await
             .context("recording delivery outcomes")?;
@@ -398,4 +488,15 @@ pub async fn work(
     }
     tracing::info!("shutting down");
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The kinds with a template are the kinds a person can unsubscribe from and a DLT
+    /// template can be registered for: one list in each crate, kept equal here, where both
+    /// are in reach.
+    #[test]
+    fn every_notification_kind_has_a_template_and_an_unsubscribe() {
+        assert_eq!(messages::KINDS, serving::unsubscribe::KINDS);
+    }
 }

@@ -2,22 +2,26 @@
 //! lease, reclaiming expired leases, deferring quiet hours, recording outcomes only under our
 //! claim, and rolling deliveries up to their notification.
 
-// One delivery per channel the user chose (the platform webhook without preferences). A user
-// who chose no channel reads notifications in the app only: nothing to deliver, so the
-// notification is done here instead of waiting for deliveries that will never exist.
+// One delivery per channel the user chose (the platform webhook without preferences), less the
+// person's own channels for a kind they unsubscribed from (`muted_kinds`). A notification with
+// nothing to deliver (no channel chosen, or every one muted) is read in the app only: it is done
+// here instead of waiting for deliveries that will never exist.
 pub(super) const FAN_OUT: &str = "WITH picked AS ( \
-       SELECT notification_id, user_id FROM notifications WHERE status = 'pending' \
+       SELECT notification_id, user_id, kind FROM notifications WHERE status = 'pending' \
        ORDER BY notification_id LIMIT $1 FOR UPDATE SKIP LOCKED), \
-     planned AS ( \
-       INSERT INTO notification_deliveries (notification_id, channel) \
-       SELECT p.notification_id, c FROM picked p \
+     targets AS MATERIALIZED ( \
+       SELECT p.notification_id, c AS channel FROM picked p \
        LEFT JOIN notification_preferences np ON np.user_id = p.user_id \
        CROSS JOIN LATERAL unnest(coalesce(np.channels, ARRAY['webhook'])) AS c \
+       WHERE c = 'webhook' OR NOT p.kind = ANY(coalesce(np.muted_kinds, '{}'))), \
+     planned AS ( \
+       INSERT INTO notification_deliveries (notification_id, channel) \
+       SELECT notification_id, channel FROM targets \
        ON CONFLICT (notification_id, channel) DO NOTHING) \
      UPDATE notifications n \
-       SET status = CASE WHEN cardinality(np.channels) = 0 THEN 'delivered' ELSE 'delivering' END, \
-           delivered_at = CASE WHEN cardinality(np.channels) = 0 THEN now() END \
-     FROM picked LEFT JOIN notification_preferences np ON np.user_id = picked.user_id \
+       SET status = CASE WHEN t.notification_id IS NULL THEN 'delivered' ELSE 'delivering' END, \
+           delivered_at = CASE WHEN t.notification_id IS NULL THEN now() END \
+     FROM picked LEFT JOIN (SELECT DISTINCT notification_id FROM targets) t USING (notification_id) \
      WHERE n.notification_id = picked.notification_id";
 
 // A claim whose lease ran out belongs to a dispatcher that died (or hung): due again now. The
@@ -52,7 +56,7 @@ pub(super) const CLAIM: &str = "WITH due AS ( \
        LEFT JOIN schemes tsc ON tsc.scheme_code = (n.payload->>'target_scheme_code')::bigint \
      WHERE d.delivery_id = due.delivery_id AND n.notification_id = d.notification_id \
      RETURNING d.delivery_id, d.channel, d.attempts, n.notification_id, n.event_key, n.user_id, \
-       n.kind, n.payload::text AS payload, n.created_at, p.email, p.phone, p.push_token, \
+       n.kind, n.payload::text AS payload, n.created_at, p.email, p.phone, p.push_token, p.push_platform, \
        sc.scheme_name, sc.unit_decimals, tsc.scheme_name AS target_scheme_name, \
        to_char(n.created_at AT TIME ZONE coalesce(p.time_zone, 'Asia/Kolkata'), 'FMDD Mon YYYY, HH24:MI') \
          || ' (' || coalesce(p.time_zone, 'Asia/Kolkata') || ')' AS local_time";
@@ -68,20 +72,16 @@ pub(super) const RECORD: &str = "UPDATE notification_deliveries d SET \
        status = CASE WHEN r.ok THEN 'delivered' WHEN r.permanent OR d.attempts >= $2 THEN 'dead' ELSE 'pending' END, \
        delivered_at = CASE WHEN r.ok THEN now() END, \
        next_attempt_at = CASE WHEN r.ok THEN d.next_attempt_at ELSE now() + r.delay_ms * INTERVAL '1 millisecond' END, \
-       last_error = r.error, claim_token = NULL, claimed_until = NULL \
-     FROM unnest($3::bigint[], $4::bool[], $5::bool[], $6::bigint[], $7::text[]) AS r(id, ok, permanent, delay_ms, error) \
+       last_error = r.error, claim_token = NULL, claimed_until = NULL, \
+       provider_ref = coalesce(r.provider_ref, d.provider_ref) \
+     FROM unnest($3::bigint[], $4::bool[], $5::bool[], $6::bigint[], $7::text[], $8::text[]) \
+       AS r(id, ok, permanent, delay_ms, error, provider_ref) \
      WHERE d.delivery_id = r.id AND d.claim_token = $1 \
      RETURNING d.status";
 
-// A notification is delivered when every channel is, dead when none is left to try and one died.
-pub(super) const ROLL_UP: &str = "UPDATE notifications n SET status = s.status, \
-       delivered_at = CASE WHEN s.status = 'delivered' THEN now() END \
-     FROM (SELECT notification_id, CASE \
-             WHEN bool_and(status = 'delivered') THEN 'delivered' \
-             WHEN bool_or(status IN ('pending', 'delivering')) THEN 'delivering' \
-             ELSE 'dead' END AS status \
-           FROM notification_deliveries WHERE notification_id = ANY($1) GROUP BY notification_id) s \
-     WHERE n.notification_id = s.notification_id AND n.status <> s.status";
+// A notification is delivered when every channel is, dead when none is left to try and one
+// died (migration 0028: the API applies the same after a delivery report).
+pub(super) const ROLL_UP: &str = "SELECT sipline_roll_up_notifications($1)";
 
 /// One claimed delivery.
 #[derive(Debug)]
@@ -98,6 +98,8 @@ pub(super) struct Claimed {
     pub(super) email: Option<String>,
     pub(super) phone: Option<String>,
     pub(super) push_token: Option<String>,
+    /// `fcm` or `apns`.
+    pub(super) push_platform: Option<String>,
     pub(super) scheme_name: Option<String>,
     pub(super) unit_decimals: Option<i32>,
     pub(super) target_scheme_name: Option<String>,

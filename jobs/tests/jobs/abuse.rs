@@ -357,8 +357,14 @@ async fn a_publish_holding_its_lock_turns_readers_into_503s_not_500s() {
         "waited {waited:?}: the reader queued behind the lock"
     );
     publish.rollback().await.unwrap();
+    // The rolled-back publish left nothing: the empty portfolio, not a half-published one.
     let (status, body) = api.get("/v1/users/me/portfolio", Some(&token)).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "nothing published: {body}");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["as_of"],
+        serde_json::Value::Null,
+        "nothing published: {body}"
+    );
 }
 
 /// `serve` refuses to start with a configuration that would accept tokens it should not:

@@ -305,6 +305,870 @@ async fn dispatch_delivers_signed_webhooks_and_email_and_waits_out_quiet_hours()
     }
 }
 
+/// The unsubscribe link of a received message (its `List-Unsubscribe` header).
+fn unsubscribe_link(message: &str) -> String {
+    let start = message.find("List-Unsubscribe: <").expect(message) + "List-Unsubscribe: <".len();
+    let end = start + message[start..].find('>').unwrap();
+    message[start..end].to_string()
+}
+
+/// A person reads an e-mail, follows its unsubscribe link (the page asks, changes nothing),
+/// confirms with the one-click POST a mail client sends (RFC 8058), and gets no more e-mail of
+/// that kind, while other kinds and the platform webhook still go out; a bent, expired or
+/// unsigned link changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_unsubscribes_from_one_kind_by_the_link_in_the_email() {
+    const UNSUBSCRIBE_SECRET: &str = "unsubscribe-secret-for-tests-0123";
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 2).await;
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, channels, email) \
+         VALUES (2, '{webhook,email}', 'two@example.com')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let api = crate::api::Api::start_with(
+        &pg.url,
+        &[
+            "--rate-per-user",
+            "0",
+            "--rate-per-address",
+            "0",
+            "--unsubscribe-secret",
+            UNSUBSCRIBE_SECRET,
+        ],
+    )
+    .await;
+    let (webhook, url) = receiver().await;
+    let (mail, relay) = smtp_sink().await;
+    let base = format!("{}/v1/unsubscribe", api.base);
+    let dispatch_mail = || {
+        let (pg, url, relay, base) = (&pg, url.clone(), relay.clone(), base.clone());
+        async move {
+            dispatch(
+                pg,
+                &url,
+                &[
+                    "--smtp-relay",
+                    &relay,
+                    "--smtp-tls",
+                    "none",
+                    "--unsubscribe-url",
+                    &base,
+                    "--unsubscribe-secret",
+                    UNSUBSCRIBE_SECRET,
+                ],
+            )
+            .await
+        }
+    };
+    // Event 1 goes to user 2 (1 + 1 % 2): an e-mail with its link.
+    add_notifications(&pool, 1, 1, 2).await;
+    dispatch_mail().await.assert_ok();
+    let received = mail.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0].contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{}",
+        received[0]
+    );
+    let link = unsubscribe_link(&received[0]);
+    assert!(
+        link.starts_with(&format!("{base}?token=2.sip_executed.")),
+        "{link}"
+    );
+
+    let http = reqwest::Client::new();
+    // Following the link shows what it stops and changes nothing (mail scanners follow links).
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("SIP instalments invested"), "{html}");
+    assert!(html.contains("<form method=\"post\""), "{html}");
+    let muted: Vec<String> =
+        sqlx::query_scalar("SELECT muted_kinds FROM notification_preferences WHERE user_id = 2")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(muted.is_empty());
+    // Links bent to another person or kind, expired, or missing: refused, nothing changed.
+    let token = link.split("token=").nth(1).unwrap().to_string();
+    let expired = {
+        // Signed with the right key, but its expiry passed a second ago.
+        let expires = chrono::Utc::now().timestamp() - 1;
+        let payload = format!("2.sip_executed.{expires}");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, UNSUBSCRIBE_SECRET.as_bytes());
+        let tag = ring::hmac::sign(&key, payload.as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{payload}.{hex}")
+    };
+    for (bad, why, status) in [
+        (
+            token.replacen("2.", "1.", 1),
+            "signature",
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            token.replacen("sip_executed", "nav_alert", 1),
+            "signature",
+            StatusCode::FORBIDDEN,
+        ),
+        (expired, "expired", StatusCode::FORBIDDEN),
+        ("".to_string(), "unsubscribe link", StatusCode::BAD_REQUEST),
+    ] {
+        let answer = http
+            .post(format!("{base}?token={bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{bad}");
+        assert!(answer.text().await.unwrap().contains(why), "{bad}");
+    }
+    let (status, _) = api.get("/v1/unsubscribe", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // The one-click POST, as a mail client sends it; a second one changes nothing more.
+    for _ in 0..2 {
+        let done = http
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), StatusCode::OK);
+        assert!(done.text().await.unwrap().contains("no longer"));
+    }
+    let token = crate::api::hs256(&crate::api::claims("sub-2"));
+    let (status, prefs) = api
+        .get("/v1/users/me/notification-preferences", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{prefs}");
+    assert_eq!(prefs["muted_kinds"], serde_json::json!(["sip_executed"]));
+    assert_eq!(prefs["channels"], serde_json::json!(["webhook", "email"]));
+    // An app that does not know the field saves preferences: the unsubscribe stays.
+    let (status, _, saved) = api
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/me/notification-preferences",
+            Some(&token),
+            Some(serde_json::json!({"channels": ["webhook", "email"], "email": "two@example.com"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["muted_kinds"], serde_json::json!(["sip_executed"]));
+
+    // The next sip_executed reaches the webhook but no inbox; a statement still e-mails.
+    add_notifications(&pool, 3, 3, 2).await;
+    sqlx::query(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES \
+         ('statement:2:2026-11', 2, 'statement_ready', \
+          '{\"month\": \"2026-11\", \"as_of\": \"2026-11-30\", \"invested\": \"1000.00\", \"current_value\": \"1100.00\"}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    dispatch_mail().await.assert_ok();
+    let received = mail.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "one more e-mail: the statement");
+    assert!(unsubscribe_link(&received[1]).contains("token=2.statement_ready."));
+    let webhooks: Vec<String> = webhook
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, _, body)| body.clone())
+        .collect();
+    assert!(
+        webhooks.iter().any(|b| b.contains("test:3")),
+        "the platform still hears it"
+    );
+    let channels: Vec<String> = sqlx::query_scalar(
+        "SELECT d.channel FROM notification_deliveries d JOIN notifications n USING (notification_id) \
+         WHERE n.event_key = 'test:3' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(channels, vec!["webhook".to_string()]);
+    // The person sees each notification's delivery state, per channel.
+    let (status, listed) = api.get("/v1/users/me/notifications", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let by_key = |kind: &str| {
+        listed["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["kind"] == kind)
+            .cloned()
+            .unwrap()
+    };
+    let statement = by_key("statement_ready");
+    assert_eq!(statement["status"], "delivered", "{statement}");
+    let deliveries = statement["deliveries"].as_array().unwrap();
+    assert_eq!(
+        deliveries
+            .iter()
+            .map(|d| (
+                d["channel"].as_str().unwrap(),
+                d["status"].as_str().unwrap(),
+                d["attempts"].as_i64().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        vec![("email", "delivered", 1), ("webhook", "delivered", 1)]
+    );
+    assert!(deliveries[0]["delivered_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+}
+
+/// A local stand-in for Exotel's Send SMS API that checks requests as Exotel documents them
+/// (HTTP Basic with the API key and token, a form body with From, To, Body and the DLT fields)
+/// and answers as it does: a JSON `SMSMessage` with a Sid, 401 without the credentials, and
+/// 429 with Retry-After while `throttle` is set.
+#[derive(Default)]
+struct Exotel {
+    sent: Mutex<Vec<BTreeMap<String, String>>>,
+    throttle: AtomicBool,
+}
+
+async fn exotel() -> (Arc<Exotel>, String) {
+    use axum::extract::{Path, State};
+    use axum::response::IntoResponse;
+    async fn send(
+        State(state): State<Arc<Exotel>>,
+        Path(sid): Path<String>,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        let expected = format!(
+            "Basic {}",
+            base64_standard(b"exotel-key:exotel-token-not-for-logs")
+        );
+        let authorised =
+            headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+        if sid != "sipline1" || !authorised {
+            return (StatusCode::UNAUTHORIZED, "{}").into_response();
+        }
+        let form_typed = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+        if !form_typed {
+            return (StatusCode::BAD_REQUEST, "{}").into_response();
+        }
+        if state.throttle.load(Ordering::SeqCst) {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "120")],
+                "{}",
+            )
+                .into_response();
+        }
+        let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        for field in ["From", "To", "Body", "DltEntityId", "DltTemplateId"] {
+            if form.get(field).is_none_or(|v| v.is_empty()) {
+                return (StatusCode::BAD_REQUEST, format!("{field} missing")).into_response();
+            }
+        }
+        let mut sent = state.sent.lock().unwrap();
+        sent.push(form);
+        let answer = serde_json::json!({"SMSMessage": {"Sid": format!("sms-{}", sent.len()), "Status": "queued"}});
+        (StatusCode::OK, axum::Json(answer)).into_response()
+    }
+    let state = Arc::new(Exotel::default());
+    let app = axum::Router::new()
+        .route(
+            "/v1/Accounts/{sid}/Sms/send.json",
+            axum::routing::post(send),
+        )
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (state, url)
+}
+
+/// RFC 4648 base64 with padding: the receiver's own, sharing nothing with reqwest's.
+fn base64_standard(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A sip_executed notification's values row for `user`.
+fn executed_row(key: &str, user: i64) -> String {
+    format!(
+        "('{key}', {user}, 'sip_executed', '{{\"sip_id\": 1, \"scheme_code\": 122639, \"due_date\": \"2026-12-05\", \
+          \"amount\": \"5000.00\", \"nav_date\": \"2026-12-07\", \"nav\": \"84.2512\", \"units\": \"59.3430\"}}')"
+    )
+}
+
+/// SMS through Exotel with the DLT fields; its delivery reports, on the signed callback URL,
+/// change the delivery's state (an operator's DND failure makes it dead); a kind without a
+/// registered template is never sent; a 429 waits out Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_go_through_exotel_with_dlt_fields_and_delivery_reports_change_their_state() {
+    const CALLBACK_SECRET: &str = "provider-callback-secret-0123456";
+    const TOKEN: &str = "exotel-token-not-for-logs";
+    assert_eq!(base64_standard(b"Man"), "TWFu");
+    assert_eq!(base64_standard(b"Ma"), "TWE=");
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 2).await;
+    sqlx::query(
+        "INSERT INTO schemes (scheme_code, scheme_name, unit_decimals) \
+         VALUES (122639, 'Parag Parikh Flexi Cap Fund - Direct Plan - Growth', 3)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, channels, phone) VALUES \
+           (1, '{sms}', '+919812345678'), (2, '{sms}', '+919800000002')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES {}, \
+           ('nav_alert:1:2026-12-07', 2, 'nav_alert', '{{\"scheme_code\": 122639, \"nav_date\": \"2026-12-07\", \
+             \"nav\": \"84.2512\", \"condition\": \"below\", \"threshold\": \"85\"}}')",
+        executed_row("sip:1:2026-12-05:executed", 1)
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let api = crate::api::Api::start_with(
+        &pg.url,
+        &[
+            "--rate-per-user",
+            "0",
+            "--rate-per-address",
+            "0",
+            "--provider-callback-secret",
+            CALLBACK_SECRET,
+        ],
+    )
+    .await;
+    let (provider, provider_url) = exotel().await;
+    let (_webhook, url) = receiver().await;
+    let callback_base = format!("{}/v1/providers/exotel/sms-status", api.base);
+    let args = [
+        "notify",
+        "dispatch",
+        "--database-url",
+        &pg.url,
+        "--webhook-url",
+        &url,
+        "--webhook-secret",
+        SECRET,
+        "--exotel-url",
+        &provider_url,
+        "--exotel-sid",
+        "sipline1",
+        "--exotel-api-key",
+        "exotel-key",
+        "--sms-sender",
+        "SIPLNE",
+        "--dlt-entity-id",
+        "1101234567890123456",
+        "--dlt-templates",
+        "sip_executed=1107161234567890123,order_executed=1107169876543210987",
+        "--sms-status-callback-url",
+        &callback_base,
+        "--provider-callback-secret",
+        CALLBACK_SECRET,
+        "--retry-base-ms",
+        "1",
+    ];
+    let env = [("SIPLINE_EXOTEL_API_TOKEN", TOKEN)];
+    let run = crate::support::sipline_async_env(&args, &env).await;
+    run.assert_ok();
+    assert!(!run.stdout.contains(TOKEN) && !run.stderr.contains(TOKEN));
+    let sent = provider.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "the nav_alert has no DLT template: not sent");
+    let sms = &sent[0];
+    assert_eq!(sms["From"], "SIPLNE");
+    assert_eq!(sms["To"], "+919812345678");
+    assert_eq!(sms["DltEntityId"], "1101234567890123456");
+    assert_eq!(sms["DltTemplateId"], "1107161234567890123");
+    assert_eq!(sms["EncodingType"], "plain");
+    assert_eq!(sms["CustomField"], "sip:1:2026-12-05:executed/sms");
+    assert!(
+        sms["Body"].contains("Rs 5,000.00") && sms["Body"].contains("59.343 units"),
+        "{}",
+        sms["Body"]
+    );
+    assert!(sms["Body"].chars().count() <= 306, "two segments at most");
+    let callback = sms["StatusCallback"].clone();
+    assert!(
+        callback.starts_with(&format!("{callback_base}?delivery=")),
+        "{callback}"
+    );
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT n.kind, d.status, d.provider_ref, d.last_error FROM notification_deliveries d \
+         JOIN notifications n USING (notification_id) ORDER BY n.user_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (rows[0].1.as_str(), rows[0].2.as_deref()),
+        ("delivered", Some("sms-1"))
+    );
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str()),
+        ("nav_alert", "dead")
+    );
+    assert!(rows[1]
+        .3
+        .as_deref()
+        .unwrap()
+        .contains("no DLT template ID registered for nav_alert"));
+
+    // Exotel's report, as it POSTs it: a form to the StatusCallback URL.
+    let http = reqwest::Client::new();
+    let report = |url: String, sid: &'static str, status: &'static str| {
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .form(&[
+                    ("SmsSid", sid),
+                    ("To", "+919812345678"),
+                    ("Status", status),
+                    ("DetailedStatus", "DELIVERED_TO_HANDSET"),
+                    ("SmsUnits", "1"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (head, sig) = callback.split_once("sig=").unwrap();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    let tampered = format!("{head}sig={flipped}{}", &sig[1..]);
+    assert_eq!(
+        report(tampered, "sms-1", "failed").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        report(callback.clone(), "sms-9", "sent").await,
+        StatusCode::NOT_FOUND,
+        "another message"
+    );
+    assert_eq!(
+        report(callback.clone(), "sms-1", "sent").await,
+        StatusCode::NO_CONTENT
+    );
+    let (report_status, status): (Option<String>, String) = sqlx::query_as(
+        "SELECT report_status, status FROM notification_deliveries WHERE provider_ref = 'sms-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (report_status.as_deref(), status.as_str()),
+        (Some("sent"), "delivered")
+    );
+
+    // The next SMS is blocked by the DND registry: the operator's report makes it dead.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES {}",
+        executed_row("sip:1:2027-01-05:executed", 1)
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    crate::support::sipline_async_env(&args, &env)
+        .await
+        .assert_ok();
+    let callback = provider.sent.lock().unwrap()[1]["StatusCallback"].clone();
+    assert_eq!(
+        report(callback, "sms-2", "failed_dnd").await,
+        StatusCode::NO_CONTENT
+    );
+    let (status, error, notification): (String, Option<String>, String) = sqlx::query_as(
+        "SELECT d.status, d.last_error, n.status FROM notification_deliveries d \
+         JOIN notifications n USING (notification_id) WHERE d.provider_ref = 'sms-2'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), notification.as_str()), ("dead", "dead"));
+    assert!(error.unwrap().contains("operator reported failed_dnd"));
+
+    // Throttled: the 429's Retry-After (120 s) is the floor under the next attempt.
+    provider.throttle.store(true, Ordering::SeqCst);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES {}",
+        executed_row("sip:1:2027-02-05:executed", 1)
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    crate::support::sipline_async_env(&args, &env)
+        .await
+        .assert_ok();
+    let (status, waits): (String, bool) = sqlx::query_as(
+        "SELECT d.status, d.next_attempt_at > now() + INTERVAL '110 seconds' \
+         FROM notification_deliveries d JOIN notifications n USING (notification_id) \
+         WHERE n.event_key = 'sip:1:2027-02-05:executed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), waits), ("pending", true));
+}
+
+/// The public half of a test key, from `api/tests/fixtures/jwks.json`.
+fn fixture_jwk(kid: &str) -> serde_json::Value {
+    let jwks: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::api::key_fixture("jwks.json")).unwrap(),
+    )
+    .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .cloned()
+        .unwrap()
+}
+
+/// What the local Google and Apple servers saw and decided.
+#[derive(Default)]
+struct PushProviders {
+    token_requests: AtomicUsize,
+    fcm_sent: Mutex<Vec<serde_json::Value>>,
+    apns_sent: Mutex<Vec<(String, serde_json::Value)>>,
+    refused: Mutex<Vec<String>>,
+}
+
+/// Google's token endpoint and FCM's `messages:send`, checking what they check: the JWT
+/// assertion's RS256 signature with the service account's public key, its `iss`, `aud`,
+/// `scope` and `kid`; the bearer token they issued; the message's shape. `unregistered-token`
+/// answers UNREGISTERED, as FCM does for an app that was removed.
+async fn google(providers: Arc<PushProviders>) -> String {
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    async fn token(State(p): State<Arc<PushProviders>>, body: String) -> axum::response::Response {
+        let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let jwk = fixture_jwk("rsa-1");
+        let key = jsonwebtoken::DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        // `aud` is checked below against the token endpoint itself.
+        validation.validate_aud = false;
+        let checked = jsonwebtoken::decode::<serde_json::Value>(
+            form.get("assertion")
+                .map(String::as_str)
+                .unwrap_or_default(),
+            &key,
+            &validation,
+        );
+        let ok = form.get("grant_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+            && checked.as_ref().is_ok_and(|t| {
+                t.header.kid.as_deref() == Some("rsa-1")
+                    && t.claims["iss"] == "sipline@sipline-test.iam.gserviceaccount.com"
+                    && t.claims["scope"] == "https://www.googleapis.com/auth/firebase.messaging"
+                    && t.claims["aud"]
+                        .as_str()
+                        .is_some_and(|a| a.ends_with("/token"))
+            });
+        if !ok {
+            p.refused
+                .lock()
+                .unwrap()
+                .push(format!("token: {checked:?}"));
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({"error": "invalid_grant"})),
+            )
+                .into_response();
+        }
+        p.token_requests.fetch_add(1, Ordering::SeqCst);
+        axum::Json(serde_json::json!({"access_token": "ya29.local-token", "expires_in": 3599, "token_type": "Bearer"})).into_response()
+    }
+    async fn send(
+        State(p): State<Arc<PushProviders>>,
+        axum::extract::Path(project): axum::extract::Path<String>,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> axum::response::Response {
+        let authorised = headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some("Bearer ya29.local-token");
+        let message = &body["message"];
+        let shaped = message["token"].is_string()
+            && message["notification"]["title"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+            && message["notification"]["body"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty());
+        if project != "sipline-test" || !authorised || !shaped {
+            p.refused
+                .lock()
+                .unwrap()
+                .push(format!("send {project}: {body}"));
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(
+                    serde_json::json!({"error": {"code": 401, "status": "UNAUTHENTICATED"}}),
+                ),
+            )
+                .into_response();
+        }
+        if message["token"] == "unregistered-token" {
+            return (
+                StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": {"code": 404, "status": "NOT_FOUND", "details": [
+                    {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}})),
+            )
+                .into_response();
+        }
+        p.fcm_sent.lock().unwrap().push(body);
+        axum::Json(serde_json::json!({"name": "projects/sipline-test/messages/0:1"}))
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/token", axum::routing::post(token))
+        .route(
+            "/v1/projects/{project}/messages:send",
+            axum::routing::post(send),
+        )
+        .with_state(providers);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// APNs over HTTP/2, checking what Apple checks: HTTP/2, the provider token's ES256 signature
+/// with the key's public half, its `kid` and `iss`; `apns-topic`, `apns-push-type`,
+/// `apns-priority`; an `aps.alert`. A token ending in `dead` is 410 Unregistered.
+async fn apple(providers: Arc<PushProviders>) -> String {
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    async fn push(
+        State(p): State<Arc<PushProviders>>,
+        axum::extract::Path(token): axum::extract::Path<String>,
+        version: axum::http::Version,
+        headers: HeaderMap,
+        axum::Json(body): axum::Json<serde_json::Value>,
+    ) -> axum::response::Response {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let jwk = fixture_jwk("ec-1");
+        let key = jsonwebtoken::DecodingKey::from_ec_components(
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        let bearer = header("authorization");
+        let checked = jsonwebtoken::decode::<serde_json::Value>(
+            bearer.strip_prefix("bearer ").unwrap_or_default(),
+            &key,
+            &validation,
+        );
+        let ok = version == axum::http::Version::HTTP_2
+            && checked.as_ref().is_ok_and(|t| {
+                t.header.kid.as_deref() == Some("ec-1")
+                    && t.claims["iss"] == "TEAM123456"
+                    && t.claims["iat"].is_i64()
+            })
+            && header("apns-topic") == "in.sipline.app"
+            && header("apns-push-type") == "alert"
+            && header("apns-priority") == "10"
+            && body["aps"]["alert"]["title"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty());
+        if !ok {
+            p.refused
+                .lock()
+                .unwrap()
+                .push(format!("apns {version:?} {checked:?} {body}"));
+            return (
+                StatusCode::FORBIDDEN,
+                axum::Json(serde_json::json!({"reason": "InvalidProviderToken"})),
+            )
+                .into_response();
+        }
+        if token.ends_with("dead") {
+            return (StatusCode::GONE, axum::Json(serde_json::json!({"reason": "Unregistered", "timestamp": 1_700_000_000_000i64}))).into_response();
+        }
+        p.apns_sent.lock().unwrap().push((token, body));
+        (
+            StatusCode::OK,
+            [("apns-id", "EC1BF194-B3B2-424A-89A9-5A918A6E6B5B")],
+        )
+            .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/3/device/{token}", axum::routing::post(push))
+        .with_state(providers);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Push through FCM HTTP v1 (an OAuth token from the service account, cached) and APNs over
+/// HTTP/2 (an ES256 provider token), both accepted by local servers that verify the
+/// signatures; a token either provider says is gone leaves the person's preferences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_goes_through_fcm_and_apns_and_dead_tokens_are_removed() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 4).await;
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, channels, push_token, push_platform) VALUES \
+           (1, '{push}', 'fcm-device-1', 'fcm'), (2, '{push}', 'a1b2c3d4e5f6', 'apns'), \
+           (3, '{push}', 'unregistered-token', 'fcm'), (4, '{push,webhook}', 'a1b2c3dead', 'apns')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Users 1..4 one each, and user 1 a second (the access token is fetched once).
+    sqlx::query(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) \
+         SELECT 'push:' || i, 1 + (i - 1) % 4, 'statement_ready', jsonb_build_object('month', '2026-11', \
+           'as_of', '2026-11-30', 'invested', '1000.00', 'current_value', '1100.00') \
+         FROM generate_series(1, 5) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let providers = Arc::new(PushProviders::default());
+    let google_url = google(providers.clone()).await;
+    let apple_url = apple(providers.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let account = dir.path().join("service-account.json");
+    std::fs::write(
+        &account,
+        serde_json::json!({
+            "type": "service_account",
+            "project_id": "sipline-test",
+            "private_key_id": "rsa-1",
+            "private_key": std::fs::read_to_string(crate::api::key_fixture("rsa.pem")).unwrap(),
+            "client_email": "sipline@sipline-test.iam.gserviceaccount.com",
+            "token_uri": format!("{google_url}/token"),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (_webhook, url) = receiver().await;
+    let run = dispatch(
+        &pg,
+        &url,
+        &[
+            "--fcm-service-account",
+            account.to_str().unwrap(),
+            "--fcm-url",
+            &google_url,
+            "--apns-key-file",
+            crate::api::key_fixture("ec.pem").to_str().unwrap(),
+            "--apns-key-id",
+            "ec-1",
+            "--apns-team-id",
+            "TEAM123456",
+            "--apns-topic",
+            "in.sipline.app",
+            "--apns-url",
+            &apple_url,
+        ],
+    )
+    .await;
+    run.assert_ok();
+    assert!(
+        providers.refused.lock().unwrap().is_empty(),
+        "{:?}",
+        providers.refused.lock().unwrap()
+    );
+    assert!(!run.stderr.contains("PRIVATE KEY"));
+    assert_eq!(providers.token_requests.load(Ordering::SeqCst), 1, "cached");
+    let fcm = providers.fcm_sent.lock().unwrap().clone();
+    assert_eq!(fcm.len(), 2, "user 1's two");
+    assert_eq!(fcm[0]["message"]["token"], "fcm-device-1");
+    assert_eq!(
+        fcm[0]["message"]["notification"]["title"],
+        "Your November 2026 statement"
+    );
+    assert_eq!(fcm[0]["message"]["data"]["kind"], "statement_ready");
+    let apns = providers.apns_sent.lock().unwrap().clone();
+    assert_eq!(apns.len(), 1);
+    assert_eq!(apns[0].0, "a1b2c3d4e5f6");
+    assert_eq!(
+        apns[0].1["aps"]["alert"]["body"],
+        "Invested ₹1,000.00, now worth ₹1,100.00."
+    );
+    let prefs: Vec<(i64, Option<String>, Vec<String>)> = sqlx::query_as(
+        "SELECT user_id, push_token, channels FROM notification_preferences ORDER BY user_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(prefs[0].1.as_deref(), Some("fcm-device-1"));
+    assert_eq!(prefs[1].1.as_deref(), Some("a1b2c3d4e5f6"));
+    assert_eq!(
+        (prefs[2].1.as_deref(), prefs[2].2.clone()),
+        (None, Vec::<String>::new()),
+        "UNREGISTERED: removed"
+    );
+    assert_eq!(
+        (prefs[3].1.as_deref(), prefs[3].2.clone()),
+        (None, vec!["webhook".to_string()]),
+        "410: removed"
+    );
+    let dead: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT n.user_id, d.last_error FROM notification_deliveries d JOIN notifications n USING (notification_id) \
+         WHERE d.status = 'dead' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead[0].1.contains("UNREGISTERED") && dead[1].1.contains("Unregistered"),
+        "{dead:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_retry_with_backoff_then_land_in_dead_letters() {
     let pg = Postgres::start().await;

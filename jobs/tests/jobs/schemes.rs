@@ -178,3 +178,92 @@ async fn search_finds_funds_by_misspelt_name_isin_and_code_with_filters_and_page
         StatusCode::NOT_FOUND
     );
 }
+
+/// Real queries as people type them (a word cut short, a short form AMFI's names lack) and the
+/// scheme each must bring to the top of the first page, over AMFI's real master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_find_a_fund_as_they_type() {
+    let pg = Postgres::start().await;
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "NAVAll_real_2025-05-16.txt").await;
+    let api = Api::start(&pg.url).await;
+    let token = hs256(&claims("auth0|typist"));
+    // (typed, where the wanted scheme must be: within the first `top`, and a test on its name,
+    // lower-cased)
+    type NameTest = fn(&str) -> bool;
+    let queries: &[(&str, usize, NameTest)] = &[
+        ("franklin pri", 1, |n| n.starts_with("franklin india prima")),
+        ("franklin prima", 1, |n| {
+            n.starts_with("franklin india prima")
+        }),
+        ("motilal mid", 1, |n| {
+            n.starts_with("motilal oswal")
+                && n.split(|c: char| !c.is_alphanumeric())
+                    .any(|w| w.starts_with("mid"))
+        }),
+        ("motilal midcap fund", 1, |n| {
+            n.starts_with("motilal oswal midcap fund")
+        }),
+        ("parag", 1, |n| n.starts_with("parag parikh")),
+        ("ppfas", 1, |n| n.starts_with("parag parikh")),
+        ("icici pru blue", 1, |n| {
+            n.starts_with("icici prudential bluechip")
+        }),
+        ("icici pru", 1, |n| n.starts_with("icici prudential")),
+        ("hdfc mid", 1, |n| {
+            n.starts_with("hdfc mid-cap opportunities")
+        }),
+        ("sbi sma", 1, |n| n.starts_with("sbi small cap")),
+        ("kotak tax", 1, |n| n.starts_with("kotak elss tax saver")),
+        ("kotak elss", 1, |n| n.starts_with("kotak elss tax saver")),
+        ("absl elss", 1, |n| {
+            n.starts_with("aditya birla sun life elss tax saver")
+        }),
+        ("hdfc long term adv", 1, |n| {
+            n.starts_with("hdfc long term advantage")
+        }),
+        ("axis blue chip", 1, |n| n.starts_with("axis bluechip")),
+        ("nippon india small", 3, |n| {
+            n.starts_with("nippon india small cap")
+        }),
+    ];
+    let mut failures = Vec::new();
+    let mut latencies = Vec::new();
+    for (typed, top, wanted) in queries {
+        let path = format!("/v1/schemes?q={}&limit=10", typed.replace(' ', "%20"));
+        let started = std::time::Instant::now();
+        let (status, page) = api.get(&path, Some(&token)).await;
+        latencies.push(started.elapsed());
+        assert_eq!(status, StatusCode::OK, "{typed}: {page}");
+        let names: Vec<String> = page["schemes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["scheme_name"].as_str().unwrap().to_lowercase())
+            .collect();
+        if !names.iter().take(*top).any(|n| wanted(n)) {
+            failures.push(format!("{typed:?} (top {top}): {names:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // An ELSS scheme answers to "elss" whatever its name: every scheme "hdfc elss" finds on
+    // its first page is HDFC's and in the ELSS category.
+    let (_, page) = api
+        .get("/v1/schemes?q=hdfc%20elss&limit=20", Some(&token))
+        .await;
+    let found = page["schemes"].as_array().unwrap();
+    assert!(found.len() >= 4, "{page}");
+    for scheme in found {
+        assert!(
+            scheme["category"].as_str().unwrap().contains("ELSS")
+                && scheme["fund_house"] == "HDFC Mutual Fund",
+            "{scheme}"
+        );
+    }
+    latencies.sort();
+    eprintln!(
+        "as-you-type search over HTTP: median {:?}, max {:?} ({} queries, debug build)",
+        latencies[latencies.len() / 2],
+        latencies.last().unwrap(),
+        latencies.len()
+    );
+}

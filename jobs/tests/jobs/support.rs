@@ -56,6 +56,17 @@ pub fn sipline(args: &[&str]) -> Run {
 }
 
 /// Runs `sipline` without blocking the async runtime (for tests that also serve HTTP).
+/// `sipline_async` with environment variables set (secrets a flag must not carry).
+pub async fn sipline_async_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = command(args);
+    command.envs(env.iter().copied());
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .expect("run sipline");
+    Run::from(output)
+}
+
 pub async fn sipline_async(args: &[&str]) -> Run {
     let output = tokio::process::Command::from(command(args))
         .output()

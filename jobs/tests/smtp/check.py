@@ -14,7 +14,8 @@ assert len(received) == 2, f"{len(received)} messages"
 expected = {
     "<sip.1.2026-12-05.executed.email@sipline>": {
         "subject": "SIP instalment invested: ₹5,000.00 in Parag Parikh Flexi Cap Fund - Direct Plan - Growth",
-        "text": ["₹5,000.00", "5 Dec 2026", "Units allotted: 59.343", "NAV: 84.2512 (of 7 Dec 2026)"],
+        "text": ["₹5,000.00", "5 Dec 2026", "Units allotted: 59.343", "NAV: 84.2512 (of 7 Dec 2026)",
+                 "Unsubscribe from these messages: https://api.sipline.example/v1/unsubscribe?token=7.sip_executed."],
         "html": ["<strong>₹5,000.00</strong>", "<td>59.343</td>"],
     },
     "<statement.7.2026-11.email@sipline>": {
@@ -38,6 +39,11 @@ for path in received:
     assert message["To"].addresses[0].addr_spec == "priya@example.co.in"
     assert parsedate_to_datetime(message["Date"]) is not None
     assert message.get_content_type() == "multipart/alternative", message.get_content_type()
+    # RFC 8058 one-click unsubscribe: an https link in angle brackets, and the POST marker.
+    kind = "sip_executed" if "sip." in message_id else "statement_ready"
+    link = message["List-Unsubscribe"]
+    assert link.startswith(f"<https://api.sipline.example/v1/unsubscribe?token=7.{kind}.") and link.endswith(">"), link
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click", message["List-Unsubscribe-Post"]
     parts = {part.get_content_type(): part.get_content() for part in message.iter_parts()}
     assert set(parts) == {"text/plain", "text/html"}, parts.keys()
     for needle in want["text"]:

@@ -67,9 +67,10 @@ fi
 ls "$work"/*.eml >/dev/null 2>&1 && fail "a message was accepted without AUTH"
 "$psql" "$url" -qc "DELETE FROM notification_deliveries; UPDATE notifications SET status = 'pending', delivered_at = NULL"
 
-echo "-- STARTTLS + AUTH with the throwaway CA trusted: both messages delivered"
-SIPLINE_SMTP_PASSWORD=$password dispatch --smtp-tls starttls --smtp-username sipline \
-  --smtp-ca-file "$work/ca.pem" >"$work/ok.out" 2>&1 || fail "$(cat "$work/ok.out")"
+echo "-- STARTTLS + AUTH with the throwaway CA trusted: both messages delivered, with unsubscribe links"
+SIPLINE_SMTP_PASSWORD=$password SIPLINE_UNSUBSCRIBE_SECRET=e2e-unsubscribe-secret-0123 \
+  dispatch --smtp-tls starttls --smtp-username sipline --smtp-ca-file "$work/ca.pem" \
+  --unsubscribe-url https://api.sipline.example/v1/unsubscribe >"$work/ok.out" 2>&1 || fail "$(cat "$work/ok.out")"
 grep -q "delivered=2" "$work/ok.out" || fail "$(cat "$work/ok.out")"
 if grep -q "$password" "$work"/*.out; then fail "the SMTP password reached the output"; fi
 python "$here/check.py" "$work"

@@ -34,7 +34,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
     attempts.append({"mechanism": mechanism, "ok": ok})
     (out / "auth.json").write_text(json.dumps(attempts))
     # handled=False: aiosmtpd then answers 535 itself (its default, True, answers nothing).
-    return AuthResult(success=ok, handled=False)
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 class Keep:

@@ -1,0 +1,198 @@
+//! SMS that Indian operators deliver, through Exotel's Send SMS API (developer.exotel.com/api/sms).
+//!
+//! Why Exotel: an Indian CPaaS most Indian brokers and fintechs already use, whose API takes the
+//! DLT fields TRAI requires (`DltEntityId`, `DltTemplateId`) as plain parameters, with a
+//! registered sender ID, and reports delivery (`sent`, `failed`, `failed_dnd`) by a POST to a
+//! `StatusCallback` URL. Without the DLT entity and the template registered for the message's
+//! kind, an operator drops the SMS; here such a kind is a permanent failure naming it.
+//!
+//! The request: `POST {base}/v1/Accounts/{sid}/Sms/send.json`, HTTP Basic with the API key and
+//! token, a form body (`From`, `To`, `Body`, `EncodingType`, `DltEntityId`, `DltTemplateId`,
+//! `StatusCallback`, `CustomField`); the answer's `SMSMessage.Sid` is kept to match the report.
+//! 429 and 5xx are retried (after `Retry-After` when given), other 4xx are final.
+
+use std::collections::BTreeMap;
+
+use super::channels::{http_failure, retry_after, Delivered, Failure};
+use super::outbox::Claimed;
+use super::Dispatcher;
+
+/// Exotel's account, sender and the DLT registrations.
+#[derive(Clone)]
+pub struct ExotelConfig {
+    /// `https://api.in.exotel.com` (Mumbai) or `https://api.exotel.com` (Singapore); a local
+    /// server in tests.
+    pub base_url: String,
+    pub account_sid: String,
+    pub api_key: String,
+    pub api_token: String,
+    /// The DLT-registered sender ID (header), e.g. `SIPLNE`.
+    pub sender: String,
+    /// The principal entity ID registered on the DLT portal.
+    pub dlt_entity_id: String,
+    /// The DLT template ID registered for each notification kind.
+    pub dlt_templates: BTreeMap<String, String>,
+    /// Where delivery reports go (the API's callback route), signed per delivery.
+    pub callbacks: Option<SignedCallbacks>,
+}
+
+impl std::fmt::Debug for ExotelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExotelConfig")
+            .field("base_url", &self.base_url)
+            .field("account_sid", &self.account_sid)
+            .field("api_key", &"[redacted]")
+            .field("api_token", &"[redacted]")
+            .field("sender", &self.sender)
+            .field("dlt_entity_id", &self.dlt_entity_id)
+            .field("dlt_templates", &self.dlt_templates)
+            .field("callbacks", &self.callbacks)
+            .finish()
+    }
+}
+
+/// The API's delivery-report route and the key its per-delivery signatures use.
+#[derive(Clone)]
+pub struct SignedCallbacks {
+    pub base_url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for SignedCallbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedCallbacks")
+            .field("base_url", &self.base_url)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+impl SignedCallbacks {
+    pub fn url(&self, delivery_id: i64) -> String {
+        format!(
+            "{}?{}",
+            self.base_url,
+            serving::callbacks::query(self.secret.as_bytes(), delivery_id)
+        )
+    }
+}
+
+/// `kind=template_id,kind=template_id`, as `--dlt-templates` takes them.
+pub fn parse_templates(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut templates = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (kind, id) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?}: expected kind=template_id"))?;
+        let (kind, id) = (kind.trim(), id.trim());
+        if !serving::unsubscribe::KINDS.contains(&kind) {
+            return Err(format!("{kind:?}: not a notification kind"));
+        }
+        // DLT template IDs are 19 digits; any run of digits is accepted, nothing else.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("{kind}: template ID {id:?} is not digits"));
+        }
+        if templates.insert(kind.to_string(), id.to_string()).is_some() {
+            return Err(format!("{kind}: twice"));
+        }
+    }
+    Ok(templates)
+}
+
+impl Dispatcher {
+    pub(super) async fn sms_exotel(
+        &self,
+        exotel: &ExotelConfig,
+        delivery: &Claimed,
+    ) -> Result<Delivered, Failure> {
+        let to = delivery
+            .phone
+            .as_deref()
+            .ok_or_else(|| Failure::permanent("the user has no phone number"))?;
+        let template = exotel.dlt_templates.get(&delivery.kind).ok_or_else(|| {
+            Failure::permanent(format!(
+                "no DLT template ID registered for {} (--dlt-templates): operators drop it",
+                delivery.kind
+            ))
+        })?;
+        let Some(message) = self.rendered_for_gateway(delivery)? else {
+            return Err(Failure::permanent("nothing rendered for SMS"));
+        };
+        let text = message["text"].as_str().unwrap_or_default().to_string();
+        let encoding = if message["encoding"] == "GSM-7" {
+            "plain"
+        } else {
+            "unicode"
+        };
+        let mut form = vec![
+            ("From", exotel.sender.clone()),
+            ("To", to.to_string()),
+            ("Body", text),
+            ("EncodingType", encoding.to_string()),
+            ("DltEntityId", exotel.dlt_entity_id.clone()),
+            ("DltTemplateId", template.clone()),
+            ("CustomField", delivery.idempotency_key()),
+        ];
+        if let Some(callbacks) = &exotel.callbacks {
+            form.push(("StatusCallback", callbacks.url(delivery.delivery_id)));
+        }
+        let url = format!(
+            "{}/v1/Accounts/{}/Sms/send.json",
+            exotel.base_url.trim_end_matches('/'),
+            exotel.account_sid
+        );
+        let response = self
+            .http
+            .post(&url)
+            .basic_auth(&exotel.api_key, Some(&exotel.api_token))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| Failure::transient(format!("Exotel: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let mut failure = http_failure(status, format!("Exotel: HTTP {status}"));
+            failure.retry_after = retry_after(response.headers());
+            return Err(failure);
+        }
+        // Accepted: an answer we cannot read must not send the SMS again, so it is kept as
+        // delivered without the id (its report then matches nothing) and logged.
+        let answer: Option<serde_json::Value> = match response.bytes().await {
+            Ok(body) => serde_json::from_slice(&body).ok(),
+            Err(_) => None,
+        };
+        let sid = answer
+            .as_ref()
+            .and_then(|a| a["SMSMessage"]["Sid"].as_str())
+            .map(String::from);
+        if sid.is_none() {
+            tracing::warn!(
+                delivery_id = delivery.delivery_id,
+                "Exotel accepted an SMS without a readable Sid: its delivery report cannot be matched"
+            );
+        }
+        Ok(Delivered { provider_ref: sid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_map_kinds_to_registered_ids() {
+        let parsed =
+            parse_templates("sip_executed=1107161234567890123, order_executed=1107169876543210987")
+                .unwrap();
+        assert_eq!(parsed["sip_executed"], "1107161234567890123");
+        assert_eq!(parsed.len(), 2);
+        for bad in [
+            "sip_executed",
+            "nope=123",
+            "sip_executed=12a",
+            "sip_executed=1,sip_executed=2",
+        ] {
+            assert!(parse_templates(bad).is_err(), "{bad}");
+        }
+    }
+}
