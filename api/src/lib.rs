@@ -2,6 +2,9 @@
 //! charts, SIPs, NAVs, notifications and NAV alerts under `/v1`, behind JWT bearer auth; reads
 //! of published data go through an in-process cache that `publish`'s NOTIFY invalidates.
 
+// The OpenAPI document is one `json!` literal deeper than the macro's default recursion.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod cache;
 pub mod graphql;

@@ -100,6 +100,11 @@ fn parameter(p: &str) -> (&str, &'static str, Value) {
             "query",
             json!({"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$", "example": "2025-26"}),
         ),
+        "statement_format" => (
+            "format",
+            "query",
+            json!({"type": "string", "enum": ["json", "csv", "pdf"]}),
+        ),
         "format" => (
             "format",
             "query",
@@ -301,6 +306,12 @@ pub fn document() -> Value {
         "application/json": {"schema": {"$ref": "#/components/schemas/CapitalGains"}},
         "text/csv": {"schema": {"type": "string"}},
     });
+    let mut statement = op("getStatement", "An account statement for any period (from..to, at most 3,660 days): per scheme the units and value at the start (the day before from) and the end, at that day's NAV or the last before it; every transaction in between (SIP instalments and the bank's reversals, purchases, redemptions, both legs of switches) with its charges; format=csv for a spreadsheet, format=pdf to open or print", "portfolio", &["user_id", "from_required", "to_required", "statement_format"], "200");
+    statement["responses"]["200"]["content"] = json!({
+        "application/json": {"schema": {"type": "object", "required": ["user_id", "from", "to", "holdings", "transactions"]}},
+        "text/csv": {"schema": {"type": "string"}},
+        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+    });
     let put_preferences = idempotent(
         with_body(
             op("putPreferences", "Set where notifications go (every field; what is left out is cleared, but muted_kinds, which is kept): channels (webhook, email, sms, push) with the address each needs, quiet hours HH:MM and the IANA time zone they are read in. An unknown zone or a channel without its address is a 422", "notifications", &["user_id"], "200"),
@@ -419,6 +430,7 @@ pub fn document() -> Value {
             "/v1/users/{user_id}/orders/{order_id}": {"get": get_order},
             "/v1/users/{user_id}/orders/{order_id}/cancel": {"post": cancel_order},
             "/v1/users/{user_id}/capital-gains": {"get": capital_gains},
+            "/v1/users/{user_id}/statement": {"get": statement},
             "/v1/users/{user_id}/notifications": {"get": list_notifications},
             "/v1/users/{user_id}/notifications/{notification_id}/read": {"post": mark_read},
             "/v1/users/{user_id}/notification-preferences": {"get": op("getPreferences", "Where the user's notifications go (defaults when never set: webhook only, Asia/Kolkata)", "notifications", &["user_id"], "200"), "put": put_preferences},

@@ -495,8 +495,10 @@ pub struct PublishArgs {
     /// The valuation date to publish (its `portfolio value` run must be complete).
     #[arg(long)]
     pub date: NaiveDate,
-    /// Months of `investments` kept for the API (the current one included).
-    #[arg(long, default_value_t = 3)]
+    /// Months of `investments` kept for the API (the current one included); 0, the default,
+    /// keeps a person's whole record (monthly partitions: a publish loads one date whatever
+    /// the history, and an old month costs only its disk).
+    #[arg(long, default_value_t = 0)]
     pub keep_investment_months: u32,
     /// Also load the users and SIP mandates of a generated universe that PostgreSQL does not
     /// have yet (in production they are created through the API).
@@ -1039,7 +1041,7 @@ impl ValueArgs {
 impl PublishArgs {
     pub fn options(&self) -> anyhow::Result<publish::PublishOptions> {
         Ok(publish::PublishOptions {
-            keep_investment_months: self.keep_investment_months.max(1),
+            keep_investment_months: self.keep_investment_months,
             monthly_statements: self
                 .calendar
                 .calendar()?

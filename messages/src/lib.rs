@@ -12,6 +12,7 @@
 
 pub mod format;
 pub mod sms;
+pub mod statement;
 
 use minijinja::{value::Value, Environment, UndefinedBehavior};
 use serde_json::Value as Json;

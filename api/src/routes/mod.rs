@@ -21,6 +21,7 @@ mod preferences;
 mod providers;
 mod schemes;
 mod sips;
+mod statement;
 mod unsubscribe;
 
 use std::time::Instant;
@@ -53,6 +54,7 @@ pub fn router(state: Shared) -> Router {
         .merge(notifications::routes())
         .merge(preferences::routes())
         .merge(alerts::routes())
+        .merge(statement::routes())
         .merge(unsubscribe::routes())
         .merge(providers::routes())
         .route_layer(axum::middleware::from_fn_with_state(

@@ -142,7 +142,7 @@ const LIST_PARTITIONS: &str =
 
 #[derive(Debug, Clone, Copy)]
 pub struct PublishOptions {
-    /// Months of `investments` the serving store keeps (the current one included).
+    /// Months of `investments` the serving store keeps (the current one included); 0: all.
     pub keep_investment_months: u32,
     /// Whether the date closes its month (its last business day): users holding funds get a
     /// `statement_ready` notification.

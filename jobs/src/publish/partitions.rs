@@ -177,6 +177,10 @@ pub(super) async fn drop_expired(
             .await?;
         dropped += 1;
     }
+    if options.keep_investment_months == 0 {
+        // The whole record is kept (the default).
+        return Ok(dropped);
+    }
     let latest = kept.first().copied().unwrap_or(date);
     let months_back = options.keep_investment_months.saturating_sub(1);
     let first_kept = latest

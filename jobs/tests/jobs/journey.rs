@@ -839,6 +839,66 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
     }
     assert_eq!(totals[0].net_proceeds, scaled(&sold["net_amount"], 2));
 
+    // The account statement of the period: what they held before (nothing), what they hold
+    // now (the portfolio's units, valued at the last NAV), and each order with its charges.
+    let (status, statement) = api
+        .get(
+            "/v1/users/me/statement?from=2026-06-01&to=2026-06-03",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{statement}");
+    let holdings = statement["holdings"].as_array().unwrap();
+    assert_eq!(holdings.len(), 1, "{statement}");
+    assert_eq!(holdings[0]["opening_units"], "0.000");
+    assert_eq!(
+        scaled(&holdings[0]["closing_units"], 4),
+        scaled(&portfolio["lines"][0]["units"], 4),
+        "{statement}"
+    );
+    let kinds: Vec<&str> = statement["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["description"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["Purchase", "Purchase", "Redemption"], "{statement}");
+    let charges: i64 = statement["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| scaled(&t["charges"], 2))
+        .sum();
+    assert_eq!(scaled(&statement["charges"], 2), charges);
+    assert!(charges > 0, "stamp duty, exit load and STT: {statement}");
+    for (format, content_type, starts) in [
+        ("csv", "text/csv; charset=utf-8", "statement,user_id"),
+        ("pdf", "application/pdf", "%PDF-"),
+    ] {
+        let response = api
+            .http
+            .get(format!(
+                "{}/v1/users/me/statement?from=2026-06-01&to=2026-06-03&format={format}",
+                api.base
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], content_type);
+        let body = response.bytes().await.unwrap();
+        assert!(body.starts_with(starts.as_bytes()), "{format}");
+        if format == "csv" {
+            let text = String::from_utf8(body.to_vec()).unwrap();
+            assert_eq!(
+                text.matches("\r\ntransaction,2026-06-0").count(),
+                3,
+                "{text}"
+            );
+        }
+    }
+
     // Told by webhook: three executed orders (the lumpsum, the top-up, the redemption).
     let told: Vec<(i64, String)> = received
         .lock()

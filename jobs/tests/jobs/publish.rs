@@ -841,3 +841,60 @@ async fn migration_0019_keeps_existing_partitions_and_their_keys() {
     .unwrap();
     assert_eq!(repeat.rows_affected(), 0);
 }
+
+/// A person's whole record stays in the serving store (the default): an instalment from a
+/// year before is still there after today's publish. `--keep-investment-months` asks for a
+/// window, and then the months before it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_record_is_kept_unless_a_window_is_asked_for() {
+    let pg = Postgres::start().await;
+    let warehouse = published_universe(&pg.url).await;
+    let pool = pg.pool().await;
+    // Last year's month, as an earlier publish would have left it.
+    sqlx::query(
+        "CREATE TABLE investments_y2024m03 PARTITION OF investments \
+           FOR VALUES FROM ('2024-03-01') TO ('2024-04-01')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO investments (exec_date, sip_id, due_date, user_id, scheme_code, status, \
+           amount, stamp_duty, nav_date, nav, units) \
+         SELECT '2024-03-05', sip_id, '2024-03-05', user_id, scheme_code, 'executed', 500, 0.03, \
+           '2024-03-05', 10, 49.997 FROM sips LIMIT 1",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let old = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM investments WHERE exec_date < '2025-01-01'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    publish(&pg.url, &warehouse, SECOND, &[]).await.assert_ok();
+    assert_eq!(old(pool.clone()).await, 1, "kept by default");
+    publish(
+        &pg.url,
+        &warehouse,
+        SECOND,
+        &["--keep-investment-months", "3"],
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        old(pool.clone()).await,
+        0,
+        "a three-month window drops March 2024"
+    );
+    let months: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT date_trunc('month', exec_date)) FROM investments",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(months, 1, "March 2025 kept");
+}
