@@ -3,8 +3,8 @@
 # ~14,000 schemes) through the real API process, one request at a time from a Python client on
 # the same machine (client time included), over a throwaway PostgreSQL 15 cluster:
 #   benches/scheme_search.sh            (REQUESTS=2000 by default)
-# Prints p50/p95/p99/max per kind of query (misspelt words, a fund house, an ISIN, a code, a
-# filtered list) and over all of them.
+# Prints p50/p95/p99/max per kind of query (misspelt words, words cut short as people type, a
+# fund house, an ISIN, a code, a filtered list) and over all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${REQUESTS:-2000}
@@ -48,6 +48,8 @@ kinds = {
     "misspelt words": ["axis blue chip", "parag parikh flexy cap", "hdfc midcap oportunities",
                         "sbi small cap", "mirae asset emerging blue chip", "icici pru value discovery",
                         "nippon india growth", "kotak emerging equity", "quant small cap", "uti nifty 50 index"],
+    "as typed": ["franklin pri", "motilal mid", "icici pru blue", "hdfc mid", "sbi sma",
+                 "kotak tax", "absl elss", "hdfc long term adv", "nippon india small", "parag"],
     "fund house": ["axis mutual fund", "hdfc mutual fund", "sbi mutual fund", "nippon india"],
     "isin": ["INF846K01DP8", "INF209K01YM3", "INF179K01XQ0", "INF200K01RJ1"],
     "code": ["120465", "119551", "100047", "148980"],

@@ -489,14 +489,3 @@ pub async fn work(
     tracing::info!("shutting down");
     Ok(total)
 }
-
-#[cfg(test)]
-mod tests {
-    /// The kinds with a template are the kinds a person can unsubscribe from and a DLT
-    /// template can be registered for: one list in each crate, kept equal here, where both
-    /// are in reach.
-    #[test]
-    fn every_notification_kind_has_a_template_and_an_unsubscribe() {
-        assert_eq!(messages::KINDS, serving::unsubscribe::KINDS);
-    }
-}

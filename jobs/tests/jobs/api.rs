@@ -959,6 +959,7 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         ("GET", "/v1/users/{user_id}/portfolio/history"),
         ("GET", "/v1/users/{user_id}/sips"),
         ("GET", "/v1/users/{user_id}/sips/{sip_id}"),
+        ("GET", "/v1/users/{user_id}/statement"),
         ("PATCH", "/v1/users/{user_id}/sips/{sip_id}"),
         ("POST", "/v1/providers/exotel/sms-status"),
         ("POST", "/v1/unsubscribe"),
