@@ -36,14 +36,14 @@ import base64, hashlib, hmac, json, sys, time
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
 # service_role: the benchmark reads every user's portfolio with one token.
-body = b64(json.dumps({"sub": sys.argv[2], "role": "service_role", "exp": int(time.time()) + 86400}).encode())
+body = b64(json.dumps({"sub": sys.argv[2], "aud": "authenticated", "role": "service_role", "exp": int(time.time()) + 86400}).encode())
 sig = b64(hmac.new(sys.argv[1].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
 print(f"{head}.{body}.{sig}")
 PY
 )
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
-RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" >"$work/serve.log" 2>&1 &
+RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --audience authenticated >"$work/serve.log" 2>&1 &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done

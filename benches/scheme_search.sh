@@ -34,7 +34,7 @@ secret=bench-secret-of-at-least-32-bytes-long
 export SIPLINE_RATE_PER_USER=1000000 SIPLINE_BURST_PER_USER=1000000
 export SIPLINE_RATE_PER_ADDRESS=1000000 SIPLINE_BURST_PER_ADDRESS=1000000
 port=$(free_port)
-RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --database-url "$db" >"$work/serve.log" 2>&1 &
+RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --audience authenticated --database-url "$db" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 python3 - "$port" "$secret" "$requests" <<'PY'
@@ -42,7 +42,7 @@ import base64, hashlib, hmac, http.client, json, random, sys, time, urllib.parse
 port, secret, total = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "bench|searcher", "exp": int(time.time()) + 3600}).encode())
+body = b64(json.dumps({"sub": "bench|searcher", "aud": "authenticated", "exp": int(time.time()) + 3600}).encode())
 token = f"{head}.{body}." + b64(hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
 kinds = {
     "misspelt words": ["axis blue chip", "parag parikh flexy cap", "hdfc midcap oportunities",

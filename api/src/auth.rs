@@ -30,7 +30,7 @@ impl JwksSource {
 
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<serving::secret::Secret>,
     pub jwks: Option<JwksSource>,
     /// Required `aud` (Supabase: `authenticated`); unset: not checked (allowed for an HS256
     /// secret only, which is the application's own).
@@ -155,7 +155,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 impl AuthConfig {
     /// Refuses a configuration that would accept tokens it should not (fails closed): no key
-    /// at all, a short HS256 secret, a JWKS without both audience and issuer (a token another
+    /// at all, a short HS256 secret or one without an audience, a JWKS without both audience
+    /// and issuer (a token another
     /// application of the same Auth0/Supabase tenant got would pass), or a JWKS fetched over
     /// plain HTTP from anywhere but this machine (keys could be swapped on the way).
     pub fn check(&self) -> Result<(), String> {
@@ -170,6 +171,16 @@ impl AuthConfig {
             return Err(format!(
                 "--jwt-secret: at least {MIN_SECRET_BYTES} bytes (a shorter HS256 key is guessable)"
             ));
+        }
+        if self.hs256_secret.is_some() && self.audience.is_none() {
+            // Supabase signs every token of a project with one secret: the anon and
+            // service keys, and tokens minted for other audiences, verify as well as a
+            // signed-in person's (`aud: authenticated`).
+            return Err(
+                "--jwt-secret needs --audience (Supabase: authenticated): without it, any token \
+                 signed with the project's secret would be accepted, whatever it was issued for"
+                    .into(),
+            );
         }
         if let Some(jwks) = &self.jwks {
             if self.audience.is_none() || self.issuer.is_none() {
@@ -269,10 +280,10 @@ impl Verifier {
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match header.alg {
             Algorithm::HS256 => {
-                let secret = self.config.hs256_secret.as_deref().ok_or_else(|| {
+                let secret = self.config.hs256_secret.as_ref().ok_or_else(|| {
                     AuthError::Invalid("HS256 tokens are not accepted here".into())
                 })?;
-                DecodingKey::from_secret(secret.as_bytes())
+                DecodingKey::from_secret(secret.expose().as_bytes())
             }
             Algorithm::RS256 | Algorithm::ES256 => {
                 self.jwk_key(header.kid.as_deref(), header.alg).await?
@@ -730,15 +741,23 @@ mod tests {
                 "32 bytes",
             ),
             (AuthConfig::default(), "--jwt-secret or --jwks"),
+            (
+                AuthConfig {
+                    hs256_secret: Some(SECRET.into()),
+                    ..AuthConfig::default()
+                },
+                "--audience",
+            ),
         ] {
             let error = config.check().unwrap_err();
             assert!(error.contains(refusal), "{error}");
         }
-        let hs256_only = AuthConfig {
+        let hs256_with_audience = AuthConfig {
             hs256_secret: Some(SECRET.into()),
+            audience: Some("authenticated".into()),
             ..AuthConfig::default()
         };
-        assert!(hs256_only.check().is_ok());
+        assert!(hs256_with_audience.check().is_ok());
     }
 
     fn base64_url(bytes: &[u8]) -> String {

@@ -21,6 +21,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
+pub use serving::secret::Secret;
 pub use serving::{MIGRATOR, PUBLISH_CHANNEL};
 
 #[derive(Debug, Clone)]
@@ -40,13 +41,13 @@ pub struct ServeConfig {
     /// "Now" for the date rules (today, the cut-off): the wall clock unless `--now` set it.
     pub clock: serving::Clock,
     /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// The key unsubscribe links are signed with (the dispatcher's); unset, `/v1/unsubscribe`
     /// answers 404.
-    pub unsubscribe_secret: Option<String>,
+    pub unsubscribe_secret: Option<Secret>,
     /// The key the dispatcher signs providers' callback URLs with; unset, the callback routes
     /// answer 404.
-    pub provider_callback_secret: Option<String>,
+    pub provider_callback_secret: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +76,9 @@ pub struct AppState {
     pub request_timeout: Duration,
     pub calendar: pipeline::calendar::BusinessCalendar,
     pub clock: serving::Clock,
-    pub metrics_token: Option<String>,
-    pub unsubscribe_secret: Option<String>,
-    pub provider_callback_secret: Option<String>,
+    pub metrics_token: Option<Secret>,
+    pub unsubscribe_secret: Option<Secret>,
+    pub provider_callback_secret: Option<Secret>,
     /// The job and publication gauges of the last scrape, and when they were read.
     pub job_gauges: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }

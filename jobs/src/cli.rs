@@ -13,6 +13,7 @@ use crate::plumbing::fetch::RetryPolicy;
 use crate::plumbing::telemetry::LogFormat;
 use crate::{nav_ingest, nav_sample, notify, portfolio_value, publish, shard, sip_execute, sql};
 use pipeline::nav::collect::NavFormat;
+use serving::secret::Secret;
 
 /// sipline: the batch backend of a mutual-fund SIP platform.
 ///
@@ -43,7 +44,8 @@ pub struct Cli {
     pub check_args: bool,
     /// Run as if the wall clock read this instant (RFC 3339, e.g.
     /// `2027-01-31T14:59:00+05:30`), ticking from there: for tests and replays of the date
-    /// rules (`serve`'s cut-off, "today" and "not in the past"; `sips export`'s cut-off check).
+    /// rules (`serve`'s cut-off, "today" and "not in the past"; `sips export`'s cut-off check;
+    /// what `housekeeping`'s retentions count back from).
     /// Deliberately a flag and not an environment variable, so it is never set by accident.
     #[arg(long, global = true, value_parser = parse_instant)]
     pub now: Option<chrono::DateTime<chrono::Utc>>,
@@ -121,17 +123,17 @@ pub enum Command {
 pub struct ServeArgs {
     #[arg(long, env = "SIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
-    /// HS256 shared secret (Supabase's JWT secret), at least 32 bytes.
+    /// HS256 shared secret (Supabase's JWT secret), at least 32 bytes. Needs --audience.
     #[arg(long, env = "SIPLINE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// JWKS for RS256/ES256: a file, or an https:// URL (Auth0's /.well-known/jwks.json;
     /// http:// only on loopback). Needs --audience and --issuer.
     #[arg(long, env = "SIPLINE_JWKS", hide_env_values = true)]
     pub jwks: Option<String>,
-    /// Required audience (`aud`); unset, not checked (allowed with --jwt-secret alone).
+    /// Required audience (`aud`; Supabase: authenticated). Required with either key source.
     #[arg(long, env = "SIPLINE_JWT_AUDIENCE")]
     pub audience: Option<String>,
-    /// Required issuer (`iss`); unset, not checked (allowed with --jwt-secret alone).
+    /// Required issuer (`iss`); required with --jwks, checked with --jwt-secret when set.
     #[arg(long, env = "SIPLINE_JWT_ISSUER")]
     pub issuer: Option<String>,
     /// The `role` claim of service tokens, which may read any user.
@@ -332,6 +334,10 @@ pub struct ChannelArgs {
     /// Timeout of one delivery attempt.
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+    /// Start although this channel is in use and not configured here: its deliveries wait,
+    /// pending, for a dispatcher that has it (repeatable). Without it such a start is refused.
+    #[arg(long, value_parser = ["webhook", "sms", "push", "email"])]
+    pub hold: Vec<String>,
 }
 
 impl ChannelArgs {
@@ -342,7 +348,7 @@ impl ChannelArgs {
                 relay: relay.clone(),
                 tls: self.smtp_tls,
                 username: self.smtp_username.clone(),
-                password: self.smtp_password.clone(),
+                password: self.smtp_password.clone().map(Secret::from),
                 ca_pem: match &self.smtp_ca_file {
                     None => None,
                     Some(path) => Some(std::fs::read(path).map_err(|e| {
@@ -378,7 +384,7 @@ impl ChannelArgs {
                     {
                         Some(notify::SignedCallbacks {
                             base_url: url.clone(),
-                            secret: secret.clone(),
+                            secret: Secret::new(secret.clone()),
                         })
                     }
                     (Some(_), Some(_)) => anyhow::bail!(bad(format!(
@@ -394,8 +400,11 @@ impl ChannelArgs {
                 Some(notify::ExotelConfig {
                     base_url: url.clone(),
                     account_sid: need(&self.exotel_sid, "--exotel-sid")?,
-                    api_key: need(&self.exotel_api_key, "--exotel-api-key")?,
-                    api_token: need(&self.exotel_api_token, "SIPLINE_EXOTEL_API_TOKEN")?,
+                    api_key: Secret::new(need(&self.exotel_api_key, "--exotel-api-key")?),
+                    api_token: Secret::new(need(
+                        &self.exotel_api_token,
+                        "SIPLINE_EXOTEL_API_TOKEN",
+                    )?),
                     sender: need(&self.sms_sender, "--sms-sender")?,
                     dlt_entity_id: need(&self.dlt_entity_id, "--dlt-entity-id")?,
                     dlt_templates: notify::parse_dlt_templates(
@@ -439,7 +448,7 @@ impl ChannelArgs {
                     base_url: self.apns_url.clone(),
                     team_id: need(&self.apns_team_id, "--apns-team-id")?,
                     key_id: need(&self.apns_key_id, "--apns-key-id")?,
-                    private_key_pem: read(path, "--apns-key-file")?,
+                    private_key_pem: Secret::new(read(path, "--apns-key-file")?),
                     topic: need(&self.apns_topic, "--apns-topic")?,
                 })
             }
@@ -451,13 +460,13 @@ impl ChannelArgs {
             sms_webhook_url: self.sms_webhook_url.clone(),
             exotel,
             push_webhook_url: self.push_webhook_url.clone(),
-            webhook_secret: self.webhook_secret.clone(),
+            webhook_secret: Secret::new(self.webhook_secret.clone()),
             smtp,
             mail_from: self.mail_from.clone(),
             unsubscribe: match (&self.unsubscribe_url, &self.unsubscribe_secret) {
                 (Some(url), Some(secret)) => Some(notify::UnsubscribeLinks {
                     base_url: url.clone(),
-                    secret: secret.clone(),
+                    secret: Secret::new(secret.clone()),
                 }),
                 (None, None) => None,
                 _ => anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(
@@ -471,6 +480,7 @@ impl ChannelArgs {
             retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms)),
             lease: Duration::from_secs(self.lease_secs.max(1)),
             timeout: Duration::from_secs(self.timeout_secs.max(1)),
+            held: self.hold.clone(),
         })
     }
 }
@@ -597,6 +607,14 @@ pub struct HousekeepingArgs {
     /// Days a `job_runs` row is kept (the metrics read the last 8).
     #[arg(long, default_value_t = 400)]
     pub job_run_days: i32,
+    /// Days of daily portfolio snapshots the serving store keeps, back from the latest
+    /// publication (the history route's daily points); older days are thinned to each month's
+    /// last published date. The warehouse keeps every day.
+    #[arg(long, default_value_t = 92)]
+    pub snapshot_days: i32,
+    /// Days month-end snapshots are kept (the history route serves ranges of up to 1,100).
+    #[arg(long, default_value_t = 1_100)]
+    pub snapshot_history_days: i32,
     #[command(flatten)]
     pub warehouse: WarehouseArgs,
 }

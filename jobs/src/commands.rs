@@ -55,7 +55,7 @@ pub async fn run(
         }
         Command::Schemes(SchemesCommand::Rules(args)) => set_scheme_rules(args, database_url).await,
         Command::Debits(DebitsCommand::Ingest(args)) => ingest_debits(args).await,
-        Command::Housekeeping(args) => keep_house(args, database_url).await,
+        Command::Housekeeping(args) => keep_house(args, database_url, clock).await,
     }
 }
 
@@ -272,6 +272,7 @@ async fn dispatch_notifications(
     config.check()?;
     let url = required(database_url, "notify dispatch")?;
     let dispatcher = notify::Dispatcher::new(connect(&url).await?, config)?;
+    dispatcher.refuse_unconfigured_channels().await?;
     let summary = dispatcher.drain(args.max_batches).await?;
     let counts = job_runs::RowCounts::new(summary.attempts(), summary.delivered);
     println!(
@@ -289,6 +290,7 @@ async fn run_notify_worker(
     config.check()?;
     let url = required(database_url, "notify worker")?;
     let dispatcher = notify::Dispatcher::new(connect(&url).await?, config)?;
+    dispatcher.refuse_unconfigured_channels().await?;
     tracing::info!("notify worker started");
     let poll = Duration::from_secs(args.poll_secs.max(1));
     let summary = notify::work(&dispatcher, &url, poll).await?;
@@ -308,7 +310,7 @@ async fn serve_api(
     clock: serving::Clock,
 ) -> anyhow::Result<RowCounts> {
     let auth = api::auth::AuthConfig {
-        hs256_secret: args.jwt_secret,
+        hs256_secret: args.jwt_secret.map(api::Secret::from),
         jwks: args.jwks.as_deref().map(api::auth::JwksSource::parse),
         audience: args.audience,
         issuer: args.issuer,
@@ -341,9 +343,9 @@ async fn serve_api(
         },
         calendar: args.calendar.calendar()?,
         clock,
-        metrics_token: args.metrics_token,
-        unsubscribe_secret: args.unsubscribe_secret,
-        provider_callback_secret: args.provider_callback_secret,
+        metrics_token: args.metrics_token.map(api::Secret::from),
+        unsubscribe_secret: args.unsubscribe_secret.map(api::Secret::from),
+        provider_callback_secret: args.provider_callback_secret.map(api::Secret::from),
     })
     .await?;
     Ok(RowCounts::default())
@@ -452,6 +454,7 @@ async fn ingest_debits(args: DebitsIngestArgs) -> anyhow::Result<RowCounts> {
 async fn keep_house(
     args: crate::cli::HousekeepingArgs,
     database_url: Option<&str>,
+    clock: serving::Clock,
 ) -> anyhow::Result<RowCounts> {
     let started = Instant::now();
     let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
@@ -460,6 +463,10 @@ async fn keep_house(
         idempotency_hours: args.idempotency_hours.max(1),
         notification_days: args.notification_days.max(1),
         job_run_days: args.job_run_days.max(8),
+        // The lines' two dates and at least a month of daily points stay.
+        snapshot_days: args.snapshot_days.max(31),
+        snapshot_history_days: args.snapshot_history_days.max(args.snapshot_days.max(31)),
+        now: clock.now(),
     };
     let summary = crate::housekeeping::housekeep(&warehouse, &pool, retention).await?;
     println!("{summary} elapsed_ms={}", started.elapsed().as_millis());

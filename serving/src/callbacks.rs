@@ -6,26 +6,15 @@
 
 /// The query a callback URL carries: `delivery=<id>&sig=<hex HMAC>`.
 pub fn query(secret: &[u8], delivery_id: i64) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    let tag = ring::hmac::sign(&key, format!("sms-status:{delivery_id}").as_bytes());
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("delivery={delivery_id}&sig={hex}")
+    let signed = format!("sms-status:{delivery_id}");
+    let sig = crate::signing::hmac_sha256_hex(secret, &[signed.as_bytes()]);
+    format!("delivery={delivery_id}&sig={sig}")
 }
 
 /// Whether `sig` (hex) signs `delivery_id`; constant-time.
 pub fn verify(secret: &[u8], delivery_id: i64, sig: &str) -> bool {
-    if sig.len() != 64 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return false;
-    }
-    let Some(tag): Option<Vec<u8>> = (0..sig.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&sig[i..i + 2], 16).ok())
-        .collect()
-    else {
-        return false;
-    };
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-    ring::hmac::verify(&key, format!("sms-status:{delivery_id}").as_bytes(), &tag).is_ok()
+    let signed = format!("sms-status:{delivery_id}");
+    crate::signing::verify_hmac_sha256_hex(secret, &[signed.as_bytes()], sig)
 }
 
 #[cfg(test)]

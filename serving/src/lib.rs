@@ -8,6 +8,8 @@
 
 pub mod callbacks;
 pub mod clock;
+pub mod secret;
+pub mod signing;
 pub mod unsubscribe;
 pub use clock::Clock;
 

@@ -63,7 +63,7 @@ async fn metrics(State(state): State<Shared>, headers: axum::http::HeaderMap) ->
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
             return Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",

@@ -87,7 +87,7 @@ async fn exotel_sms_status(
     let (Some(delivery), Some(sig)) = (signed.delivery, signed.sig.as_deref()) else {
         return Err(Problem::bad_request("delivery and sig: required"));
     };
-    if !serving::callbacks::verify(secret.as_bytes(), delivery, sig) {
+    if !serving::callbacks::verify(secret.expose().as_bytes(), delivery, sig) {
         return Err(Problem::forbidden(
             "the callback's signature does not match",
         ));

@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::NaiveDate;
 use messages::statement::{Holding, Statement, Transaction};
+use pipeline::money::{Nav, Units};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
@@ -137,13 +138,26 @@ fn decimal(text: &str) -> Result<Decimal, Problem> {
     })
 }
 
-/// Units × NAV to the paisa, half up (the rounding of every other value in sipline).
+/// Units × NAV to the paisa, half up, by the one rule every value in sipline is rounded with
+/// (`pipeline::money`): units at four decimals, the NAV at eight, the product in 10^-12 rupees.
 fn value(units: Decimal, nav: Option<&str>) -> Result<Decimal, Problem> {
-    Ok(match nav {
-        Some(nav) => (units * decimal(nav)?)
-            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
-        None => Decimal::ZERO,
-    })
+    let Some(nav) = nav else {
+        return Ok(Decimal::ZERO);
+    };
+    let unreadable = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, what, "a statement figure does not read back");
+        Problem::internal()
+    };
+    let units = pipeline::money::parse_scaled(&units.normalize().to_string(), Units::SCALE)
+        .map_err(|e| unreadable("units", &e))?;
+    let nav = Nav::from_str(nav).map_err(|e| unreadable("nav", &e))?;
+    // 10^-12 rupees to paise.
+    let paise = pipeline::money::div_round_half_up(
+        pipeline::money::cost_e12(Units(units), nav),
+        10_i128.pow(10),
+    );
+    let paise = i64::try_from(paise).map_err(|e| unreadable("value", &e))?;
+    Ok(Decimal::new(paise, 2))
 }
 
 fn money(d: Decimal) -> String {

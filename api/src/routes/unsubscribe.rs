@@ -43,7 +43,12 @@ fn checked(state: &Shared, link: &Link) -> Result<Unsubscribe, Problem> {
         .as_deref()
         .ok_or_else(|| Problem::bad_request("token: required"))?;
     // Not a link's shape: 400. A forged, bent or expired one: 403, with the way out.
-    verify(secret.as_bytes(), token, state.clock.now().timestamp()).map_err(|e| match e {
+    verify(
+        secret.expose().as_bytes(),
+        token,
+        state.clock.now().timestamp(),
+    )
+    .map_err(|e| match e {
         LinkError::Malformed => Problem::bad_request(e.to_string()),
         LinkError::BadSignature | LinkError::Expired => Problem::forbidden(e.to_string()),
     })

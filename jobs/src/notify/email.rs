@@ -14,6 +14,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use serving::secret::Secret;
+
 use super::channels::Failure;
 
 /// How the connection to the submission server is secured.
@@ -28,28 +30,15 @@ pub enum SmtpTls {
 }
 
 /// Where and how e-mail is submitted.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmtpConfig {
     /// `host:port`.
     pub relay: String,
     pub tls: SmtpTls,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// PEM roots trusted besides the public web PKI (a private relay's CA).
     pub ca_pem: Option<Vec<u8>>,
-}
-
-// Never print the password.
-impl std::fmt::Debug for SmtpConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpConfig")
-            .field("relay", &self.relay)
-            .field("tls", &self.tls)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
-            .finish()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +93,10 @@ pub fn transport(
             return Err(SmtpSetupError::AuthInTheClear)
         }
         (Some(user), Some(password)) => {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
         }
         (None, _) => {}
     }
@@ -188,7 +180,7 @@ mod tests {
             relay: relay.into(),
             tls,
             username: user.map(String::from),
-            password: password.map(String::from),
+            password: password.map(Secret::from),
             ca_pem: None,
         }
     }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::StreamExt;
 use rand::Rng;
+use serving::secret::Secret;
 use sqlx::{PgPool, Row};
 
 pub use channels::signature;
@@ -53,7 +54,7 @@ pub struct DispatchConfig {
     /// Push to iOS devices through APNs.
     pub apns: Option<ApnsConfig>,
     /// Signs every webhook body (HMAC-SHA256); receivers verify with the same secret.
-    pub webhook_secret: String,
+    pub webhook_secret: Secret,
     /// The submission server for channel `email`.
     pub smtp: Option<SmtpConfig>,
     pub mail_from: String,
@@ -66,9 +67,42 @@ pub struct DispatchConfig {
     pub retry_max: Duration,
     pub lease: Duration,
     pub timeout: Duration,
+    /// Channels left unconfigured on purpose (`--hold`): their deliveries wait, pending,
+    /// for a dispatcher that has them.
+    pub held: Vec<String>,
 }
 
+/// Every channel a delivery can be on.
+pub const CHANNELS: [&str; 4] = ["webhook", "sms", "push", "email"];
+
 impl DispatchConfig {
+    /// The channels this dispatcher can deliver on: only these are claimed, so a delivery on
+    /// any other waits (pending) instead of failing for want of an endpoint.
+    pub fn configured_channels(&self) -> Vec<&'static str> {
+        CHANNELS
+            .into_iter()
+            .filter(|channel| match *channel {
+                "webhook" => self.webhook_url.is_some(),
+                "sms" => self.exotel.is_some() || self.sms_webhook_url.is_some(),
+                "push" => {
+                    self.fcm.is_some() || self.apns.is_some() || self.push_webhook_url.is_some()
+                }
+                "email" => self.smtp.is_some(),
+                _ => false,
+            })
+            .collect()
+    }
+
+    /// What configures a channel, for the refusal that names it.
+    fn how_to_configure(channel: &str) -> &'static str {
+        match channel {
+            "webhook" => "--webhook-url",
+            "sms" => "--exotel-url/--exotel-sid/--exotel-api-key or --sms-webhook-url",
+            "push" => "--fcm-service-account, --apns-key-file or --push-webhook-url",
+            _ => "--smtp-relay",
+        }
+    }
+
     /// The claim a batch takes: at least `lease`, and long enough for the batch's sends one
     /// after another at `concurrency` (each bounded by `timeout`) plus a margin, so a slow
     /// receiver cannot make a claim expire while its batch is still being sent and another
@@ -84,20 +118,11 @@ impl DispatchConfig {
 
 /// Where a person's unsubscribe link points and the key it is signed with (the API's
 /// `--unsubscribe-secret`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct UnsubscribeLinks {
     /// The API's `/v1/unsubscribe` as people reach it.
     pub base_url: String,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for UnsubscribeLinks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnsubscribeLinks")
-            .field("base_url", &self.base_url)
-            .field("secret", &"[redacted]")
-            .finish()
-    }
+    pub secret: Secret,
 }
 
 impl UnsubscribeLinks {
@@ -113,7 +138,8 @@ impl UnsubscribeLinks {
             return None;
         }
         let expires = now.timestamp() + serving::unsubscribe::LINK_DAYS * 86_400;
-        let token = serving::unsubscribe::token(self.secret.as_bytes(), user_id, kind, expires);
+        let token =
+            serving::unsubscribe::token(self.secret.expose().as_bytes(), user_id, kind, expires);
         Some(format!("{}?token={token}", self.base_url))
     }
 }
@@ -238,6 +264,44 @@ impl Dispatcher {
         })
     }
 
+    /// Fails closed (exit 3) on a channel that people chose, or that deliveries wait on, but
+    /// that this dispatcher cannot deliver: without it, a setting left out at deploy would
+    /// leave every such message undelivered while the dispatcher reports success. A channel
+    /// named in `--hold` starts anyway, its deliveries waiting (and said so in a warning).
+    pub async fn refuse_unconfigured_channels(&self) -> anyhow::Result<()> {
+        let configured = self.config.configured_channels();
+        for channel in CHANNELS.into_iter().filter(|c| !configured.contains(c)) {
+            // EXISTS, not counts: cheap on every start, at 10M users, when all is configured
+            // no query runs at all.
+            let (people, waiting): (bool, bool) = sqlx::query_as(CHANNEL_IN_USE)
+                .bind(channel)
+                .fetch_one(&self.pool)
+                .await
+                .with_context(|| format!("checking whether channel {channel} is in use"))?;
+            if !people && !waiting {
+                continue;
+            }
+            let why = match (people, waiting) {
+                (true, true) => "people chose it and deliveries wait on it",
+                (true, false) => "people chose it",
+                _ => "deliveries wait on it",
+            };
+            if self.config.held.iter().any(|held| held == channel) {
+                tracing::warn!(
+                    channel,
+                    "{why}, but it is held (--hold): its deliveries wait for a dispatcher that has it"
+                );
+                continue;
+            }
+            anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
+                "channel {channel}: {why}, but it is not configured ({}); configure it, or start \
+                 with --hold {channel} to leave its deliveries waiting",
+                DispatchConfig::how_to_configure(channel)
+            )));
+        }
+        Ok(())
+    }
+
     /// Fans out, claims and delivers until nothing is due (or `max_batches` batches): the
     /// bounded pass a scheduler runs every minute.
     pub async fn drain(&self, max_batches: Option<u64>) -> anyhow::Result<PassSummary> {
@@ -300,6 +364,7 @@ impl Dispatcher {
             .bind(self.config.batch)
             .bind(token)
             .bind(self.config.batch_lease().as_secs_f64())
+            .bind(self.config.configured_channels())
             .fetch_all(&self.pool)
             .await
             .context("claiming deliveries")?

@@ -37,6 +37,15 @@ pub(super) const RECLAIM: &str = "UPDATE notification_deliveries \
      WHERE status = 'delivering' AND claimed_until < now() \
      RETURNING notification_id, status";
 
+// Whether people chose channel $1 (the platform webhook: anyone without preferences), and
+// whether deliveries wait on it.
+pub(super) const CHANNEL_IN_USE: &str = "SELECT \
+       EXISTS (SELECT 1 FROM notification_preferences WHERE $1 = ANY(channels)) \
+         OR ($1 = 'webhook' AND EXISTS (SELECT 1 FROM users u WHERE NOT EXISTS \
+           (SELECT 1 FROM notification_preferences p WHERE p.user_id = u.user_id))), \
+       EXISTS (SELECT 1 FROM notification_deliveries WHERE channel = $1 \
+                 AND status IN ('pending', 'delivering'))";
+
 // SMS, push and email wait for the end of the user's quiet hours.
 pub(super) const DEFER_QUIET: &str = "UPDATE notification_deliveries d \
        SET next_attempt_at = sipline_quiet_until(p.quiet_start, p.quiet_end, p.time_zone, now()) \
@@ -45,9 +54,10 @@ pub(super) const DEFER_QUIET: &str = "UPDATE notification_deliveries d \
        AND d.channel <> 'webhook' AND p.quiet_start IS NOT NULL \
        AND sipline_quiet_until(p.quiet_start, p.quiet_end, p.time_zone, now()) IS NOT NULL";
 
+// Only the channels this dispatcher can deliver ($4): another channel's deliveries wait.
 pub(super) const CLAIM: &str = "WITH due AS ( \
        SELECT delivery_id FROM notification_deliveries \
-       WHERE status = 'pending' AND next_attempt_at <= now() \
+       WHERE status = 'pending' AND next_attempt_at <= now() AND channel = ANY($4) \
        ORDER BY next_attempt_at, delivery_id LIMIT $1 FOR UPDATE SKIP LOCKED) \
      UPDATE notification_deliveries d SET status = 'delivering', attempts = d.attempts + 1, \
        claim_token = $2, claimed_until = now() + make_interval(secs => $3) \

@@ -18,30 +18,20 @@
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use serving::secret::Secret;
 
 use super::channels::{retry_after, Delivered, Failure};
 use super::outbox::Claimed;
 use super::Dispatcher;
 
 /// A Google service account key (the JSON file the Firebase console gives).
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ServiceAccount {
     pub project_id: String,
     pub private_key_id: String,
-    pub private_key: String,
+    pub private_key: Secret,
     pub client_email: String,
     pub token_uri: String,
-}
-
-impl std::fmt::Debug for ServiceAccount {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccount")
-            .field("project_id", &self.project_id)
-            .field("client_email", &self.client_email)
-            .field("token_uri", &self.token_uri)
-            .field("private_key", &"[redacted]")
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,28 +41,16 @@ pub struct FcmConfig {
     pub base_url: String,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ApnsConfig {
     /// `https://api.push.apple.com` (`https://api.sandbox.push.apple.com` for development).
     pub base_url: String,
     pub team_id: String,
     pub key_id: String,
     /// The `.p8` key (PKCS #8 PEM, P-256).
-    pub private_key_pem: String,
+    pub private_key_pem: Secret,
     /// The app's bundle id.
     pub topic: String,
-}
-
-impl std::fmt::Debug for ApnsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApnsConfig")
-            .field("base_url", &self.base_url)
-            .field("team_id", &self.team_id)
-            .field("key_id", &self.key_id)
-            .field("topic", &self.topic)
-            .field("private_key_pem", &"[redacted]")
-            .finish()
-    }
 }
 
 /// A bearer token and when to stop using it.
@@ -137,11 +115,8 @@ impl Dispatcher {
             .push_token
             .as_deref()
             .ok_or_else(|| Failure::permanent("the user has no push token"))?;
-        let Some(message) = self.rendered_for_gateway(delivery)? else {
-            return Err(Failure::permanent("nothing rendered for push"));
-        };
-        let title = message["title"].as_str().unwrap_or_default();
-        let body = message["body"].as_str().unwrap_or_default();
+        let message = self.rendered_push(delivery)?;
+        let (title, body) = (message.title.as_str(), message.body.as_str());
         let platform = delivery.push_platform.as_deref().unwrap_or("fcm");
         match (platform, &self.config.fcm, &self.config.apns) {
             ("fcm", Some(fcm), _) => self.fcm_send(fcm, delivery, token, title, body).await,
@@ -184,9 +159,10 @@ impl Dispatcher {
                     "iat": now,
                     "exp": now + 3600,
                 });
-                let key =
-                    jsonwebtoken::EncodingKey::from_rsa_pem(account.private_key.as_bytes())
-                        .map_err(|e| Failure::permanent(format!("FCM service account key: {e}")))?;
+                let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+                    account.private_key.expose().as_bytes(),
+                )
+                .map_err(|e| Failure::permanent(format!("FCM service account key: {e}")))?;
                 let assertion = jsonwebtoken::encode(&header, &claims, &key)
                     .map_err(|e| Failure::permanent(format!("FCM assertion: {e}")))?;
                 let response = self
@@ -289,7 +265,7 @@ impl Dispatcher {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(apns.key_id.clone());
         let claims = serde_json::json!({"iss": apns.team_id, "iat": unix_now()});
-        let key = jsonwebtoken::EncodingKey::from_ec_pem(apns.private_key_pem.as_bytes())
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(apns.private_key_pem.expose().as_bytes())
             .map_err(|e| Failure::permanent(format!("APNs key: {e}")))?;
         let token = jsonwebtoken::encode(&header, &claims, &key)
             .map_err(|e| Failure::permanent(format!("APNs provider token: {e}")))?;

@@ -13,19 +13,21 @@
 
 use std::collections::BTreeMap;
 
+use serving::secret::Secret;
+
 use super::channels::{http_failure, retry_after, Delivered, Failure};
 use super::outbox::Claimed;
 use super::Dispatcher;
 
 /// Exotel's account, sender and the DLT registrations.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ExotelConfig {
     /// `https://api.in.exotel.com` (Mumbai) or `https://api.exotel.com` (Singapore); a local
     /// server in tests.
     pub base_url: String,
     pub account_sid: String,
-    pub api_key: String,
-    pub api_token: String,
+    pub api_key: Secret,
+    pub api_token: Secret,
     /// The DLT-registered sender ID (header), e.g. `SIPLNE`.
     pub sender: String,
     /// The principal entity ID registered on the DLT portal.
@@ -36,35 +38,11 @@ pub struct ExotelConfig {
     pub callbacks: Option<SignedCallbacks>,
 }
 
-impl std::fmt::Debug for ExotelConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExotelConfig")
-            .field("base_url", &self.base_url)
-            .field("account_sid", &self.account_sid)
-            .field("api_key", &"[redacted]")
-            .field("api_token", &"[redacted]")
-            .field("sender", &self.sender)
-            .field("dlt_entity_id", &self.dlt_entity_id)
-            .field("dlt_templates", &self.dlt_templates)
-            .field("callbacks", &self.callbacks)
-            .finish()
-    }
-}
-
 /// The API's delivery-report route and the key its per-delivery signatures use.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SignedCallbacks {
     pub base_url: String,
-    pub secret: String,
-}
-
-impl std::fmt::Debug for SignedCallbacks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignedCallbacks")
-            .field("base_url", &self.base_url)
-            .field("secret", &"[redacted]")
-            .finish()
-    }
+    pub secret: Secret,
 }
 
 impl SignedCallbacks {
@@ -72,7 +50,7 @@ impl SignedCallbacks {
         format!(
             "{}?{}",
             self.base_url,
-            serving::callbacks::query(self.secret.as_bytes(), delivery_id)
+            serving::callbacks::query(self.secret.expose().as_bytes(), delivery_id)
         )
     }
 }
@@ -115,15 +93,12 @@ impl Dispatcher {
                 delivery.kind
             ))
         })?;
-        let Some(message) = self.rendered_for_gateway(delivery)? else {
-            return Err(Failure::permanent("nothing rendered for SMS"));
+        let sms = self.rendered_sms(delivery)?;
+        let encoding = match sms.length.encoding {
+            messages::Encoding::Gsm7 => "plain",
+            messages::Encoding::Ucs2 => "unicode",
         };
-        let text = message["text"].as_str().unwrap_or_default().to_string();
-        let encoding = if message["encoding"] == "GSM-7" {
-            "plain"
-        } else {
-            "unicode"
-        };
+        let text = sms.text;
         let mut form = vec![
             ("From", exotel.sender.clone()),
             ("To", to.to_string()),
@@ -144,7 +119,7 @@ impl Dispatcher {
         let response = self
             .http
             .post(&url)
-            .basic_auth(&exotel.api_key, Some(&exotel.api_token))
+            .basic_auth(exotel.api_key.expose(), Some(exotel.api_token.expose()))
             .form(&form)
             .send()
             .await

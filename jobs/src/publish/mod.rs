@@ -107,11 +107,16 @@ const STATEMENTS_TO_OUTBOX: &str = "INSERT INTO notifications (event_key, user_i
      ON CONFLICT (event_key) DO NOTHING";
 const CANCEL_SIPS: &str = "UPDATE sips s SET status = 'cancelled', updated_at = now() \
      FROM sip_events_stage e WHERE e.kind = 'cancelled' AND s.sip_id = e.sip_id AND s.status <> 'cancelled'";
+/// A re-publish of a date whose month ends are already loaded loads none: it keeps the count of
+/// the run that loaded them, so a re-run (after a crash past the commit, say) records what one
+/// run records.
 const RECORD_PUBLICATION: &str = "INSERT INTO publications (as_of, snapshots, lines, month_ends, investments, events, \
        month_ends_through) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (as_of) DO UPDATE SET published_at = now(), snapshots = EXCLUDED.snapshots, \
-       lines = EXCLUDED.lines, month_ends = EXCLUDED.month_ends, investments = EXCLUDED.investments, \
+       lines = EXCLUDED.lines, \
+       month_ends = CASE WHEN EXCLUDED.month_ends = 0 THEN publications.month_ends ELSE EXCLUDED.month_ends END, \
+       investments = EXCLUDED.investments, \
        events = EXCLUDED.events, month_ends_through = EXCLUDED.month_ends_through";
 /// The last month end whose rows `portfolio_month_ends` holds complete.
 const MONTH_ENDS_THROUGH: &str = "SELECT max(month_ends_through) FROM publications";

@@ -391,6 +391,10 @@ async fn serve_fails_closed_on_a_configuration_that_accepts_foreign_tokens() {
             "https://",
         ),
         (vec!["--jwt-secret", "too-short"], "at least 32 bytes"),
+        (
+            vec!["--jwt-secret", "a-shared-secret-of-at-least-32-bytes"],
+            "--jwt-secret needs --audience",
+        ),
         (vec![], "--jwt-secret or --jwks"),
     ] {
         let mut command = vec![

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::sip::generate;
-use crate::support::{sipline, snapshot};
+use crate::support::{fixture, sipline, sipline_async, snapshot, Postgres};
 
 /// How long the job takes uninterrupted, and its output.
 fn timed_run(args: &[&str]) -> Duration {
@@ -17,7 +17,7 @@ fn timed_run(args: &[&str]) -> Duration {
 }
 
 /// Starts the job and kills it with SIGKILL after `after`; whether it was still running.
-fn kill_after(args: &[&str], after: Duration) -> bool {
+fn kill_after<S: AsRef<std::ffi::OsStr>>(args: &[S], after: Duration) -> bool {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
         .args(args)
         .env("RUST_LOG", "warn")
@@ -106,6 +106,197 @@ fn jobs_killed_at_random_moments_then_rerun_write_what_one_run_writes() {
         );
         // The state it leaves is the next job's input.
         copy(clean.path(), base.path());
+    }
+    assert!(killed_mid_run > 0, "no kill landed while a job was running");
+}
+
+/// Everything the serving store holds, as text: every table (partitions through their parents)
+/// but the run log and idempotency keys, rows sorted, columns that record when (`*_at`) or a
+/// sequence's draw (a rolled-back insert still draws) left out.
+async fn serving_contents(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+           AND c.relname NOT IN ('job_runs', 'idempotency_keys', '_sqlx_migrations') \
+         ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut contents = Vec::new();
+    for table in tables {
+        let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM ( \
+               SELECT (SELECT jsonb_object_agg(k, v) FROM jsonb_each(to_jsonb(t)) e(k, v) \
+                       WHERE k NOT LIKE '%\\_at' AND k NOT IN ('notification_id', 'delivery_id')) AS r \
+               FROM {table} t) rows"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        contents.push((table, rows));
+    }
+    contents
+}
+
+/// One side of the comparison: a warehouse folder and a database.
+struct Side {
+    warehouse: tempfile::TempDir,
+    pg: Postgres,
+}
+
+impl Side {
+    async fn new(from: &Path) -> Self {
+        let side = Self {
+            warehouse: tempfile::tempdir().unwrap(),
+            pg: Postgres::start().await,
+        };
+        copy(from, side.warehouse.path());
+        sipline_async(&["db", "migrate", "--database-url", &side.pg.url])
+            .await
+            .assert_ok();
+        side
+    }
+
+    fn args(&self, job: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = job.iter().map(|a| a.to_string()).collect();
+        args.extend([
+            "--warehouse".into(),
+            self.warehouse.path().to_str().unwrap().into(),
+            "--database-url".into(),
+            self.pg.url.clone(),
+        ]);
+        args
+    }
+}
+
+/// Old settled notifications for housekeeping to archive: fixed ids and times, so both sides
+/// archive the same bytes.
+const OLD_NOTIFICATIONS: &str = "INSERT INTO notifications \
+       (notification_id, event_key, user_id, kind, payload, status, created_at, delivered_at) \
+     OVERRIDING SYSTEM VALUE SELECT 1000000 + i, 'old:' || i, u.user_id, 'sip_executed', jsonb_build_object('sip_id', i), \
+            'delivered', TIMESTAMPTZ '2025-06-01 04:00:00+00' + i * INTERVAL '37 minutes', \
+            TIMESTAMPTZ '2025-06-01 04:00:01+00' + i * INTERVAL '37 minutes' \
+     FROM generate_series(1, 3000) i \
+     JOIN LATERAL (SELECT user_id FROM users ORDER BY user_id LIMIT 1) u ON true";
+
+/// The jobs that write the serving store (issue 35 §4), killed with SIGKILL at moments spread
+/// over their run and re-run, in the order a night runs them: `nav ingest` (the real AMFI file,
+/// 865 dates), `publish` of a first date with its mandates and of the next, and
+/// `housekeeping` archiving 3,000 old notifications over 79 days. After each, the warehouse's
+/// files and every table of the serving store equal an uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_leaves() {
+    let base = tempfile::tempdir().unwrap();
+    {
+        let base = base.path().to_path_buf();
+        tokio::task::spawn_blocking(move || crate::publish::universe(&base))
+            .await
+            .unwrap();
+    }
+    let clean = Side::new(base.path()).await;
+    let crashed = Side::new(base.path()).await;
+    let navs = fixture("NAVAll_real_2025-05-16.txt");
+    let navs = navs.to_str().unwrap();
+    let jobs: [(&str, Vec<&str>, Option<&str>); 4] = [
+        (
+            "nav ingest",
+            vec!["nav", "ingest", "--source", "amfi", "--input", navs],
+            None,
+        ),
+        (
+            "publish --mandates",
+            vec!["publish", "--date", crate::publish::FIRST, "--mandates"],
+            None,
+        ),
+        (
+            "publish",
+            vec!["publish", "--date", crate::publish::SECOND],
+            None,
+        ),
+        (
+            "housekeeping",
+            vec!["housekeeping"],
+            Some(OLD_NOTIFICATIONS),
+        ),
+    ];
+    let mut killed_mid_run = 0;
+    for (name, job, before) in jobs {
+        for side in [&clean, &crashed] {
+            if let Some(statement) = before {
+                let pool = side.pg.pool().await;
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: setting up: {e}"));
+            }
+        }
+        let started = Instant::now();
+        sipline_async(
+            &clean
+                .args(&job)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .assert_ok();
+        let took = started.elapsed();
+        let n = kills();
+        let landed_before = killed_mid_run;
+        let crash_args = crashed.args(&job);
+        for i in 0..n {
+            let after = took.mul_f64(f64::from(i) / f64::from(n.max(1)) * 1.1);
+            let args = crash_args.clone();
+            if tokio::task::spawn_blocking(move || kill_after(&args, after))
+                .await
+                .unwrap()
+            {
+                killed_mid_run += 1;
+            }
+        }
+        sipline_async(&crash_args.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+            .assert_ok();
+        let (clean_files, crashed_files) = (
+            snapshot(clean.warehouse.path()),
+            snapshot(crashed.warehouse.path()),
+        );
+        let differing: Vec<_> = clean_files
+            .keys()
+            .chain(crashed_files.keys())
+            .filter(|p| clean_files.get(*p) != crashed_files.get(*p))
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{name}: after {n} kills and a re-run, these warehouse files differ: {differing:?}"
+        );
+        let (clean_rows, crashed_rows) = (
+            serving_contents(&clean.pg.pool().await).await,
+            serving_contents(&crashed.pg.pool().await).await,
+        );
+        let differing: Vec<String> = clean_rows
+            .iter()
+            .zip(&crashed_rows)
+            .filter(|(a, b)| a != b)
+            .map(|(a, b)| {
+                let first = a.1.lines().zip(b.1.lines()).find(|(x, y)| x != y);
+                format!("{} (first difference: {first:?})", a.0)
+            })
+            .collect();
+        assert_eq!(
+            clean_rows.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            crashed_rows.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            "{name}: tables left behind"
+        );
+        assert!(
+            differing.is_empty(),
+            "{name}: after {n} kills and a re-run, these tables differ: {differing:?}"
+        );
+        eprintln!(
+            "{name}: {n} kills ({} while running, uninterrupted run {took:?}), files and tables differing: 0",
+            killed_mid_run - landed_before
+        );
     }
     assert!(killed_mid_run > 0, "no kill landed while a job was running");
 }

@@ -185,6 +185,82 @@ async fn statuses(pool: &PgPool) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Issue 35 §6: a channel left out of the configuration while people chose it refuses the
+/// start (exit 3, naming the channel and its settings) instead of killing every delivery on
+/// it after one attempt; `--hold` starts anyway and the deliveries wait, unattempted, for a
+/// dispatcher that has the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_people_chose_but_nobody_configured_fails_closed() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 2).await;
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, channels, phone) VALUES (2, '{webhook,sms}', '+919800000002')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    add_notifications(&pool, 1, 2, 2).await;
+    let (webhook, url) = receiver().await;
+
+    let refused = dispatch(&pg, &url, &[]).await;
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("channel sms: people chose it")
+            && refused.stderr.contains("--sms-webhook-url")
+            && refused.stderr.contains("--hold sms"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        webhook.requests.lock().unwrap().is_empty(),
+        "nothing sent on a refused start"
+    );
+
+    // Held: the webhooks go, the SMS waits untried (not dead after one attempt).
+    let held = dispatch(&pg, &url, &["--hold", "sms"]).await;
+    held.assert_ok();
+    assert!(held.stdout.contains("delivered=2"), "{}", held.stdout);
+    assert!(held.stderr.contains("held (--hold)"), "{}", held.stderr);
+    let sms: (String, i32) = sqlx::query_as(
+        "SELECT status, attempts FROM notification_deliveries WHERE channel = 'sms'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sms, ("pending".to_string(), 0));
+    // The webhook alone is configured nowhere: people without preferences get it.
+    let no_webhook = sipline_async(&[
+        "notify",
+        "dispatch",
+        "--database-url",
+        &pg.url,
+        "--webhook-secret",
+        SECRET,
+        "--sms-webhook-url",
+        &format!("{url}/sms"),
+    ])
+    .await;
+    assert_eq!(no_webhook.code, 3, "{}", no_webhook.stderr);
+    assert!(
+        no_webhook
+            .stderr
+            .contains("channel webhook: people chose it"),
+        "{}",
+        no_webhook.stderr
+    );
+
+    // Configured: the waiting SMS goes on its first attempt.
+    let configured = dispatch(&pg, &url, &["--sms-webhook-url", &format!("{url}/sms")]).await;
+    configured.assert_ok();
+    let sms: (String, i32) = sqlx::query_as(
+        "SELECT status, attempts FROM notification_deliveries WHERE channel = 'sms'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(sms, ("delivered".to_string(), 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_delivers_signed_webhooks_and_email_and_waits_out_quiet_hours() {
     let pg = Postgres::start().await;
@@ -283,10 +359,22 @@ async fn dispatch_delivers_signed_webhooks_and_email_and_waits_out_quiet_hours()
         ]
     );
 
-    // A second pass has nothing to do: nothing is delivered twice.
-    dispatch(&pg, &url, &["--smtp-relay", &relay, "--smtp-tls", "none"])
-        .await
-        .assert_ok();
+    // A second pass has nothing to do: nothing is delivered twice (and a dispatcher without
+    // SMS, user 3's channel, starts only with the channel held).
+    dispatch(
+        &pg,
+        &url,
+        &[
+            "--smtp-relay",
+            &relay,
+            "--smtp-tls",
+            "none",
+            "--hold",
+            "sms",
+        ],
+    )
+    .await
+    .assert_ok();
     assert_eq!(webhook.requests.lock().unwrap().len(), 2);
 
     let stats = sipline_async(&["notify", "stats", "--database-url", &pg.url]).await;
