@@ -257,7 +257,9 @@ async fn publish_date(args: PublishArgs, database_url: Option<&str>) -> anyhow::
         );
     }
     let started = Instant::now();
-    let summary = publish::publish(&warehouse, &pool, args.date, args.options()?).await?;
+    let summary = publish::publish(&warehouse, &pool, args.date, args.options()?)
+        .await
+        .with_context(|| format!("publishing {} to PostgreSQL", args.date))?;
     let counts = job_runs::RowCounts::new(summary.rows_in(), summary.rows_out());
     println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
     Ok(counts)

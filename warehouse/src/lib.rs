@@ -51,6 +51,12 @@ pub enum WarehouseError {
     Location { location: String, reason: String },
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    /// A put that failed (a full disk, a store refusing it): which object, and why.
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: object_store::Error,
+    },
     #[error("parquet file {path}: {source}")]
     Parquet { path: String, source: ParquetError },
     #[error("{path}: schema is not the {table} contract: {reason}")]
@@ -178,19 +184,29 @@ impl Warehouse {
     ) -> Result<u64, WarehouseError> {
         let path = self.layout.data_file(table, partition);
         let (bytes, rows) = encode_parquet(table, &path, batches)?;
-        self.store.put(&path, PutPayload::from(bytes)).await?;
+        self.put(&path, bytes).await?;
         // On a local disk the data must be on the platter before the marker says it is there:
         // after a power cut, a marker over an empty file would be read as an empty partition.
         self.make_durable(&path).await?;
         let marker = serde_json::json!({ "files": [layout::DATA_FILE], "rows": rows }).to_string();
         let marker_path = self.layout.success_marker(table, partition);
-        self.store
-            .put(&marker_path, PutPayload::from(marker.into_bytes()))
-            .await?;
+        self.put(&marker_path, marker.into_bytes().into()).await?;
         self.make_durable(&marker_path).await?;
         self.remove_stale_uploads(&path).await?;
         tracing::debug!(table = table.name(), path = %path, rows, "partition written");
         Ok(rows)
+    }
+
+    /// One object written whole, or an error naming it.
+    async fn put(&self, path: &Path, bytes: Bytes) -> Result<(), WarehouseError> {
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| WarehouseError::Write {
+                path: path.to_string(),
+                source,
+            })
     }
 
     /// On a local warehouse, fsyncs the file at `path` and its directory (the rename that put
@@ -269,8 +285,7 @@ impl Warehouse {
 
     /// Writes a small document (a run manifest) in one put: whole or not at all.
     pub async fn put_document(&self, path: &Path, bytes: Vec<u8>) -> Result<(), WarehouseError> {
-        self.store.put(path, PutPayload::from(bytes)).await?;
-        Ok(())
+        self.put(path, bytes.into()).await
     }
 
     /// A published partition's data file and its bytes, or `None` without a `_SUCCESS`.

@@ -300,3 +300,201 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
     }
     assert!(killed_mid_run > 0, "no kill landed while a job was running");
 }
+
+/// What a reader of the serving store sees: the latest published date, the row count its
+/// publication recorded, and the snapshot rows the `*_latest` view serves for it.
+async fn served(pool: &sqlx::PgPool) -> (chrono::NaiveDate, i64, i64) {
+    sqlx::query_as(
+        "SELECT p.as_of, p.snapshots, (SELECT count(*) FROM portfolio_latest) \
+         FROM publications p ORDER BY p.as_of DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// PostgreSQL stopped (`-m immediate`, as a crash would) in the middle of a publish: the job
+/// fails with exit 1, and once the server is back readers see the previous date whole; the
+/// re-run then leaves what an uninterrupted publish leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_in_the_middle_of_a_publish_leaves_the_previous_date_served() {
+    use crate::publish::{FIRST, SECOND};
+    let base = tempfile::tempdir().unwrap();
+    {
+        let base = base.path().to_path_buf();
+        tokio::task::spawn_blocking(move || crate::publish::universe(&base))
+            .await
+            .unwrap();
+    }
+    let wh = base.path().to_str().unwrap();
+    let pg = Postgres::own_cluster();
+    let publish = |date: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "publish".to_string(),
+            "--date".into(),
+            date.into(),
+            "--warehouse".into(),
+            wh.to_string(),
+            "--database-url".into(),
+            pg.url.clone(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let first = publish(FIRST, &["--mandates"]);
+    let started = Instant::now();
+    sipline_async(&first.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .assert_ok();
+    let took = started.elapsed();
+    let before = served(&pg.pool().await).await;
+    assert_eq!(before.0.to_string(), FIRST);
+    assert_eq!(before.1, before.2);
+
+    // Stop the server at moments spread over the next publish until one lands mid-run.
+    let second = publish(SECOND, &[]);
+    let mut stopped_mid_run = 0;
+    for fraction in [0.2, 0.4, 0.6, 0.8] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
+            .args(&second)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(took.mul_f64(fraction)).await;
+        let running = child.try_wait().unwrap().is_none();
+        pg.stop_immediately();
+        let output = child.wait_with_output().await.unwrap();
+        pg.start_again();
+        let seen = served(&pg.pool().await).await;
+        if !running || output.status.success() {
+            // Finished before the stop: the date is published whole; start again from it.
+            assert_eq!(seen.1, seen.2);
+            continue;
+        }
+        stopped_mid_run += 1;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("error: publishing {SECOND} to PostgreSQL: ")),
+            "{stderr}"
+        );
+        assert_eq!(
+            seen, before,
+            "a reader after the stop sees the previous date whole"
+        );
+    }
+    assert!(
+        stopped_mid_run > 0,
+        "no stop landed while publish was running"
+    );
+
+    // The re-run publishes the date, as an uninterrupted publish on another store does.
+    sipline_async(&second.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .assert_ok();
+    let clean = Postgres::start().await;
+    for (date, extra) in [(FIRST, &["--mandates"][..]), (SECOND, &[][..])] {
+        let mut args = vec![
+            "publish",
+            "--date",
+            date,
+            "--warehouse",
+            wh,
+            "--database-url",
+            &clean.url,
+        ];
+        args.extend_from_slice(extra);
+        sipline_async(&args).await.assert_ok();
+    }
+    assert_eq!(
+        serving_contents(&pg.pool().await).await,
+        serving_contents(&clean.pool().await).await
+    );
+}
+
+/// Unmounts a tmpfs when the test ends, however it ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A full disk (a small tmpfs) under `sip execute`: a clear error naming what could not be
+/// written, a non-zero exit, every file that was there before unchanged; with room again the
+/// re-run writes exactly what a run that never ran out of space writes. Needs root (mount).
+#[test]
+fn a_full_disk_fails_the_job_clearly_and_leaves_the_previous_partitions() {
+    if !crate::support::is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let date = "2025-01-31";
+    let base = tempfile::tempdir().unwrap();
+    generate(base.path(), "400", "0/1");
+    // What tmpfs charges: whole 4 KiB pages per file, and a page per file for its entry.
+    let used: u64 = snapshot(base.path())
+        .values()
+        .map(|bytes| (bytes.len() as u64).div_ceil(4096) * 4096 + 4096)
+        .sum();
+    let clean = tempfile::tempdir().unwrap();
+    copy(base.path(), clean.path());
+    let clean_wh = clean.path().to_str().unwrap();
+    sipline(&["sip", "execute", "--date", date, "--warehouse", clean_wh]).assert_ok();
+
+    let mount = tempfile::tempdir().unwrap();
+    // Room for what is there, a little more for directories, and not for the day's output
+    // (about 4 MB at 400 users).
+    let size_kb = used / 1024 + 1024;
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size_kb}k"), "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount -t tmpfs failed");
+    let _mounted = Mounted(mount.path().to_path_buf());
+    copy(base.path(), mount.path());
+    let before = snapshot(mount.path());
+    let full_wh = mount.path().to_str().unwrap();
+    let run = sipline(&["sip", "execute", "--date", date, "--warehouse", full_wh]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        // The object written when the disk filled, named (object paths have no leading /).
+        run.stderr.contains("No space left on device")
+            && run.stderr.contains(&format!(
+                "error: writing {}/",
+                full_wh.trim_start_matches('/')
+            )),
+        "{}",
+        run.stderr
+    );
+    let after = snapshot(mount.path());
+    for (path, bytes) in &before {
+        assert_eq!(after.get(path), Some(bytes), "{path:?} changed");
+    }
+
+    // Room again: the re-run leaves what a run with room all along left.
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "remount failed");
+    sipline(&["sip", "execute", "--date", date, "--warehouse", full_wh]).assert_ok();
+    let (clean_files, rerun_files) = (snapshot(clean.path()), snapshot(mount.path()));
+    let differing: Vec<_> = clean_files
+        .keys()
+        .chain(rerun_files.keys())
+        .filter(|p| clean_files.get(*p) != rerun_files.get(*p))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "after a full disk and a re-run, these files differ from a clean run: {differing:?}"
+    );
+}

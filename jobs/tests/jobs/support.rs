@@ -114,12 +114,20 @@ pub fn free_port() -> u16 {
 /// in a temporary folder and stopped when dropped.
 pub struct Postgres {
     pub url: String,
-    cluster: Option<(PathBuf, tempfile::TempDir)>,
+    cluster: Option<Cluster>,
+}
+
+/// A cluster of a test's own: its data folder, how it is started, its log.
+struct Cluster {
+    data: PathBuf,
+    options: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -176,6 +184,12 @@ impl Postgres {
                 cluster: None,
             };
         }
+        Self::own_cluster()
+    }
+
+    /// A cluster of this test's own, whatever `SIPLINE_TEST_DATABASE_URL` says: for a test
+    /// that stops the server under a job.
+    pub fn own_cluster() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("sipline-pg-")
             .tempdir()
@@ -226,8 +240,48 @@ impl Postgres {
         );
         Self {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            cluster: Some((data, dir)),
+            cluster: Some(Cluster {
+                data,
+                options,
+                log,
+                _dir: dir,
+            }),
         }
+    }
+
+    /// Stops the server at once (`-m immediate`: as a crash or a pulled plug would, no
+    /// checkpoint); only for a cluster of the test's own.
+    pub fn stop_immediately(&self) {
+        let cluster = self.cluster.as_ref().expect("a cluster of the test's own");
+        pg_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                cluster.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts it again after [`Self::stop_immediately`] (crash recovery runs).
+    pub fn start_again(&self) {
+        let cluster = self.cluster.as_ref().expect("a cluster of the test's own");
+        pg_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                cluster.data.to_str().unwrap(),
+                "-l",
+                cluster.log.to_str().unwrap(),
+                "-o",
+                &cluster.options,
+                "-w",
+                "start",
+            ],
+        );
     }
 
     pub async fn pool(&self) -> sqlx::PgPool {
@@ -237,9 +291,9 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some((data, _dir)) = &self.cluster {
+        if let Some(cluster) = &self.cluster {
             let binary = format!("{PG_BIN}/pg_ctl");
-            let data = data.to_str().unwrap();
+            let data = cluster.data.to_str().unwrap();
             let args = ["-D", data, "-m", "immediate", "-w", "stop"];
             let _ = if is_root() {
                 Command::new("runuser")
