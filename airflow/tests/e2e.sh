@@ -5,20 +5,47 @@
 # what landed: the DAG run's state, the publication, job_runs, and the run manifests.
 #
 # Needs: SIPLINE_BIN, SIPLINE_TEST_DATABASE_URL (a PostgreSQL superuser URL), AIRFLOW_HOME with
-# a migrated metadata database, `airflow` and `python3` on PATH.
+# a migrated metadata database, `airflow` and `python3` on PATH. With SIPLINE_S3_PYTHON (a
+# python with warehouse/tests/s3/requirements.txt: moto and boto3), the warehouse is an S3
+# bucket on a moto server, as a deployment with several workers has it (issue 40): every task,
+# shards included, reads and writes it through the standard AWS variables.
 set -euo pipefail
 : "${SIPLINE_BIN:?}" "${SIPLINE_TEST_DATABASE_URL:?}" "${AIRFLOW_HOME:?}"
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/sipline-dag-e2e.XXXXXX)
-server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+server_pid= s3_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
+  [ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
+objects="$here/../../warehouse/tests/s3/objects.py"
 
 previous=2025-03-03 date=2025-03-04
 db=sipline_dag_e2e
 psql -X -q "$SIPLINE_TEST_DATABASE_URL" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 export DATABASE_URL="${SIPLINE_TEST_DATABASE_URL%/*}/$db"
 export SIPLINE_WAREHOUSE="$work/warehouse" SIPLINE_SHARDS=2 NO_COLOR=1
+if [ -n "${SIPLINE_S3_PYTHON:-}" ]; then
+  s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$SIPLINE_S3_PYTHON" -m moto.server -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 &
+  s3_pid=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break; sleep 0.1; done
+  export AWS_ACCESS_KEY_ID=sipline-dag AWS_SECRET_ACCESS_KEY="dag-e2e-secret-$RANDOM$RANDOM"
+  export AWS_REGION=ap-south-1 AWS_ENDPOINT_URL="http://127.0.0.1:$s3_port" AWS_ALLOW_HTTP=true
+  "$SIPLINE_S3_PYTHON" "$objects" create-bucket sipline-dag
+  export SIPLINE_WAREHOUSE=s3://sipline-dag/warehouse
+fi
+echo "warehouse: $SIPLINE_WAREHOUSE"
+# A run manifest's text, from the folder or the bucket.
+manifest() {
+  if [ -n "${SIPLINE_S3_PYTHON:-}" ]; then
+    "$SIPLINE_S3_PYTHON" "$objects" cat sipline-dag "warehouse/_runs/$1"
+  else
+    cat "$SIPLINE_WAREHOUSE/_runs/$1"
+  fi
+}
 # Setup commands log to a file; their summary lines show.
 sipline() { "$SIPLINE_BIN" "$@" 2>>"$work/setup.log" || { tail -20 "$work/setup.log"; exit 1; }; }
 
@@ -80,7 +107,7 @@ done
 executed=$(psql -X -At "$DATABASE_URL" -c "SELECT count(*) FROM investments WHERE exec_date = DATE '$date' AND status = 'executed'")
 [ "$executed" -gt 0 ] || fail "no instalment executed on $date"
 for manifest in sip_execute/date=$date/shard=0-of-2.json portfolio_value/date=$date/shard=1-of-2.json publish/date=$date/shard=0-of-1.json; do
-  grep -q '"outcome": "ok"' "$SIPLINE_WAREHOUSE/_runs/$manifest" || fail "manifest $manifest"
+  manifest "$manifest" | grep -q '"outcome": "ok"' || fail "manifest $manifest"
 done
 # The returned debit: reversed on $date (the instalment's latest status), and the user told.
 sip_id=${returned%%,*}

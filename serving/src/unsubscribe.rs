@@ -24,6 +24,24 @@ pub const KINDS: &[&str] = &[
     "statement_ready",
 ];
 
+/// What a person is unsubscribing from, in the words the unsubscribe page shows: one entry
+/// per kind of [`KINDS`] (a test holds the two together).
+pub fn described(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "sip_executed" => "SIP instalments invested",
+        "sip_pending" => "SIP instalments waiting for their NAV",
+        "sip_failed" => "SIP instalments that could not be invested",
+        "sip_no_nav" => "SIP instalments with no NAV",
+        "sip_cancelled" => "SIPs cancelled",
+        "sip_reversed" => "SIP instalments reversed by the bank",
+        "order_executed" => "orders executed",
+        "order_failed" => "orders not executed",
+        "nav_alert" => "NAV alerts",
+        "statement_ready" => "monthly statements",
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
     #[error("not an unsubscribe link")]
@@ -124,6 +142,14 @@ mod tests {
             verify(SECRET, &token(SECRET, 1, "nope", 9), 0),
             Err(LinkError::Malformed)
         );
+    }
+
+    #[test]
+    fn every_kind_is_described_and_nothing_else_is() {
+        for kind in KINDS {
+            assert!(described(kind).is_some(), "{kind} has no words");
+        }
+        assert_eq!(described("nope"), None);
     }
 
     #[test]

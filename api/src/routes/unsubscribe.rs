@@ -55,20 +55,10 @@ fn checked(state: &Shared, link: &Link) -> Result<Unsubscribe, Problem> {
 }
 
 /// What a kind is, in the words of the page.
-fn described(kind: &str) -> &'static str {
-    match kind {
-        "sip_executed" => "SIP instalments invested",
-        "sip_pending" => "SIP instalments waiting for their NAV",
-        "sip_failed" => "SIP instalments that could not be invested",
-        "sip_no_nav" => "SIP instalments with no NAV",
-        "sip_cancelled" => "SIPs cancelled",
-        "sip_reversed" => "SIP instalments reversed by the bank",
-        "order_executed" => "orders executed",
-        "order_failed" => "orders not executed",
-        "nav_alert" => "NAV alerts",
-        "statement_ready" => "monthly statements",
-        _ => "these notifications",
-    }
+/// A verified link names a kind of the contract, which always has words; "these
+/// notifications" only if the two lists ever drifted.
+fn words(kind: &str) -> &'static str {
+    serving::unsubscribe::described(kind).unwrap_or("these notifications")
 }
 
 fn page(title: &str, body: &str) -> Response {
@@ -105,7 +95,7 @@ async fn show(
              <form method=\"post\" action=\"?token={token}\">\
              <button type=\"submit\" name=\"List-Unsubscribe\" value=\"One-Click\">Unsubscribe</button>\
              </form>",
-            described(&unsubscribe.kind)
+            words(&unsubscribe.kind)
         ),
     ))
 }
@@ -129,7 +119,7 @@ async fn confirm(
         &format!(
             "<p>You will no longer get e-mails, SMS or push messages about <strong>{}</strong>. \
              To have them again, turn them back on in the app's notification settings.</p>",
-            described(&unsubscribe.kind)
+            words(&unsubscribe.kind)
         ),
     ))
 }

@@ -1,8 +1,9 @@
 """The S3 side of warehouse/tests/s3/e2e.sh, through boto3 (AWS's own client, nothing of
-sipline's): make a bucket, or download every object under a prefix to a folder.
+sipline's): make a bucket, download every object under a prefix to a folder, or print one.
 
     python objects.py create-bucket BUCKET
     python objects.py download BUCKET PREFIX FOLDER
+    python objects.py cat BUCKET KEY
 
 Endpoint and credentials from the standard AWS variables (AWS_ENDPOINT_URL, ...).
 """
@@ -29,6 +30,9 @@ def main(argv):
                 target = os.path.join(folder, item["Key"][len(prefix):])
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 s3.download_file(bucket, item["Key"], target)
+    elif argv[1] == "cat":
+        body = client().get_object(Bucket=argv[2], Key=argv[3])["Body"].read()
+        sys.stdout.write(body.decode())
     else:
         raise SystemExit(f"unknown command {argv[1]}")
 
