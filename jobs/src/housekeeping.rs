@@ -30,6 +30,9 @@ use datafusion::arrow::array::{
 use sqlx::PgPool;
 use warehouse::{Part, Table, Warehouse};
 
+// Snapshots are not dropped under a publish that is attaching a date.
+use crate::publish::{PUBLISH_LOCK, PUBLISH_UNLOCK};
+
 /// How long each kind of row is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -108,11 +111,6 @@ const DAY_NOTIFICATIONS: &str = "SELECT n.notification_id, n.event_key, n.user_i
      WHERE n.created_at >= ($1::date::timestamp AT TIME ZONE 'UTC') \
        AND n.created_at < (($1::date + 1)::timestamp AT TIME ZONE 'UTC') \
      ORDER BY n.notification_id";
-
-/// The publish job's lock (`publish::PUBLISH_LOCK`): snapshots are not dropped under a
-/// publish that is attaching a date.
-const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
-const PUBLISH_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('sipline_publish'))";
 
 /// Published dates past the retention: older than `$1` days before the latest publication and
 /// not the last published date of their month, or older than `$2` days. The two latest are

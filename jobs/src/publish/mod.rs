@@ -64,8 +64,9 @@ use partitions::*;
 // `{"as_of": "YYYY-MM-DD"}` (and `"hour": H` from `publish --hourly`).
 
 /// Serialises publishes: two at once would race on the same partitions.
-const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
-const PUBLISH_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('sipline_publish'))";
+/// One publish at a time; housekeeping takes it too, so no snapshot is dropped under a publish.
+pub(crate) const PUBLISH_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('sipline_publish'))";
+pub(crate) const PUBLISH_UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('sipline_publish'))";
 const ENSURE_MONTH: &str = "SELECT sipline_ensure_month_partitions($1::regclass, $2, $2)";
 /// The date's month of `portfolio_snapshots`, created partitioned by date if missing; its name,
 /// or NULL for a hypertable.

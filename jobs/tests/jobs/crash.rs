@@ -40,6 +40,17 @@ fn kills() -> u32 {
         .unwrap_or(6)
 }
 
+/// Paths whose bytes differ between two folders' snapshots, or that only one holds.
+fn differing_files<'a>(
+    a: &'a std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    b: &'a std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+) -> Vec<&'a std::path::PathBuf> {
+    a.keys()
+        .chain(b.keys())
+        .filter(|p| a.get(*p) != b.get(*p))
+        .collect()
+}
+
 /// Copies a warehouse folder's data (the state before the job).
 fn copy(from: &Path, to: &Path) {
     for (relative, bytes) in snapshot(from) {
@@ -91,11 +102,7 @@ fn jobs_killed_at_random_moments_then_rerun_write_what_one_run_writes() {
         sipline(&crash_args).assert_ok();
         // Relative paths, manifests (`_runs`) left out: they record when and how long.
         let (clean_files, crashed_files) = (snapshot(clean.path()), snapshot(crashed.path()));
-        let differing: Vec<_> = clean_files
-            .keys()
-            .chain(crashed_files.keys())
-            .filter(|p| clean_files.get(*p) != crashed_files.get(*p))
-            .collect();
+        let differing = differing_files(&clean_files, &crashed_files);
         assert!(
             differing.is_empty(),
             "{name}: after {n} kills and a re-run, these files differ from an uninterrupted run: {differing:?}"
@@ -262,11 +269,7 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
             snapshot(clean.warehouse.path()),
             snapshot(crashed.warehouse.path()),
         );
-        let differing: Vec<_> = clean_files
-            .keys()
-            .chain(crashed_files.keys())
-            .filter(|p| clean_files.get(*p) != crashed_files.get(*p))
-            .collect();
+        let differing = differing_files(&clean_files, &crashed_files);
         assert!(
             differing.is_empty(),
             "{name}: after {n} kills and a re-run, these warehouse files differ: {differing:?}"
@@ -488,11 +491,7 @@ fn a_full_disk_fails_the_job_clearly_and_leaves_the_previous_partitions() {
     assert!(status.success(), "remount failed");
     sipline(&["sip", "execute", "--date", date, "--warehouse", full_wh]).assert_ok();
     let (clean_files, rerun_files) = (snapshot(clean.path()), snapshot(mount.path()));
-    let differing: Vec<_> = clean_files
-        .keys()
-        .chain(rerun_files.keys())
-        .filter(|p| clean_files.get(*p) != rerun_files.get(*p))
-        .collect();
+    let differing = differing_files(&clean_files, &rerun_files);
     assert!(
         differing.is_empty(),
         "after a full disk and a re-run, these files differ from a clean run: {differing:?}"
