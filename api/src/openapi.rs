@@ -301,6 +301,52 @@ pub fn document() -> Value {
         ),
         "409",
     );
+    let user_plan = ["user_id", "plan_id"];
+    let create_plan = idempotent(
+        with_body(
+            op("createPlan", "Start an SWP (kind swp: amount redeemed from scheme_code on plan_day of each month) or an STP (kind stp: amount switched into target_scheme_code, of the same fund house) from start_date (default today, IST) to end_date. The source must be held; the amount at least ₹100 and the scheme's minimum redemption. Each instalment is an order for the due date's NAV (a weekend or holiday: the next business day's), listed in the orders with its plan_id; one the holding cannot pay stops the plan (status stopped, stopped_reason) and says so in a notification. At most 20 active or paused plans per user (409)", "plans", &["user_id"], "201"),
+            "NewPlan",
+            true,
+        ),
+        "creates no second plan",
+    );
+    let create_plan = links(
+        returns(create_plan, "201", "Plan"),
+        "201",
+        "plan_id",
+        "plan_id",
+        &["getPlan", "changePlan"],
+    );
+    let list_plans = links(
+        returns(
+            op("listPlans", "The user's SWPs and STPs by id, a page at a time (limit ≤ 200; next_after continues)", "plans", &["user_id", "limit", "after"], "200"),
+            "200",
+            "PlanList",
+        ),
+        "200",
+        "plans/0/plan_id",
+        "plan_id",
+        &["getPlan", "changePlan"],
+    );
+    let get_plan = returns(
+        op(
+            "getPlan",
+            "One SWP or STP, with its next instalment while active",
+            "plans",
+            &user_plan,
+            "200",
+        ),
+        "200",
+        "Plan",
+    );
+    let change_plan = also(
+        returns(
+            op("changePlan", "Pause, resume or cancel an SWP or STP, from now: an instalment whose NAV date's cut-off (15:00 IST) is still to come is skipped while paused. A stopped plan (its source ran dry) can be resumed after a top-up, or cancelled. A change the plan's status does not allow is a 409", "plans", &["user_id", "plan_id", "action"], "200"),
+            "200",
+            "Plan",
+        ),
+        "409",
+    );
     let mut capital_gains = op("getCapitalGains", "The capital-gains statement of a financial year (fy, e.g. 2025-26; default the current one): every lot a redemption or switch consumed, first in first out, with purchase and sale dates and NAVs, units, purchase value, stamp duty, gross sale value, exit load, STT, cost of acquisition (grandfathered for equity units bought by 31-Jan-2018) and gain, short- or long-term by the scheme's tax class, and totals by class and term; format=csv gives the same as CSV for a tax preparer", "orders", &["user_id", "fy", "format"], "200");
     capital_gains["responses"]["200"]["content"] = json!({
         "application/json": {"schema": {"$ref": "#/components/schemas/CapitalGains"}},
@@ -429,6 +475,9 @@ pub fn document() -> Value {
             "/v1/users/{user_id}/orders": {"get": list_orders, "post": place_order},
             "/v1/users/{user_id}/orders/{order_id}": {"get": get_order},
             "/v1/users/{user_id}/orders/{order_id}/cancel": {"post": cancel_order},
+            "/v1/users/{user_id}/plans": {"get": list_plans, "post": create_plan},
+            "/v1/users/{user_id}/plans/{plan_id}": {"get": get_plan},
+            "/v1/users/{user_id}/plans/{plan_id}/{action}": {"post": change_plan},
             "/v1/users/{user_id}/capital-gains": {"get": capital_gains},
             "/v1/users/{user_id}/statement": {"get": statement},
             "/v1/users/{user_id}/notifications": {"get": list_notifications},
@@ -505,7 +554,26 @@ fn schemas() -> Value {
             "stt": {"type": ["string", "null"]}, "net_amount": {"type": ["string", "null"]}, "realised_gain": {"type": ["string", "null"]},
             "payout_date": {"type": ["string", "null"], "format": "date"}, "target_nav": {"type": ["string", "null"]},
             "target_units": {"type": ["string", "null"]}, "target_stamp_duty": {"type": ["string", "null"]},
-            "failure": {"type": ["string", "null"]}}},
+            "failure": {"type": ["string", "null"]},
+            "plan_id": {"type": ["integer", "null"], "description": "the SWP or STP this order is an instalment of"},
+            "plan_due_date": {"type": ["string", "null"], "format": "date"}}},
+        "NewPlan": {"type": "object", "additionalProperties": false, "required": ["kind", "scheme_code", "amount", "plan_day"], "properties": {
+            "kind": {"type": "string", "enum": ["swp", "stp"]},
+            "scheme_code": {"type": "integer", "format": "int64", "description": "the scheme redeemed from (held)"},
+            "target_scheme_code": {"type": "integer", "format": "int64", "description": "an STP's target, same fund house"},
+            "amount": {"type": "string", "pattern": ORDER_AMOUNT, "description": "rupees an instalment, at most 2 places, ₹100 to ₹1,00,00,000", "example": "5000.00"},
+            "plan_day": {"type": "integer", "minimum": 1, "maximum": 28},
+            "start_date": {"type": "string", "format": "date", "description": "today (IST) or later; default today"},
+            "end_date": {"type": "string", "format": "date", "description": "not before start_date"}}},
+        "Plan": {"type": "object", "required": ["plan_id", "user_id", "kind", "scheme_code", "amount", "plan_day", "start_date", "status", "created_at"], "properties": {
+            "plan_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["swp", "stp"]},
+            "scheme_code": {"type": "integer"}, "target_scheme_code": {"type": ["integer", "null"]}, "amount": {"type": "string"},
+            "plan_day": {"type": "integer"}, "start_date": {"type": "string", "format": "date"}, "end_date": {"type": ["string", "null"], "format": "date"},
+            "status": {"type": "string", "enum": ["active", "paused", "cancelled", "stopped"]},
+            "stopped_reason": {"type": ["string", "null"], "description": "insufficient_units or nothing_held: the instalment the holding could not pay"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "next_instalment": {"type": ["object", "null"], "properties": {"due_date": {"type": "string", "format": "date"}, "nav_date": {"type": "string", "format": "date"}}}}},
+        "PlanList": {"type": "object", "required": ["plans"], "properties": {"plans": {"type": "array", "items": {"$ref": "#/components/schemas/Plan"}}, "next_after": {"type": ["integer", "null"]}}},
         "OrderList": {"type": "object", "required": ["orders"], "properties": {"orders": {"type": "array", "items": {"$ref": "#/components/schemas/Order"}}, "next_after": {"type": ["integer", "null"]}}},
         "CapitalGains": {"type": "object", "required": ["user_id", "fy", "totals", "lots"], "properties": {
             "user_id": {"type": "integer"}, "fy": {"type": "string"},

@@ -86,7 +86,8 @@ done
 step sips export --date "$date" || exit $?
 step debits ingest --input "$debit_report_url" --date "$date" --missing-ok || exit $?
 step sip execute --date "$date" "${rewind[@]}" || exit $?
-# Orders of the date (lumpsums, redemptions, switches) against the lots the SIPs left.
+# Orders of the date (lumpsums, redemptions, switches, and the SWP and STP instalments it
+# places first) against the lots the SIPs left.
 step orders execute --date "$date" || exit $?
 step portfolio value --date "$date" || exit $?
 step publish --date "$date" || exit $?

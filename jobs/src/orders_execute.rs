@@ -19,6 +19,11 @@
 //!   (more units than held, a purchase too small for one unit step) fails with a reason and
 //!   takes nothing; one whose scheme has no NAV for its date yet waits, and fails `no_nav`
 //!   after 30 days.
+//! * Plans: first the run places the instalments of SWPs and STPs falling due
+//!   (`pipeline::orders::plans`): an order each, by amount, idempotent per (plan, due date),
+//!   of the plans live at their NAV date's cut-off. An SWP instalment redeems units worth at
+//!   least its amount; one the source cannot pay fails and stops its plan, with a
+//!   `plan_stopped` notification, rather than leave a negative holding.
 //! * Outputs: per bucket with orders, `realized_gains` then `orders` (the commit point);
 //!   then PostgreSQL. Re-running D gives the same bytes and the same rows: the inputs are the
 //!   same (orders cannot change after their cut-off, earlier legs are read only before D).
@@ -32,6 +37,7 @@ use pipeline::calendar::BusinessCalendar;
 use pipeline::money::{Nav, Paise, Units};
 use pipeline::orders::execute::{self, RedeemBy};
 use pipeline::orders::lots::{Lot, LotBook};
+use pipeline::orders::plans::{self, PlanKind};
 use pipeline::orders::{
     fmv, payout_date, ExitLoad, OrderLeg, OrderOutcome, RealizedGain, SchemeTerms, TaxClass,
 };
@@ -46,9 +52,10 @@ const ORDERS_OF_DATE: &str = "SELECT o.order_id, o.user_id, o.kind, o.scheme_cod
        (o.units * 10000)::bigint AS units_scaled, o.redeem_all, o.cancel_before, \
        coalesce(s.category, '') AS category, s.scheme_name, s.isin_growth, s.unit_decimals, \
        t.unit_decimals AS target_unit_decimals, o.nav_date, \
-       s.exit_load, s.tax_class, s.payout_days \
+       s.exit_load, s.tax_class, s.payout_days, p.kind AS plan_kind \
      FROM orders o JOIN schemes s ON s.scheme_code = o.scheme_code \
        LEFT JOIN schemes t ON t.scheme_code = o.target_scheme_code \
+       LEFT JOIN plans p ON p.plan_id = o.plan_id \
      WHERE o.status <> 'cancelled' \
        AND ((o.executes_on <= $1 AND o.status = 'received') OR o.executed_on = $1) \
      ORDER BY o.order_id";
@@ -72,10 +79,48 @@ const INSERT_GAIN: &str = "INSERT INTO realized_gains (order_id, seq, user_id, s
        $12::numeric / 100, $13::numeric / 100, $14, $15::numeric / 100000000, $16::numeric / 100, \
        $17::numeric / 100, $18::numeric / 100, $19::numeric / 100, $20::numeric / 100)";
 
+/// The plans that may have instalments for a run: live at some point of the catch-up window
+/// before it (the rule in Rust decides which instalments).
+const PLANS_OF_DATE: &str = "SELECT plan_id, user_id, kind, scheme_code, target_scheme_code, \
+       (amount * 100)::bigint AS amount_paise, plan_day, start_date, end_date, active_since, \
+       inactive_since \
+     FROM plans \
+     WHERE active_since <= $1 AND (inactive_since IS NULL OR inactive_since > $2) \
+       AND start_date <= $3 AND (end_date IS NULL OR end_date >= $4) \
+     ORDER BY plan_id";
+
+/// One plan instalment as an order, received at the start of its due day (India time) and
+/// fixed at its NAV date's cut-off; placing it twice adds nothing.
+const PLACE_INSTALMENT: &str = "INSERT INTO orders (user_id, kind, scheme_code, \
+       target_scheme_code, amount, received_at, nav_date, cancel_before, executes_on, plan_id, \
+       plan_due_date) \
+     VALUES ($1, $2, $3, $4, $5::numeric / 100, $6, $7, $8, $7, $9, $10) \
+     ON CONFLICT (plan_id, plan_due_date) WHERE plan_id IS NOT NULL DO NOTHING";
+
+/// Plans whose instalment the source could not pay stop, from that instalment's cut-off,
+/// with one notification each (keyed by the instalment: a plan resumed and stopped again is
+/// told again).
+const STOP_DRY_PLANS: &str = "WITH stopped AS ( \
+       UPDATE plans p SET status = 'stopped', stopped_reason = o.failure, \
+         inactive_since = coalesce(p.inactive_since, o.cancel_before) \
+       FROM orders o \
+       WHERE o.order_id = ANY($1) AND o.plan_id = p.plan_id AND o.status = 'failed' \
+         AND o.failure = ANY($2) AND p.status IN ('active', 'paused') \
+       RETURNING p.plan_id, p.user_id, p.kind, p.scheme_code, p.target_scheme_code, p.amount, \
+         o.failure, o.order_id, o.plan_due_date) \
+     INSERT INTO notifications (event_key, user_id, kind, payload) \
+     SELECT 'plan:' || plan_id || ':stopped:' || plan_due_date, user_id, 'plan_stopped', \
+       jsonb_strip_nulls(jsonb_build_object('plan_id', plan_id, 'kind', kind, \
+         'scheme_code', scheme_code, 'target_scheme_code', target_scheme_code, \
+         'amount', amount::text, 'reason', failure, 'order_id', order_id, \
+         'due_date', plan_due_date)) \
+     FROM stopped ON CONFLICT (event_key) DO NOTHING";
+
 /// One notification per outcome; the key makes a re-run add nothing.
 const NOTIFY_OUTCOME: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
      SELECT 'order:' || order_id || ':' || status, user_id, 'order_' || status, \
        jsonb_strip_nulls(jsonb_build_object('order_id', order_id, 'kind', kind, \
+         'plan_id', plan_id, \
          'scheme_code', scheme_code, 'target_scheme_code', target_scheme_code, \
          'nav_date', nav_date, 'nav', sipline_nav_text(executed_nav), \
          'units', executed_units::text, 'amount', gross_amount::text, \
@@ -100,12 +145,18 @@ struct PlacedOrder {
     isin: Option<String>,
     unit_decimals: i32,
     target_unit_decimals: i32,
+    /// The plan it is an instalment of, if any.
+    plan: Option<PlanKind>,
 }
 
 #[derive(Debug, Default)]
 pub struct OrdersSummary {
     pub date: Option<NaiveDate>,
     pub orders: u64,
+    /// SWP and STP instalments this run placed.
+    pub plan_instalments: u64,
+    /// Plans an instalment stopped (the source could not pay it).
+    pub plans_stopped: u64,
     pub executed: u64,
     pub failed: u64,
     /// Orders whose scheme has no NAV for their date yet: they wait for a later run.
@@ -118,9 +169,11 @@ impl fmt::Display for OrdersSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "orders execute ok: date={} orders={} executed={} failed={} waiting={} realized_lots={} buckets={}",
+            "orders execute ok: date={} orders={} plan_instalments={} plans_stopped={} executed={} failed={} waiting={} realized_lots={} buckets={}",
             self.date.map(|d| d.to_string()).unwrap_or_default(),
             self.orders,
+            self.plan_instalments,
+            self.plans_stopped,
             self.executed,
             self.failed,
             self.waiting,
@@ -149,9 +202,11 @@ pub async fn execute_orders(
         ))
         .into());
     }
+    let plan_instalments = place_plan_instalments(pool, date, calendar).await?;
     let orders = placed_orders(pool, date, clock).await?;
     let mut summary = OrdersSummary {
         date: Some(date),
+        plan_instalments,
         orders: orders.len() as u64,
         ..OrdersSummary::default()
     };
@@ -218,7 +273,7 @@ pub async fn execute_orders(
         outcomes_all.extend(outcomes);
         gains_all.extend(gains);
     }
-    record_in_postgres(pool, date, &outcomes_all, &gains_all).await?;
+    summary.plans_stopped = record_in_postgres(pool, date, &outcomes_all, &gains_all).await?;
     let settled: HashSet<i64> = outcomes_all.iter().map(|o| o.order_id).collect();
     let failed: HashSet<i64> = outcomes_all
         .iter()
@@ -230,6 +285,77 @@ pub async fn execute_orders(
     summary.waiting = summary.orders - settled.len() as u64;
     summary.realized_lots = gains_all.len() as u64;
     Ok(summary)
+}
+
+/// Places the SWP and STP instalments the run of `date` takes: one order each, in one
+/// transaction; the number placed (none on a re-run).
+async fn place_plan_instalments(
+    pool: &PgPool,
+    date: NaiveDate,
+    calendar: &BusinessCalendar,
+) -> anyhow::Result<u64> {
+    let ist = serving::clock::ist();
+    let cut_off_of = |day: NaiveDate| {
+        day.and_time(pipeline::orders::CUT_OFF)
+            .and_local_timezone(ist)
+            .single()
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .ok_or_else(|| anyhow::anyhow!("no cut-off instant on {day}"))
+    };
+    let window_start = date - chrono::Days::new(plans::CATCH_UP_DAYS);
+    let rows = sqlx::query(PLANS_OF_DATE)
+        .bind(cut_off_of(date)?)
+        .bind(cut_off_of(window_start)?)
+        .bind(date)
+        .bind(window_start)
+        .fetch_all(pool)
+        .await
+        .context("reading the SWPs and STPs")?;
+    let mut tx = pool.begin().await?;
+    let mut placed = 0;
+    for row in rows {
+        let plan_id: i64 = row.try_get("plan_id")?;
+        let kind: String = row.try_get("kind")?;
+        let kind = PlanKind::parse(&kind)
+            .ok_or_else(|| anyhow::anyhow!("plans.kind of plan {plan_id}: {kind}"))?;
+        let to_ist = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&ist).naive_local();
+        let schedule = plans::PlanSchedule {
+            amount: Paise(row.try_get("amount_paise")?),
+            plan_day: u32::try_from(row.try_get::<i16, _>("plan_day")?).unwrap_or(0),
+            start_date: row.try_get("start_date")?,
+            end_date: row.try_get("end_date")?,
+            active_since: to_ist(row.try_get("active_since")?),
+            inactive_since: row
+                .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("inactive_since")?
+                .map(to_ist),
+        };
+        for instalment in schedule.instalments_to_place(calendar, date) {
+            let received_at = instalment
+                .due_date
+                .and_time(chrono::NaiveTime::MIN)
+                .and_local_timezone(ist)
+                .single()
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .ok_or_else(|| anyhow::anyhow!("no instant for {}", instalment.due_date))?;
+            let done = sqlx::query(PLACE_INSTALMENT)
+                .bind(row.try_get::<i64, _>("user_id")?)
+                .bind(kind.order_kind())
+                .bind(row.try_get::<i64, _>("scheme_code")?)
+                .bind(row.try_get::<Option<i64>, _>("target_scheme_code")?)
+                .bind(schedule.amount.0)
+                .bind(received_at)
+                .bind(instalment.nav_date)
+                .bind(cut_off_of(instalment.nav_date)?)
+                .bind(plan_id)
+                .bind(instalment.due_date)
+                .execute(&mut *tx)
+                .await
+                .context("placing a plan instalment")?;
+            placed += done.rows_affected();
+        }
+    }
+    tx.commit().await?;
+    Ok(placed)
 }
 
 async fn placed_orders(
@@ -287,6 +413,10 @@ async fn placed_orders(
             target_unit_decimals: row
                 .try_get::<Option<i32>, _>("target_unit_decimals")?
                 .unwrap_or(pipeline::money::DEFAULT_UNIT_DECIMALS),
+            plan: row
+                .try_get::<Option<String>, _>("plan_kind")?
+                .as_deref()
+                .and_then(PlanKind::parse),
         });
     }
     Ok(orders)
@@ -496,14 +626,25 @@ fn execute_one(
                 (vec![leg], Vec::new())
             })
         }
-        OrderLeg::Redemption => execute::redeem(
-            &mut source,
-            by,
-            nav,
-            date,
-            &order.terms,
-            order.unit_decimals,
-        )
+        OrderLeg::Redemption => match (order.plan, by) {
+            // An SWP pays at least its amount: its units are rounded up, not down.
+            (Some(PlanKind::Withdrawal), RedeemBy::Amount(amount)) => execute::swp_instalment(
+                &mut source,
+                amount,
+                nav,
+                date,
+                &order.terms,
+                order.unit_decimals,
+            ),
+            _ => execute::redeem(
+                &mut source,
+                by,
+                nav,
+                date,
+                &order.terms,
+                order.unit_decimals,
+            ),
+        }
         .map(|r| {
             let mut leg = sale_leg(blank(OrderLeg::Redemption, order.scheme_code), nav, &r);
             leg.payout_date = Some(payout_date(date, order.terms.payout_days, calendar));
@@ -584,13 +725,14 @@ fn gains_of(order: &PlacedOrder, r: &execute::Redemption) -> Vec<RealizedGain> {
 }
 
 /// The outcomes into PostgreSQL, all or nothing: each order's state and money, its realised
-/// gains (replaced), and one notification per outcome.
+/// gains (replaced), one notification per outcome, and the plans a failed instalment
+/// stopped (their number).
 async fn record_in_postgres(
     pool: &PgPool,
     run_date: NaiveDate,
     outcomes: &[OrderOutcome],
     gains: &[RealizedGain],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let mut legs: BTreeMap<i64, Vec<&OrderOutcome>> = BTreeMap::new();
     for leg in outcomes {
         legs.entry(leg.order_id).or_default().push(leg);
@@ -657,6 +799,12 @@ async fn record_in_postgres(
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
+    let stopped = sqlx::query(STOP_DRY_PLANS)
+        .bind(&ids)
+        .bind(&plans::STOPPING_FAILURES[..])
+        .execute(&mut *tx)
+        .await
+        .context("stopping the plans their source could not pay")?;
     tx.commit().await?;
-    Ok(())
+    Ok(stopped.rows_affected())
 }

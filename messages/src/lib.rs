@@ -58,6 +58,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "order_failed",
         include_str!("../templates/order_failed.jinja"),
     ),
+    (
+        "plan_stopped",
+        include_str!("../templates/plan_stopped.jinja"),
+    ),
     ("nav_alert", include_str!("../templates/nav_alert.jinja")),
     (
         "statement_ready",

@@ -174,6 +174,7 @@ fn every_real_scheme_name_fits_every_sms_kind_in_two_segments() {
     let messages = Messages::new().unwrap();
     let wide = serde_json::json!({
         "sip_id": 9_999_999_999i64, "order_id": 9_999_999_999i64, "alert_id": 9_999_999_999i64,
+        "plan_id": 9_999_999_999i64, "reason": "insufficient_units",
         "scheme_code": 999_999, "target_scheme_code": 999_999,
         "due_date": "2026-09-28", "run_date": "2026-09-28", "nav_date": "2026-09-28",
         "payout_date": "2026-09-30", "amount": "99999999.99", "net_amount": "99999999.99",

@@ -20,6 +20,7 @@ pub const KINDS: &[&str] = &[
     "sip_reversed",
     "order_executed",
     "order_failed",
+    "plan_stopped",
     "nav_alert",
     "statement_ready",
 ];
@@ -36,6 +37,7 @@ pub fn described(kind: &str) -> Option<&'static str> {
         "sip_reversed" => "SIP instalments reversed by the bank",
         "order_executed" => "orders executed",
         "order_failed" => "orders not executed",
+        "plan_stopped" => "SWPs and STPs stopped",
         "nav_alert" => "NAV alerts",
         "statement_ready" => "monthly statements",
         _ => return None,

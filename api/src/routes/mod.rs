@@ -1,5 +1,5 @@
 //! Routes, extractors and middleware, one module per resource, each with its own router:
-//! `me` (the signed-in person), `navs` (scheme NAVs), `portfolio` (portfolio and charts), `sips`, `notifications`,
+//! `me` (the signed-in person), `navs` (scheme NAVs), `portfolio` (portfolio and charts), `sips`, `orders`, `plans` (SWPs and STPs), `notifications`,
 //! `alerts`, `unsubscribe` (the signed link in e-mails, no bearer token), `providers`
 //! (delivery reports on signed callbacks, no bearer token), and `ops` (health,
 //! readiness, metrics, the OpenAPI document). Every
@@ -16,6 +16,7 @@ mod navs;
 mod notifications;
 mod ops;
 mod orders;
+mod plans;
 mod portfolio;
 mod preferences;
 mod providers;
@@ -51,6 +52,7 @@ pub fn router(state: Shared) -> Router {
         .merge(investments::routes())
         .merge(sips::routes())
         .merge(orders::routes())
+        .merge(plans::routes())
         .merge(notifications::routes())
         .merge(preferences::routes())
         .merge(alerts::routes())

@@ -51,7 +51,7 @@ pub fn routes() -> Router<Shared> {
 /// Orders one user may have waiting for execution: each is work for the next batch.
 const MAX_OPEN_ORDERS: i64 = 20;
 /// The platform's ceiling on one order: ₹1 crore, as for a SIP instalment.
-const MAX_ORDER_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 2);
+pub(super) const MAX_ORDER_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 2);
 
 const OPEN_ORDERS: &str = "SELECT count(*) FROM orders WHERE user_id = $1 AND status = 'received'";
 
@@ -62,10 +62,10 @@ const ORDER_COLUMNS: &str = "order_id, user_id, kind, scheme_code, target_scheme
      stamp_duty::text AS stamp_duty, exit_load::text AS exit_load, stt::text AS stt, \
      net_amount::text AS net_amount, realised_gain::text AS realised_gain, payout_date, \
      sipline_nav_text(target_nav) AS target_nav, target_units::text AS target_units, \
-     target_stamp_duty::text AS target_stamp_duty, failure";
+     target_stamp_duty::text AS target_stamp_duty, failure, plan_id, plan_due_date";
 
 /// What an order needs to know of a scheme.
-const SCHEME_ORDER_RULES: &str = "SELECT sipline_open_ended(scheme_type) AS open, \
+pub(super) const SCHEME_ORDER_RULES: &str = "SELECT sipline_open_ended(scheme_type) AS open, \
             coalesce(category, '') AS category, fund_house, min_redemption::text AS min_redemption, \
             unit_decimals \
      FROM schemes WHERE scheme_code = $1";
@@ -121,6 +121,9 @@ struct Order {
     target_units: Option<String>,
     target_stamp_duty: Option<String>,
     failure: Option<String>,
+    /// The SWP or STP this order is an instalment of, and the day it fell due.
+    plan_id: Option<i64>,
+    plan_due_date: Option<NaiveDate>,
 }
 
 #[derive(Serialize)]
@@ -130,12 +133,12 @@ struct OrderList {
 }
 
 #[derive(sqlx::FromRow)]
-struct SchemeOrderRules {
-    open: bool,
+pub(super) struct SchemeOrderRules {
+    pub(super) open: bool,
     category: String,
-    fund_house: Option<String>,
+    pub(super) fund_house: Option<String>,
     /// The smallest redemption (`schemes rules`), except of everything held.
-    min_redemption: Option<String>,
+    pub(super) min_redemption: Option<String>,
     unit_decimals: i32,
 }
 
@@ -210,7 +213,7 @@ fn fail(errors: &mut Vec<(String, String)>, field: &str, message: &str) {
 }
 
 /// A positive decimal of at most `scale` places, or `None`.
-fn positive(value: &Value, scale: u32) -> Option<Decimal> {
+pub(super) fn positive(value: &Value, scale: u32) -> Option<Decimal> {
     decimal(value).filter(|d| *d > Decimal::ZERO && d.normalize().scale() <= scale)
 }
 

@@ -918,3 +918,300 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
     );
     assert!(told.iter().any(|(id, _)| *id == redemption_id));
 }
+
+/// Every file under a folder.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The orders of one plan, oldest first.
+fn orders_of_plan(orders: &Value, plan_id: i64) -> Vec<Value> {
+    orders["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["plan_id"].as_i64() == Some(plan_id))
+        .cloned()
+        .collect()
+}
+
+/// Money out, month after month (issue 36): a person with a lumpsum draws a monthly income
+/// with an SWP and moves money monthly into another fund of the same house with an STP,
+/// pauses the STP for a month and resumes it, and is told when the SWP stops because the
+/// holding can no longer pay it — through the real API, the nightly cron script and the
+/// dispatcher. The plan day is the 4th: Thursday in June, Saturday in July (rolled to
+/// Monday 6 July), Tuesday in August.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_the_source_runs_dry()
+{
+    let pg = Postgres::start().await;
+    let (night, received) = Night::start(&pg.url).await;
+    night.run("2026-06-01").await;
+    let api = Api::start_at(&pg.url, "2026-06-01T19:00:00+05:30").await;
+    let (token, scheme_code) = signed_in_with_a_fund(&api, "auth0|journey-plans").await;
+    // Another open-ended scheme of the same fund house, for the STP.
+    let pool = pg.pool().await;
+    let target: i64 = sqlx::query_scalar(
+        "SELECT t.scheme_code FROM schemes s JOIN schemes t ON t.fund_house = s.fund_house \
+         WHERE s.scheme_code = $1 AND t.scheme_code <> s.scheme_code \
+           AND sipline_open_ended(t.scheme_type) ORDER BY t.scheme_code LIMIT 1",
+    )
+    .bind(scheme_code)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let (status, lumpsum) = api
+        .post(
+            "/v1/users/me/orders",
+            &token,
+            json!({ "kind": "purchase", "scheme_code": scheme_code, "amount": "10000" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lumpsum}");
+    night.run("2026-06-02").await;
+
+    // Wednesday 3 June, 10:00 IST: the plans.
+    let api = Api::start_at(&pg.url, "2026-06-03T10:00:00+05:30").await;
+    for (body, field) in [
+        (
+            json!({ "kind": "swp", "scheme_code": target, "amount": "4000", "plan_day": 4 }),
+            "scheme_code",
+        ),
+        (
+            json!({ "kind": "stp", "scheme_code": scheme_code, "amount": "500", "plan_day": 4 }),
+            "target_scheme_code",
+        ),
+        (
+            json!({ "kind": "swp", "scheme_code": scheme_code, "amount": "4000", "plan_day": 29 }),
+            "plan_day",
+        ),
+        (
+            json!({ "kind": "swp", "scheme_code": scheme_code, "amount": "99.99", "plan_day": 4 }),
+            "amount",
+        ),
+        (
+            json!({ "kind": "swp", "scheme_code": scheme_code, "amount": "4000", "plan_day": 4,
+                    "start_date": "2026-06-02" }),
+            "start_date",
+        ),
+    ] {
+        let (status, refused) = api.post("/v1/users/me/plans", &token, body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+        assert_eq!(refused["errors"][0]["field"], field, "{refused}");
+    }
+    let (status, swp) = api
+        .post(
+            "/v1/users/me/plans",
+            &token,
+            json!({ "kind": "swp", "scheme_code": scheme_code, "amount": "4000", "plan_day": 4 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{swp}");
+    assert_eq!(swp["status"], "active");
+    assert_eq!(swp["start_date"], "2026-06-03", "today by default");
+    assert_eq!(
+        swp["next_instalment"],
+        json!({ "due_date": "2026-06-04", "nav_date": "2026-06-04" })
+    );
+    let swp_id = swp["plan_id"].as_i64().unwrap();
+    let (status, stp) = api
+        .post(
+            "/v1/users/me/plans",
+            &token,
+            json!({ "kind": "stp", "scheme_code": scheme_code, "target_scheme_code": target,
+                    "amount": "500", "plan_day": 4 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stp}");
+    let stp_id = stp["plan_id"].as_i64().unwrap();
+
+    night.run("2026-06-03").await;
+    night.run("2026-06-04").await;
+    let (_, orders) = api.get("/v1/users/me/orders", Some(&token)).await;
+    let june_swp = &orders_of_plan(&orders, swp_id)[0];
+    assert_eq!(june_swp["status"], "executed", "{june_swp}");
+    assert_eq!(june_swp["kind"], "redemption");
+    assert_eq!(june_swp["plan_due_date"], "2026-06-04");
+    assert_eq!(june_swp["nav_date"], "2026-06-04");
+    // The units are rounded up to the scheme's step so the person gets at least ₹4,000
+    // before charges, and not a step more.
+    let nav = scaled(&june_swp["executed_nav"], 8);
+    let gross = scaled(&june_swp["gross_amount"], 2);
+    let step_value = i64::try_from(i128::from(nav) * 10 / 100_000_000 / 100).unwrap() + 1;
+    assert!(
+        (400_000..400_000 + step_value.max(1)).contains(&gross),
+        "{june_swp}"
+    );
+    assert!(
+        scaled(&june_swp["net_amount"], 2) < gross,
+        "exit load and STT"
+    );
+    assert!(june_swp["payout_date"].is_string());
+    let june_stp = &orders_of_plan(&orders, stp_id)[0];
+    assert_eq!(june_stp["status"], "executed", "{june_stp}");
+    assert_eq!(june_stp["kind"], "switch");
+    assert_eq!(june_stp["target_scheme_code"], target);
+    assert!(scaled(&june_stp["target_units"], 4) > 0, "{june_stp}");
+    let (_, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    let held: Vec<i64> = portfolio["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["scheme_code"].as_i64().unwrap())
+        .collect();
+    assert!(held.contains(&target), "the STP's units: {portfolio}");
+
+    // Friday 5 June: the STP paused for July.
+    let api = Api::start_at(&pg.url, "2026-06-05T10:00:00+05:30").await;
+    let pause = format!("/v1/users/me/plans/{stp_id}/pause");
+    let (status, paused) = api.post(&pause, &token, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["next_instalment"], Value::Null);
+    let (status, again) = api.post(&pause, &token, json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+
+    // 4 July is a Saturday: Monday's run places the SWP's July instalment at Monday's NAV.
+    night.run("2026-07-06").await;
+    let (_, orders) = api.get("/v1/users/me/orders", Some(&token)).await;
+    let swp_orders = orders_of_plan(&orders, swp_id);
+    assert_eq!(swp_orders.len(), 2, "{orders}");
+    assert_eq!(swp_orders[1]["plan_due_date"], "2026-07-04");
+    assert_eq!(swp_orders[1]["nav_date"], "2026-07-06");
+    assert_eq!(swp_orders[1]["status"], "executed", "{}", swp_orders[1]);
+    assert_eq!(
+        orders_of_plan(&orders, stp_id).len(),
+        1,
+        "paused at July's cut-off: {orders}"
+    );
+
+    // Tuesday 7 July: the STP resumed; its next instalment is August's.
+    let api = Api::start_at(&pg.url, "2026-07-07T10:00:00+05:30").await;
+    let (status, resumed) = api
+        .post(
+            &format!("/v1/users/me/plans/{stp_id}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resumed}");
+    assert_eq!(
+        resumed["next_instalment"],
+        json!({ "due_date": "2026-08-04", "nav_date": "2026-08-04" })
+    );
+
+    // August: what is left (about ₹1,500) cannot pay ₹4,000. The SWP's instalment fails,
+    // taking nothing, and stops the plan; the STP's ₹500 (placed after it) still executes.
+    night.run("2026-08-04").await;
+    let (_, orders) = api.get("/v1/users/me/orders", Some(&token)).await;
+    let august_swp = &orders_of_plan(&orders, swp_id)[2];
+    assert_eq!(august_swp["status"], "failed", "{august_swp}");
+    assert_eq!(august_swp["failure"], "insufficient_units");
+    assert_eq!(august_swp["executed_units"], Value::Null);
+    let august_stp = &orders_of_plan(&orders, stp_id)[1];
+    assert_eq!(august_stp["status"], "executed", "{august_stp}");
+    let (_, stopped) = api
+        .get(&format!("/v1/users/me/plans/{swp_id}"), Some(&token))
+        .await;
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert_eq!(stopped["stopped_reason"], "insufficient_units");
+    assert_eq!(stopped["next_instalment"], Value::Null);
+    let (_, plans) = api.get("/v1/users/me/plans", Some(&token)).await;
+    let statuses: Vec<&str> = plans["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["stopped", "active"], "{plans}");
+    // Never a negative holding: what is left of the source is still there.
+    let (_, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
+    let source = portfolio["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["scheme_code"] == scheme_code)
+        .unwrap()
+        .clone();
+    assert!(scaled(&source["units"], 4) > 0, "{portfolio}");
+
+    // Re-running the night's orders after the plans changed (the STP cancelled the next
+    // morning) places nothing new and writes the same bytes: a plan is read as it was at
+    // the cut-off of the instalment's NAV date.
+    let orders_folder = |date: &str| {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = walk(&night.warehouse.join("orders"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(date))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    let before = orders_folder("2026-08-04");
+    assert!(!before.is_empty());
+    let api = Api::start_at(&pg.url, "2026-08-05T10:00:00+05:30").await;
+    let (status, cancelled) = api
+        .post(
+            &format!("/v1/users/me/plans/{stp_id}/cancel"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let count_orders = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let orders_before = count_orders().await;
+    let rerun = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
+        .args(["--now", "2026-08-05T11:00:00+05:30", "orders", "execute"])
+        .args(["--date", "2026-08-04", "--database-url", &pg.url])
+        .arg("--warehouse")
+        .arg(&night.warehouse)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&rerun.stdout);
+    assert!(
+        rerun.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    assert!(out.contains("plan_instalments=0"), "{out}");
+    assert_eq!(count_orders().await, orders_before);
+    assert_eq!(orders_folder("2026-08-04"), before, "the same bytes");
+
+    // Told: each executed instalment, the failed one, and the plan that stopped.
+    let told: Vec<Value> = received.lock().unwrap().clone();
+    let stopped_told: Vec<&Value> = told
+        .iter()
+        .filter(|n| n["kind"] == "plan_stopped")
+        .collect();
+    assert_eq!(stopped_told.len(), 1, "{told:?}");
+    assert_eq!(stopped_told[0]["payload"]["plan_id"], swp_id);
+    assert_eq!(stopped_told[0]["payload"]["reason"], "insufficient_units");
+    assert_eq!(stopped_told[0]["payload"]["due_date"], "2026-08-04");
+    let executed_instalments = told
+        .iter()
+        .filter(|n| n["kind"] == "order_executed" && n["payload"]["plan_id"].is_i64())
+        .count();
+    assert_eq!(
+        executed_instalments, 4,
+        "June's two, July's SWP, August's STP"
+    );
+}

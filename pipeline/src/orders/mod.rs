@@ -10,6 +10,7 @@
 pub mod execute;
 pub mod fmv;
 pub mod lots;
+pub mod plans;
 pub mod statement;
 
 use chrono::{Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime};
