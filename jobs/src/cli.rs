@@ -300,6 +300,16 @@ pub struct ChannelArgs {
     /// A PEM file of CA certificates trusted for --smtp-relay besides the public ones.
     #[arg(long, env = "SIPLINE_SMTP_CA_FILE")]
     pub smtp_ca_file: Option<std::path::PathBuf>,
+    /// Sign every e-mail with DKIM for this domain (the --mail-from address's, or a parent of
+    /// it); with --dkim-selector and --dkim-key-file.
+    #[arg(long, env = "SIPLINE_DKIM_DOMAIN", requires_all = ["dkim_selector", "dkim_key_file", "smtp_relay"])]
+    pub dkim_domain: Option<String>,
+    /// The DKIM selector: the public key is the TXT record <selector>._domainkey.<domain>.
+    #[arg(long, env = "SIPLINE_DKIM_SELECTOR", requires = "dkim_domain")]
+    pub dkim_selector: Option<String>,
+    /// The DKIM private key: RSA, PKCS#1 PEM (`openssl genrsa 2048` writes one).
+    #[arg(long, env = "SIPLINE_DKIM_KEY_FILE", requires = "dkim_domain")]
+    pub dkim_key_file: Option<std::path::PathBuf>,
     #[arg(
         long,
         env = "SIPLINE_MAIL_FROM",
@@ -357,6 +367,21 @@ impl ChannelArgs {
                             path.display()
                         ))
                     })?),
+                },
+                dkim: match (&self.dkim_domain, &self.dkim_selector, &self.dkim_key_file) {
+                    (Some(domain), Some(selector), Some(path)) => Some(notify::DkimKey {
+                        domain: domain.clone(),
+                        selector: selector.clone(),
+                        private_key_pem: Secret::from(std::fs::read_to_string(path).map_err(
+                            |e| {
+                                crate::plumbing::exit::JobFailure::BadInput(format!(
+                                    "--dkim-key-file {}: {e}",
+                                    path.display()
+                                ))
+                            },
+                        )?),
+                    }),
+                    _ => None,
                 },
             }),
         };

@@ -229,16 +229,19 @@ impl Dispatcher {
             .email_or_generic(&notification)
             .map_err(|e| Failure::permanent(format!("rendering: {e}")))?;
         warn_generic(delivery, degraded);
-        let message = email::message(&email::Outgoing {
-            from: &self.config.mail_from,
-            to,
-            message_id: format!(
-                "<{}@sipline>",
-                delivery.idempotency_key().replace(['/', ':'], ".")
-            ),
-            rendered: &rendered,
-            unsubscribe_url: notification.unsubscribe_url.as_deref(),
-        })?;
+        let message = email::message(
+            &email::Outgoing {
+                from: &self.config.mail_from,
+                to,
+                message_id: format!(
+                    "<{}@sipline>",
+                    delivery.idempotency_key().replace(['/', ':'], ".")
+                ),
+                rendered: &rendered,
+                unsubscribe_url: notification.unsubscribe_url.as_deref(),
+            },
+            self.dkim.as_ref(),
+        )?;
         match tokio::time::timeout(
             self.config.timeout,
             email::send(transport, &smtp.relay, message),

@@ -3,10 +3,16 @@
 //! the rest. The message is multipart/alternative (plain text and HTML) with a `Message-ID`
 //! made from the delivery's idempotency key (a retry carries the same id, so a receiver can
 //! drop the repeat), a `Date`, and, when an unsubscribe link exists, `List-Unsubscribe` with
-//! `List-Unsubscribe-Post` for one-click unsubscribing (RFC 8058).
+//! `List-Unsubscribe-Post` for one-click unsubscribing (RFC 8058). With a DKIM key, every
+//! message is signed (RFC 6376, rsa-sha256, relaxed/relaxed) for the domain of the sender
+//! address, so receivers applying DMARC take it as the domain's own.
 
 use std::time::Duration;
 
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -30,7 +36,7 @@ pub enum SmtpTls {
 }
 
 /// Where and how e-mail is submitted.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpConfig {
     /// `host:port`.
     pub relay: String,
@@ -39,6 +45,101 @@ pub struct SmtpConfig {
     pub password: Option<Secret>,
     /// PEM roots trusted besides the public web PKI (a private relay's CA).
     pub ca_pem: Option<Vec<u8>>,
+    /// Signs every message, when set.
+    pub dkim: Option<DkimKey>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    // The CA file is shown by its size: certificates are public, but a log line of PEM helps
+    // nobody.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("relay", &self.relay)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field(
+                "ca_pem",
+                &self.ca_pem.as_ref().map(|p| format!("{} bytes", p.len())),
+            )
+            .field("dkim", &self.dkim)
+            .finish()
+    }
+}
+
+/// A DKIM signing key and where its public half is published: the TXT record
+/// `<selector>._domainkey.<domain>`.
+#[derive(Clone, Debug)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    /// An RSA private key, PKCS#1 PEM (`-----BEGIN RSA PRIVATE KEY-----`).
+    pub private_key_pem: Secret,
+}
+
+/// The headers a signature covers: what a person reads and what a receiver acts on. One
+/// absent from a message (`List-Unsubscribe` on a receipt) is signed as absent, so nobody on
+/// the way can add it (RFC 6376 §5.4). Not `Content-Type`: lettre writes a multipart's type
+/// with the body, after the headers it signs, so a signature over it would not verify (the
+/// body hash covers the parts all the same).
+const DKIM_SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+/// The signer, built once. Fails on a key that is not a PKCS#1 RSA key (without quoting it),
+/// a selector or domain that cannot be a DNS label, or a sender address in another domain
+/// (DMARC would not align).
+pub fn dkim_signer(key: &DkimKey, mail_from: &str) -> Result<DkimConfig, SmtpSetupError> {
+    let label = |text: &str| {
+        !text.is_empty()
+            && text.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+    };
+    if !label(&key.domain) || !label(&key.selector) {
+        return Err(SmtpSetupError::Dkim(
+            "--dkim-domain and --dkim-selector are DNS names".into(),
+        ));
+    }
+    let from_domain = mail_from
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default();
+    let domain = key.domain.to_ascii_lowercase();
+    if from_domain != domain && !from_domain.ends_with(&format!(".{domain}")) {
+        return Err(SmtpSetupError::Dkim(format!(
+            "--mail-from is in {from_domain}, not in --dkim-domain {domain}: DMARC would not align"
+        )));
+    }
+    let signing_key = DkimSigningKey::new(key.private_key_pem.expose(), DkimSigningAlgorithm::Rsa)
+        .map_err(|_| {
+            SmtpSetupError::Dkim(
+                "--dkim-key-file: not a PKCS#1 RSA private key (-----BEGIN RSA PRIVATE KEY-----)"
+                    .into(),
+            )
+        })?;
+    Ok(DkimConfig::new(
+        key.selector.clone(),
+        key.domain.clone(),
+        signing_key,
+        DKIM_SIGNED_HEADERS
+            .iter()
+            .map(|h| HeaderName::new_from_ascii_str(h))
+            .collect(),
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +152,8 @@ pub enum SmtpSetupError {
     NoPassword,
     #[error("SMTP AUTH over a plain connection would send the password in the clear: use --smtp-tls starttls or implicit")]
     AuthInTheClear,
+    #[error("DKIM: {0}")]
+    Dkim(String),
 }
 
 /// The transport, built once: its pool keeps connections (and their TLS sessions and AUTH)
@@ -112,8 +215,12 @@ pub struct Outgoing<'a> {
     pub unsubscribe_url: Option<&'a str>,
 }
 
-/// Builds the MIME message. An address that is not a mailbox is a permanent failure.
-pub fn message(outgoing: &Outgoing<'_>) -> Result<lettre::Message, Failure> {
+/// Builds the MIME message, signed when a DKIM signer is given. An address that is not a
+/// mailbox is a permanent failure.
+pub fn message(
+    outgoing: &Outgoing<'_>,
+    dkim: Option<&DkimConfig>,
+) -> Result<lettre::Message, Failure> {
     let mailbox = |address: &str| {
         if !serving::is_mailbox(address) {
             return Err(Failure::permanent(format!(
@@ -140,12 +247,16 @@ pub fn message(outgoing: &Outgoing<'_>) -> Result<lettre::Message, Failure> {
                 "List-Unsubscribe=One-Click".to_string(),
             ));
     }
-    builder
+    let mut message = builder
         .multipart(MultiPart::alternative_plain_html(
             outgoing.rendered.text.clone(),
             outgoing.rendered.html.clone(),
         ))
-        .map_err(|e| Failure::permanent(format!("building the message: {e}")))
+        .map_err(|e| Failure::permanent(format!("building the message: {e}")))?;
+    if let Some(dkim) = dkim {
+        lettre::message::dkim::dkim_sign(&mut message, dkim);
+    }
+    Ok(message)
 }
 
 /// Sends; a 5xx reply is a permanent rejection (RFC 5321), anything else (4xx, a broken
@@ -182,6 +293,7 @@ mod tests {
             username: user.map(String::from),
             password: password.map(Secret::from),
             ca_pem: None,
+            dkim: None,
         }
     }
 
@@ -233,7 +345,7 @@ mod tests {
             rendered: &rendered,
             unsubscribe_url: Some("https://api.example/v1/unsubscribe?token=abc"),
         };
-        let formatted = String::from_utf8(message(&outgoing).unwrap().formatted()).unwrap();
+        let formatted = String::from_utf8(message(&outgoing, None).unwrap().formatted()).unwrap();
         for expected in [
             "Message-ID: <statement.7.2026-11.email@sipline>",
             "List-Unsubscribe: <https://api.example/v1/unsubscribe?token=abc>",
@@ -249,6 +361,35 @@ mod tests {
             to: "priya@example.com\r\nBcc: all@example.com",
             ..outgoing
         };
-        assert!(message(&bad).unwrap_err().permanent);
+        assert!(message(&bad, None).unwrap_err().permanent);
+    }
+
+    #[test]
+    fn a_dkim_key_is_checked_without_being_quoted_and_the_sender_must_be_in_its_domain() {
+        let key = |pem: &str, domain: &str| DkimKey {
+            domain: domain.into(),
+            selector: "s2026".into(),
+            private_key_pem: Secret::from(pem.to_string()),
+        };
+        let not_a_key = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END RSA PRIVATE KEY-----\n";
+        let error = dkim_signer(&key(not_a_key, "sipline.example"), "n@sipline.example")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("PKCS#1"), "{error}");
+        assert!(!error.contains("c2VjcmV0"), "{error}");
+        let error = dkim_signer(&key(not_a_key, "other.example"), "n@sipline.example")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("DMARC"), "{error}");
+        let error = dkim_signer(&key(not_a_key, "bad domain"), "n@sipline.example")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("DNS names"), "{error}");
+        let dkim = DkimKey {
+            domain: "sipline.example".into(),
+            selector: "s2026".into(),
+            private_key_pem: Secret::from("very-secret-pem".to_string()),
+        };
+        assert!(!format!("{dkim:?}").contains("very-secret-pem"));
     }
 }

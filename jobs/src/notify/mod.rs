@@ -33,7 +33,7 @@ use sqlx::{PgPool, Row};
 
 pub use channels::signature;
 use channels::{Delivered, Failure};
-pub use email::{SmtpConfig, SmtpTls};
+pub use email::{DkimKey, SmtpConfig, SmtpTls};
 pub use push::{ApnsConfig, FcmConfig, ServiceAccount};
 pub use sms::{parse_templates as parse_dlt_templates, ExotelConfig, SignedCallbacks};
 
@@ -186,6 +186,8 @@ pub struct Dispatcher {
     http: reqwest::Client,
     /// Pooled SMTP connections, when e-mail is configured.
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    /// Signs every e-mail, when a DKIM key is configured.
+    dkim: Option<lettre::message::dkim::DkimConfig>,
     /// APNs speaks HTTP/2 only.
     apns_http: reqwest::Client,
     fcm_token: push::TokenCache,
@@ -245,6 +247,12 @@ impl Dispatcher {
             ),
             None => None,
         };
+        let dkim = match config.smtp.as_ref().and_then(|smtp| smtp.dkim.as_ref()) {
+            Some(key) => Some(email::dkim_signer(key, &config.mail_from).map_err(|e| {
+                anyhow::anyhow!(crate::plumbing::exit::JobFailure::BadInput(e.to_string()))
+            })?),
+            None => None,
+        };
         let messages = messages::Messages::new().context("loading the message templates")?;
         let apns_http = reqwest::Client::builder()
             .http2_prior_knowledge()
@@ -256,6 +264,7 @@ impl Dispatcher {
             pool,
             http,
             smtp,
+            dkim,
             apns_http,
             fcm_token: push::TokenCache::default(),
             apns_token: push::TokenCache::default(),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # E-mail end to end through a submission server nobody here wrote: aiosmtpd requiring
 # STARTTLS and AUTH (server.py), the real `sipline notify dispatch`, a real PostgreSQL, and
-# Python's own `email` parser reading what arrived (check.py).
+# Python's own `email` parser reading what arrived, with dkimpy verifying its DKIM signature
+# against the key's TXT record (check.py).
 #
 #   SIPLINE_BIN=… SIPLINE_TEST_DATABASE_URL=postgres://…/postgres bash jobs/tests/smtp/e2e.sh
 #
@@ -67,9 +68,20 @@ fi
 ls "$work"/*.eml >/dev/null 2>&1 && fail "a message was accepted without AUTH"
 "$psql" "$url" -qc "DELETE FROM notification_deliveries; UPDATE notifications SET status = 'pending', delivered_at = NULL"
 
-echo "-- STARTTLS + AUTH with the throwaway CA trusted: both messages delivered, with unsubscribe links"
+echo "-- a DKIM key for another domain than the sender's is refused at start (exit 3), unquoted"
+set +e
+dispatch --smtp-tls starttls --dkim-domain other.example --dkim-selector e2e \
+  --dkim-key-file "$work/dkim.pem" >"$work/dkim-domain.out" 2>&1
+code=$?
+set -e
+[ "$code" = 3 ] || fail "exit $code, expected 3: $(cat "$work/dkim-domain.out")"
+grep -q "DMARC" "$work/dkim-domain.out" || fail "$(cat "$work/dkim-domain.out")"
+if grep -q "PRIVATE KEY" "$work"/*.out; then fail "the DKIM key reached the output"; fi
+
+echo "-- STARTTLS + AUTH with the throwaway CA trusted: both messages delivered, with unsubscribe links, DKIM-signed"
 SIPLINE_SMTP_PASSWORD=$password SIPLINE_UNSUBSCRIBE_SECRET=e2e-unsubscribe-secret-0123 \
   dispatch --smtp-tls starttls --smtp-username sipline --smtp-ca-file "$work/ca.pem" \
+  --dkim-domain sipline.example --dkim-selector e2e --dkim-key-file "$work/dkim.pem" \
   --unsubscribe-url https://api.sipline.example/v1/unsubscribe >"$work/ok.out" 2>&1 || fail "$(cat "$work/ok.out")"
 grep -q "delivered=2" "$work/ok.out" || fail "$(cat "$work/ok.out")"
 if grep -q "$password" "$work"/*.out; then fail "the SMTP password reached the output"; fi

@@ -3,7 +3,9 @@ else and AUTH (PLAIN/LOGIN) before MAIL, with a throwaway CA made by trustme.
 
     python server.py DIR USER PASSWORD
 
-writes DIR/ca.pem (the root the client must trust), then DIR/port once listening; every
+writes DIR/ca.pem (the root the client must trust), a DKIM key as a domain owner makes one
+(DIR/dkim.pem, RSA 2048 PKCS#1, and DIR/dkim.txt, the TXT record it would publish), then
+DIR/port once listening; every
 accepted message goes to DIR/NNN.eml, with DIR/NNN.json saying whether the session was TLS
 and who authenticated. Stops on SIGTERM.
 """
@@ -16,13 +18,24 @@ import sys
 import threading
 from pathlib import Path
 
+import base64
+
 import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 out, user, password = Path(sys.argv[1]), sys.argv[2].encode(), sys.argv[3].encode()
 ca = trustme.CA()
 ca.cert_pem.write_to_path(str(out / "ca.pem"))
+dkim_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+(out / "dkim.pem").write_bytes(dkim_key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+    serialization.NoEncryption()))
+public = dkim_key.public_key().public_bytes(
+    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+(out / "dkim.txt").write_text("v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode())
 server_cert = ca.issue_cert("localhost", "127.0.0.1")
 context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 server_cert.configure_cert(context)
