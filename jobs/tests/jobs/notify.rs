@@ -1561,6 +1561,68 @@ async fn nav_alerts_fire_once_per_alert_and_date_in_the_ingest_transaction() {
     assert_eq!(last, chrono::NaiveDate::from_ymd_opt(2024, 12, 27));
 }
 
+/// Several of a person's alerts firing for one NAV date make one digest (issue 37 §5): one
+/// `nav_alert` notification listing them with their schemes' names, keyed by person and
+/// date; a person with one alert firing keeps the single notification. A second ingest adds
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_alerts_of_one_person_on_one_date_make_one_digest() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 2).await;
+    // On 2024-12-27 the fixture has 119552 at 359.8211 and 120465 at 62.58.
+    sqlx::query(
+        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold, created_at) VALUES \
+         (1, 119552, 'above', 350, '2024-12-01'), (1, 120465, 'above', 60, '2024-12-01'), \
+         (2, 120465, 'above', 62, '2024-12-01'), (2, 119552, 'above', 400, '2024-12-01')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let warehouse = tempfile::tempdir().unwrap();
+    let input = fixture("amfi_navall_6col.txt");
+    for _ in 0..2 {
+        sipline_async(&[
+            "nav",
+            "ingest",
+            "--source",
+            "amfi",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            warehouse.path().to_str().unwrap(),
+            "--database-url",
+            &pg.url,
+        ])
+        .await
+        .assert_ok();
+    }
+    let fired: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT event_key, user_id, payload FROM notifications WHERE kind = 'nav_alert' \
+         ORDER BY user_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    let (key, user, digest) = &fired[0];
+    assert_eq!((key.as_str(), *user), ("nav_alert_digest:1:2024-12-27", 1));
+    assert_eq!(digest["nav_date"], "2024-12-27");
+    let alerts = digest["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2, "{digest}");
+    assert_eq!(alerts[0]["scheme_code"], 119552);
+    assert_eq!(alerts[0]["nav"], "359.8211");
+    assert_eq!(
+        alerts[0]["scheme_name"],
+        "Aditya Birla Sun Life Banking & PSU Debt Fund - Direct Plan - Growth"
+    );
+    assert_eq!(alerts[1]["scheme_code"], 120465);
+    assert_eq!(alerts[1]["condition"], "above");
+    let (key, user, single) = &fired[1];
+    assert_eq!((key.as_str(), *user), ("nav_alert:3:2024-12-27", 2));
+    assert_eq!(single["nav"], "62.5800");
+    assert!(single.get("alerts").is_none() && single.get("scheme_name").is_none());
+}
+
 /// `daily_move_pct` fires on a move from the scheme's previous NAV of at least the threshold,
 /// and not below it: 100032 moves 21.4150 → 21.4201 (+0.0238%) → 21.4260 (+0.0275%). An alert
 /// created after those dates does not fire for them, however low its threshold.
