@@ -94,6 +94,26 @@ fn warn_generic(delivery: &Claimed, degraded: Option<messages::RenderError>) {
 }
 
 impl Dispatcher {
+    /// The service an attempt on this delivery goes to, as `notification_deliveries.provider`
+    /// and the `provider` label of `notify stats` name it: the same choice [`Self::deliver`]
+    /// makes.
+    pub(super) fn provider_of(&self, delivery: &Claimed) -> &'static str {
+        match delivery.channel.as_str() {
+            "webhook" => "webhook",
+            "email" => "smtp",
+            "sms" if self.config.exotel.is_some() => "exotel",
+            "sms" => "sms_gateway",
+            "push" if self.config.fcm.is_some() || self.config.apns.is_some() => {
+                match delivery.push_platform.as_deref() {
+                    Some("apns") => "apns",
+                    _ => "fcm",
+                }
+            }
+            "push" => "push_gateway",
+            _ => "unknown",
+        }
+    }
+
     pub(super) async fn deliver(&self, delivery: &Claimed) -> Result<Delivered, Failure> {
         let none = |outcome: Result<(), Failure>| outcome.map(|()| Delivered::default());
         match delivery.channel.as_str() {

@@ -401,7 +401,7 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(summary);
         }
-        let outcomes: Vec<(i64, i64, i32, Result<Delivered, Failure>)> =
+        let outcomes: Vec<(i64, i64, i32, &'static str, Result<Delivered, Failure>)> =
             futures::stream::iter(claimed.iter())
                 .map(|delivery| async move {
                     // Send only under a claim still ours, renewed to cover this send: one that
@@ -443,6 +443,7 @@ impl Dispatcher {
                         delivery.delivery_id,
                         delivery.notification_id,
                         delivery.attempts,
+                        self.provider_of(delivery),
                         outcome,
                     ))
                 })
@@ -457,9 +458,11 @@ impl Dispatcher {
         let mut delays = Vec::with_capacity(outcomes.len());
         let mut errors: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
         let mut provider_refs: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
+        let mut providers: Vec<&str> = Vec::with_capacity(outcomes.len());
         let mut notifications: Vec<i64> = Vec::with_capacity(outcomes.len());
-        for (id, notification, attempts, outcome) in outcomes {
+        for (id, notification, attempts, provider, outcome) in outcomes {
             ids.push(id);
+            providers.push(provider);
             notifications.push(notification);
             oks.push(outcome.is_ok());
             permanents.push(outcome.as_ref().is_err_and(|f| f.permanent));
@@ -491,6 +494,7 @@ impl Dispatcher {
             .bind(&delays)
             .bind(&errors)
             .bind(&provider_refs)
+            .bind(&providers)
             .fetch_all(&self.pool)
             .await
             .context("recording delivery outcomes")?;

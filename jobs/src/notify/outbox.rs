@@ -83,9 +83,10 @@ pub(super) const RECORD: &str = "UPDATE notification_deliveries d SET \
        delivered_at = CASE WHEN r.ok THEN now() END, \
        next_attempt_at = CASE WHEN r.ok THEN d.next_attempt_at ELSE now() + r.delay_ms * INTERVAL '1 millisecond' END, \
        last_error = r.error, claim_token = NULL, claimed_until = NULL, \
-       provider_ref = coalesce(r.provider_ref, d.provider_ref) \
-     FROM unnest($3::bigint[], $4::bool[], $5::bool[], $6::bigint[], $7::text[], $8::text[]) \
-       AS r(id, ok, permanent, delay_ms, error, provider_ref) \
+       provider_ref = coalesce(r.provider_ref, d.provider_ref), provider = r.provider \
+     FROM unnest($3::bigint[], $4::bool[], $5::bool[], $6::bigint[], $7::text[], $8::text[], \
+                 $9::text[]) \
+       AS r(id, ok, permanent, delay_ms, error, provider_ref, provider) \
      WHERE d.delivery_id = r.id AND d.claim_token = $1 \
      RETURNING d.status";
 

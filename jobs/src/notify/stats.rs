@@ -18,15 +18,25 @@ const STATS: &str = "SELECT 'notifications' AS what, status, '' AS channel, coun
      UNION ALL SELECT 'latency_p99_ms', 'delivered', channel, (percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.delivered_at - n.created_at)) * 1000)::bigint \
        FROM notification_deliveries d JOIN notifications n USING (notification_id) \
        WHERE d.status = 'delivered' AND d.delivered_at > now() - INTERVAL '1 hour' GROUP BY channel \
+     UNION ALL SELECT 'by_provider', status, provider, count(*) FROM notification_deliveries \
+       WHERE provider IS NOT NULL GROUP BY status, provider \
+     UNION ALL SELECT 'reports', report_status, provider, count(*) FROM notification_deliveries \
+       WHERE report_status IS NOT NULL AND reported_at > now() - INTERVAL '1 day' \
+       GROUP BY report_status, provider \
      ORDER BY 1, 2, 3";
 
 /// Every gauge `notify stats` prints, with its help text: each is described even when it has
 /// no sample yet (no delivery in the last hour), so dashboards and alert rules can name them.
-const GAUGES: [(&str, &str, &str); 6] = [
+const GAUGES: [(&str, &str, &str); 8] = [
     (
         "attempts",
         "sipline_notification_attempts",
         "Delivery attempts made, by delivery state and channel",
+    ),
+    (
+        "by_provider",
+        "sipline_notification_deliveries_by_provider",
+        "Deliveries by state and the provider their last attempt went to",
     ),
     (
         "deliveries",
@@ -49,6 +59,11 @@ const GAUGES: [(&str, &str, &str); 6] = [
         "Notifications by state",
     ),
     (
+        "reports",
+        "sipline_notification_provider_reports",
+        "Providers' delivery reports (sent, failed, failed_dnd, ...) received over the last day, by report and provider",
+    ),
+    (
         "oldest_due_seconds",
         "sipline_notification_oldest_due_seconds",
         "Age of the oldest due delivery (backpressure)",
@@ -69,9 +84,15 @@ impl Dispatcher {
                 let status: String = row.get("status");
                 let channel: String = row.get("channel");
                 let n: i64 = row.get("n");
-                let mut labels = vec![format!("state=\"{status}\"")];
+                // The third column is the channel, or for the provider gauges the provider.
+                let (first, second) = match what {
+                    "by_provider" => ("state", "provider"),
+                    "reports" => ("report", "provider"),
+                    _ => ("state", "channel"),
+                };
+                let mut labels = vec![format!("{first}=\"{status}\"")];
                 if !channel.is_empty() {
-                    labels.push(format!("channel=\"{channel}\""));
+                    labels.push(format!("{second}=\"{channel}\""));
                 }
                 out.push_str(&format!("{name}{{{}}} {n}\n", labels.join(",")));
             }

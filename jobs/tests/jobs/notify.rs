@@ -383,6 +383,9 @@ async fn dispatch_delivers_signed_webhooks_and_email_and_waits_out_quiet_hours()
         "sipline_notification_deliveries{state=\"delivered\",channel=\"webhook\"} 2",
         "sipline_notification_deliveries{state=\"delivered\",channel=\"email\"} 1",
         "sipline_notification_deliveries{state=\"pending\",channel=\"sms\"} 1",
+        "sipline_notification_deliveries_by_provider{state=\"delivered\",provider=\"webhook\"} 2",
+        "sipline_notification_deliveries_by_provider{state=\"delivered\",provider=\"smtp\"} 1",
+        "# TYPE sipline_notification_provider_reports gauge",
         "# TYPE sipline_notification_latency_p99_ms gauge",
     ] {
         assert!(
@@ -929,6 +932,24 @@ async fn sms_go_through_exotel_with_dlt_fields_and_delivery_reports_change_their
     .await
     .unwrap();
     assert_eq!((status.as_str(), waits), ("pending", true));
+
+    // The operator's view by provider: what Exotel took, what its reports said (dead: the
+    // NAV alert without a DLT template, and the SMS the DND registry blocked).
+    let stats = sipline_async(&["notify", "stats", "--database-url", &pg.url]).await;
+    stats.assert_ok();
+    for line in [
+        "sipline_notification_deliveries_by_provider{state=\"delivered\",provider=\"exotel\"} 1",
+        "sipline_notification_deliveries_by_provider{state=\"dead\",provider=\"exotel\"} 2",
+        "sipline_notification_deliveries_by_provider{state=\"pending\",provider=\"exotel\"} 1",
+        "sipline_notification_provider_reports{report=\"sent\",provider=\"exotel\"} 1",
+        "sipline_notification_provider_reports{report=\"failed_dnd\",provider=\"exotel\"} 1",
+    ] {
+        assert!(
+            stats.stdout.contains(line),
+            "{line} not in\n{}",
+            stats.stdout
+        );
+    }
 }
 
 /// The public half of a test key, from `api/tests/fixtures/jwks.json`.
