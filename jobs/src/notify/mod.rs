@@ -181,6 +181,9 @@ impl std::fmt::Display for PassSummary {
     }
 }
 
+/// One attempt's delivery id, notification id, attempt number, provider and outcome.
+type Attempted = (i64, i64, i32, &'static str, Result<Delivered, Failure>);
+
 pub struct Dispatcher {
     pool: PgPool,
     http: reqwest::Client,
@@ -401,7 +404,7 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(summary);
         }
-        let outcomes: Vec<(i64, i64, i32, &'static str, Result<Delivered, Failure>)> =
+        let outcomes: Vec<Attempted> =
             futures::stream::iter(claimed.iter())
                 .map(|delivery| async move {
                     // Send only under a claim still ours, renewed to cover this send: one that
