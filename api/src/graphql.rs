@@ -475,6 +475,27 @@ impl User {
         .await
     }
 
+    /// SWPs and STPs by id, `first` at a time after `after`.
+    async fn plans(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50, validator(minimum = 1, maximum = 200))] first: i32,
+        after: Option<ID>,
+    ) -> async_graphql::Result<PlanPage> {
+        read(
+            ctx,
+            format!(
+                "/v1/users/{}/plans{}",
+                self.user_id,
+                query(&[
+                    ("limit", Some(first.to_string())),
+                    ("after", after.map(|a| a.0)),
+                ])
+            ),
+        )
+        .await
+    }
+
     /// Instalments, newest first.
     async fn investments(
         &self,
@@ -637,12 +658,71 @@ pub struct Order {
     realised_gain: Option<String>,
     payout_date: Option<String>,
     failure: Option<String>,
+    /// The SWP or STP this order is an instalment of, and the day it fell due.
+    #[serde(default)]
+    plan_id: Option<i64>,
+    #[serde(default)]
+    plan_due_date: Option<String>,
 }
 
 #[derive(SimpleObject, Deserialize)]
 pub struct OrderPage {
     orders: Vec<Order>,
     next_after: Option<i64>,
+}
+
+/// An SWP or STP as `GET /v1/users/{id}/plans/{plan_id}` serves it.
+#[derive(SimpleObject, Deserialize)]
+pub struct Plan {
+    plan_id: i64,
+    /// swp or stp.
+    kind: String,
+    scheme_code: i64,
+    target_scheme_code: Option<i64>,
+    amount: String,
+    plan_day: i32,
+    start_date: String,
+    end_date: Option<String>,
+    /// active, paused, cancelled or stopped.
+    status: String,
+    /// Why it stopped: the instalment the holding could not pay.
+    stopped_reason: Option<String>,
+    created_at: String,
+    next_instalment: Option<PlanInstalment>,
+}
+
+#[derive(SimpleObject, Deserialize)]
+pub struct PlanInstalment {
+    due_date: String,
+    nav_date: String,
+}
+
+#[derive(SimpleObject, Deserialize)]
+pub struct PlanPage {
+    plans: Vec<Plan>,
+    next_after: Option<i64>,
+}
+
+/// A new SWP or STP, as `POST /v1/users/me/plans` takes it.
+#[derive(InputObject)]
+pub struct NewPlan {
+    /// swp or stp.
+    kind: String,
+    scheme_code: i64,
+    /// An STP's target, of the same fund house.
+    target_scheme_code: Option<i64>,
+    amount: String,
+    /// 1–28.
+    plan_day: i32,
+    start_date: Option<String>,
+    end_date: Option<String>,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum PlanAction {
+    Pause,
+    Resume,
+    Cancel,
 }
 
 /// A new order, as `POST /v1/users/me/orders` takes it.
@@ -831,6 +911,64 @@ impl Mutation {
         write(
             ctx,
             format!("/v1/users/me/orders/{}/cancel", url_encode(&order_id.0)),
+            None,
+            &idempotency_key,
+        )
+        .await
+    }
+
+    /// Starts an SWP or STP for the signed-in person (see the REST route).
+    async fn start_plan(
+        &self,
+        ctx: &Context<'_>,
+        input: NewPlan,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Plan> {
+        let mut body = json!({
+            "kind": input.kind,
+            "scheme_code": input.scheme_code,
+            "amount": input.amount,
+            "plan_day": input.plan_day,
+        });
+        if let Some(target) = input.target_scheme_code {
+            body["target_scheme_code"] = json!(target);
+        }
+        for (key, value) in [
+            ("start_date", input.start_date),
+            ("end_date", input.end_date),
+        ] {
+            if let Some(value) = value {
+                body[key] = Value::String(value);
+            }
+        }
+        write(
+            ctx,
+            "/v1/users/me/plans".to_string(),
+            Some(body),
+            &idempotency_key,
+        )
+        .await
+    }
+
+    /// Pauses, resumes or cancels an SWP or STP.
+    async fn change_plan(
+        &self,
+        ctx: &Context<'_>,
+        plan_id: ID,
+        action: PlanAction,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Plan> {
+        let action = match action {
+            PlanAction::Pause => "pause",
+            PlanAction::Resume => "resume",
+            PlanAction::Cancel => "cancel",
+        };
+        let plan_id: i64 = plan_id
+            .parse()
+            .map_err(|_| async_graphql::Error::new("a plan id is a number"))?;
+        write(
+            ctx,
+            format!("/v1/users/me/plans/{plan_id}/{action}"),
             None,
             &idempotency_key,
         )

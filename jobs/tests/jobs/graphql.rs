@@ -11,7 +11,7 @@ use crate::api::{claims, hs256, Api};
 use crate::publish::{published_universe, FIRST};
 use crate::support::{ingest_fixture_into_postgres, Postgres};
 
-async fn graphql(
+pub(crate) async fn graphql(
     api: &Api,
     token: Option<&str>,
     query: &str,

@@ -1070,15 +1070,51 @@ async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_th
         .collect();
     assert!(held.contains(&target), "the STP's units: {portfolio}");
 
-    // Friday 5 June: the STP paused for July.
+    // Friday 5 June: the STP paused for July, through the GraphQL subgraph as an app using
+    // it would; the plans read there as over REST.
     let api = Api::start_at(&pg.url, "2026-06-05T10:00:00+05:30").await;
-    let pause = format!("/v1/users/me/plans/{stp_id}/pause");
-    let (status, paused) = api.post(&pause, &token, json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{paused}");
-    assert_eq!(paused["status"], "paused");
-    assert_eq!(paused["next_instalment"], Value::Null);
-    let (status, again) = api.post(&pause, &token, json!({})).await;
+    let change = "mutation($id: ID!, $key: String!) { changePlan(planId: $id, action: PAUSE, \
+        idempotencyKey: $key) { planId status nextInstalment { dueDate } } }";
+    let (_, paused) = crate::graphql::graphql(
+        &api,
+        Some(&token),
+        change,
+        json!({ "id": stp_id.to_string(), "key": "pause-stp" }),
+    )
+    .await;
+    assert!(paused["errors"].is_null(), "{paused}");
+    assert_eq!(paused["data"]["changePlan"]["status"], "paused", "{paused}");
+    assert_eq!(paused["data"]["changePlan"]["nextInstalment"], Value::Null);
+    let (status, again) = api
+        .post(
+            &format!("/v1/users/me/plans/{stp_id}/pause"),
+            &token,
+            json!({}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    let (_, listed) = crate::graphql::graphql(
+        &api,
+        Some(&token),
+        "{ me { plans { plans { planId kind status nextInstalment { dueDate navDate } } } \
+           orders { orders { orderId planId planDueDate status } } } }",
+        json!({}),
+    )
+    .await;
+    let plans = &listed["data"]["me"]["plans"]["plans"];
+    assert_eq!(plans[0]["kind"], "swp", "{listed}");
+    assert_eq!(
+        plans[0]["nextInstalment"],
+        json!({ "dueDate": "2026-07-04", "navDate": "2026-07-06" })
+    );
+    assert_eq!(plans[1]["status"], "paused");
+    let instalments = listed["data"]["me"]["orders"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["planDueDate"] == "2026-06-04")
+        .count();
+    assert_eq!(instalments, 2, "{listed}");
 
     // 4 July is a Saturday: Monday's run places the SWP's July instalment at Monday's NAV.
     night.run("2026-07-06").await;
