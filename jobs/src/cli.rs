@@ -323,6 +323,11 @@ pub struct ChannelArgs {
     pub unsubscribe_url: Option<String>,
     #[arg(long, env = "SIPLINE_UNSUBSCRIBE_SECRET", hide_env_values = true)]
     pub unsubscribe_secret: Option<String>,
+    /// The app's statement page (https://app.example.com/statement): the monthly statement
+    /// e-mail links to `<url>?from=<month start>&to=<as of>&format=pdf` there, where the
+    /// person signs in and the app fetches the API's statement.
+    #[arg(long, env = "SIPLINE_STATEMENT_URL")]
+    pub statement_url: Option<String>,
     /// Deliveries claimed per batch.
     #[arg(long, default_value_t = 500)]
     pub batch: i64,
@@ -488,6 +493,7 @@ impl ChannelArgs {
             webhook_secret: Secret::new(self.webhook_secret.clone()),
             smtp,
             mail_from: self.mail_from.clone(),
+            statement_url: self.statement_url.clone(),
             unsubscribe: match (&self.unsubscribe_url, &self.unsubscribe_secret) {
                 (Some(url), Some(secret)) => Some(notify::UnsubscribeLinks {
                     base_url: url.clone(),

@@ -106,6 +106,9 @@ pub struct Notification {
     pub local_time: Option<String>,
     /// A signed link that unsubscribes the person from this kind without signing in.
     pub unsubscribe_url: Option<String>,
+    /// Where the app opens a statement (the monthly statement's link adds the period and
+    /// `format=pdf`); signing in happens there, so no credential travels in a message.
+    pub statement_url: Option<String>,
     /// Render with the generic template whatever the kind.
     pub generic: bool,
 }
@@ -273,6 +276,7 @@ impl Messages {
             unit_decimals => notification.unit_decimals.unwrap_or(3),
             local_time => notification.local_time.as_deref(),
             unsubscribe_url => notification.unsubscribe_url.as_deref(),
+            statement_url => notification.statement_url.as_deref(),
         }
     }
 

@@ -25,6 +25,7 @@ fn load(path: &Path) -> Notification {
             .map(|d| d as u32),
         local_time: text("local_time"),
         unsubscribe_url: text("unsubscribe_url"),
+        statement_url: text("statement_url"),
         generic: false,
     }
 }

@@ -241,9 +241,10 @@ impl Dispatcher {
             .unsubscribe
             .as_ref()
             .and_then(|links| links.link(delivery.user_id, &delivery.kind, chrono::Utc::now()));
-        let notification = delivery
+        let mut notification = delivery
             .notification(unsubscribe_url)
             .map_err(|e| Failure::permanent(format!("payload is not JSON: {e}")))?;
+        notification.statement_url = self.config.statement_url.clone();
         let (rendered, degraded) = self
             .messages
             .email_or_generic(&notification)

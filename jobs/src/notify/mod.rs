@@ -60,6 +60,8 @@ pub struct DispatchConfig {
     pub mail_from: String,
     /// Signed unsubscribe links in every e-mail (and List-Unsubscribe), when set.
     pub unsubscribe: Option<UnsubscribeLinks>,
+    /// The app's statement page: the monthly statement e-mail links to the month's PDF there.
+    pub statement_url: Option<String>,
     pub batch: i64,
     pub concurrency: usize,
     pub max_attempts: i32,
@@ -220,6 +222,15 @@ impl DispatchConfig {
             {
                 anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(
                     "--unsubscribe-url: an http(s) URL without a query".into()
+                ));
+            }
+        }
+        if let Some(url) = &self.statement_url {
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(['?', '#', ' ', '<', '>', '"'])
+            {
+                anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(
+                    "--statement-url: an http(s) URL without a query".into()
                 ));
             }
         }

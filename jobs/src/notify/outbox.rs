@@ -136,6 +136,7 @@ impl Claimed {
             unit_decimals: self.unit_decimals.and_then(|d| u32::try_from(d).ok()),
             local_time: self.local_time.clone(),
             unsubscribe_url,
+            statement_url: None,
             generic: false,
         })
     }

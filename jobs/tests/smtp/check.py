@@ -29,8 +29,9 @@ expected = {
     },
     "<statement.7.2026-11.email@sipline>": {
         "subject": "Your statement for November 2026",
-        "text": ["Invested: ₹12,34,567.50", "Current value: ₹13,98,765.43", "13.42%"],
-        "html": ["<td>₹12,34,567.50</td>", "<td>13.42%</td>"],
+        "text": ["Invested: ₹12,34,567.50", "Current value: ₹13,98,765.43", "13.42%",
+                 "https://app.sipline.example/statement?from=2026-11-01&to=2026-11-30&format=pdf"],
+        "html": ["<td>₹12,34,567.50</td>", "<td>13.42%</td>", "&amp;to=2026-11-30&amp;format=pdf"],
     },
 }
 for path in received:

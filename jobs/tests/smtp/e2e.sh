@@ -82,6 +82,7 @@ echo "-- STARTTLS + AUTH with the throwaway CA trusted: both messages delivered,
 SIPLINE_SMTP_PASSWORD=$password SIPLINE_UNSUBSCRIBE_SECRET=e2e-unsubscribe-secret-0123 \
   dispatch --smtp-tls starttls --smtp-username sipline --smtp-ca-file "$work/ca.pem" \
   --dkim-domain sipline.example --dkim-selector e2e --dkim-key-file "$work/dkim.pem" \
+  --statement-url https://app.sipline.example/statement \
   --unsubscribe-url https://api.sipline.example/v1/unsubscribe >"$work/ok.out" 2>&1 || fail "$(cat "$work/ok.out")"
 grep -q "delivered=2" "$work/ok.out" || fail "$(cat "$work/ok.out")"
 if grep -q "$password" "$work"/*.out; then fail "the SMTP password reached the output"; fi
