@@ -351,35 +351,10 @@ async fn place_order(
                         .as_deref()
                         .and_then(|m| Decimal::from_str(m).ok());
                     if let Some(target) = order.target_scheme_code.filter(|_| switch) {
-                        let to: Option<SchemeOrderRules> = timed(
-                            &state,
-                            sqlx::query_as(SCHEME_ORDER_RULES)
-                                .bind(target)
-                                .fetch_optional(&mut *tx),
-                        )
-                        .await?;
-                        match to {
-                            None => fail(&mut errors, "target_scheme_code", "no such scheme"),
-                            Some(to) if !to.open => fail(
-                                &mut errors,
-                                "target_scheme_code",
-                                "the scheme is not open-ended",
-                            ),
-                            Some(_) if target == code => fail(
-                                &mut errors,
-                                "target_scheme_code",
-                                "must differ from scheme_code",
-                            ),
-                            Some(to)
-                                if to.fund_house.is_none() || to.fund_house != rules.fund_house =>
-                            {
-                                fail(
-                                    &mut errors,
-                                    "target_scheme_code",
-                                    "must be of the same fund house",
-                                )
-                            }
-                            Some(_) => {}
+                        if let Some(problem) =
+                            switch_target_problem(&state, &mut tx, &rules, code, target).await?
+                        {
+                            fail(&mut errors, "target_scheme_code", problem);
                         }
                     }
                 }
@@ -495,6 +470,33 @@ async fn place_order(
     let mut response = json_body(Bytes::from(body));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
+}
+
+/// What is wrong with `target` as the scheme a switch (or an STP) from `code` buys: it must
+/// exist, be open-ended, differ from the source and belong to the same fund house.
+pub(super) async fn switch_target_problem(
+    state: &Shared,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    from: &SchemeOrderRules,
+    code: i64,
+    target: i64,
+) -> Result<Option<&'static str>, Problem> {
+    let to: Option<SchemeOrderRules> = timed(
+        state,
+        sqlx::query_as(SCHEME_ORDER_RULES)
+            .bind(target)
+            .fetch_optional(&mut **tx),
+    )
+    .await?;
+    Ok(match to {
+        None => Some("no such scheme"),
+        Some(to) if !to.open => Some("the scheme is not open-ended"),
+        Some(_) if target == code => Some("must differ from scheme_code"),
+        Some(to) if to.fund_house.is_none() || to.fund_house != from.fund_house => {
+            Some("must be of the same fund house")
+        }
+        Some(_) => None,
+    })
 }
 
 /// The cut-off instant that fixed an order's NAV date: until then it can be cancelled, since

@@ -26,7 +26,9 @@ use pipeline::orders::plans::{PlanInstalment, PlanKind, PlanSchedule};
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::idempotency::{claim_or_replay, idempotency_key, store_response};
-use super::orders::{positive, SchemeOrderRules, MAX_ORDER_AMOUNT, SCHEME_ORDER_RULES};
+use super::orders::{
+    positive, switch_target_problem, SchemeOrderRules, MAX_ORDER_AMOUNT, SCHEME_ORDER_RULES,
+};
 use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
@@ -300,27 +302,10 @@ async fn create_plan(
                         fail("scheme_code", "no units of the scheme are held");
                     }
                     if let Some(target) = plan.target_scheme_code.filter(|_| transfer) {
-                        let to: Option<SchemeOrderRules> = timed(
-                            &state,
-                            sqlx::query_as(SCHEME_ORDER_RULES)
-                                .bind(target)
-                                .fetch_optional(&mut *tx),
-                        )
-                        .await?;
-                        match to {
-                            None => fail("target_scheme_code", "no such scheme"),
-                            Some(to) if !to.open => {
-                                fail("target_scheme_code", "the scheme is not open-ended")
-                            }
-                            Some(_) if target == code => {
-                                fail("target_scheme_code", "must differ from scheme_code")
-                            }
-                            Some(to)
-                                if to.fund_house.is_none() || to.fund_house != rules.fund_house =>
-                            {
-                                fail("target_scheme_code", "must be of the same fund house")
-                            }
-                            Some(_) => {}
+                        if let Some(problem) =
+                            switch_target_problem(&state, &mut tx, &rules, code, target).await?
+                        {
+                            fail("target_scheme_code", problem);
                         }
                     }
                 }
