@@ -99,22 +99,32 @@ const PLACE_INSTALMENT: &str = "INSERT INTO orders (user_id, kind, scheme_code, 
 
 /// Plans whose instalment the source could not pay stop, from that instalment's cut-off,
 /// with one notification each (keyed by the instalment: a plan resumed and stopped again is
-/// told again).
-const STOP_DRY_PLANS: &str = "WITH stopped AS ( \
+/// told again). Of several failed instalments of one plan in a run, the earliest decides;
+/// an instalment from before the plan's current live span (a re-run after the person
+/// resumed it) stops nothing. Returns the plans stopped.
+const STOP_DRY_PLANS: &str = "WITH failed AS ( \
+       SELECT DISTINCT ON (plan_id) plan_id, failure, order_id, plan_due_date, cancel_before \
+       FROM orders \
+       WHERE order_id = ANY($1) AND plan_id IS NOT NULL AND status = 'failed' \
+         AND failure = ANY($2) \
+       ORDER BY plan_id, plan_due_date), \
+     stopped AS ( \
        UPDATE plans p SET status = 'stopped', stopped_reason = o.failure, \
          inactive_since = coalesce(p.inactive_since, o.cancel_before) \
-       FROM orders o \
-       WHERE o.order_id = ANY($1) AND o.plan_id = p.plan_id AND o.status = 'failed' \
-         AND o.failure = ANY($2) AND p.status IN ('active', 'paused') \
+       FROM failed o \
+       WHERE o.plan_id = p.plan_id AND p.status IN ('active', 'paused') \
+         AND o.cancel_before >= p.active_since \
        RETURNING p.plan_id, p.user_id, p.kind, p.scheme_code, p.target_scheme_code, p.amount, \
-         o.failure, o.order_id, o.plan_due_date) \
-     INSERT INTO notifications (event_key, user_id, kind, payload) \
-     SELECT 'plan:' || plan_id || ':stopped:' || plan_due_date, user_id, 'plan_stopped', \
-       jsonb_strip_nulls(jsonb_build_object('plan_id', plan_id, 'kind', kind, \
-         'scheme_code', scheme_code, 'target_scheme_code', target_scheme_code, \
-         'amount', amount::text, 'reason', failure, 'order_id', order_id, \
-         'due_date', plan_due_date)) \
-     FROM stopped ON CONFLICT (event_key) DO NOTHING";
+         o.failure, o.order_id, o.plan_due_date), \
+     told AS ( \
+       INSERT INTO notifications (event_key, user_id, kind, payload) \
+       SELECT 'plan:' || plan_id || ':stopped:' || plan_due_date, user_id, 'plan_stopped', \
+         jsonb_strip_nulls(jsonb_build_object('plan_id', plan_id, 'kind', kind, \
+           'scheme_code', scheme_code, 'target_scheme_code', target_scheme_code, \
+           'amount', amount::text, 'reason', failure, 'order_id', order_id, \
+           'due_date', plan_due_date)) \
+       FROM stopped ON CONFLICT (event_key) DO NOTHING RETURNING 1) \
+     SELECT count(*) FROM stopped";
 
 /// One notification per outcome; the key makes a re-run add nothing.
 const NOTIFY_OUTCOME: &str = "INSERT INTO notifications (event_key, user_id, kind, payload) \
@@ -799,12 +809,12 @@ async fn record_in_postgres(
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-    let stopped = sqlx::query(STOP_DRY_PLANS)
+    let stopped: i64 = sqlx::query_scalar(STOP_DRY_PLANS)
         .bind(&ids)
         .bind(&plans::STOPPING_FAILURES[..])
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .context("stopping the plans their source could not pay")?;
     tx.commit().await?;
-    Ok(stopped.rows_affected())
+    Ok(stopped.unsigned_abs())
 }

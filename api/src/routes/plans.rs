@@ -55,6 +55,8 @@ const PLAN_COLUMNS: &str = "plan_id, user_id, kind, scheme_code, target_scheme_c
      amount::text AS amount, plan_day::integer AS plan_day, start_date, end_date, status, \
      stopped_reason, created_at, active_since, inactive_since";
 
+const PLAN_STATUS: &str = "SELECT status FROM plans WHERE plan_id = $1 AND user_id = $2";
+
 /// Whether the person holds units of the scheme, as the latest publication shows.
 const HOLDS_UNITS: &str = "SELECT coalesce(sum(units), 0) > 0 FROM portfolio_lines_latest \
      WHERE user_id = $1 AND scheme_code = $2";
@@ -359,11 +361,20 @@ async fn change_plan(
 ) -> Result<Response, Problem> {
     let now = state.clock.now();
     let user_id = authed.reach(user, true)?;
-    // A stopped plan can be resumed once the source is topped up, or cancelled.
+    // A stopped plan can be resumed once the source is topped up, or cancelled. A resume
+    // before the first cut-off after the pause (15:00 IST that day, or the next day's) undoes
+    // the pause: no instalment's cut-off fell inside it, so the plan stays live from when it
+    // was, and the night's run still places the instalment whose cut-off came before it.
     let (set, allowed_from) = match action.as_str() {
         "pause" => ("status = 'paused', inactive_since = $3", "'active'"),
         "resume" => (
-            "status = 'active', active_since = $3, inactive_since = NULL, stopped_reason = NULL",
+            "status = 'active', \
+             active_since = CASE WHEN (date_trunc('day', inactive_since AT TIME ZONE 'Asia/Kolkata') \
+                 + INTERVAL '15 hours' \
+                 + CASE WHEN (inactive_since AT TIME ZONE 'Asia/Kolkata')::time > TIME '15:00' \
+                        THEN INTERVAL '1 day' ELSE INTERVAL '0' END) AT TIME ZONE 'Asia/Kolkata' >= $3 \
+               THEN active_since ELSE $3 END, \
+             inactive_since = NULL, stopped_reason = NULL",
             "'paused', 'stopped'",
         ),
         "cancel" => (
@@ -374,6 +385,20 @@ async fn change_plan(
         _ => return Err(Problem::not_found("actions are pause, resume and cancel")),
     };
     let mut tx = state.pool.begin().await?;
+    // A stopped plan resumed comes back into the quota: checked under the person's lock.
+    if action == "resume" {
+        let open = locked_count(&mut tx, user_id, OPEN_PLANS).await?;
+        let status: Option<String> = sqlx::query_scalar(PLAN_STATUS)
+            .bind(plan_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if status.as_deref() == Some("stopped") && open >= MAX_OPEN_PLANS {
+            return Err(Problem::conflict(format!(
+                "at most {MAX_OPEN_PLANS} active or paused SWPs and STPs per user: cancel one first"
+            )));
+        }
+    }
     let changed: Option<PlanRow> = timed(
         &state,
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -393,12 +418,11 @@ async fn change_plan(
         }
         None => {
             // In the open transaction: never a second connection while holding one.
-            let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM plans WHERE plan_id = $1 AND user_id = $2")
-                    .bind(plan_id)
-                    .bind(user_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let status: Option<String> = sqlx::query_scalar(PLAN_STATUS)
+                .bind(plan_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             Err(match status {
                 None => Problem::not_found("no such plan"),
                 Some(status) => {

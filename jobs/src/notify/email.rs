@@ -93,10 +93,20 @@ const DKIM_SIGNED_HEADERS: &[&str] = &[
     "List-Unsubscribe-Post",
 ];
 
+/// A DKIM signer. Its Debug says nothing of the key: lettre's `DkimConfig` derives Debug,
+/// and the RSA key's Debug would print its private parts.
+pub struct DkimSigner(DkimConfig);
+
+impl std::fmt::Debug for DkimSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DkimSigner(..)")
+    }
+}
+
 /// The signer, built once. Fails on a key that is not a PKCS#1 RSA key (without quoting it),
 /// a selector or domain that cannot be a DNS label, or a sender address in another domain
 /// (DMARC would not align).
-pub fn dkim_signer(key: &DkimKey, mail_from: &str) -> Result<DkimConfig, SmtpSetupError> {
+pub fn dkim_signer(key: &DkimKey, mail_from: &str) -> Result<DkimSigner, SmtpSetupError> {
     let label = |text: &str| {
         !text.is_empty()
             && text.split('.').all(|part| {
@@ -127,7 +137,7 @@ pub fn dkim_signer(key: &DkimKey, mail_from: &str) -> Result<DkimConfig, SmtpSet
                     .into(),
             )
         })?;
-    Ok(DkimConfig::new(
+    Ok(DkimSigner(DkimConfig::new(
         key.selector.clone(),
         key.domain.clone(),
         signing_key,
@@ -139,7 +149,7 @@ pub fn dkim_signer(key: &DkimKey, mail_from: &str) -> Result<DkimConfig, SmtpSet
             header: DkimCanonicalizationType::Relaxed,
             body: DkimCanonicalizationType::Relaxed,
         },
-    ))
+    )))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +229,7 @@ pub struct Outgoing<'a> {
 /// mailbox is a permanent failure.
 pub fn message(
     outgoing: &Outgoing<'_>,
-    dkim: Option<&DkimConfig>,
+    dkim: Option<&DkimSigner>,
 ) -> Result<lettre::Message, Failure> {
     let mailbox = |address: &str| {
         if !serving::is_mailbox(address) {
@@ -254,7 +264,7 @@ pub fn message(
         ))
         .map_err(|e| Failure::permanent(format!("building the message: {e}")))?;
     if let Some(dkim) = dkim {
-        lettre::message::dkim::dkim_sign(&mut message, dkim);
+        lettre::message::dkim::dkim_sign(&mut message, &dkim.0);
     }
     Ok(message)
 }

@@ -192,7 +192,7 @@ pub struct Dispatcher {
     /// Pooled SMTP connections, when e-mail is configured.
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
     /// Signs every e-mail, when a DKIM key is configured.
-    dkim: Option<lettre::message::dkim::DkimConfig>,
+    dkim: Option<email::DkimSigner>,
     /// APNs speaks HTTP/2 only.
     apns_http: reqwest::Client,
     fcm_token: push::TokenCache,

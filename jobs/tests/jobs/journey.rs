@@ -1145,6 +1145,21 @@ async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_th
         json!({ "due_date": "2026-08-04", "nav_date": "2026-08-04" })
     );
 
+    // 4 August, 16:00 IST, after the day's cut-off and before the night: the STP paused and
+    // resumed at once. No cut-off fell inside the pause, so the night still places August's
+    // STP instalment (the plan was live at 15:00).
+    let api = Api::start_at(&pg.url, "2026-08-04T16:00:00+05:30").await;
+    for action in ["pause", "resume"] {
+        let (status, changed) = api
+            .post(
+                &format!("/v1/users/me/plans/{stp_id}/{action}"),
+                &token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{action}: {changed}");
+    }
+
     // August: what is left (about ₹1,500) cannot pay ₹4,000. The SWP's instalment fails,
     // taking nothing, and stops the plan; the STP's ₹500 (placed after it) still executes.
     night.run("2026-08-04").await;
@@ -1206,6 +1221,17 @@ async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_th
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
+    // The stopped SWP resumed after a top-up would be: the re-run of the night that stopped
+    // it must not stop it again.
+    let (status, resumed_swp) = api
+        .post(
+            &format!("/v1/users/me/plans/{swp_id}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resumed_swp}");
+    assert_eq!(resumed_swp["stopped_reason"], Value::Null);
     let count_orders = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders")
             .fetch_one(&pool)
@@ -1228,9 +1254,14 @@ async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_th
         "{out}{}",
         String::from_utf8_lossy(&rerun.stderr)
     );
-    assert!(out.contains("plan_instalments=0"), "{out}");
+    assert!(out.contains("plan_instalments=0 plans_stopped=0"), "{out}");
     assert_eq!(count_orders().await, orders_before);
     assert_eq!(orders_folder("2026-08-04"), before, "the same bytes");
+    let (_, swp_after) = api
+        .get(&format!("/v1/users/me/plans/{swp_id}"), Some(&token))
+        .await;
+    assert_eq!(swp_after["status"], "active", "{swp_after}");
+    night.dispatch().await;
 
     // Told: each executed instalment, the failed one, and the plan that stopped.
     let told: Vec<Value> = received.lock().unwrap().clone();

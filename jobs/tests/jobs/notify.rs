@@ -1626,7 +1626,10 @@ async fn several_alerts_of_one_person_on_one_date_make_one_digest() {
     .unwrap();
     assert_eq!(fired.len(), 2, "{fired:?}");
     let (key, user, digest) = &fired[0];
-    assert_eq!((key.as_str(), *user), ("nav_alert_digest:1:2024-12-27", 1));
+    assert_eq!(
+        (key.as_str(), *user),
+        ("nav_alert_digest:1:2024-12-27:1", 1)
+    );
     assert_eq!(digest["nav_date"], "2024-12-27");
     let alerts = digest["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 2, "{digest}");
@@ -1642,6 +1645,44 @@ async fn several_alerts_of_one_person_on_one_date_make_one_digest() {
     assert_eq!((key.as_str(), *user), ("nav_alert:3:2024-12-27", 2));
     assert_eq!(single["nav"], "62.5800");
     assert!(single.get("alerts").is_none() && single.get("scheme_name").is_none());
+
+    // The same date ingested again with one more of person 1's alerts (120001 at 27.1433):
+    // only that one is told, on its own; those already told are not told again.
+    sqlx::query(
+        "INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold, created_at) VALUES \
+         (1, 120001, 'above', 27, '2024-12-01')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sipline_async(&[
+        "nav",
+        "ingest",
+        "--source",
+        "amfi",
+        "--input",
+        input.to_str().unwrap(),
+        "--warehouse",
+        warehouse.path().to_str().unwrap(),
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT event_key FROM notifications WHERE kind = 'nav_alert' ORDER BY event_key",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        keys,
+        [
+            "nav_alert:3:2024-12-27",
+            "nav_alert:5:2024-12-27",
+            "nav_alert_digest:1:2024-12-27:1"
+        ]
+    );
 }
 
 /// `daily_move_pct` fires on a move from the scheme's previous NAV of at least the threshold,

@@ -108,9 +108,9 @@ impl PlanSchedule {
         dates
     }
 
-    /// The instalments the run of `run_date` places: due dates whose NAV date (the due date
-    /// rolled to a business day) is `run_date`, or within [`CATCH_UP_DAYS`] before it, and
-    /// at whose NAV date's cut-off the plan was live. Placing is idempotent per (plan, due
+    /// The instalments the run of `run_date` places: due dates within [`CATCH_UP_DAYS`]
+    /// before it whose NAV date (the due date rolled to a business day) is on or before
+    /// `run_date`, and at whose NAV date's cut-off the plan was live. Placing is idempotent per (plan, due
     /// date), so an instalment an earlier run placed is not placed again.
     pub fn instalments_to_place(
         &self,
@@ -137,8 +137,13 @@ impl PlanSchedule {
         calendar: &BusinessCalendar,
         now: NaiveDateTime,
     ) -> Option<PlanInstalment> {
-        let from = now.date().checked_sub_days(Days::new(14))?;
-        let to = now.date().checked_add_days(Days::new(62))?;
+        // From the start date when it is still to come: a plan starting in three months shows
+        // its first instalment.
+        let from = now
+            .date()
+            .max(self.start_date)
+            .checked_sub_days(Days::new(14))?;
+        let to = from.checked_add_days(Days::new(76))?;
         self.due_dates(from, to)
             .into_iter()
             .map(|due_date| PlanInstalment {
@@ -293,6 +298,20 @@ mod tests {
         assert!(placed(&p, &cal, d(2026, 7, 6))
             .iter()
             .all(|(due, _)| due.month() == 7));
+    }
+
+    #[test]
+    fn a_plan_starting_months_ahead_shows_its_first_instalment() {
+        let cal = BusinessCalendar::with_holidays([]);
+        let mut p = plan(10);
+        p.start_date = d(2026, 11, 1);
+        assert_eq!(
+            p.next_instalment(&cal, at(d(2026, 6, 3), 10, 0)),
+            Some(PlanInstalment {
+                due_date: d(2026, 11, 10),
+                nav_date: d(2026, 11, 10)
+            })
+        );
     }
 
     #[test]
