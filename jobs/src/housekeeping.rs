@@ -56,6 +56,8 @@ pub struct HousekeepingSummary {
     /// Days past the retention that still hold an unsettled notification.
     pub days_waiting: u64,
     pub job_runs: u64,
+    /// Records of NAV alerts fired (migration 0031) past the notifications' retention.
+    pub alert_firings: u64,
     /// Published dates whose snapshots (and publication row) were dropped.
     pub snapshot_dates: u64,
     /// Whether a running publish held its lock, so snapshots were left for the next run.
@@ -66,12 +68,13 @@ impl fmt::Display for HousekeepingSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "housekeeping ok: idempotency_keys={} notifications_archived={} days_archived={} days_waiting={} job_runs={} snapshot_dates={}{}",
+            "housekeeping ok: idempotency_keys={} notifications_archived={} days_archived={} days_waiting={} job_runs={} alert_firings={} snapshot_dates={}{}",
             self.idempotency_keys,
             self.notifications_archived,
             self.days_archived,
             self.days_waiting,
             self.job_runs,
+            self.alert_firings,
             self.snapshot_dates,
             if self.snapshots_deferred {
                 " snapshots=deferred (a publish is running)"
@@ -84,6 +87,10 @@ impl fmt::Display for HousekeepingSummary {
 
 const EXPIRED_KEYS: &str =
     "DELETE FROM idempotency_keys WHERE created_at < $2 - make_interval(hours => $1)";
+
+/// Which NAV alerts fired for a NAV date, kept as long as the notifications they made.
+const OLD_ALERT_FIRINGS: &str = "DELETE FROM nav_alert_firings \
+     WHERE nav_date < ($2 AT TIME ZONE 'Asia/Kolkata')::date - $1";
 
 const OLD_JOB_RUNS: &str =
     "DELETE FROM job_runs WHERE finished_at < $2 - make_interval(days => $1)";
@@ -207,6 +214,13 @@ pub async fn housekeep(
         .execute(pool)
         .await
         .context("deleting old job runs")?
+        .rows_affected();
+    summary.alert_firings = sqlx::query(OLD_ALERT_FIRINGS)
+        .bind(retention.notification_days)
+        .bind(retention.now)
+        .execute(pool)
+        .await
+        .context("deleting old NAV alert firings")?
         .rows_affected();
     retire_snapshots(pool, retention, &mut summary).await?;
     Ok(summary)

@@ -32,6 +32,9 @@ async fn housekeeping_archives_then_deletes_what_the_store_no_longer_needs() {
          INSERT INTO idempotency_keys (user_id, idem_key, route, request_hash, created_at) VALUES \
            (1, 'old-key', 'create_sip', '\\x00', now() - INTERVAL '30 hours'), \
            (1, 'new-key', 'create_sip', '\\x00', now() - INTERVAL '1 hour'); \
+         INSERT INTO nav_alerts (user_id, scheme_code, kind, threshold) VALUES (1, 119552, 'above', 350); \
+         INSERT INTO nav_alert_firings (alert_id, nav_date) \
+           SELECT alert_id, d FROM nav_alerts, (VALUES (current_date - 100), (current_date - 10)) v(d); \
          INSERT INTO job_runs (job, started_at, finished_at, duration_ms, outcome, host) VALUES \
            ('nav ingest', now() - INTERVAL '500 days', now() - INTERVAL '500 days', 1, 'ok', 'h'), \
            ('nav ingest', now() - INTERVAL '1 day', now() - INTERVAL '1 day', 1, 'ok', 'h');",
@@ -55,7 +58,7 @@ async fn housekeeping_archives_then_deletes_what_the_store_no_longer_needs() {
     earlier.assert_ok();
     assert!(
         earlier.stdout.contains(
-            "idempotency_keys=0 notifications_archived=0 days_archived=0 days_waiting=0 job_runs=0"
+            "idempotency_keys=0 notifications_archived=0 days_archived=0 days_waiting=0 job_runs=0 alert_firings=0"
         ),
         "{}",
         earlier.stdout
@@ -66,7 +69,7 @@ async fn housekeeping_archives_then_deletes_what_the_store_no_longer_needs() {
     run.assert_ok();
     assert!(
         run.stdout.contains(
-            "idempotency_keys=1 notifications_archived=2 days_archived=1 days_waiting=1 job_runs=1"
+            "idempotency_keys=1 notifications_archived=2 days_archived=1 days_waiting=1 job_runs=1 alert_firings=1"
         ),
         "{}",
         run.stdout
