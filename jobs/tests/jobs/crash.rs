@@ -1,4 +1,5 @@
-//! Crash-safe, tried by force (issue 35 §4): each warehouse job is killed with SIGKILL at
+//! Crash-safe, tried by force (issue 35 §4): each warehouse job (`debits ingest`, `sip
+//! execute`, `portfolio value`; the serving jobs below) is killed with SIGKILL at
 //! moments spread over its run, many times, then run to completion; the warehouse then holds
 //! exactly the bytes an uninterrupted run wrote (nothing doubled, nothing lost, no partition
 //! half-written). `SIPLINE_CRASH_KILLS` sets the kills per job (CI: 6; by hand, more).
@@ -65,9 +66,18 @@ fn jobs_killed_at_random_moments_then_rerun_write_what_one_run_writes() {
     let base = tempfile::tempdir().unwrap();
     generate(base.path(), "400", "0/1");
     let date = "2025-01-31";
-    // Each job with the state it starts from: execution on the generated universe, then
-    // valuation on the executed one.
-    let jobs: [(&str, Vec<&str>); 2] = [
+    // The bank's report for the run: nothing returned, so every bucket's `debit_failures`
+    // partition of the date is written, empty (a write over all buckets to kill).
+    let report = base.path().with_extension("debits.csv");
+    std::fs::write(&report, "sip_id,due_date,amount,status,reason_code\n").unwrap();
+    let report = report.to_str().unwrap().to_string();
+    // Each job with the state it starts from: the debit report, execution on the generated
+    // universe, then valuation on the executed one.
+    let jobs: [(&str, Vec<&str>); 3] = [
+        (
+            "debits ingest",
+            vec!["debits", "ingest", "--input", &report, "--date", date],
+        ),
         ("sip execute", vec!["sip", "execute", "--date", date]),
         (
             "portfolio value",
