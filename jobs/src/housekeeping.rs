@@ -56,7 +56,7 @@ pub struct HousekeepingSummary {
     /// Days past the retention that still hold an unsettled notification.
     pub days_waiting: u64,
     pub job_runs: u64,
-    /// Records of NAV alerts fired (migration 0031) past the notifications' retention.
+    /// Records of NAV alerts fired (migration 0033) past the notifications' retention.
     pub alert_firings: u64,
     /// Published dates whose snapshots (and publication row) were dropped.
     pub snapshot_dates: u64,

@@ -1,23 +1,8 @@
 -- NAV alerts as one digest per person per NAV date (issue 37 §5): when several of a person's
--- alerts fire for the same date in one ingest, one `nav_alert` notification lists them all
--- (`alerts`, each with its scheme's name), keyed `nav_alert_digest:<user>:<date>:<first
--- alert>`, instead of one message each; a lone alert keeps its own notification and key as
--- before. Same kind, so muting NAV alerts mutes both.
---
--- Which (alert, date) pairs have fired is recorded, so an ingest of the same date in several
--- passes (a late scheme, a correction) tells each alert once: a later pass groups only the
--- alerts that had not fired yet.
-CREATE TABLE nav_alert_firings (
-    alert_id bigint NOT NULL REFERENCES nav_alerts (alert_id) ON DELETE CASCADE,
-    nav_date date   NOT NULL,
-    PRIMARY KEY (alert_id, nav_date)
-);
-INSERT INTO nav_alert_firings (alert_id, nav_date)
-SELECT a.alert_id, split_part(n.event_key, ':', 3)::date
-  FROM notifications n JOIN nav_alerts a ON a.alert_id = split_part(n.event_key, ':', 2)::bigint
- WHERE n.event_key LIKE 'nav\_alert:%'
-ON CONFLICT DO NOTHING;
-
+-- alerts fire for the same date, one `nav_alert` notification lists them all (`alerts`,
+-- each with its scheme's name), keyed `nav_alert_digest:<user>:<date>`, instead of one
+-- message each; a lone alert keeps its own notification and key as before. Same kind, so
+-- muting NAV alerts mutes both.
 CREATE OR REPLACE FUNCTION sipline_nav_alerts(first_date date, last_date date) RETURNS bigint
 LANGUAGE sql AS $$
     WITH moves AS (
@@ -40,11 +25,6 @@ LANGUAGE sql AS $$
             OR (a.kind = 'below' AND m.nav < a.threshold AND (m.previous IS NULL OR m.previous >= a.threshold))
             OR (a.kind = 'daily_move_pct' AND m.previous > 0
                 AND abs(m.nav - m.previous) * 100 / m.previous >= a.threshold))
-    ), fresh AS (
-        INSERT INTO nav_alert_firings (alert_id, nav_date)
-        SELECT alert_id, nav_date FROM hits
-        ON CONFLICT DO NOTHING
-        RETURNING alert_id, nav_date
     ), per_person AS (
         SELECT h.user_id, h.nav_date, count(*) AS fired, min(h.alert_id) AS first_alert,
                jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
@@ -52,13 +32,12 @@ LANGUAGE sql AS $$
                    'nav', sipline_nav_text(h.nav), 'previous_nav', sipline_nav_text(h.previous),
                    'condition', h.kind, 'threshold', h.threshold::text,
                    'scheme_name', s.scheme_name)) ORDER BY h.alert_id) AS alerts
-          FROM hits h JOIN fresh f ON f.alert_id = h.alert_id AND f.nav_date = h.nav_date
-          LEFT JOIN schemes s ON s.scheme_code = h.scheme_code
+          FROM hits h LEFT JOIN schemes s ON s.scheme_code = h.scheme_code
          GROUP BY h.user_id, h.nav_date
     ), inserted AS (
         INSERT INTO notifications (event_key, user_id, kind, payload)
         SELECT CASE WHEN fired = 1 THEN 'nav_alert:' || first_alert || ':' || nav_date
-                    ELSE 'nav_alert_digest:' || user_id || ':' || nav_date || ':' || first_alert END,
+                    ELSE 'nav_alert_digest:' || user_id || ':' || nav_date END,
                user_id, 'nav_alert',
                CASE WHEN fired = 1 THEN (alerts -> 0) - 'scheme_name'
                     ELSE jsonb_build_object('nav_date', nav_date, 'alerts', alerts) END
