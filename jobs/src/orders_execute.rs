@@ -329,8 +329,8 @@ async fn place_plan_instalments(
         let kind = PlanKind::parse(&kind)
             .ok_or_else(|| anyhow::anyhow!("plans.kind of plan {plan_id}: {kind}"))?;
         let to_ist = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&ist).naive_local();
+        let amount_paise: i64 = row.try_get("amount_paise")?;
         let schedule = plans::PlanSchedule {
-            amount: Paise(row.try_get("amount_paise")?),
             plan_day: u32::try_from(row.try_get::<i16, _>("plan_day")?).unwrap_or(0),
             start_date: row.try_get("start_date")?,
             end_date: row.try_get("end_date")?,
@@ -352,7 +352,7 @@ async fn place_plan_instalments(
                 .bind(kind.order_kind())
                 .bind(row.try_get::<i64, _>("scheme_code")?)
                 .bind(row.try_get::<Option<i64>, _>("target_scheme_code")?)
-                .bind(schedule.amount.0)
+                .bind(amount_paise)
                 .bind(received_at)
                 .bind(instalment.nav_date)
                 .bind(cut_off_of(instalment.nav_date)?)

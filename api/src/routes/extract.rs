@@ -142,6 +142,29 @@ impl FromRequestParts<Shared> for Authed {
 /// key-share lock each waited for the other: a deadlock, and a 500.
 const LOCK_USER: &str = "SELECT 1 FROM users WHERE user_id = $1 FOR NO KEY UPDATE";
 
+/// Why a status change matched no row: a 404 when the caller has no such `noun` (or it is
+/// another person's), else a 409 naming the status that does not allow `action`. Read in
+/// the change's own transaction: never a second connection while holding one.
+pub(super) async fn refused_change(
+    tx: &mut sqlx::PgConnection,
+    status_sql: &'static str,
+    id: i64,
+    user_id: i64,
+    action: &str,
+    noun: &str,
+) -> Problem {
+    let status: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(status_sql)
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await;
+    match status {
+        Err(e) => e.into(),
+        Ok(None) => Problem::not_found(format!("no such {noun}")),
+        Ok(Some(status)) => Problem::conflict(format!("cannot {action} a {noun} that is {status}")),
+    }
+}
+
 /// Locks the user's row for the rest of `tx` and returns `count_sql`'s count for them. A quota
 /// checked this way and followed by the insert in the same transaction cannot be passed by
 /// concurrent requests together (open SIPs, active alerts).

@@ -21,10 +21,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use pipeline::money::Paise;
 use pipeline::orders::plans::{PlanInstalment, PlanKind, PlanSchedule};
 
-use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::extract::{locked_count, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::orders::{
     positive, switch_target_problem, SchemeOrderRules, MAX_ORDER_AMOUNT, SCHEME_ORDER_RULES,
@@ -113,7 +112,6 @@ struct PlanList {
 fn shown(state: &Shared, row: PlanRow, now: DateTime<Utc>) -> Plan {
     let ist = serving::clock::ist();
     let schedule = PlanSchedule {
-        amount: Paise(0),
         plan_day: u32::try_from(row.plan_day).unwrap_or(0),
         start_date: row.start_date,
         end_date: row.end_date,
@@ -416,19 +414,6 @@ async fn change_plan(
             tx.commit().await?;
             Ok(json_value(&shown(&state, row, now)))
         }
-        None => {
-            // In the open transaction: never a second connection while holding one.
-            let status: Option<String> = sqlx::query_scalar(PLAN_STATUS)
-                .bind(plan_id)
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            Err(match status {
-                None => Problem::not_found("no such plan"),
-                Some(status) => {
-                    Problem::conflict(format!("cannot {action} a plan that is {status}"))
-                }
-            })
-        }
+        None => Err(refused_change(&mut tx, PLAN_STATUS, plan_id, user_id, &action, "plan").await),
     }
 }

@@ -23,7 +23,7 @@ use serde_json::Value;
 use pipeline::money::Paise;
 use pipeline::sip::{applicable_date, Mandate, SipStatus};
 
-use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::extract::{locked_count, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
@@ -571,20 +571,7 @@ async fn change_sip(
             tx.commit().await?;
             Ok(json_value(&schedule(&state, sip, latest)))
         }
-        None => {
-            // In the open transaction: never a second connection while holding one.
-            let status: Option<String> = sqlx::query_scalar(SIP_STATUS)
-                .bind(sip_id)
-                .bind(user_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            Err(match status {
-                None => Problem::not_found("no such SIP"),
-                Some(status) => {
-                    Problem::conflict(format!("cannot {action} a SIP that is {status}"))
-                }
-            })
-        }
+        None => Err(refused_change(&mut tx, SIP_STATUS, sip_id, user_id, &action, "SIP").await),
     }
 }
 

@@ -16,7 +16,6 @@ use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime};
 
 use super::CUT_OFF;
 use crate::calendar::BusinessCalendar;
-use crate::money::Paise;
 use crate::sip::applicable_date;
 
 /// How far back a run looks for instalments no run placed (a night that never ran): a
@@ -59,7 +58,6 @@ impl PlanKind {
 /// A plan's schedule and the span in which it is live, instants in India time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSchedule {
-    pub amount: Paise,
     /// 1–28, so every month has the day.
     pub plan_day: u32,
     pub start_date: NaiveDate,
@@ -178,7 +176,6 @@ mod tests {
 
     fn plan(day: u32) -> PlanSchedule {
         PlanSchedule {
-            amount: Paise(400_000),
             plan_day: day,
             start_date: d(2026, 6, 3),
             end_date: None,
