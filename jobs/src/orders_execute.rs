@@ -89,13 +89,41 @@ const PLANS_OF_DATE: &str = "SELECT plan_id, user_id, kind, scheme_code, target_
        AND start_date <= $3 AND (end_date IS NULL OR end_date >= $4) \
      ORDER BY plan_id";
 
-/// One plan instalment as an order, received at the start of its due day (India time) and
-/// fixed at its NAV date's cut-off; placing it twice adds nothing.
-const PLACE_INSTALMENT: &str = "INSERT INTO orders (user_id, kind, scheme_code, \
-       target_scheme_code, amount, received_at, nav_date, cancel_before, executes_on, plan_id, \
-       plan_due_date) \
-     VALUES ($1, $2, $3, $4, $5::numeric / 100, $6, $7, $8, $7, $9, $10) \
-     ON CONFLICT (plan_id, plan_due_date) WHERE plan_id IS NOT NULL DO NOTHING";
+/// The run's plan instalments as orders, each received at the start of its due day (India
+/// time) and fixed at its NAV date's cut-off; one already placed is skipped (a re-run adds
+/// nothing). Their ids follow the table's largest, in plan and due-date order, rather than
+/// come from the identity's sequence: a sequence's draw survives a rollback, so a run killed
+/// mid-placement would shift every id its re-run places, and with them the bytes of the
+/// warehouse's `orders` and `realized_gains`. `LOCK_ORDERS` makes the largest id stable until
+/// commit (the API's inserts wait for the one statement); `SYNC_ORDER_IDS` then moves the
+/// sequence past the ids taken, never back. Returns how many were placed and the largest id.
+const PLACE_INSTALMENTS: &str = "WITH wanted AS ( \
+       SELECT w.* FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                              $6::timestamptz[], $7::date[], $8::timestamptz[], $9::bigint[], $10::date[]) \
+         WITH ORDINALITY AS w(user_id, kind, scheme_code, target_scheme_code, amount_paise, \
+                              received_at, nav_date, cancel_before, plan_id, plan_due_date, n) \
+       WHERE NOT EXISTS (SELECT 1 FROM orders o \
+                         WHERE o.plan_id = w.plan_id AND o.plan_due_date = w.plan_due_date)), \
+     placed AS ( \
+       INSERT INTO orders (order_id, user_id, kind, scheme_code, target_scheme_code, amount, \
+         received_at, nav_date, cancel_before, executes_on, plan_id, plan_due_date) \
+       OVERRIDING SYSTEM VALUE \
+       SELECT (SELECT coalesce(max(order_id), 0) FROM orders) + row_number() OVER (ORDER BY n), \
+         user_id, kind, scheme_code, target_scheme_code, amount_paise::numeric / 100, \
+         received_at, nav_date, cancel_before, nav_date, plan_id, plan_due_date \
+       FROM wanted \
+       RETURNING order_id) \
+     SELECT count(*), max(order_id) FROM placed";
+
+/// Held until the placement commits: no other insert into `orders` between reading the
+/// largest id and committing the ids after it.
+const LOCK_ORDERS: &str = "LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE";
+
+/// The identity's sequence past the ids placement took ($1), so the API's next order gets a
+/// fresh one; never moved back (a rolled-back draw beyond stays unused).
+const SYNC_ORDER_IDS: &str = "SELECT setval(s, greatest($1, \
+       coalesce(pg_sequence_last_value(s::regclass), 0))) \
+     FROM pg_get_serial_sequence('orders', 'order_id') s";
 
 /// Plans whose instalment the source could not pay stop, from that instalment's cut-off,
 /// with one notification each (keyed by the instalment: a plan resumed and stopped again is
@@ -321,15 +349,13 @@ async fn place_plan_instalments(
         .fetch_all(pool)
         .await
         .context("reading the SWPs and STPs")?;
-    let mut tx = pool.begin().await?;
-    let mut placed = 0;
+    let mut wanted = PlanInstalments::default();
     for row in rows {
         let plan_id: i64 = row.try_get("plan_id")?;
         let kind: String = row.try_get("kind")?;
         let kind = PlanKind::parse(&kind)
             .ok_or_else(|| anyhow::anyhow!("plans.kind of plan {plan_id}: {kind}"))?;
         let to_ist = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&ist).naive_local();
-        let amount_paise: i64 = row.try_get("amount_paise")?;
         let schedule = plans::PlanSchedule {
             plan_day: u32::try_from(row.try_get::<i16, _>("plan_day")?).unwrap_or(0),
             start_date: row.try_get("start_date")?,
@@ -347,25 +373,63 @@ async fn place_plan_instalments(
                 .single()
                 .map(|t| t.with_timezone(&chrono::Utc))
                 .ok_or_else(|| anyhow::anyhow!("no instant for {}", instalment.due_date))?;
-            let done = sqlx::query(PLACE_INSTALMENT)
-                .bind(row.try_get::<i64, _>("user_id")?)
-                .bind(kind.order_kind())
-                .bind(row.try_get::<i64, _>("scheme_code")?)
-                .bind(row.try_get::<Option<i64>, _>("target_scheme_code")?)
-                .bind(amount_paise)
-                .bind(received_at)
-                .bind(instalment.nav_date)
-                .bind(cut_off_of(instalment.nav_date)?)
-                .bind(plan_id)
-                .bind(instalment.due_date)
-                .execute(&mut *tx)
-                .await
-                .context("placing a plan instalment")?;
-            placed += done.rows_affected();
+            wanted.user_id.push(row.try_get("user_id")?);
+            wanted.kind.push(kind.order_kind());
+            wanted.scheme_code.push(row.try_get("scheme_code")?);
+            wanted
+                .target_scheme_code
+                .push(row.try_get("target_scheme_code")?);
+            wanted.amount_paise.push(row.try_get("amount_paise")?);
+            wanted.received_at.push(received_at);
+            wanted.nav_date.push(instalment.nav_date);
+            wanted.cancel_before.push(cut_off_of(instalment.nav_date)?);
+            wanted.plan_id.push(plan_id);
+            wanted.plan_due_date.push(instalment.due_date);
         }
     }
+    if wanted.plan_id.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query(LOCK_ORDERS).execute(&mut *tx).await?;
+    let (placed, last_id): (i64, Option<i64>) = sqlx::query_as(PLACE_INSTALMENTS)
+        .bind(&wanted.user_id)
+        .bind(&wanted.kind)
+        .bind(&wanted.scheme_code)
+        .bind(&wanted.target_scheme_code)
+        .bind(&wanted.amount_paise)
+        .bind(&wanted.received_at)
+        .bind(&wanted.nav_date)
+        .bind(&wanted.cancel_before)
+        .bind(&wanted.plan_id)
+        .bind(&wanted.plan_due_date)
+        .fetch_one(&mut *tx)
+        .await
+        .context("placing the plan instalments")?;
+    if let Some(last_id) = last_id {
+        sqlx::query(SYNC_ORDER_IDS)
+            .bind(last_id)
+            .execute(&mut *tx)
+            .await
+            .context("moving the orders' id sequence past the instalments placed")?;
+    }
     tx.commit().await?;
-    Ok(placed)
+    Ok(u64::try_from(placed).unwrap_or(0))
+}
+
+/// The plan instalments a run wants placed, column by column (bound as arrays).
+#[derive(Default)]
+struct PlanInstalments {
+    user_id: Vec<i64>,
+    kind: Vec<&'static str>,
+    scheme_code: Vec<i64>,
+    target_scheme_code: Vec<Option<i64>>,
+    amount_paise: Vec<i64>,
+    received_at: Vec<chrono::DateTime<chrono::Utc>>,
+    nav_date: Vec<NaiveDate>,
+    cancel_before: Vec<chrono::DateTime<chrono::Utc>>,
+    plan_id: Vec<i64>,
+    plan_due_date: Vec<NaiveDate>,
 }
 
 async fn placed_orders(

@@ -1,5 +1,6 @@
 //! Crash-safe, tried by force (issue 35 §4): each warehouse job (`debits ingest`, `sip
-//! execute`, `portfolio value`; the serving jobs below) is killed with SIGKILL at
+//! execute`, `portfolio value`; the serving jobs below: `nav ingest`, `publish` daily and
+//! hourly, `orders execute`, `notify dispatch`, `housekeeping`) is killed with SIGKILL at
 //! moments spread over its run, many times, then run to completion; the warehouse then holds
 //! exactly the bytes an uninterrupted run wrote (nothing doubled, nothing lost, no partition
 //! half-written). `SIPLINE_CRASH_KILLS` sets the kills per job (CI: 6; by hand, more).
@@ -129,8 +130,14 @@ fn jobs_killed_at_random_moments_then_rerun_write_what_one_run_writes() {
 
 /// Everything the serving store holds, as text: every table (partitions through their parents)
 /// but the run log and idempotency keys, rows sorted, columns that record when (`*_at`) or a
-/// sequence's draw (a rolled-back insert still draws) left out.
-async fn serving_contents(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+/// sequence's draw (a rolled-back insert still draws) left out, and the `ignored` ones.
+async fn serving_contents(pool: &sqlx::PgPool, ignored: &[&str]) -> Vec<(String, String)> {
+    let ignored: Vec<String> = ["notification_id", "delivery_id"]
+        .iter()
+        .chain(ignored)
+        .map(|c| format!("'{c}'"))
+        .collect();
+    let ignored = ignored.join(", ");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
@@ -145,7 +152,7 @@ async fn serving_contents(pool: &sqlx::PgPool) -> Vec<(String, String)> {
         let rows: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '') FROM ( \
                SELECT (SELECT jsonb_object_agg(k, v) FROM jsonb_each(to_jsonb(t)) e(k, v) \
-                       WHERE k NOT LIKE '%\\_at' AND k NOT IN ('notification_id', 'delivery_id')) AS r \
+                       WHERE k NOT LIKE '%\\_at' AND k NOT IN ({ignored})) AS r \
                FROM {table} t) rows"
         )))
         .fetch_one(pool)
@@ -156,10 +163,11 @@ async fn serving_contents(pool: &sqlx::PgPool) -> Vec<(String, String)> {
     contents
 }
 
-/// One side of the comparison: a warehouse folder and a database.
+/// One side of the comparison: a warehouse folder, a database, and a webhook receiver.
 struct Side {
     warehouse: tempfile::TempDir,
     pg: Postgres,
+    webhook: Webhook,
 }
 
 impl Side {
@@ -167,6 +175,7 @@ impl Side {
         let side = Self {
             warehouse: tempfile::tempdir().unwrap(),
             pg: Postgres::start().await,
+            webhook: Webhook::start().await,
         };
         copy(from, side.warehouse.path());
         sipline_async(&["db", "migrate", "--database-url", &side.pg.url])
@@ -175,17 +184,124 @@ impl Side {
         side
     }
 
-    fn args(&self, job: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = job.iter().map(|a| a.to_string()).collect();
-        args.extend([
-            "--warehouse".into(),
-            self.warehouse.path().to_str().unwrap().into(),
-            "--database-url".into(),
-            self.pg.url.clone(),
-        ]);
+    fn args(&self, job: &ServingJob) -> Vec<String> {
+        let mut args = job.args.clone();
+        args.extend(["--database-url".into(), self.pg.url.clone()]);
+        if job.delivers {
+            args.extend([
+                "--webhook-url".into(),
+                self.webhook.url.clone(),
+                "--webhook-secret".into(),
+                "crash-test-secret-of-32-bytes-or-more".into(),
+            ]);
+        } else {
+            args.extend([
+                "--warehouse".into(),
+                self.warehouse.path().to_str().unwrap().into(),
+            ]);
+        }
         args
     }
 }
+
+/// A webhook receiver that answers 204 to everything and counts each idempotency key.
+struct Webhook {
+    url: String,
+    keys: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>>,
+}
+
+impl Webhook {
+    async fn start() -> Self {
+        let keys = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let seen = keys.clone();
+        let app = axum::Router::new().fallback(axum::routing::post(
+            move |headers: axum::http::HeaderMap| {
+                let seen = seen.clone();
+                async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|k| k.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    *seen.lock().unwrap().entry(key).or_insert(0) += 1;
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, keys }
+    }
+
+    fn keys(&self) -> std::collections::BTreeMap<String, u32> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+/// One serving job of the night, as the crash test runs it.
+struct ServingJob {
+    name: &'static str,
+    args: Vec<String>,
+    /// SQL run on both sides first (what people did during the day).
+    before: Option<&'static str>,
+    /// SQL run then on the crashed side only (what an earlier crash left that must not show).
+    crashed_before: Option<&'static str>,
+    /// A dispatcher: given the side's webhook instead of the warehouse.
+    delivers: bool,
+    /// Columns that differ by design after a kill (a killed attempt counts: at least once),
+    /// from this job on.
+    ignored: &'static [&'static str],
+    /// Waited before the final re-run (a killed dispatcher's claims expire first).
+    settle: Duration,
+}
+
+impl ServingJob {
+    fn new(name: &'static str, args: &[&str]) -> Self {
+        Self {
+            name,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            before: None,
+            crashed_before: None,
+            delivers: false,
+            ignored: &[],
+            settle: Duration::ZERO,
+        }
+    }
+}
+
+/// Draws from the orders' id sequence that no row kept, as a placement killed before its
+/// commit leaves (a sequence's draw survives a rollback): the re-run must place the same ids.
+const DRAWN_ORDER_IDS: &str = "SELECT nextval(pg_get_serial_sequence('orders', 'order_id')) \
+     FROM generate_series(1, 5)";
+
+/// What people did on SECOND before its cut-off: for each user, a lumpsum into the scheme of
+/// their first SIP, a redemption of ₹1,000-odd, or a redemption of everything held there (by
+/// user id modulo 3); an SWP due on the 4th for every tenth user and an STP to another scheme
+/// of the same fund house for every tenth but one. Some redemptions fail (less held than
+/// asked): outcomes too.
+const DAYS_ORDERS: &str = "WITH first_sip AS ( \
+       SELECT DISTINCT ON (user_id) user_id, scheme_code FROM sips ORDER BY user_id, sip_id), \
+     orders_placed AS ( \
+       INSERT INTO orders (user_id, kind, scheme_code, amount, redeem_all, received_at, \
+         nav_date, executes_on, cancel_before) \
+       SELECT user_id, CASE user_id % 3 WHEN 0 THEN 'purchase' ELSE 'redemption' END, \
+         scheme_code, CASE WHEN user_id % 3 = 2 THEN NULL ELSE 1000 + user_id END, \
+         user_id % 3 = 2, TIMESTAMPTZ '2025-03-04 04:00:00+00', DATE '2025-03-04', \
+         DATE '2025-03-04', TIMESTAMPTZ '2025-03-04 09:30:00+00' \
+       FROM first_sip RETURNING 1), \
+     plans_started AS ( \
+       INSERT INTO plans (user_id, kind, scheme_code, target_scheme_code, amount, plan_day, \
+         start_date, created_at, active_since) \
+       SELECT f.user_id, CASE WHEN f.user_id % 10 = 1 THEN 'swp' ELSE 'stp' END, f.scheme_code, \
+         CASE WHEN f.user_id % 10 = 2 THEN t.scheme_code END, 500, 4, DATE '2025-03-01', \
+         TIMESTAMPTZ '2025-02-01 00:00:00+00', TIMESTAMPTZ '2025-02-01 00:00:00+00' \
+       FROM first_sip f JOIN schemes s ON s.scheme_code = f.scheme_code \
+         LEFT JOIN LATERAL (SELECT min(t.scheme_code) AS scheme_code FROM schemes t \
+           WHERE t.fund_house = s.fund_house AND t.scheme_code <> s.scheme_code) t ON true \
+       WHERE f.user_id % 10 = 1 OR (f.user_id % 10 = 2 AND t.scheme_code IS NOT NULL) \
+       RETURNING 1) \
+     SELECT (SELECT count(*) FROM orders_placed), (SELECT count(*) FROM plans_started)";
 
 /// Old settled notifications for housekeeping to archive: fixed ids and times, so both sides
 /// archive the same bytes.
@@ -199,48 +315,105 @@ const OLD_NOTIFICATIONS: &str = "INSERT INTO notifications \
 
 /// The jobs that write the serving store (issue 35 §4), killed with SIGKILL at moments spread
 /// over their run and re-run, in the order a night runs them: `nav ingest` (the real AMFI file,
-/// 865 dates), `publish` of a first date with its mandates and of the next, and
-/// `housekeeping` archiving 3,000 old notifications over 79 days. After each, the warehouse's
-/// files and every table of the serving store equal an uninterrupted run's.
+/// 865 dates), `publish` of a first date with its mandates, `publish --hourly` of the next
+/// date's 10:00 valuation over it, `publish` of that next date, `orders execute` of the
+/// date's lumpsums, redemptions, SWPs and STPs, `notify dispatch` of everything those told
+/// people (to a webhook), and `housekeeping` archiving 3,000 old notifications over 79 days.
+/// After each, the warehouse's files and every table of the serving store equal an
+/// uninterrupted run's; the dispatcher's deliveries may have been attempted more than once
+/// (at least once, by design), and every message the uninterrupted run delivered was
+/// delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_leaves() {
     let base = tempfile::tempdir().unwrap();
     {
         let base = base.path().to_path_buf();
-        tokio::task::spawn_blocking(move || crate::publish::universe(&base))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            crate::publish::universe(&base);
+            let w = base.to_str().unwrap();
+            sipline(&[
+                "portfolio",
+                "value",
+                "--hourly",
+                "--date",
+                crate::publish::SECOND,
+                "--hour",
+                "10",
+                "--warehouse",
+                w,
+            ])
+            .assert_ok();
+        })
+        .await
+        .unwrap();
     }
     let clean = Side::new(base.path()).await;
     let crashed = Side::new(base.path()).await;
     let navs = fixture("NAVAll_real_2025-05-16.txt");
     let navs = navs.to_str().unwrap();
-    let jobs: [(&str, Vec<&str>, Option<&str>); 4] = [
-        (
+    let jobs = [
+        ServingJob::new(
             "nav ingest",
-            vec!["nav", "ingest", "--source", "amfi", "--input", navs],
-            None,
+            &["nav", "ingest", "--source", "amfi", "--input", navs],
         ),
-        (
+        ServingJob::new(
             "publish --mandates",
-            vec!["publish", "--date", crate::publish::FIRST, "--mandates"],
-            None,
+            &["publish", "--date", crate::publish::FIRST, "--mandates"],
         ),
-        (
-            "publish",
-            vec!["publish", "--date", crate::publish::SECOND],
-            None,
+        ServingJob::new(
+            "publish --hourly",
+            &["publish", "--date", crate::publish::SECOND, "--hourly"],
         ),
-        (
-            "housekeeping",
-            vec!["housekeeping"],
-            Some(OLD_NOTIFICATIONS),
-        ),
+        ServingJob::new("publish", &["publish", "--date", crate::publish::SECOND]),
+        ServingJob {
+            before: Some(DAYS_ORDERS),
+            crashed_before: Some(DRAWN_ORDER_IDS),
+            ..ServingJob::new(
+                "orders execute",
+                &[
+                    "--now",
+                    "2025-03-04T20:00:00+05:30",
+                    "orders",
+                    "execute",
+                    "--date",
+                    crate::publish::SECOND,
+                ],
+            )
+        },
+        ServingJob {
+            delivers: true,
+            ignored: &["attempts"],
+            // The claim a killed dispatcher held: 1 s lease, raised to one round of 1 s
+            // sends plus the 5 s margin.
+            settle: Duration::from_secs(7),
+            ..ServingJob::new(
+                "notify dispatch",
+                &[
+                    "notify",
+                    "dispatch",
+                    "--lease-secs",
+                    "1",
+                    "--timeout-secs",
+                    "1",
+                    "--batch",
+                    "8",
+                    "--concurrency",
+                    "8",
+                ],
+            )
+        },
+        ServingJob {
+            before: Some(OLD_NOTIFICATIONS),
+            ..ServingJob::new("housekeeping", &["housekeeping"])
+        },
     ];
     let mut killed_mid_run = 0;
-    for (name, job, before) in jobs {
-        for side in [&clean, &crashed] {
-            if let Some(statement) = before {
+    let mut ignored: Vec<&str> = Vec::new();
+    for job in &jobs {
+        let name = job.name;
+        ignored.extend(job.ignored);
+        for (side, crashed_only) in [(&clean, None), (&crashed, job.crashed_before)] {
+            for statement in job.before.into_iter().chain(crashed_only) {
                 let pool = side.pg.pool().await;
                 sqlx::query(statement)
                     .execute(&pool)
@@ -249,19 +422,19 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
             }
         }
         let started = Instant::now();
-        sipline_async(
+        let clean_run = sipline_async(
             &clean
-                .args(&job)
+                .args(job)
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
         )
-        .await
-        .assert_ok();
+        .await;
+        clean_run.assert_ok();
         let took = started.elapsed();
         let n = kills();
         let landed_before = killed_mid_run;
-        let crash_args = crashed.args(&job);
+        let crash_args = crashed.args(job);
         for i in 0..n {
             let after = took.mul_f64(f64::from(i) / f64::from(n.max(1)) * 1.1);
             let args = crash_args.clone();
@@ -272,9 +445,9 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
                 killed_mid_run += 1;
             }
         }
-        sipline_async(&crash_args.iter().map(String::as_str).collect::<Vec<_>>())
-            .await
-            .assert_ok();
+        tokio::time::sleep(job.settle).await;
+        let rerun = sipline_async(&crash_args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        rerun.assert_ok();
         let (clean_files, crashed_files) = (
             snapshot(clean.warehouse.path()),
             snapshot(crashed.warehouse.path()),
@@ -285,8 +458,8 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
             "{name}: after {n} kills and a re-run, these warehouse files differ: {differing:?}"
         );
         let (clean_rows, crashed_rows) = (
-            serving_contents(&clean.pg.pool().await).await,
-            serving_contents(&crashed.pg.pool().await).await,
+            serving_contents(&clean.pg.pool().await, &ignored).await,
+            serving_contents(&crashed.pg.pool().await, &ignored).await,
         );
         let differing: Vec<String> = clean_rows
             .iter()
@@ -306,9 +479,34 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
             differing.is_empty(),
             "{name}: after {n} kills and a re-run, these tables differ: {differing:?}"
         );
+        let mut delivered = String::new();
+        if job.delivers {
+            let (sent, received) = (clean.webhook.keys(), crashed.webhook.keys());
+            assert!(!sent.is_empty(), "{name}: nothing to deliver");
+            assert!(
+                sent.values().all(|n| *n == 1),
+                "{name}: the uninterrupted run sent a message twice"
+            );
+            let lost: Vec<&String> = sent.keys().filter(|k| !received.contains_key(*k)).collect();
+            assert!(
+                lost.is_empty(),
+                "{name}: never delivered after the kills: {lost:?}"
+            );
+            let extra: Vec<&String> = received.keys().filter(|k| !sent.contains_key(*k)).collect();
+            assert!(
+                extra.is_empty(),
+                "{name}: delivered only after the kills: {extra:?}"
+            );
+            let again: u32 = received.values().map(|n| n - 1).sum();
+            delivered = format!(
+                ", {} messages delivered, {again} sent again (same idempotency key)",
+                sent.len()
+            );
+        }
         eprintln!(
-            "{name}: {n} kills ({} while running, uninterrupted run {took:?}), files and tables differing: 0",
-            killed_mid_run - landed_before
+            "{name}: {n} kills ({} while running, uninterrupted run {took:?}), files and tables differing: 0{delivered}; {}",
+            killed_mid_run - landed_before,
+            clean_run.stdout.lines().last().unwrap_or("").trim()
         );
     }
     assert!(killed_mid_run > 0, "no kill landed while a job was running");
@@ -422,8 +620,8 @@ async fn postgres_stopped_in_the_middle_of_a_publish_leaves_the_previous_date_se
         sipline_async(&args).await.assert_ok();
     }
     assert_eq!(
-        serving_contents(&pg.pool().await).await,
-        serving_contents(&clean.pool().await).await
+        serving_contents(&pg.pool().await, &[]).await,
+        serving_contents(&clean.pool().await, &[]).await
     );
 }
 
