@@ -14,7 +14,13 @@ pub struct Problem {
     pub errors: Vec<(String, String)>,
     /// Seconds for `Retry-After` (429; a 503 says 1 unless set).
     pub retry_after: Option<u64>,
+    /// What went wrong inside, for the error report of a 5xx (never sent to the client).
+    pub cause: Option<String>,
 }
+
+/// A 5xx answer's cause, left in the response's extensions for the error report.
+#[derive(Clone, Debug)]
+pub struct ProblemCause(pub String);
 
 impl Problem {
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
@@ -24,6 +30,7 @@ impl Problem {
             detail: Some(detail.into()),
             errors: Vec::new(),
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -54,6 +61,7 @@ impl Problem {
             detail: Some("the request body breaks the rules below".into()),
             errors,
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -78,6 +86,7 @@ impl Problem {
             detail: None,
             errors: Vec::new(),
             retry_after: None,
+            cause: None,
         }
     }
 }
@@ -105,14 +114,20 @@ impl From<sqlx::Error> for Problem {
         };
         if busy {
             tracing::warn!(error = %error, "database busy or unavailable");
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service Unavailable",
-                "the database is busy or unavailable: retry shortly",
-            );
+            return Self {
+                cause: Some(error.to_string()),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                    "the database is busy or unavailable: retry shortly",
+                )
+            };
         }
         tracing::error!(error = %error, "database error");
-        Self::internal()
+        Self {
+            cause: Some(error.to_string()),
+            ..Self::internal()
+        }
     }
 }
 
@@ -134,6 +149,9 @@ impl IntoResponse for Problem {
                 .collect();
         }
         let mut response = (self.status, body.to_string()).into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(ProblemCause(cause));
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),

@@ -23,6 +23,9 @@ use serving::secret::Secret;
 /// re-run after later dates ran (`sip execute` without `--rewind`: nothing written),
 /// 7 not one NAV dated the day (`nav ingest --date`: late, or a market holiday; retry, and at
 /// the deadline end the night waiting: the next business day settles it).
+///
+/// Errors are reported to Sentry when `SENTRY_DSN` is set (panics, failed jobs, the API's 5xx
+/// answers; `SENTRY_ENVIRONMENT` names the deployment); `sipline report-test` checks the setup.
 #[derive(Debug, Parser)]
 #[command(name = "sipline", version)]
 pub struct Cli {
@@ -117,6 +120,9 @@ pub enum Command {
     /// Prints the GraphQL subgraph's SDL (with its federation directives), as `serve` offers
     /// it at `GET /graphql`: for a gateway's composition or `rover`.
     GraphqlSdl,
+    /// Checks error reporting end to end: sends a test message to the Sentry project of
+    /// `SENTRY_DSN`, then panics on purpose so the panic report is seen arriving too (exit 101).
+    ReportTest,
 }
 
 #[derive(Debug, Args)]
@@ -1014,7 +1020,8 @@ pub fn job_run(command: &Command) -> Option<JobRun> {
         | Command::Calendar(_)
         | Command::Notify(NotifyCommand::Worker(_) | NotifyCommand::Stats)
         | Command::Serve(_)
-        | Command::GraphqlSdl => return None,
+        | Command::GraphqlSdl
+        | Command::ReportTest => return None,
     };
     let mut run = JobRun::start(
         job,

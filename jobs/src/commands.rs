@@ -48,6 +48,9 @@ pub async fn run(
             print!("{}", api::graphql::sdl());
             Ok(RowCounts::default())
         }
+        Command::ReportTest => {
+            crate::plumbing::error_reports::test_reports().map(|()| RowCounts::default())
+        }
         Command::Calendar(CalendarCommand::Check(args)) => check_calendar(args).await,
         Command::Sips(SipsCommand::Export(args)) => export_sips(args, database_url, clock).await,
         Command::Orders(OrdersCommand::Execute(args)) => {

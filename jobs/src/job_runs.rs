@@ -43,6 +43,11 @@ pub struct JobRun {
 }
 
 impl JobRun {
+    /// The job's name, as `job_runs` records it.
+    pub fn name(&self) -> &'static str {
+        self.job
+    }
+
     /// The run's root span: one trace per job run (see `telemetry`).
     pub fn span(&self) -> tracing::Span {
         crate::plumbing::telemetry::job_span(self.job, self.date, self.shard.as_deref())
@@ -115,7 +120,7 @@ impl JobRun {
             "duration_ms": u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "host": hostname(),
             "version": env!("CARGO_PKG_VERSION"),
-            "args": redact(args),
+            "args": crate::plumbing::redact::args(args),
             "warnings": self.warnings,
         })
     }
@@ -153,27 +158,6 @@ impl JobRun {
         pool.close().await;
         Ok(())
     }
-}
-
-/// The command line without the database password: manifests are read by more people than
-/// the database is.
-fn redact(args: Vec<String>) -> Vec<String> {
-    let mut out = Vec::with_capacity(args.len());
-    let mut secret_next = false;
-    for arg in args {
-        if secret_next {
-            out.push("<redacted>".to_string());
-            secret_next = false;
-        } else if arg == "--database-url" {
-            secret_next = true;
-            out.push(arg);
-        } else if arg.starts_with("--database-url=") {
-            out.push("--database-url=<redacted>".to_string());
-        } else {
-            out.push(crate::plumbing::redact::urls(&arg));
-        }
-    }
-    out
 }
 
 fn hostname() -> Option<String> {

@@ -43,7 +43,22 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::BAD_INPUT);
         }
     };
+    // Error reports (Sentry) when SENTRY_DSN is set; the guard flushes them at the end.
+    let reports = match jobs::plumbing::error_reports::init() {
+        Ok(reports) => reports,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::BAD_INPUT);
+        }
+    };
+    if reports.is_some() {
+        jobs::plumbing::error_reports::describe_process(
+            job.as_ref().map_or(service, |job| job.name()),
+            std::env::args().skip(1).collect(),
+        );
+    }
     let code = run_to_exit(cli, job);
+    drop(reports);
     telemetry.shutdown();
     code
 }
@@ -69,6 +84,14 @@ fn run_to_exit(cli: Cli, job: Option<jobs::job_runs::JobRun>) -> ExitCode {
     let span = job
         .as_ref()
         .map_or_else(tracing::Span::none, |job| job.span());
+    // A report (a panic, the failure below) names the run's trace when spans are exported.
+    if let Some(trace_id) = jobs::plumbing::telemetry::trace_id(&span) {
+        sentry::configure_scope(|scope| {
+            if let Some(trace) = jobs::plumbing::error_reports::trace_context(&trace_id) {
+                scope.set_context("trace", trace);
+            }
+        });
+    }
     let result = runtime.block_on(run(cli.command, database_url, clock).instrument(span.clone()));
     span.record(
         "otel.status_code",
@@ -96,6 +119,11 @@ fn run_to_exit(cli: Cli, job: Option<jobs::job_runs::JobRun>) -> ExitCode {
             let message = jobs::plumbing::redact::urls(&format!("{error:#}"));
             tracing::error!(error = message, "job failed");
             eprintln!("error: {message}");
+            jobs::plumbing::error_reports::report_failed_job(
+                exit::classify(&error),
+                exit::outcome(&error),
+                &message,
+            );
             code
         }
     }

@@ -187,6 +187,13 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
         });
         let _ = span.set_parent(parent);
     }
+    // Kept for an error report: the caller's trace, whether or not spans are exported.
+    let trace_parent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .map(str::to_string);
     let started = Instant::now();
     let mut response = match tokio::time::timeout(
         state.request_timeout,
@@ -207,6 +214,15 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     span.record("http.response.status_code", status);
     if status >= 500 {
         span.record("otel.status_code", "error");
+        report_server_error(
+            &span,
+            &trace_parent,
+            method,
+            route,
+            status,
+            &request_id,
+            &response,
+        );
     }
     state
         .metrics
@@ -214,6 +230,57 @@ async fn observe(State(state): State<Shared>, request: Request, next: Next) -> R
     tracing::debug!(parent: &span, status, elapsed_us = elapsed.as_micros() as u64, "request");
     response.headers_mut().insert("x-request-id", request_id);
     response
+}
+
+/// A 5xx answer reported to Sentry (a no-op unless `SENTRY_DSN` is set): the route, not the
+/// path (a path holds a user's id), the status, the request id the client saw, the trace
+/// (the exported span's, else the caller's `traceparent`) and the cause a `Problem` left.
+fn report_server_error(
+    span: &tracing::Span,
+    trace_parent: &Option<String>,
+    method: &str,
+    route: &str,
+    status: u16,
+    request_id: &HeaderValue,
+    response: &Response,
+) {
+    if sentry::Hub::current().client().is_none() {
+        return;
+    }
+    use opentelemetry::trace::TraceContextExt;
+    let context = span.context();
+    let exported = context.span().span_context().trace_id();
+    let trace_id = (exported != opentelemetry::trace::TraceId::INVALID)
+        .then(|| exported.to_string())
+        .or_else(|| trace_parent.clone())
+        .and_then(|t| t.parse::<sentry::protocol::TraceId>().ok());
+    let cause = response
+        .extensions()
+        .get::<crate::problem::ProblemCause>()
+        .map_or("", |c| c.0.as_str());
+    let mut event = sentry::protocol::Event {
+        level: sentry::Level::Error,
+        message: Some(format!("{method} {route} answered {status}: {cause}")),
+        transaction: Some(format!("{method} {route}")),
+        ..Default::default()
+    };
+    event.tags.insert("route".into(), route.into());
+    event.tags.insert("method".into(), method.into());
+    event.tags.insert("status".into(), status.to_string());
+    event.tags.insert(
+        "request_id".into(),
+        request_id.to_str().unwrap_or_default().into(),
+    );
+    if let Some(trace_id) = trace_id {
+        event.contexts.insert(
+            "trace".into(),
+            sentry::protocol::Context::Trace(Box::new(sentry::protocol::TraceContext {
+                trace_id,
+                ..Default::default()
+            })),
+        );
+    }
+    sentry::capture_event(event);
 }
 
 /// 16 random hex digits.

@@ -3,6 +3,7 @@
 //! Nothing here imports a job or the command line; the jobs import it.
 
 pub mod copy_binary;
+pub mod error_reports;
 pub mod exit;
 pub mod fetch;
 pub mod memory;

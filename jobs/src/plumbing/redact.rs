@@ -4,6 +4,38 @@
 //! signed query; logs, `last_error`, `job_runs.error` and run manifests are read by more people
 //! than the secrets are meant for.
 
+/// A command line as it may be shown (run manifests, error reports): the value of every flag
+/// that carries a secret — the database URL, and any flag named for a secret, key, token,
+/// password or DSN — replaced by `<redacted>`, and URLs elsewhere stripped as by `urls`.
+pub fn args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let secret_flag = |flag: &str| {
+        flag == "--database-url"
+            || ["secret", "key", "token", "password", "dsn"]
+                .iter()
+                .any(|word| flag.contains(word))
+    };
+    let mut out = Vec::new();
+    let mut secret_next = false;
+    for arg in args {
+        if secret_next {
+            out.push("<redacted>".to_string());
+            secret_next = false;
+        } else if let Some((flag, _)) = arg.split_once('=').filter(|(f, _)| f.starts_with("--")) {
+            if secret_flag(flag) {
+                out.push(format!("{flag}=<redacted>"));
+            } else {
+                out.push(urls(&arg));
+            }
+        } else if arg.starts_with("--") && secret_flag(&arg) {
+            secret_next = true;
+            out.push(arg);
+        } else {
+            out.push(urls(&arg));
+        }
+    }
+    out
+}
+
 /// `text` with every `scheme://…` URL in it stripped of its user info, query and fragment
 /// (`https://host/path?<redacted>`).
 pub fn urls(text: &str) -> String {
@@ -112,6 +144,37 @@ fn looks_like_a_file_name(segment: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_line_keeps_its_shape_and_loses_its_secrets() {
+        let shown = args(
+            [
+                "notify",
+                "dispatch",
+                "--database-url",
+                "postgres://u:pw-1@db/x",
+                "--webhook-secret=whsec-2",
+                "--exotel-api-key",
+                "exo-3",
+                "--metrics-token",
+                "tok-4",
+                "--webhook-url",
+                "https://hooks.example/services/T0/tok-5",
+                "--input=https://bucket.example/NAVAll.txt?X-Amz-Signature=sig-6",
+                "--date",
+                "2026-12-07",
+            ]
+            .map(String::from),
+        );
+        let joined = shown.join(" ");
+        for secret in ["pw-1", "whsec-2", "exo-3", "tok-4", "tok-5", "sig-6"] {
+            assert!(!joined.contains(secret), "{secret} in {joined}");
+        }
+        assert_eq!(shown[2..4], ["--database-url", "<redacted>"]);
+        assert_eq!(shown[4], "--webhook-secret=<redacted>");
+        assert!(shown[10].starts_with("https://hooks.example"), "{joined}");
+        assert_eq!(shown[12..], ["--date", "2026-12-07"]);
+    }
 
     #[test]
     fn strips_credentials_and_queries_from_every_url_in_a_text() {

@@ -147,6 +147,14 @@ pub fn job_span(job: &str, date: Option<chrono::NaiveDate>, shard: Option<&str>)
 }
 
 /// The span of one outgoing HTTP request (a NAV file, a report, a webhook), with the
+/// The W3C trace id of `span` (32 hex digits) when its trace is recorded: spans exported.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    let context = span.context();
+    let trace_id = context.span().span_context().trace_id();
+    (trace_id != opentelemetry::trace::TraceId::INVALID).then(|| trace_id.to_string())
+}
+
 /// `traceparent` header that continues the trace at the receiver.
 pub fn http_client_span(method: &str, url: &str) -> (tracing::Span, HashMap<String, String>) {
     let span = tracing::info_span!(

@@ -8,6 +8,7 @@ mod copy_binary;
 mod crash;
 mod date_rules;
 mod debits;
+mod error_reports;
 // The capital-gains oracle written from the rules alone (issue 36), shared with pipeline's tests.
 #[path = "../../../pipeline/tests/support/gains_oracle.rs"]
 mod gains_oracle;
