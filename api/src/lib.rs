@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 mod openapi;
 pub mod problem;
+pub mod replica;
 mod routes;
 
 use std::net::SocketAddr;
@@ -29,6 +30,10 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub database_url: String,
     pub auth: auth::AuthConfig,
+    /// A streaming-replication standby of `database_url` for reads of published data.
+    pub read_database_url: Option<String>,
+    /// The standby is left out while its replay lags more than this.
+    pub max_replica_lag: Duration,
     /// Apply migrations before serving.
     pub migrate: bool,
     pub request_timeout: Duration,
@@ -63,7 +68,10 @@ pub enum ServeError {
 }
 
 pub struct AppState {
+    /// The primary: every write, and reads that must see them.
     pub pool: PgPool,
+    /// The standby for published reads, when configured (see `replica`).
+    pub replica: Option<Arc<replica::Replica>>,
     pub verifier: auth::Verifier,
     pub caches: cache::Caches,
     pub metrics: metrics::Metrics,
@@ -90,8 +98,17 @@ const SUBJECTS_KEPT: u64 = 1_000_000;
 
 impl AppState {
     pub fn new(pool: PgPool, config: &ServeConfig) -> Shared {
+        Self::with_replica(pool, None, config)
+    }
+
+    pub fn with_replica(
+        pool: PgPool,
+        replica: Option<Arc<replica::Replica>>,
+        config: &ServeConfig,
+    ) -> Shared {
         Arc::new(Self {
             pool,
+            replica,
             verifier: auth::Verifier::new(config.auth.clone()),
             caches: cache::Caches::new(config.cache_bytes),
             metrics: metrics::Metrics::default(),
@@ -125,25 +142,38 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // A statement may not outlive its request, and a lock wait (a publish switching dates)
     // ends after two seconds with a 503 rather than queueing every reader behind it.
     let statement_timeout_ms = config.request_timeout.as_millis().max(1);
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(move |conn, _meta| {
-            Box::pin(async move {
-                sqlx::Executor::execute(
-                    &mut *conn,
-                    sqlx::AssertSqlSafe(format!(
-                        "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = 2000"
-                    )),
-                )
-                .await?;
-                Ok(())
+    let pool_options = || {
+        PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        sqlx::AssertSqlSafe(format!(
+                            "SET statement_timeout = {statement_timeout_ms}; SET lock_timeout = 2000"
+                        )),
+                    )
+                    .await?;
+                    Ok(())
+                })
             })
-        })
-        .connect(&config.database_url)
-        .await?;
+    };
+    let pool = pool_options().connect(&config.database_url).await?;
+    // The standby may be down at start: connected lazily, the monitor finds out.
+    let replica = match &config.read_database_url {
+        Some(url) => {
+            let standby = pool_options()
+                .acquire_timeout(Duration::from_secs(1))
+                .connect_lazy(url)?;
+            let replica = Arc::new(replica::Replica::new(standby, config.max_replica_lag));
+            tokio::spawn(replica.clone().monitor(pool.clone()));
+            Some(replica)
+        }
+        None => None,
+    };
 
-    let state = AppState::new(pool, &config);
+    let state = AppState::with_replica(pool, replica, &config);
     tokio::spawn(invalidate_on_publish(
         config.database_url.clone(),
         state.clone(),
@@ -180,6 +210,16 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Published data may have changed: the standby must first replay to the primary's position
+/// now (so no read refills a cache from a standby still showing the previous date), then
+/// the caches are cleared.
+async fn published_changed(state: &Shared) {
+    if let Some(replica) = &state.replica {
+        replica.publish_announced(&state.pool).await;
+    }
+    state.caches.clear_published();
+}
+
 /// Clears the caches of published data on every `publish` NOTIFY, and whenever the LISTEN
 /// connection was lost (a NOTIFY may have been missed meanwhile).
 async fn invalidate_on_publish(database_url: String, state: Shared) {
@@ -197,7 +237,7 @@ async fn invalidate_on_publish(database_url: String, state: Shared) {
             tokio::time::sleep(Duration::from_secs(5)).await;
             continue;
         }
-        state.caches.clear_published();
+        published_changed(&state).await;
         loop {
             match listener.try_recv().await {
                 Ok(Some(notification)) => {
@@ -205,15 +245,15 @@ async fn invalidate_on_publish(database_url: String, state: Shared) {
                         payload = notification.payload(),
                         "publish notified: caches cleared"
                     );
-                    state.caches.clear_published();
+                    published_changed(&state).await;
                 }
                 Ok(None) => {
                     tracing::warn!("cache invalidation: connection lost; caches cleared");
-                    state.caches.clear_published();
+                    published_changed(&state).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cache invalidation: reconnecting");
-                    state.caches.clear_published();
+                    published_changed(&state).await;
                     break;
                 }
             }

@@ -15,6 +15,8 @@ async fn spawn_app() -> SocketAddr {
     let config = api::ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: "postgres://nobody@127.0.0.1:1/none".into(),
+        read_database_url: None,
+        max_replica_lag: Duration::from_secs(5),
         auth: api::auth::AuthConfig {
             hs256_secret: Some("a-test-secret-of-at-least-32-bytes!!".into()),
             jwks: None,

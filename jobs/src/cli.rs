@@ -113,7 +113,7 @@ pub enum Command {
     #[command(subcommand)]
     Notify(NotifyCommand),
     /// The HTTP API over PostgreSQL (portfolios, charts, SIPs, NAVs, notifications, alerts).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Removes what the serving store no longer needs: expired idempotency keys, settled
     /// notifications past their retention (archived to the warehouse first), old job runs.
     Housekeeping(HousekeepingArgs),
@@ -145,6 +145,15 @@ pub struct ServeArgs {
     /// The `role` claim of service tokens, which may read any user.
     #[arg(long, env = "SIPLINE_SERVICE_ROLE", default_value = "service_role")]
     pub service_role: String,
+    /// A hot standby (streaming replication) of the database, for reads of published data:
+    /// portfolios, charts, instalments, schemes, NAVs, statements. Writes, a person's reads
+    /// right after their own writes, and everything while the standby is down or behind go to
+    /// the primary.
+    #[arg(long, env = "SIPLINE_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// The standby is left out while it lags the primary by more than this many seconds.
+    #[arg(long, env = "SIPLINE_MAX_REPLICA_LAG_SECS", default_value_t = 5)]
+    pub max_replica_lag_secs: u64,
     /// Apply the migrations before serving: needs a role that may run DDL, which the serving
     /// role should not have (in production, `sipline db migrate` as the owner before deploying).
     #[arg(long)]

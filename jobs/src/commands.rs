@@ -43,7 +43,7 @@ pub async fn run(
         }
         Command::Notify(NotifyCommand::Worker(args)) => run_notify_worker(args, database_url).await,
         Command::Notify(NotifyCommand::Stats) => print_notify_stats(database_url).await,
-        Command::Serve(args) => serve_api(args, database_url, clock).await,
+        Command::Serve(args) => serve_api(*args, database_url, clock).await,
         Command::GraphqlSdl => {
             print!("{}", api::graphql::sdl());
             Ok(RowCounts::default())
@@ -337,6 +337,8 @@ async fn serve_api(
     api::serve(api::ServeConfig {
         listen: args.listen,
         database_url: required(database_url, "serve")?,
+        read_database_url: args.read_database_url,
+        max_replica_lag: Duration::from_secs(args.max_replica_lag_secs),
         auth,
         migrate: args.migrate,
         request_timeout: Duration::from_millis(args.request_timeout_ms.max(1)),

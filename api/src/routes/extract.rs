@@ -122,16 +122,27 @@ impl FromRequestParts<Shared> for Authed {
         if let Some(limiter) = &state.user_limiter {
             limiter.check(&caller)?;
         }
-        let user_id = match state.subjects.get(&caller.subject) {
-            Some(id) => Some(id),
+        let (user_id, looked_up) = match state.subjects.get(&caller.subject) {
+            Some(id) => (Some(id), false),
             None => {
                 let id = user_of(state, &caller).await?;
                 if let Some(id) = id {
                     state.subjects.insert(caller.subject.clone(), id);
                 }
-                id
+                (id, true)
             }
         };
+        // Read-your-writes: a person writing (or just provisioned) reads the primary for a
+        // while, not a standby that may not have replayed it yet.
+        if let (Some(id), Some(replica)) = (user_id, &state.replica) {
+            let reads = matches!(
+                parts.method,
+                axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+            );
+            if looked_up || !reads {
+                replica.wrote(id);
+            }
+        }
         Ok(Self { caller, user_id })
     }
 }

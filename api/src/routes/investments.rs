@@ -127,17 +127,19 @@ async fn list_investments(
     let (before_date, before_sip) = parse_before(query.before.as_deref())?;
     let investments: Vec<Instalment> = timed(
         &state,
-        sqlx::query_as(INVESTMENTS)
-            .bind(user_id)
-            .bind(query.sip_id)
-            .bind(query.scheme_code)
-            .bind(query.from)
-            .bind(query.to)
-            .bind(query.status.as_deref())
-            .bind(before_date)
-            .bind(before_sip)
-            .bind(limit)
-            .fetch_all(&state.pool),
+        state.read_published(Some(user_id), |pool| {
+            sqlx::query_as(INVESTMENTS)
+                .bind(user_id)
+                .bind(query.sip_id)
+                .bind(query.scheme_code)
+                .bind(query.from)
+                .bind(query.to)
+                .bind(query.status.as_deref())
+                .bind(before_date)
+                .bind(before_sip)
+                .bind(limit)
+                .fetch_all(pool)
+        }),
     )
     .await?;
     let next_before = (investments.len() as i64 == limit)
@@ -187,11 +189,13 @@ async fn portfolio_history(
     }
     let points: Vec<HistoryPoint> = timed(
         &state,
-        sqlx::query_as(HISTORY)
-            .bind(user_id)
-            .bind(range.from)
-            .bind(range.to)
-            .fetch_all(&state.pool),
+        state.read_published(Some(user_id), |pool| {
+            sqlx::query_as(HISTORY)
+                .bind(user_id)
+                .bind(range.from)
+                .bind(range.to)
+                .fetch_all(pool)
+        }),
     )
     .await?;
     Ok(json_value(&History { user_id, points }))

@@ -61,9 +61,11 @@ async fn latest_nav(
     let load = async {
         let nav: Option<LatestNav> = timed(
             &state,
-            sqlx::query_as(LATEST_NAV)
-                .bind(scheme_code)
-                .fetch_optional(&state.pool),
+            state.read_published(None, |pool| {
+                sqlx::query_as(LATEST_NAV)
+                    .bind(scheme_code)
+                    .fetch_optional(pool)
+            }),
         )
         .await?;
         nav.map(|nav| serde_json::to_vec(&nav).map(Bytes::from))
@@ -95,12 +97,14 @@ async fn nav_history(
     }
     let navs: Vec<DatedNav> = timed(
         &state,
-        sqlx::query_as(NAV_HISTORY)
-            .bind(scheme_code)
-            .bind(query.from)
-            .bind(query.to)
-            .bind(limit)
-            .fetch_all(&state.pool),
+        state.read_published(None, |pool| {
+            sqlx::query_as(NAV_HISTORY)
+                .bind(scheme_code)
+                .bind(query.from)
+                .bind(query.to)
+                .bind(limit)
+                .fetch_all(pool)
+        }),
     )
     .await?;
     if navs.is_empty() {

@@ -88,6 +88,10 @@ async fn metrics(State(state): State<Shared>, headers: axum::http::HeaderMap) ->
         }
     };
     body.push_str(&jobs);
+    body.push_str(crate::replica::METRICS_HELP);
+    if let Some(replica) = &state.replica {
+        body.push_str(&replica.metrics());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

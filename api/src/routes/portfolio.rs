@@ -117,9 +117,9 @@ async fn portfolio(
     let load = async {
         let portfolio: Option<Portfolio> = timed(
             &state,
-            sqlx::query_as(PORTFOLIO)
-                .bind(user_id)
-                .fetch_optional(&state.pool),
+            state.read_published(Some(user_id), |pool| {
+                sqlx::query_as(PORTFOLIO).bind(user_id).fetch_optional(pool)
+            }),
         )
         .await?;
         let Some(portfolio) = portfolio else {
@@ -177,9 +177,11 @@ async fn empty_portfolio(state: &Shared, user_id: i64) -> Result<EmptyPortfolio,
     let (next_instalment, sips) = upcoming_instalment(state, user_id).await?;
     let orders_received: i64 = timed(
         state,
-        sqlx::query_scalar(ORDERS_RECEIVED)
-            .bind(user_id)
-            .fetch_one(&state.pool),
+        state.read_published(Some(user_id), |pool| {
+            sqlx::query_scalar(ORDERS_RECEIVED)
+                .bind(user_id)
+                .fetch_one(pool)
+        }),
     )
     .await?;
     Ok(EmptyPortfolio {
@@ -217,9 +219,11 @@ async fn chart(
     let load = async {
         let config: Option<String> = timed(
             &state,
-            sqlx::query_scalar(graph_type.statement())
-                .bind(user_id)
-                .fetch_optional(&state.pool),
+            state.read_published(Some(user_id), |pool| {
+                sqlx::query_scalar(graph_type.statement())
+                    .bind(user_id)
+                    .fetch_optional(pool)
+            }),
         )
         .await?;
         Ok(config.map(Bytes::from))

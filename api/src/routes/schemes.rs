@@ -173,28 +173,30 @@ async fn search_schemes(
     let schemes: Vec<SchemeSummary> = match text {
         Some(text) => {
             let page = |sql: String| {
-                filtered(sql)
-                    .bind(text.clone())
-                    .bind(after_score)
-                    .bind(after_code)
-                    .bind(limit)
-                    .fetch_all(&state.pool)
+                let (filtered, text) = (&filtered, &text);
+                state.read_published(None, move |pool| {
+                    filtered(sql.clone())
+                        .bind(text.clone())
+                        .bind(after_score)
+                        .bind(after_code)
+                        .bind(limit)
+                        .fetch_all(pool)
+                })
             };
-            // Which way a search goes depends on the text alone, so every page of it goes the
-            // same way: a code, an ISIN or a fund house exactly (score 1); else every word typed
-            // as the start of a word of the scheme, as people type (full-text rank over
-            // prefixes, migration 0026); else word similarity (typos, joined words).
+            let which = format!(
+                "SELECT EXISTS (SELECT 1 FROM schemes s WHERE {}), \
+                        EXISTS (SELECT 1 FROM schemes s \
+                                WHERE s.search_words @@ sipline_prefix_query($1))",
+                exact_condition(&text, "$1")
+            );
             let (exact, words): (bool, bool) = timed(
                 &state,
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT EXISTS (SELECT 1 FROM schemes s WHERE {}), \
-                            EXISTS (SELECT 1 FROM schemes s \
-                                    WHERE s.search_words @@ sipline_prefix_query($1))",
-                    exact_condition(&text, "$1")
-                )))
-                .persistent(false)
-                .bind(text.clone())
-                .fetch_one(&state.pool),
+                state.read_published(None, |pool| {
+                    sqlx::query_as(sqlx::AssertSqlSafe(which.clone()))
+                        .persistent(false)
+                        .bind(text.clone())
+                        .fetch_one(pool)
+                }),
             )
             .await?;
             let scored = |score: &str, matches: &str| {
@@ -230,15 +232,18 @@ async fn search_schemes(
             timed(&state, page(sql)).await?
         }
         None => {
+            let sql = format!(
+                "SELECT {SCHEME_COLUMNS}, NULL::real AS score FROM schemes s \
+                 WHERE {FILTERS} AND s.scheme_code > $6 ORDER BY s.scheme_code LIMIT $7"
+            );
             timed(
                 &state,
-                filtered(format!(
-                    "SELECT {SCHEME_COLUMNS}, NULL::real AS score FROM schemes s \
-                     WHERE {FILTERS} AND s.scheme_code > $6 ORDER BY s.scheme_code LIMIT $7"
-                ))
-                .bind(after_code)
-                .bind(limit)
-                .fetch_all(&state.pool),
+                state.read_published(None, |pool| {
+                    filtered(sql.clone())
+                        .bind(after_code)
+                        .bind(limit)
+                        .fetch_all(pool)
+                }),
             )
             .await?
         }
@@ -292,9 +297,11 @@ async fn scheme_detail(
 ) -> Result<Response, Problem> {
     let scheme: Option<SchemeDetail> = timed(
         &state,
-        sqlx::query_as(SCHEME_DETAIL)
-            .bind(scheme_code)
-            .fetch_optional(&state.pool),
+        state.read_published(None, |pool| {
+            sqlx::query_as(SCHEME_DETAIL)
+                .bind(scheme_code)
+                .fetch_optional(pool)
+        }),
     )
     .await?;
     match scheme {

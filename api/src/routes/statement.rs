@@ -174,10 +174,12 @@ async fn navs_on(
 ) -> Result<BTreeMap<i64, Option<String>>, Problem> {
     let rows: Vec<(i64, Option<String>)> = timed(
         state,
-        sqlx::query_as(NAVS_ON)
-            .bind(codes)
-            .bind(date)
-            .fetch_all(&state.pool),
+        state.read_published(None, |pool| {
+            sqlx::query_as(NAVS_ON)
+                .bind(codes)
+                .bind(date)
+                .fetch_all(pool)
+        }),
     )
     .await?;
     Ok(rows.into_iter().collect())
@@ -207,10 +209,12 @@ async fn statement(
     };
     let rows: Vec<TransactionRow> = timed(
         &state,
-        sqlx::query_as(TRANSACTIONS)
-            .bind(user_id)
-            .bind(to)
-            .fetch_all(&state.pool),
+        state.read_published(Some(user_id), |pool| {
+            sqlx::query_as(TRANSACTIONS)
+                .bind(user_id)
+                .bind(to)
+                .fetch_all(pool)
+        }),
     )
     .await?;
     // Units per scheme before the period and at its end; the decimals each scheme shows.

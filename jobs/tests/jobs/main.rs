@@ -23,6 +23,7 @@ mod operations;
 mod portfolio;
 mod preferences;
 mod publish;
+mod replica;
 mod rerun;
 mod rerun_property;
 mod schemes;

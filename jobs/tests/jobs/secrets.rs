@@ -14,7 +14,11 @@ const WEBHOOK_PATH_TOKEN: &str = "HookPathTok3nQ8";
 const WEBHOOK_QUERY_KEY: &str = "hookQueryKey5R";
 const WEBHOOK_SECRET: &str = "webhook-hmac-secret-J4";
 const NAV_SIGNATURE: &str = "navSig-Xp7Y";
-const SECRETS: [&str; 6] = [
+const STANDBY_PASSWORD: &str = "standbyPass-M3t";
+const SENTRY_KEY: &str = "5e17a9c0ffee4b1d8f00dd5e17a9c0de";
+const SECRETS: [&str; 8] = [
+    STANDBY_PASSWORD,
+    SENTRY_KEY,
     DB_PASSWORD,
     JWT_SECRET,
     WEBHOOK_PATH_TOKEN,
@@ -96,6 +100,11 @@ async fn no_command_shows_a_configured_secret() {
             .env("SIPLINE_JWT_SECRET", JWT_SECRET)
             .env("SIPLINE_WEBHOOK_URL", &webhook)
             .env("SIPLINE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+            .env(
+                "SIPLINE_READ_DATABASE_URL",
+                format!("postgres://reader:{STANDBY_PASSWORD}@127.0.0.1:9/sipline"),
+            )
+            .env("SENTRY_DSN", format!("http://{SENTRY_KEY}@127.0.0.1:9/42"))
             .output()
             .await
             .unwrap();
@@ -111,6 +120,7 @@ async fn no_command_shows_a_configured_secret() {
     }
 
     // --check-args on commands that carry secrets.
+    let read_url = format!("postgres://reader:{STANDBY_PASSWORD}@127.0.0.1:9/sipline");
     for args in [
         vec![
             "--check-args",
@@ -119,6 +129,8 @@ async fn no_command_shows_a_configured_secret() {
             JWT_SECRET,
             "--database-url",
             &url,
+            "--read-database-url",
+            &read_url,
         ],
         vec![
             "--check-args",

@@ -266,6 +266,78 @@ impl Postgres {
         );
     }
 
+    /// A hot standby of this cluster (one of the test's own), made as an operator makes one:
+    /// `pg_basebackup -R -X stream` from it (the base backup, and the settings that make the
+    /// copy stream the primary's WAL), then started on a port of its own. Stopped when dropped.
+    pub fn standby(&self) -> Self {
+        assert!(
+            self.cluster.is_some(),
+            "a standby of a cluster of the test's own"
+        );
+        let primary = url::Url::parse(&self.url).unwrap();
+        let primary_port = primary.port().unwrap().to_string();
+        let dir = tempfile::Builder::new()
+            .prefix("sipline-pg-standby-")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let data = dir.path().join("data");
+        pg_tool(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                // A checkpoint now rather than a spread one (which waits minutes).
+                "--checkpoint=fast",
+            ],
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on",
+            dir.path().display()
+        );
+        let log = dir.path().join("server.log");
+        pg_tool(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            cluster: Some(Cluster {
+                data,
+                options,
+                log,
+                _dir: dir,
+            }),
+        }
+    }
+
     /// Starts it again after [`Self::stop_immediately`] (crash recovery runs).
     pub fn start_again(&self) {
         let cluster = self.cluster.as_ref().expect("a cluster of the test's own");
