@@ -8,6 +8,9 @@
 # database it caches. Needs a database with a published universe (benches/publish.sh), Debian's
 # wrk and PostgreSQL's pgbench:
 #   DATABASE_URL=postgres://… [CONNECTIONS="8 16"] [SIPLINE_BIN=…] benches/api.sh
+# With READ_DATABASE_URL set to a hot standby of that database (pg_basebackup -R), `serve` reads
+# published data there (--read-database-url): run once with and once without to compare; the
+# pgbench part then runs against the standby too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATABASE_URL:?set DATABASE_URL to a database with a published universe}"
@@ -43,7 +46,11 @@ PY
 )
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
-RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --audience authenticated >"$work/serve.log" 2>&1 &
+read_args=()
+if [ -n "${READ_DATABASE_URL:-}" ]; then
+  read_args=(--read-database-url "$READ_DATABASE_URL")
+fi
+RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$port" --jwt-secret "$secret" --audience authenticated "${read_args[@]}" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 trap 'kill $serve_pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
@@ -100,9 +107,9 @@ for connections in $connections_list; do
   # The database alone, on the same warm users (their rows in shared buffers after the runs
   # above): the route's statement, prepared, as the API's pool runs it.
   out=$(pgbench -n -M prepared -c "$connections" -j 2 -T "${duration%s}" -r \
-    -D min_user="$min_user" -D max_user="$warm_hi" -f benches/api-portfolio.pgbench "$DATABASE_URL" 2>&1)
+    -D min_user="$min_user" -D max_user="$warm_hi" -f benches/api-portfolio.pgbench "${READ_DATABASE_URL:-$DATABASE_URL}" 2>&1)
   tps=$(awk '/^tps/ {print $3; exit}' <<<"$out")
   latency=$(awk '/^latency average/ {print $4 " " $5}' <<<"$out")
   printf '%-34s %10s tps     mean %s\n' "pgbench, portfolio statement" "$tps" "$latency"
 done
-curl -s "http://127.0.0.1:$port/metrics" | grep -E 'cache_requests_total|pool_connections'
+curl -s "http://127.0.0.1:$port/metrics" | grep -E 'cache_requests_total|pool_connections|^sipline_api_replica_'
