@@ -34,16 +34,24 @@ pub struct Replica {
     lag_seconds_bits: AtomicU64,
     lag_bytes: AtomicU64,
     fallbacks: AtomicU64,
+    /// The primary's WAL positions the monitor saw and when, oldest first, until the standby
+    /// replays past them: the lag is the age of the oldest one still ahead of it.
+    seen: std::sync::Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>,
     /// People who wrote recently: their reads go to the primary.
     recent_writers: moka::sync::Cache<i64, ()>,
 }
 
-const REPLAY_STATE: &str = "SELECT pg_last_wal_replay_lsn()::text, \
-       coalesce(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8";
+const REPLAY_POSITION: &str = "SELECT pg_last_wal_replay_lsn()::text";
 const PRIMARY_POSITION: &str = "SELECT pg_current_wal_lsn()::text";
 
 /// How often the monitor looks at the standby.
 const MONITOR_EVERY: Duration = Duration::from_millis(500);
+/// Primary positions remembered at most (an hour of looks): a standby further behind shows
+/// an hour's lag and more, as the oldest is kept.
+const POSITIONS_KEPT: usize = 7_200;
+/// `published` while the primary's position at a publish is unknown: the standby serves no
+/// published read until the monitor has read the primary's position again.
+const POSITION_UNKNOWN: u64 = u64::MAX;
 
 impl Replica {
     pub fn new(pool: PgPool, max_lag: Duration) -> Self {
@@ -56,6 +64,7 @@ impl Replica {
             lag_seconds_bits: AtomicU64::new(0f64.to_bits()),
             lag_bytes: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            seen: std::sync::Mutex::new(std::collections::VecDeque::new()),
             recent_writers: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(max_lag.saturating_mul(2).max(Duration::from_secs(1)))
@@ -86,25 +95,44 @@ impl Replica {
                 self.published
                     .fetch_max(parse_lsn(&lsn).unwrap_or(u64::MAX), Ordering::AcqRel);
             }
-            // Not knowing where the primary is, read it until the monitor knows better.
+            // Not knowing where the primary is: the primary serves until the monitor reads
+            // its position (which is past the publish).
             Err(e) => {
                 tracing::warn!(error = %e, "replica: cannot read the primary's WAL position");
-                self.up.store(false, Ordering::Release);
+                self.published.store(POSITION_UNKNOWN, Ordering::Release);
             }
         }
     }
 
-    /// One look at the standby: up, replay position and lag (seconds since the last replayed
-    /// transaction when behind the primary, 0 when caught up; bytes behind the primary).
+    /// One look at the standby: up, replay position and lag. The primary's position is read
+    /// first, so WAL written between the two reads does not count as behind. Lag is how long
+    /// ago the monitor first saw the oldest primary position the standby has not replayed
+    /// (0 when caught up): a long publish replayed as it streams shows little lag, an idle
+    /// primary none — unlike the time since the last replayed commit.
     async fn observe(&self, primary: &PgPool) {
-        let standby: Result<(Option<String>, f64), sqlx::Error> =
-            sqlx::query_as(REPLAY_STATE).fetch_one(&self.pool).await;
-        let (replayed, since_last) = match standby {
-            Ok((Some(lsn), since)) => (parse_lsn(&lsn).unwrap_or(0), since),
-            Ok((None, _)) => {
+        let primary_at = sqlx::query_scalar::<_, String>(PRIMARY_POSITION)
+            .fetch_one(primary)
+            .await
+            .ok()
+            .and_then(|l| parse_lsn(&l));
+        if let Some(at) = primary_at {
+            let _ = self.published.compare_exchange(
+                POSITION_UNKNOWN,
+                at,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        let standby: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(REPLAY_POSITION)
+            .fetch_one(&self.pool)
+            .await;
+        let replayed = match standby {
+            Ok(Some(lsn)) => parse_lsn(&lsn).unwrap_or(0),
+            Ok(None) => {
                 // Not a standby (a primary promoted, or a wrong URL): nothing to wait on.
-                tracing::warn!("replica: --read-database-url is not a standby in recovery");
-                self.up.store(false, Ordering::Release);
+                if self.up.swap(false, Ordering::AcqRel) {
+                    tracing::warn!("replica: --read-database-url is not a standby in recovery");
+                }
                 return;
             }
             Err(e) => {
@@ -114,17 +142,21 @@ impl Replica {
                 return;
             }
         };
-        let primary_at = sqlx::query_scalar::<_, String>(PRIMARY_POSITION)
-            .fetch_one(primary)
-            .await
-            .ok()
-            .and_then(|l| parse_lsn(&l));
-        let behind = primary_at.map_or(0, |p| p.saturating_sub(replayed));
-        let lag = if behind == 0 {
-            0.0
-        } else {
-            since_last.max(0.0)
+        let now = std::time::Instant::now();
+        let lag = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = primary_at {
+                if seen.back().is_none_or(|(last, _)| at > *last) && seen.len() < POSITIONS_KEPT {
+                    seen.push_back((at, now));
+                }
+            }
+            while seen.front().is_some_and(|(at, _)| *at <= replayed) {
+                seen.pop_front();
+            }
+            seen.front()
+                .map_or(0.0, |(_, since)| now.duration_since(*since).as_secs_f64())
         };
+        let behind = primary_at.map_or(0, |p| p.saturating_sub(replayed));
         self.replayed.store(replayed, Ordering::Release);
         self.lag_bytes.store(behind, Ordering::Release);
         self.lag_seconds_bits
@@ -169,7 +201,7 @@ impl Replica {
 pub const METRICS_HELP: &str = "\
 # HELP sipline_api_replica_up 1 when published reads go to the standby (up, replayed, within the lag bound).\n\
 # TYPE sipline_api_replica_up gauge\n\
-# HELP sipline_api_replica_lag_seconds Seconds since the standby's last replayed transaction while it is behind the primary (0 when caught up).\n\
+# HELP sipline_api_replica_lag_seconds How long ago the primary was at the oldest WAL position the standby has not replayed (0 when caught up).\n\
 # TYPE sipline_api_replica_lag_seconds gauge\n\
 # HELP sipline_api_replica_lag_bytes WAL bytes the standby has yet to replay.\n\
 # TYPE sipline_api_replica_lag_bytes gauge\n\
@@ -191,12 +223,16 @@ fn unreachable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_) => true,
-        // admin_shutdown, crash_shutdown, cannot_connect_now; and a standby cancelling a
+        // Connection exceptions (class 08), too_many_connections, admin_shutdown,
+        // crash_shutdown, cannot_connect_now, database_dropped; and a standby cancelling a
         // query that conflicts with recovery (serialization_failure from recovery).
-        sqlx::Error::Database(db) => matches!(
-            db.code().as_deref(),
-            Some("57P01" | "57P02" | "57P03" | "40001")
-        ),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "53300" | "57P01" | "57P02" | "57P03" | "57P04" | "40001"
+                )
+        }),
         _ => false,
     }
 }

@@ -116,8 +116,11 @@ const PLACE_INSTALMENTS: &str = "WITH wanted AS ( \
      SELECT count(*), max(order_id) FROM placed";
 
 /// Held until the placement commits: no other insert into `orders` between reading the
-/// largest id and committing the ids after it.
-const LOCK_ORDERS: &str = "LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE";
+/// largest id and committing the ids after it. The wait for it is bounded: while the job
+/// queues behind a long writer, people's orders queue behind the job (and answer 503 after
+/// the API's own 2 s lock timeout); better the job fails (exit 1, retried) than that.
+const LOCK_ORDERS: &str =
+    "SET LOCAL lock_timeout = '10s'; LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE";
 
 /// The identity's sequence past the ids placement took ($1), so the API's next order gets a
 /// fresh one; never moved back (a rolled-back draw beyond stays unused).
@@ -391,7 +394,10 @@ async fn place_plan_instalments(
         return Ok(0);
     }
     let mut tx = pool.begin().await?;
-    sqlx::query(LOCK_ORDERS).execute(&mut *tx).await?;
+    sqlx::raw_sql(LOCK_ORDERS)
+        .execute(&mut *tx)
+        .await
+        .context("locking orders to place the plan instalments")?;
     let (placed, last_id): (i64, Option<i64>) = sqlx::query_as(PLACE_INSTALMENTS)
         .bind(&wanted.user_id)
         .bind(&wanted.kind)

@@ -258,8 +258,15 @@ fn report_server_error(
         .extensions()
         .get::<crate::problem::ProblemCause>()
         .map_or("", |c| c.0.as_str());
+    // A 503 is the database busy or away (or a request out of time): retried by clients, and
+    // during an outage one per request — a warning, so the errors stay readable.
+    let level = if status == 503 {
+        sentry::Level::Warning
+    } else {
+        sentry::Level::Error
+    };
     let mut event = sentry::protocol::Event {
-        level: sentry::Level::Error,
+        level,
         message: Some(format!("{method} {route} answered {status}: {cause}")),
         transaction: Some(format!("{method} {route}")),
         ..Default::default()

@@ -177,11 +177,10 @@ async fn empty_portfolio(state: &Shared, user_id: i64) -> Result<EmptyPortfolio,
     let (next_instalment, sips) = upcoming_instalment(state, user_id).await?;
     let orders_received: i64 = timed(
         state,
-        state.read_published(Some(user_id), |pool| {
-            sqlx::query_scalar(ORDERS_RECEIVED)
-                .bind(user_id)
-                .fetch_one(pool)
-        }),
+        // The person's own orders: the primary, like every list they write to.
+        sqlx::query_scalar(ORDERS_RECEIVED)
+            .bind(user_id)
+            .fetch_one(&state.pool),
     )
     .await?;
     Ok(EmptyPortfolio {

@@ -146,15 +146,23 @@ pub fn job_span(job: &str, date: Option<chrono::NaiveDate>, shard: Option<&str>)
     span
 }
 
-/// The span of one outgoing HTTP request (a NAV file, a report, a webhook), with the
-/// The W3C trace id of `span` (32 hex digits) when its trace is recorded: spans exported.
+/// The W3C trace id of `span` (32 hex digits) when its trace is recorded (spans exported),
+/// else the caller's from `TRACEPARENT` (as Airflow's operator passes it): a report then
+/// names the trace the scheduler's run belongs to either way.
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt;
     let context = span.context();
     let trace_id = context.span().span_context().trace_id();
-    (trace_id != opentelemetry::trace::TraceId::INVALID).then(|| trace_id.to_string())
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        return Some(trace_id.to_string());
+    }
+    std::env::var("TRACEPARENT")
+        .ok()
+        .and_then(|t| t.split('-').nth(1).map(str::to_string))
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The span of one outgoing HTTP request (a NAV file, a report, a webhook), with the
 /// `traceparent` header that continues the trace at the receiver.
 pub fn http_client_span(method: &str, url: &str) -> (tracing::Span, HashMap<String, String>) {
     let span = tracing::info_span!(

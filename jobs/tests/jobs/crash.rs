@@ -383,9 +383,9 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
         ServingJob {
             delivers: true,
             ignored: &["attempts"],
-            // The claim a killed dispatcher held: 1 s lease, raised to one round of 1 s
+            // The claim a killed dispatcher held: 1 s lease, raised to one round of 5 s
             // sends plus the 5 s margin.
-            settle: Duration::from_secs(7),
+            settle: Duration::from_secs(11),
             ..ServingJob::new(
                 "notify dispatch",
                 &[
@@ -393,8 +393,13 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
                     "dispatch",
                     "--lease-secs",
                     "1",
+                    // Long enough that a loaded machine times out no send of the
+                    // uninterrupted run; attempts enough that reclaims after many kills
+                    // never make a delivery dead.
                     "--timeout-secs",
-                    "1",
+                    "5",
+                    "--max-attempts",
+                    "100",
                     "--batch",
                     "8",
                     "--concurrency",

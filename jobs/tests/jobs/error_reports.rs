@@ -247,7 +247,13 @@ async fn a_panic_is_reported_as_an_exception_and_report_test_checks_the_setup() 
 
     let sentry = Sentry::start().await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sipline"))
-        .args(["report-test"])
+        // A secret on the command line, as a deployment may pass one: the panic report's
+        // arguments must not show it.
+        .args([
+            "report-test",
+            "--database-url",
+            &format!("postgres://sipline:{PASSWORD}@127.0.0.1:1/sipline"),
+        ])
         .envs(sentry.env())
         .output()
         .await
@@ -295,7 +301,14 @@ async fn an_api_5xx_answer_is_reported_with_the_route_the_cause_and_the_callers_
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let api = Api::start_with_env(
         &pg.url,
-        &["--rate-per-user", "0", "--rate-per-address", "0"],
+        &[
+            "--rate-per-user",
+            "0",
+            "--rate-per-address",
+            "0",
+            "--metrics-token",
+            PASSWORD,
+        ],
         &env,
     )
     .await;
