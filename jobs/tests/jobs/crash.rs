@@ -400,6 +400,12 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
                     "5",
                     "--max-attempts",
                     "100",
+                    // A send that fails anyway (a loaded machine) is due again at once, so
+                    // each run drains everything rather than leave a retry for later.
+                    "--retry-base-ms",
+                    "1",
+                    "--retry-max-ms",
+                    "1",
                     "--batch",
                     "8",
                     "--concurrency",
