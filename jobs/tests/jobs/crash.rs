@@ -525,7 +525,7 @@ async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_lea
 
 /// What a reader of the serving store sees: the latest published date, the row count its
 /// publication recorded, and the snapshot rows the `*_latest` view serves for it.
-async fn served(pool: &sqlx::PgPool) -> (chrono::NaiveDate, i64, i64) {
+pub(crate) async fn served(pool: &sqlx::PgPool) -> (chrono::NaiveDate, i64, i64) {
     sqlx::query_as(
         "SELECT p.as_of, p.snapshots, (SELECT count(*) FROM portfolio_latest) \
          FROM publications p ORDER BY p.as_of DESC LIMIT 1",

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::api::{claims, hs256, Api};
+use crate::crash::served;
 use crate::publish::{publish, published_universe, FIRST, SECOND};
 use crate::support::Postgres;
 
@@ -42,18 +43,6 @@ async fn wait_for_metric(api: &Api, name: &str, wanted: impl Fn(f64) -> bool) {
         "{name} never reached the wanted value: {:?}",
         metric(api, name).await
     );
-}
-
-/// What a reader of one server sees as the served date: the latest publication, the snapshot
-/// count it recorded, and the rows the `portfolio_latest` view gives.
-async fn served(pool: &sqlx::PgPool) -> (chrono::NaiveDate, i64, i64) {
-    sqlx::query_as(
-        "SELECT p.as_of, p.snapshots, (SELECT count(*) FROM portfolio_latest) \
-         FROM publications p ORDER BY p.as_of DESC LIMIT 1",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap()
 }
 
 async fn portfolio(api: &Api, token: &str, user: &str) -> (StatusCode, Value) {

@@ -135,6 +135,20 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A temporary folder the `postgres` user owns when we are root (the server runs as it).
+fn postgres_dir(prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    dir
+}
+
 /// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
 fn pg_tool(tool: &str, args: &[&str]) -> Output {
     let binary = format!("{PG_BIN}/{tool}");
@@ -190,25 +204,12 @@ impl Postgres {
     /// A cluster of this test's own, whatever `SIPLINE_TEST_DATABASE_URL` says: for a test
     /// that stops the server under a job.
     pub fn own_cluster() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("sipline-pg-")
-            .tempdir()
-            .unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let data = dir.path().join("data");
-        let data_str = data.to_str().unwrap();
+        let dir = postgres_dir("sipline-pg-");
         pg_tool(
             "initdb",
             &[
                 "-D",
-                data_str,
+                dir.path().join("data").to_str().unwrap(),
                 "-A",
                 "trust",
                 "-U",
@@ -218,9 +219,16 @@ impl Postgres {
                 "UTF8",
             ],
         );
+        Self::started(dir, "")
+    }
+
+    /// Starts the cluster in `dir/data` on a free port (`extra` server settings after ours)
+    /// and owns it: stopped when dropped.
+    fn started(dir: tempfile::TempDir, extra: &str) -> Self {
+        let data = dir.path().join("data");
         let port = free_port();
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{extra}",
             dir.path().display()
         );
         let log = dir.path().join("server.log");
@@ -229,7 +237,7 @@ impl Postgres {
             "pg_ctl",
             &[
                 "-D",
-                data_str,
+                data.to_str().unwrap(),
                 "-l",
                 log.to_str().unwrap(),
                 "-o",
@@ -276,19 +284,7 @@ impl Postgres {
         );
         let primary = url::Url::parse(&self.url).unwrap();
         let primary_port = primary.port().unwrap().to_string();
-        let dir = tempfile::Builder::new()
-            .prefix("sipline-pg-standby-")
-            .tempdir()
-            .unwrap();
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let data = dir.path().join("data");
+        let dir = postgres_dir("sipline-pg-standby-");
         pg_tool(
             "pg_basebackup",
             &[
@@ -299,7 +295,7 @@ impl Postgres {
                 "-U",
                 "postgres",
                 "-D",
-                data.to_str().unwrap(),
+                dir.path().join("data").to_str().unwrap(),
                 "-R",
                 "-X",
                 "stream",
@@ -308,34 +304,7 @@ impl Postgres {
                 "--checkpoint=fast",
             ],
         );
-        let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c hot_standby=on",
-            dir.path().display()
-        );
-        let log = dir.path().join("server.log");
-        pg_tool(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-l",
-                log.to_str().unwrap(),
-                "-o",
-                &options,
-                "-w",
-                "start",
-            ],
-        );
-        Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            cluster: Some(Cluster {
-                data,
-                options,
-                log,
-                _dir: dir,
-            }),
-        }
+        Self::started(dir, " -c hot_standby=on")
     }
 
     /// Starts it again after [`Self::stop_immediately`] (crash recovery runs).
