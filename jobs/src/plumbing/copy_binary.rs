@@ -8,18 +8,21 @@
 //! `send` representation, then −1. Each Arrow type maps to one PostgreSQL type, which the
 //! target column must have: Int64 → bigint, Int32 → integer, Float64 → double precision,
 //! Date32 → date, Utf8 → text, Decimal128 → numeric (any typmod: the server rounds to the
-//! column's scale as it does for text input).
+//! column's scale as it does for text input), Timestamp(µs) → timestamptz or timestamp.
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, PrimitiveArray, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type,
+    DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType,
 };
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's).
 const POSTGRES_EPOCH_DAYS: i32 = 10_957;
+/// The same in microseconds, PostgreSQL's timestamp unit.
+const POSTGRES_EPOCH_MICROS: i64 = POSTGRES_EPOCH_DAYS as i64 * 86_400 * 1_000_000;
 const NUMERIC_POSITIVE: u16 = 0x0000;
 const NUMERIC_NEGATIVE: u16 = 0x4000;
 
@@ -53,6 +56,7 @@ enum Encoded<'a> {
     Date32(&'a PrimitiveArray<Date32Type>),
     Utf8(&'a StringArray),
     Decimal(&'a PrimitiveArray<Decimal128Type>, i8),
+    Timestamp(&'a PrimitiveArray<TimestampMicrosecondType>),
 }
 
 impl<'a> Encoded<'a> {
@@ -64,6 +68,7 @@ impl<'a> Encoded<'a> {
             DataType::Date32 => Self::Date32(column.as_primitive()),
             DataType::Utf8 => Self::Utf8(column.as_string()),
             DataType::Decimal128(_, scale) => Self::Decimal(column.as_primitive(), *scale),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => Self::Timestamp(column.as_primitive()),
             other => {
                 return Err(BinaryCopyError::Unsupported {
                     column: name.to_string(),
@@ -85,6 +90,13 @@ impl<'a> Encoded<'a> {
             // Arrow's offsets are i32, so a value never exceeds i32::MAX bytes.
             Self::Utf8(values) => fixed(out, values.value(row).as_bytes()),
             Self::Decimal(values, scale) => numeric(out, values.value(row), *scale),
+            Self::Timestamp(values) => fixed(
+                out,
+                &values
+                    .value(row)
+                    .saturating_sub(POSTGRES_EPOCH_MICROS)
+                    .to_be_bytes(),
+            ),
         }
     }
 }
@@ -98,7 +110,7 @@ fn encoded_len_bound(batch: &RecordBatch) -> usize {
         .iter()
         .map(|column| match column.data_type() {
             DataType::Int32 | DataType::Date32 => 8,
-            DataType::Int64 | DataType::Float64 => 12,
+            DataType::Int64 | DataType::Float64 | DataType::Timestamp(..) => 12,
             // Base-10,000 digits of `precision` decimal ones, one more for the alignment of
             // the fraction; 4 + 8 bytes of length and header.
             DataType::Decimal128(precision, _) => 12 + 2 * (usize::from(*precision) / 4 + 2),
@@ -243,8 +255,31 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_count_microseconds_from_2000() {
+        use datafusion::arrow::array::TimestampMicrosecondArray;
+        use std::sync::Arc;
+        // 2000-01-01T00:00:00Z and one second before it, as Arrow (from 1970) has them.
+        let column: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(vec![946_684_800_000_000, 946_684_799_000_000])
+                .with_timezone("UTC"),
+        );
+        let batch = RecordBatch::try_from_iter([("created_at", column)]).unwrap();
+        let mut out = Vec::new();
+        encode_batch(&batch, &mut out).unwrap();
+        let mut expected = Vec::new();
+        for micros in [0_i64, -1_000_000] {
+            expected.extend_from_slice(&1_i16.to_be_bytes());
+            expected.extend_from_slice(&8_i32.to_be_bytes());
+            expected.extend_from_slice(&micros.to_be_bytes());
+        }
+        assert_eq!(out, expected);
+    }
+
+    #[test]
     fn the_length_bound_holds_for_the_widest_values() {
-        use datafusion::arrow::array::{Date32Array, Decimal128Array, Float64Array, Int64Array};
+        use datafusion::arrow::array::{
+            Date32Array, Decimal128Array, Float64Array, Int64Array, TimestampMicrosecondArray,
+        };
         use std::sync::Arc;
         let widest = 10_i128.pow(18) - 1;
         let columns: Vec<ArrayRef> = vec![
@@ -277,8 +312,12 @@ mod tests {
                     .with_precision_and_scale(7, 4)
                     .unwrap(),
             ),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![0, 1_765_000_000_000_000, -1])
+                    .with_timezone("UTC"),
+            ),
         ];
-        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
         let batch = RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap();
         let mut out = Vec::new();
         encode_batch(&batch, &mut out).unwrap();

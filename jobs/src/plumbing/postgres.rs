@@ -2,21 +2,23 @@
 //! upserts through `COPY` into a transaction-local staging table, so a job's rows land all at
 //! once or not at all, and re-running it rewrites nothing that did not change.
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::csv::WriterBuilder;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, Date32Array, RecordBatch};
 use pipeline::nav::{NavRow, SchemeRow};
+use sqlx::postgres::PgCopyIn;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::plumbing::copy_binary;
 
 /// One embedded copy of `sql/migrations`, shared with the API.
 pub use serving::MIGRATOR;
 
 const STAGE_NAVS: &str = "CREATE TEMP TABLE navs_stage (scheme_code bigint, nav_date date, nav numeric(18,8), source text) ON COMMIT DROP";
 const COPY_NAVS: &str =
-    "COPY navs_stage (scheme_code, nav_date, nav, source) FROM STDIN (FORMAT csv)";
+    "COPY navs_stage (scheme_code, nav_date, nav, source) FROM STDIN (FORMAT binary)";
 const ENSURE_NAV_PARTITIONS: &str = "SELECT sipline_ensure_month_partitions('navs', $1, $2)";
 // AMFI is the authority: a BSE NAV never replaces an AMFI one. Unchanged rows are not rewritten.
 const UPSERT_NAVS: &str = "INSERT INTO navs AS n (scheme_code, nav_date, nav, source) \
@@ -28,7 +30,7 @@ const UPSERT_NAVS: &str = "INSERT INTO navs AS n (scheme_code, nav_date, nav, so
 const STAGE_SCHEMES: &str =
     "CREATE TEMP TABLE schemes_stage (LIKE schemes INCLUDING DEFAULTS) ON COMMIT DROP";
 const COPY_SCHEMES: &str = "COPY schemes_stage (scheme_code, isin_growth, isin_reinvestment, scheme_name, fund_house, category, \
-     scheme_type, plan, option, unit_decimals) FROM STDIN (FORMAT csv)";
+     scheme_type, plan, option, unit_decimals) FROM STDIN (FORMAT binary)";
 const UPSERT_SCHEMES: &str = "INSERT INTO schemes AS s (scheme_code, isin_growth, isin_reinvestment, scheme_name, fund_house, \
      category, scheme_type, plan, option, unit_decimals) \
      SELECT scheme_code, isin_growth, isin_reinvestment, scheme_name, fund_house, category, scheme_type, plan, option, unit_decimals \
@@ -39,9 +41,6 @@ const UPSERT_SCHEMES: &str = "INSERT INTO schemes AS s (scheme_code, isin_growth
      WHERE (s.isin_growth, s.isin_reinvestment, s.scheme_name, s.fund_house, s.category, s.scheme_type, s.plan, s.option) \
        IS DISTINCT FROM (EXCLUDED.isin_growth, EXCLUDED.isin_reinvestment, EXCLUDED.scheme_name, EXCLUDED.fund_house, \
        EXCLUDED.category, EXCLUDED.scheme_type, EXCLUDED.plan, EXCLUDED.option)";
-
-/// Rows per COPY message: large enough to amortise round trips, small enough to bound memory.
-const COPY_CHUNK_ROWS: usize = 10_000;
 
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
@@ -59,125 +58,128 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
-/// A CSV field for COPY: quoted (so an empty string stays a string), or empty for NULL.
-fn csv_text(out: &mut String, value: Option<&str>) {
-    if let Some(value) = value {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    }
+/// A running `COPY … FROM STDIN (FORMAT binary)`: the one way rows reach PostgreSQL in bulk
+/// (NAVs, schemes, mandates, portfolios, month ends, hourly figures). Arrow batches go in
+/// PostgreSQL's binary format (`copy_binary`), each batch one COPY message; the header is sent
+/// at the start, the trailer by [`BinaryCopy::finish`], which aborts the COPY instead when
+/// sending failed, so the server discards the rows and the connection stays usable for the
+/// rollback that follows.
+pub struct BinaryCopy<'c> {
+    copy: PgCopyIn<&'c mut PgConnection>,
+    rows: u64,
 }
 
-/// Sends Arrow batches to a running `COPY … FROM STDIN (FORMAT csv)`, one CSV message per
-/// batch: Arrow's CSV writer prints decimals at their scale, dates as ISO dates, NaN as `NaN`
-/// and nulls as empty unquoted fields, which is what PostgreSQL's CSV input reads back exactly.
-pub async fn send_batches<C>(
-    copy: &mut sqlx::postgres::PgCopyIn<C>,
-    batches: &[RecordBatch],
-) -> Result<u64, CopyError>
-where
-    C: std::ops::DerefMut<Target = PgConnection>,
-{
-    send_encoded(copy, batches, |batch, buffer| {
-        let mut writer = WriterBuilder::new().with_header(false).build(buffer);
-        Ok(writer.write(batch)?)
-    })
-    .await
-}
-
-/// Sends Arrow batches to a running `COPY … FROM STDIN (FORMAT binary)` whose header
-/// (`copy_binary::header`) is sent and whose trailer is not yet: one message per batch.
-pub async fn send_batches_binary<C>(
-    copy: &mut sqlx::postgres::PgCopyIn<C>,
-    batches: &[RecordBatch],
-) -> Result<u64, CopyError>
-where
-    C: std::ops::DerefMut<Target = PgConnection>,
-{
-    send_encoded(copy, batches, |batch, buffer| {
-        Ok(crate::plumbing::copy_binary::encode_batch(batch, buffer)?)
-    })
-    .await
-}
-
-/// Ends a COPY by what sending its rows came to: finished when every row went, aborted with
-/// the error otherwise, so the server discards the rows and the connection stays usable.
-pub async fn finish_or_abort<C, T>(
-    copy: sqlx::postgres::PgCopyIn<C>,
-    sent: anyhow::Result<T>,
-) -> anyhow::Result<T>
-where
-    C: std::ops::DerefMut<Target = PgConnection>,
-{
-    match sent {
-        Ok(value) => {
-            copy.finish().await?;
-            Ok(value)
-        }
-        Err(e) => {
+impl<'c> BinaryCopy<'c> {
+    /// Starts `statement`, which must read `FORMAT binary` with the batches' columns in order.
+    pub async fn start(conn: &'c mut PgConnection, statement: &str) -> Result<Self, CopyError> {
+        let mut copy = conn.copy_in_raw(statement).await?;
+        if let Err(e) = copy.send(copy_binary::header()).await {
             let _ = copy.abort(e.to_string()).await;
-            Err(e)
+            return Err(e.into());
+        }
+        Ok(Self { copy, rows: 0 })
+    }
+
+    /// Encodes and sends `batches`, one message each; returns their rows.
+    pub async fn send(&mut self, batches: &[RecordBatch]) -> Result<u64, CopyError> {
+        let mut rows = 0;
+        for batch in batches {
+            // `encode_batch` reserves the batch's bound itself.
+            let mut buffer = Vec::new();
+            copy_binary::encode_batch(batch, &mut buffer)?;
+            self.send_encoded(buffer, batch.num_rows() as u64).await?;
+            rows += batch.num_rows() as u64;
+        }
+        Ok(rows)
+    }
+
+    /// Sends rows already encoded by `copy_binary::encode_batch` (on another thread).
+    pub async fn send_encoded(&mut self, buffer: Vec<u8>, rows: u64) -> Result<(), CopyError> {
+        self.copy.send(buffer).await?;
+        self.rows += rows;
+        Ok(())
+    }
+
+    /// Ends the COPY by what sending its rows came to: the trailer and the server's count
+    /// when every row went, an abort with the error otherwise.
+    pub async fn finish<T>(mut self, sent: anyhow::Result<T>) -> anyhow::Result<T> {
+        match sent {
+            Ok(value) => {
+                let ended = async {
+                    self.copy.send(copy_binary::trailer().as_slice()).await?;
+                    Ok::<_, sqlx::Error>(())
+                }
+                .await;
+                if let Err(e) = ended {
+                    let _ = self.copy.abort(e.to_string()).await;
+                    return Err(e.into());
+                }
+                let copied = self.copy.finish().await?;
+                // The server counts what it stored; a difference is a bug in the encoder.
+                anyhow::ensure!(
+                    copied == self.rows,
+                    "COPY stored {copied} rows of the {} sent",
+                    self.rows
+                );
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = self.copy.abort(e.to_string()).await;
+                Err(e)
+            }
         }
     }
 }
 
-/// One COPY message per batch, as `encode` writes it.
-async fn send_encoded<C>(
-    copy: &mut sqlx::postgres::PgCopyIn<C>,
+/// Copies `batches` with `statement` (a `FORMAT binary` COPY) in one go; returns the rows.
+pub async fn copy_batches(
+    conn: &mut PgConnection,
+    statement: &str,
     batches: &[RecordBatch],
-    encode: impl Fn(&RecordBatch, &mut Vec<u8>) -> Result<(), CopyError>,
-) -> Result<u64, CopyError>
-where
-    C: std::ops::DerefMut<Target = PgConnection>,
-{
-    let mut rows = 0;
-    for batch in batches {
-        let mut buffer = Vec::with_capacity(batch.num_rows() * 64);
-        encode(batch, &mut buffer)?;
-        copy.send(buffer).await?;
-        rows += batch.num_rows() as u64;
-    }
-    Ok(rows)
+) -> anyhow::Result<u64> {
+    let mut copy = BinaryCopy::start(conn, statement).await?;
+    let sent = copy.send(batches).await.map_err(anyhow::Error::from);
+    copy.finish(sent).await
 }
 
 /// Why rows could not be copied into PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("encoding rows as CSV: {0}")]
-    Encode(#[from] datafusion::arrow::error::ArrowError),
     #[error("encoding rows for a binary COPY: {0}")]
-    Binary(#[from] crate::plumbing::copy_binary::BinaryCopyError),
+    Encode(#[from] copy_binary::BinaryCopyError),
+    #[error("building the rows to copy: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-async fn copy_rows<T>(
-    conn: &mut PgConnection,
-    statement: &str,
-    rows: &[T],
-    write_row: impl Fn(&mut String, &T),
-) -> Result<u64, sqlx::Error> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    let mut buffer = String::new();
-    for chunk in rows.chunks(COPY_CHUNK_ROWS) {
-        buffer.clear();
-        for row in chunk {
-            write_row(&mut buffer, row);
-        }
-        if let Err(e) = copy.send(buffer.as_bytes()).await {
-            // Leave the connection usable for the rollback that follows.
-            let _ = copy.abort(e.to_string()).await;
-            return Err(e);
-        }
-    }
-    copy.finish().await
+/// NAVs of several dates as the rows of `COPY_NAVS`: the warehouse file's columns with the
+/// date (its partition value) second.
+fn navs_batch(navs: &[(NaiveDate, NavRow)]) -> Result<RecordBatch, CopyError> {
+    let rows: Vec<NavRow> = navs.iter().map(|(_, row)| *row).collect();
+    let file = warehouse::schema::navs_to_batch(&rows)?;
+    let dates = Date32Array::from_iter_values(
+        navs.iter()
+            .map(|(date, _)| warehouse::schema::date_to_days(*date)),
+    );
+    let columns = vec![
+        Arc::clone(file.column(0)),
+        Arc::new(dates) as ArrayRef,
+        Arc::clone(file.column(1)),
+        Arc::clone(file.column(2)),
+    ];
+    Ok(RecordBatch::try_from_iter(
+        ["scheme_code", "nav_date", "nav", "source"]
+            .into_iter()
+            .zip(columns),
+    )?)
 }
 
 /// Upserts NAVs of several dates in one transaction; returns the rows inserted or changed.
 const NAV_ALERTS: &str = "SELECT sipline_nav_alerts($1, $2)";
 
 #[tracing::instrument(name = "db", skip_all, fields(otel.name = "upsert navs", otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<u64, sqlx::Error> {
+pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> anyhow::Result<u64> {
     let (Some(first), Some(last)) = (
         navs.iter().map(|n| n.0).min(),
         navs.iter().map(|n| n.0).max(),
@@ -192,17 +194,7 @@ pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<
         .execute(&mut *tx)
         .await?;
     sqlx::query(STAGE_NAVS).execute(&mut *tx).await?;
-    copy_rows(&mut tx, COPY_NAVS, navs, |out, (date, row)| {
-        let _ = writeln!(
-            out,
-            "{},{},{},{}",
-            row.scheme_code,
-            date,
-            row.nav,
-            row.source.as_str()
-        );
-    })
-    .await?;
+    copy_batches(&mut tx, COPY_NAVS, &[navs_batch(navs)?]).await?;
     let changed = sqlx::query(UPSERT_NAVS)
         .execute(&mut *tx)
         .await?
@@ -229,37 +221,15 @@ pub async fn upsert_navs(pool: &PgPool, navs: &[(NaiveDate, NavRow)]) -> Result<
 
 /// Upserts the scheme master; returns the rows inserted or changed.
 #[tracing::instrument(name = "db", skip_all, fields(otel.name = "upsert schemes", otel.kind = "client", db.system.name = "postgresql"))]
-pub async fn upsert_schemes(pool: &PgPool, schemes: &[SchemeRow]) -> Result<u64, sqlx::Error> {
+pub async fn upsert_schemes(pool: &PgPool, schemes: &[SchemeRow]) -> anyhow::Result<u64> {
     if schemes.is_empty() {
         return Ok(0);
     }
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     sqlx::query(STAGE_SCHEMES).execute(&mut *tx).await?;
-    copy_rows(&mut tx, COPY_SCHEMES, schemes, |out, row| {
-        let s = &row.scheme;
-        let _ = write!(out, "{},", s.scheme_code);
-        for field in [
-            s.isin_growth.as_deref(),
-            s.isin_reinvestment.as_deref(),
-            Some(s.scheme_name.as_str()),
-            s.fund_house.as_deref(),
-        ] {
-            csv_text(out, field);
-            out.push(',');
-        }
-        for field in [
-            s.category.as_deref(),
-            s.scheme_type.as_deref(),
-            s.plan.as_deref(),
-            s.option.as_deref(),
-        ] {
-            csv_text(out, field);
-            out.push(',');
-        }
-        let _ = writeln!(out, "{}", row.unit_decimals);
-    })
-    .await?;
+    let batch = warehouse::schema::schemes_to_batch(schemes).map_err(CopyError::from)?;
+    copy_batches(&mut tx, COPY_SCHEMES, &[batch]).await?;
     let changed = sqlx::query(UPSERT_SCHEMES)
         .execute(&mut *tx)
         .await?

@@ -178,24 +178,22 @@ pub(super) async fn copy_table(
     load: LoadOrder,
 ) -> anyhow::Result<u64> {
     let (mut encoded, producer) = encode_parts(warehouse, table, parts, load);
-    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut copy = BinaryCopy::start(conn, statement).await?;
     let sent = async {
-        copy.send(copy_binary::header()).await?;
         let mut rows = 0;
         while let Some(next) = encoded.recv().await {
             let (buffer, count) = next?;
-            copy.send(buffer).await?;
+            copy.send_encoded(buffer, count).await?;
             rows += count;
         }
         // The channel also closes when the encoder panicked: only a finished one means all.
         producer
             .await
             .with_context(|| format!("encoding `{}` for the COPY", table.name()))?;
-        copy.send(copy_binary::trailer().as_slice()).await?;
         anyhow::Ok(rows)
     }
     .await;
-    postgres::finish_or_abort(copy, sent).await
+    copy.finish(sent).await
 }
 
 #[cfg(test)]

@@ -35,9 +35,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use warehouse::{Part, Table, Warehouse, BUCKETS};
 
 use super::{complete_or_missing_upstream, release_publish_lock, take_publish_lock};
-use crate::plumbing::copy_binary;
 use crate::plumbing::exit::JobFailure;
-use crate::plumbing::postgres::{self, send_batches_binary};
+use crate::plumbing::postgres::BinaryCopy;
 
 /// The columns compared and published (`xirr` is not computed hourly). The daily snapshot's
 /// are the same without `hour`, which comes first.
@@ -332,9 +331,8 @@ async fn copy_changed(
     daily: Option<NaiveDate>,
     served: Arc<HashMap<i64, Figures>>,
 ) -> anyhow::Result<Compared> {
-    let mut copy = conn.copy_in_raw(COPY_STAGE).await?;
+    let mut copy = BinaryCopy::start(conn, COPY_STAGE).await?;
     let sent = async {
-        copy.send(copy_binary::header()).await?;
         let mut diffs = futures::stream::iter(0..BUCKETS)
             .map(|bucket| {
                 let (warehouse, served) = (warehouse.clone(), Arc::clone(&served));
@@ -349,13 +347,12 @@ async fn copy_changed(
             let diff = joined.context("comparing a bucket")??;
             compared.hours.extend(diff.hours);
             compared.users += diff.users;
-            compared.changed += send_batches_binary(&mut copy, &diff.changed).await?;
+            compared.changed += copy.send(&diff.changed).await?;
         }
-        copy.send(copy_binary::trailer().as_slice()).await?;
         anyhow::Ok(compared)
     }
     .await;
-    postgres::finish_or_abort(copy, sent).await
+    copy.finish(sent).await
 }
 
 /// Every bucket of the date's hourly valuation must be there: publishing part of an hour

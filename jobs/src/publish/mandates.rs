@@ -23,34 +23,40 @@ pub async fn load_mandates(
     .await?;
     sqlx::query(
         "CREATE TEMP TABLE sips_stage (sip_id bigint, user_id bigint, scheme_code bigint, amount numeric(18,2), \
-         sip_day smallint, start_date date, end_date date, step_up_pct numeric(5,2), status text, paused_until date) \
+         sip_day integer, start_date date, end_date date, step_up_pct numeric(5,2), status text, paused_until date) \
          ON COMMIT DROP",
     )
     .execute(&mut *tx)
     .await?;
     let buckets: Vec<u32> = (0..BUCKETS).collect();
     {
-        let mut copy = tx
-            .copy_in_raw("COPY users_stage FROM STDIN (FORMAT csv)")
-            .await?;
-        for bucket in &buckets {
-            let batches = read_all(warehouse, Table::Users, &[Part::bucket(*bucket)]).await?;
-            send_batches(&mut copy, &batches).await?;
+        let mut copy =
+            BinaryCopy::start(&mut tx, "COPY users_stage FROM STDIN (FORMAT binary)").await?;
+        let sent = async {
+            for bucket in &buckets {
+                let batches = read_all(warehouse, Table::Users, &[Part::bucket(*bucket)]).await?;
+                copy.send(&batches).await?;
+            }
+            anyhow::Ok(())
         }
-        copy.finish().await?;
+        .await;
+        copy.finish(sent).await?;
     }
     {
-        let mut copy = tx
-            .copy_in_raw("COPY sips_stage FROM STDIN (FORMAT csv)")
-            .await?;
-        for bucket in &buckets {
-            let part = Part::dated_bucket(sips_as_of, *bucket);
-            let batches = read_all(warehouse, Table::Sips, &[part]).await?;
-            // Decoded first so a malformed snapshot fails here with the table's own checks.
-            decode_all::<Mandate>(part, &batches)?;
-            send_batches(&mut copy, &batches).await?;
+        let mut copy =
+            BinaryCopy::start(&mut tx, "COPY sips_stage FROM STDIN (FORMAT binary)").await?;
+        let sent = async {
+            for bucket in &buckets {
+                let part = Part::dated_bucket(sips_as_of, *bucket);
+                let batches = read_all(warehouse, Table::Sips, &[part]).await?;
+                // Decoded first so a malformed snapshot fails here with the table's own checks.
+                decode_all::<Mandate>(part, &batches)?;
+                copy.send(&batches).await?;
+            }
+            anyhow::Ok(())
         }
-        copy.finish().await?;
+        .await;
+        copy.finish(sent).await?;
     }
     let users = sqlx::query(
         "INSERT INTO users (user_id, auth_subject, created_at) SELECT user_id, auth_subject, created_at \

@@ -21,12 +21,12 @@
 //! So a reader sees the previous date or this one, never a mix; a failure anywhere rolls the
 //! transaction back and leaves the previous date served. Re-running replaces the date's rows.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use anyhow::Context;
 use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{
-    Array, AsArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::compute::{
     concat_batches, lexsort_to_indices, take_record_batch, SortColumn,
@@ -45,7 +45,7 @@ use warehouse::{decode_all, Part, Table, Warehouse};
 
 use crate::plumbing::copy_binary;
 use crate::plumbing::exit::JobFailure;
-use crate::plumbing::postgres::{self, send_batches};
+use crate::plumbing::postgres::{self, BinaryCopy};
 
 mod copy;
 mod daily;

@@ -22,8 +22,34 @@ pub(super) struct MonthEnds {
 pub(super) struct MonthEndRow {
     pub(super) month_end: NaiveDate,
     pub(super) user_id: i64,
-    pub(super) invested: String,
-    pub(super) value: String,
+    /// Paise, as the charts file holds them (money at scale 2).
+    pub(super) invested: i64,
+    pub(super) value: i64,
+}
+
+/// Month-end rows as the stage's COPY columns: `month_end, user_id, invested, value`.
+fn month_ends_batch(rows: &[MonthEndRow]) -> anyhow::Result<RecordBatch> {
+    use warehouse::schema::{date_to_days, MONEY_PRECISION, MONEY_SCALE};
+    let money = |get: fn(&MonthEndRow) -> i64| -> anyhow::Result<ArrayRef> {
+        Ok(Arc::new(
+            Decimal128Array::from_iter_values(rows.iter().map(|r| i128::from(get(r))))
+                .with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?,
+        ))
+    };
+    Ok(RecordBatch::try_from_iter([
+        (
+            "month_end",
+            Arc::new(Date32Array::from_iter_values(
+                rows.iter().map(|r| date_to_days(r.month_end)),
+            )) as ArrayRef,
+        ),
+        (
+            "user_id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.user_id))),
+        ),
+        ("invested", money(|r| r.invested)?),
+        ("value", money(|r| r.value)?),
+    ])?)
 }
 
 /// The last month end before `date`: the line chart's history ends there.
@@ -86,35 +112,20 @@ pub(super) async fn stage_month_ends(
     .await?;
     let is_new = |end: NaiveDate| end <= target && after.is_none_or(|a| end > a);
     let mut ends = std::collections::BTreeSet::new();
-    let mut copy = conn
-        .copy_in_raw(&format!(
-            "COPY {MONTH_ENDS_STAGE} (month_end, user_id, invested, value) FROM STDIN (FORMAT csv)"
-        ))
-        .await?;
-    for part in date_buckets(date) {
-        let rows = match month_end_rows_of(warehouse, date, part, |_, end| is_new(end)).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                let _ = copy.abort(e.to_string()).await;
-                return Err(e);
-            }
-        };
-        let mut csv = String::with_capacity(rows.len() * 40);
-        for row in &rows {
-            ends.insert(row.month_end);
-            let _ = writeln!(
-                csv,
-                "{},{},{},{}",
-                row.month_end, row.user_id, row.invested, row.value
-            );
+    let statement = format!(
+        "COPY {MONTH_ENDS_STAGE} (month_end, user_id, invested, value) FROM STDIN (FORMAT binary)"
+    );
+    let mut copy = BinaryCopy::start(&mut *conn, &statement).await?;
+    let sent = async {
+        for part in date_buckets(date) {
+            let rows = month_end_rows_of(warehouse, date, part, |_, end| is_new(end)).await?;
+            ends.extend(rows.iter().map(|row| row.month_end));
+            out.rows += copy.send(&[month_ends_batch(&rows)?]).await?;
         }
-        if let Err(e) = copy.send(csv.into_bytes()).await {
-            let _ = copy.abort(e.to_string()).await;
-            return Err(e.into());
-        }
-        out.rows += rows.len() as u64;
+        anyhow::Ok(())
     }
-    copy.finish().await?;
+    .await;
+    copy.finish(sent).await?;
     if ends.is_empty() {
         // Nobody had invested by then: nothing to attach, but the month ends are done.
         sqlx::query(execute_sql(format!("DROP TABLE {MONTH_ENDS_STAGE}")))
@@ -204,13 +215,18 @@ pub(super) async fn rewrite_history(
     let inserted = sqlx::query(INSERT_USER_MONTH_ENDS)
         .bind(rows.iter().map(|r| r.month_end).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.invested.clone()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.value.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| paise(r.invested)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| paise(r.value)).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await
         .context("rewriting the month ends of users with a reversed instalment")?
         .rows_affected();
     Ok(inserted)
+}
+
+/// Paise as the `numeric` PostgreSQL stores money in.
+fn paise(amount: i64) -> rust_decimal::Decimal {
+    rust_decimal::Decimal::new(amount, 2)
 }
 
 /// Users with an instalment reversed on `date`, sorted.
@@ -267,6 +283,14 @@ pub(super) async fn month_end_rows_of(
         let periods: &Date32Array = batch.column(2).as_primitive::<Date32Type>();
         let invested: &Decimal128Array = batch.column(3).as_primitive();
         let values: &Decimal128Array = batch.column(4).as_primitive();
+        // The rows carry paise: a file at another scale would be misread, not converted.
+        anyhow::ensure!(
+            invested.scale() == warehouse::schema::MONEY_SCALE
+                && values.scale() == warehouse::schema::MONEY_SCALE,
+            "`portfolio_charts` of {part:?} holds money at scale {}, not {}",
+            invested.scale(),
+            warehouse::schema::MONEY_SCALE
+        );
         for i in 0..batch.num_rows() {
             if charts.value(i) != line || periods.is_null(i) {
                 continue;
@@ -278,11 +302,16 @@ pub(super) async fn month_end_rows_of(
             if period >= date || !keep(user_id, period) {
                 continue;
             }
+            let money = |column: &Decimal128Array, name: &str| {
+                i64::try_from(column.value(i)).with_context(|| {
+                    format!("`portfolio_charts.{name}` of user {user_id} out of range")
+                })
+            };
             rows.push(MonthEndRow {
                 month_end: period,
                 user_id,
-                invested: invested.value_as_string(i),
-                value: values.value_as_string(i),
+                invested: money(invested, "invested")?,
+                value: money(values, "value")?,
             });
         }
     }
