@@ -194,6 +194,27 @@ pub(super) async fn locked_count(
         .await?)
 }
 
+/// [`locked_count`] for mandates (SIPs, SWPs, STPs): `count_sql` counts user `$1`'s open ones
+/// on `$2`, today in India. A mandate whose end date has passed places nothing more and is
+/// not open, whatever its status says; without the date a person with years of finished SIPs
+/// could start no new one.
+pub(super) async fn locked_open_mandates(
+    tx: &mut sqlx::PgConnection,
+    user_id: i64,
+    count_sql: &'static str,
+    today: chrono::NaiveDate,
+) -> Result<i64, Problem> {
+    sqlx::query(LOCK_USER)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(sqlx::query_scalar(count_sql)
+        .bind(user_id)
+        .bind(today)
+        .fetch_one(&mut *tx)
+        .await?)
+}
+
 const FIND_USER: &str = "SELECT user_id FROM users WHERE auth_subject = $1";
 
 /// A first call provisions the user; `DO NOTHING` makes concurrent first calls insert once,

@@ -23,7 +23,9 @@ use serde_json::Value;
 
 use pipeline::orders::plans::{PlanInstalment, PlanKind, PlanSchedule};
 
-use super::extract::{locked_count, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::extract::{
+    locked_open_mandates, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef,
+};
 use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::orders::{
     positive, switch_target_problem, SchemeOrderRules, MAX_ORDER_AMOUNT, SCHEME_ORDER_RULES,
@@ -42,13 +44,14 @@ pub fn routes() -> Router<Shared> {
         )
 }
 
-/// Plans one user may have active or paused: each places an order a month.
+/// Plans one user may have active or paused: each places an order a month. Plans whose end
+/// date has passed are done and do not count.
 const MAX_OPEN_PLANS: i64 = 20;
 /// The smallest instalment, as for a lumpsum purchase.
 const MIN_INSTALMENT: Decimal = Decimal::from_parts(100, 0, 0, false, 0);
 
-const OPEN_PLANS: &str =
-    "SELECT count(*) FROM plans WHERE user_id = $1 AND status IN ('active', 'paused')";
+const OPEN_PLANS: &str = "SELECT count(*) FROM plans WHERE user_id = $1 \
+     AND status IN ('active', 'paused') AND (end_date IS NULL OR end_date >= $2)";
 
 const PLAN_COLUMNS: &str = "plan_id, user_id, kind, scheme_code, target_scheme_code, \
      amount::text AS amount, plan_day::integer AS plan_day, start_date, end_date, status, \
@@ -232,7 +235,8 @@ async fn create_plan(
     let mut errors: Vec<(String, String)> = Vec::new();
     let mut fail = |field: &str, message: &str| errors.push((field.into(), message.into()));
     // The person's row is locked first: two plans at once see each other in the quota.
-    let open_plans = locked_count(&mut tx, user_id, OPEN_PLANS).await?;
+    let open_plans =
+        locked_open_mandates(&mut tx, user_id, OPEN_PLANS, serving::clock::date_ist(now)).await?;
     let kind = plan.kind.as_deref().and_then(PlanKind::parse);
     if kind.is_none() {
         fail("kind", "required, one of swp, stp");
@@ -385,7 +389,9 @@ async fn change_plan(
     let mut tx = state.pool.begin().await?;
     // A stopped plan resumed comes back into the quota: checked under the person's lock.
     if action == "resume" {
-        let open = locked_count(&mut tx, user_id, OPEN_PLANS).await?;
+        let open =
+            locked_open_mandates(&mut tx, user_id, OPEN_PLANS, serving::clock::date_ist(now))
+                .await?;
         let status: Option<String> = sqlx::query_scalar(PLAN_STATUS)
             .bind(plan_id)
             .bind(user_id)

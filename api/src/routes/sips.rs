@@ -23,7 +23,9 @@ use serde_json::Value;
 use pipeline::money::Paise;
 use pipeline::sip::{applicable_date, Mandate, SipStatus};
 
-use super::extract::{locked_count, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
+use super::extract::{
+    locked_open_mandates, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef,
+};
 use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
@@ -45,11 +47,12 @@ pub fn routes() -> Router<Shared> {
 const MAX_SIP_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 2);
 
 /// Active or paused SIPs one user may hold: each is a mandate the batch executes every month,
-/// so one token must not be able to create them without bound (OWASP API4, API6).
+/// so one token must not be able to create them without bound (OWASP API4, API6). SIPs whose
+/// end date has passed are done and do not count.
 const MAX_OPEN_SIPS: i64 = 50;
 
-const OPEN_SIPS: &str =
-    "SELECT count(*) FROM sips WHERE user_id = $1 AND status IN ('active', 'paused')";
+const OPEN_SIPS: &str = "SELECT count(*) FROM sips WHERE user_id = $1 \
+     AND status IN ('active', 'paused') AND (end_date IS NULL OR end_date >= $2)";
 
 const SIP_COLUMNS: &str =
     "sip_id, user_id, scheme_code, amount::text AS amount, sip_day, start_date, end_date, \
@@ -448,7 +451,7 @@ async fn create_sip(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    if locked_count(&mut tx, user_id, OPEN_SIPS).await? >= MAX_OPEN_SIPS {
+    if locked_open_mandates(&mut tx, user_id, OPEN_SIPS, today).await? >= MAX_OPEN_SIPS {
         return Err(Problem::conflict(format!(
             "at most {MAX_OPEN_SIPS} active or paused SIPs per user: cancel one first"
         )));

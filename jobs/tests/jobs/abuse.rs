@@ -545,3 +545,96 @@ async fn operator_routes_are_limited_and_metrics_take_a_token() {
     assert!(refused >= 3, "{refused} of 4 refused");
     assert_eq!(api.get("/healthz", None).await.0, StatusCode::OK);
 }
+
+/// A mandate whose end date has passed is done: it leaves the person's quota of open SIPs (50)
+/// and of open SWPs and STPs (20), so years of finished SIPs never block a new one. Before,
+/// the quota counted every SIP and plan whose status still said active, ended or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_mandates_leave_the_quota() {
+    let pg = Postgres::start().await;
+    let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
+    let token = hs256(&claims("auth0|finisher"));
+    let sip = |start: &str, amount: u32| {
+        json!({ "scheme_code": 119552, "amount": format!("{amount}.00"), "sip_day": 10,
+                "start_date": start, "end_date": "2027-05-20" })
+    };
+    // Wednesday 10 March 2027: fifty SIPs ending on 20 May, then one too many.
+    let api = Api::start_at(&pg.url, NOW).await;
+    let (status, me) = api.get("/v1/me", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let user_id = me["user_id"].as_i64().unwrap();
+    for i in 0..50 {
+        let (status, body) = api
+            .post("/v1/users/me/sips", &token, sip(START, 1000 + i))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "SIP {i}: {body}");
+    }
+    let (status, body) = api.post("/v1/users/me/sips", &token, sip(START, 999)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the 51st open SIP: {body}");
+    drop(api);
+
+    // Tuesday 1 June: the fifty have ended; a new SIP is taken.
+    let api = Api::start_at(&pg.url, "2027-06-01T10:00:00+05:30").await;
+    let (status, body) = api
+        .post("/v1/users/me/sips", &token, sip("2027-06-05", 999))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "after the fifty ended: {body}");
+
+    // Plans: twenty ended on 20 May, still marked active, and one stopped for want of units.
+    // Resuming the stopped one passes the quota; with twenty still running it would not.
+    let pool = pg.pool().await;
+    let insert_plan = |status: &'static str, end: Option<&'static str>| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO plans (user_id, kind, scheme_code, amount, plan_day, start_date, \
+                   end_date, status, stopped_reason, created_at, active_since, inactive_since) \
+                 VALUES ($1, 'swp', 119552, 500, 10, DATE '2027-03-13', $2::date, $3, \
+                   CASE WHEN $3 = 'stopped' THEN 'insufficient_units' END, \
+                   TIMESTAMPTZ '2027-03-10 12:00+05:30', TIMESTAMPTZ '2027-03-10 12:00+05:30', \
+                   CASE WHEN $3 = 'stopped' THEN TIMESTAMPTZ '2027-04-10 12:00+05:30' END) \
+                 RETURNING plan_id",
+            )
+            .bind(user_id)
+            .bind(end)
+            .bind(status)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    for _ in 0..20 {
+        insert_plan("active", Some("2027-05-20")).await;
+    }
+    let stopped = insert_plan("stopped", None).await;
+    let (status, body) = api
+        .post(
+            &format!("/v1/users/me/plans/{stopped}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "resumed past twenty ended plans: {body}"
+    );
+    sqlx::query("UPDATE plans SET end_date = NULL WHERE plan_id <> $1")
+        .bind(stopped)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let another = insert_plan("stopped", None).await;
+    let (status, body) = api
+        .post(
+            &format!("/v1/users/me/plans/{another}/resume"),
+            &token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "twenty-one running plans: {body}"
+    );
+}
