@@ -86,20 +86,20 @@ impl fmt::Display for HousekeepingSummary {
 }
 
 const EXPIRED_KEYS: &str =
-    "DELETE FROM idempotency_keys WHERE created_at < $2 - make_interval(hours => $1)";
+    "DELETE FROM idempotency_keys WHERE created_at < $2::timestamptz - make_interval(hours => $1::integer)";
 
 /// Which NAV alerts fired for a NAV date, kept as long as the notifications they made.
 const OLD_ALERT_FIRINGS: &str = "DELETE FROM nav_alert_firings \
-     WHERE nav_date < ($2 AT TIME ZONE 'Asia/Kolkata')::date - $1";
+     WHERE nav_date < ($2::timestamptz AT TIME ZONE 'Asia/Kolkata')::date - $1::integer";
 
 const OLD_JOB_RUNS: &str =
-    "DELETE FROM job_runs WHERE finished_at < $2 - make_interval(days => $1)";
+    "DELETE FROM job_runs WHERE finished_at < $2::timestamptz - make_interval(days => $1::integer)";
 
 /// Days (UTC) wholly before the retention, and whether every notification of each is settled.
 const DAYS_PAST_RETENTION: &str = "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, \
        bool_and(status IN ('delivered', 'dead')) AS settled \
      FROM notifications \
-     WHERE created_at < ((($2 AT TIME ZONE 'UTC')::date - $1)::timestamp AT TIME ZONE 'UTC') \
+     WHERE created_at < ((($2::timestamptz AT TIME ZONE 'UTC')::date - $1::integer)::timestamp AT TIME ZONE 'UTC') \
      GROUP BY 1 ORDER BY 1";
 
 /// One day's notifications as archived: times as microseconds, deliveries as JSON in a fixed
@@ -128,7 +128,7 @@ const RETIRED_DATES: &str = "WITH p AS ( \
               row_number() OVER (ORDER BY as_of DESC) AS recency \
        FROM publications) \
      SELECT as_of FROM p \
-     WHERE recency > 2 AND (as_of < latest - $2 OR (as_of < latest - $1 AND NOT month_end)) \
+     WHERE recency > 2 AND (as_of < latest - $2::integer OR (as_of < latest - $1::integer AND NOT month_end)) \
      ORDER BY as_of";
 
 /// A dropped date's partition is gone; months before 0017 (plain) or a hypertable hold rows.

@@ -554,9 +554,13 @@ async fn finished_mandates_leave_the_quota() {
     let pg = Postgres::start().await;
     let _warehouse = ingest_fixture_into_postgres(&pg.url, "amfi_navall_6col.txt").await;
     let token = hs256(&claims("auth0|finisher"));
-    let sip = |start: &str, amount: u32| {
-        json!({ "scheme_code": 119552, "amount": format!("{amount}.00"), "sip_day": 10,
-                "start_date": start, "end_date": "2027-05-20" })
+    let sip = |start: &str, amount: u32, end: Option<&str>| {
+        let mut body = json!({ "scheme_code": 119552, "amount": format!("{amount}.00"),
+                               "sip_day": 10, "start_date": start });
+        if let Some(end) = end {
+            body["end_date"] = json!(end);
+        }
+        body
     };
     // Wednesday 10 March 2027: fifty SIPs ending on 20 May, then one too many.
     let api = Api::start_at(&pg.url, NOW).await;
@@ -565,18 +569,24 @@ async fn finished_mandates_leave_the_quota() {
     let user_id = me["user_id"].as_i64().unwrap();
     for i in 0..50 {
         let (status, body) = api
-            .post("/v1/users/me/sips", &token, sip(START, 1000 + i))
+            .post(
+                "/v1/users/me/sips",
+                &token,
+                sip(START, 1000 + i, Some("2027-05-20")),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "SIP {i}: {body}");
     }
-    let (status, body) = api.post("/v1/users/me/sips", &token, sip(START, 999)).await;
+    let (status, body) = api
+        .post("/v1/users/me/sips", &token, sip(START, 999, None))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "the 51st open SIP: {body}");
     drop(api);
 
     // Tuesday 1 June: the fifty have ended; a new SIP is taken.
     let api = Api::start_at(&pg.url, "2027-06-01T10:00:00+05:30").await;
     let (status, body) = api
-        .post("/v1/users/me/sips", &token, sip("2027-06-05", 999))
+        .post("/v1/users/me/sips", &token, sip("2027-06-05", 999, None))
         .await;
     assert_eq!(status, StatusCode::CREATED, "after the fifty ended: {body}");
 

@@ -31,5 +31,6 @@ mod secrets;
 mod sip;
 mod sip_changes;
 mod sql;
+mod statements;
 mod support;
 mod traces;
