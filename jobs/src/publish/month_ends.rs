@@ -115,7 +115,7 @@ pub(super) async fn stage_month_ends(
     let statement = format!(
         "COPY {MONTH_ENDS_STAGE} (month_end, user_id, invested, value) FROM STDIN (FORMAT binary)"
     );
-    let mut copy = BinaryCopy::start(&mut *conn, &statement).await?;
+    let mut copy = BinaryCopy::start(&mut conn, &statement).await?;
     let sent = async {
         for part in date_buckets(date) {
             let rows = month_end_rows_of(warehouse, date, part, |_, end| is_new(end)).await?;
