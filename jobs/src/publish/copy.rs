@@ -61,9 +61,11 @@ pub(super) fn encode_parts(
     table: Table,
     parts: Vec<Part>,
     load: LoadOrder,
+    progress: &Arc<Progress>,
 ) -> (EncodedBatches, tokio::task::JoinHandle<()>) {
     let (sender, receiver) = tokio::sync::mpsc::channel(ENCODED_AHEAD);
     let warehouse = warehouse.clone();
+    let progress = Arc::clone(progress);
     let runtime = tokio::runtime::Handle::current();
     let producer = tokio::task::spawn_blocking(move || {
         let encode = |batch: &RecordBatch| -> anyhow::Result<(Vec<u8>, u64)> {
@@ -84,9 +86,11 @@ pub(super) fn encode_parts(
             sender.blocking_send(encoded).is_ok() && !failed
         };
         let read = |part: Part| -> anyhow::Result<Vec<RecordBatch>> {
-            Ok(runtime
+            let batches = runtime
                 .block_on(warehouse.read(table, part))?
-                .unwrap_or_default())
+                .unwrap_or_default();
+            progress.add(1);
+            Ok(batches)
         };
         if load.sorted_by.is_empty() {
             for part in parts {
@@ -176,8 +180,9 @@ pub(super) async fn copy_table(
     table: Table,
     parts: Vec<Part>,
     load: LoadOrder,
+    progress: &Arc<Progress>,
 ) -> anyhow::Result<u64> {
-    let (mut encoded, producer) = encode_parts(warehouse, table, parts, load);
+    let (mut encoded, producer) = encode_parts(warehouse, table, parts, load, progress);
     let mut copy = BinaryCopy::start(conn, statement).await?;
     let sent = async {
         let mut rows = 0;

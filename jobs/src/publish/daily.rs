@@ -14,6 +14,7 @@ pub(super) async fn load_in_transaction(
     tx: &mut PgConnection,
     date: NaiveDate,
     snapshots_too: bool,
+    progress: &Arc<Progress>,
 ) -> anyhow::Result<Loaded> {
     // The date's rows replace whatever an earlier publish of it left.
     let mut replaced = [0; 2];
@@ -44,6 +45,7 @@ pub(super) async fn load_in_transaction(
         ),
     ]) {
         if table == Table::PortfolioSnapshots && !snapshots_too {
+            // Staged beside the transaction instead (`stage_dated`), which counts them.
             continue;
         }
         sqlx::query(delete).bind(date).execute(&mut *tx).await?;
@@ -54,6 +56,7 @@ pub(super) async fn load_in_transaction(
             table,
             date_buckets(date).collect(),
             load,
+            progress,
         )
         .await
         .with_context(|| format!("loading {}", table.name()))?;
@@ -67,6 +70,7 @@ pub(super) async fn load_in_transaction(
         Table::SipEvents,
         date_buckets(date).collect(),
         LoadOrder::default(),
+        progress,
     )
     .await
     .context("loading sip_events")?;

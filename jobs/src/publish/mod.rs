@@ -46,6 +46,7 @@ use warehouse::{decode_all, Part, Table, Warehouse};
 use crate::plumbing::copy_binary;
 use crate::plumbing::exit::JobFailure;
 use crate::plumbing::postgres::{self, BinaryCopy};
+use crate::plumbing::progress::Progress;
 
 mod copy;
 mod daily;
@@ -288,15 +289,18 @@ async fn publish_locked(
 
     let mut tx = main.begin().await?;
     let started = std::time::Instant::now();
+    // Every load reads the date's buckets: investments, SIP events, snapshots, lines and
+    // month ends.
+    let progress = Arc::new(Progress::new("partitions", 5 * u64::from(BUCKETS)));
     let (loaded, snapshots, lines, month_ends) = tokio::try_join!(
         timed(
             "investments and outbox (and snapshots into an older month)",
             started,
-            load_in_transaction(warehouse, &mut tx, date, staged_month.is_none())
+            load_in_transaction(warehouse, &mut tx, date, staged_month.is_none(), &progress)
         ),
         timed("portfolio_snapshots", started, async {
             match staged_month {
-                Some(_) => stage_dated(warehouse, pool, SNAPSHOTS, date)
+                Some(_) => stage_dated(warehouse, pool, SNAPSHOTS, date, &progress)
                     .await
                     .map(Some),
                 None => Ok(None),
@@ -305,14 +309,15 @@ async fn publish_locked(
         timed(
             "portfolio_lines",
             started,
-            stage_dated(warehouse, pool, LINES, date)
+            stage_dated(warehouse, pool, LINES, date, &progress)
         ),
         timed(
             "portfolio_month_ends",
             started,
-            stage_month_ends(warehouse, pool, date)
+            stage_month_ends(warehouse, pool, date, &progress)
         ),
     )?;
+    progress.finish();
     (summary.snapshots, summary.investments, summary.events) = loaded.rows;
     summary.snapshots += snapshots.unwrap_or(0);
     summary.notifications = loaded.notifications;

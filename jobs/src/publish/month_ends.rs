@@ -65,6 +65,25 @@ pub(super) async fn stage_month_ends(
     warehouse: &Warehouse,
     pool: &PgPool,
     date: NaiveDate,
+    progress: &Progress,
+) -> anyhow::Result<MonthEnds> {
+    let counted = std::sync::atomic::AtomicU64::new(0);
+    let bucket_done = || {
+        progress.add(1);
+        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    let staged = stage_month_ends_counted(warehouse, pool, date, &bucket_done).await;
+    // A date with no month end to stage (most of them) has its buckets done at once.
+    let left = u64::from(BUCKETS).saturating_sub(counted.into_inner());
+    progress.add(left);
+    staged
+}
+
+async fn stage_month_ends_counted(
+    warehouse: &Warehouse,
+    pool: &PgPool,
+    date: NaiveDate,
+    bucket_done: &(dyn Fn() + Sync),
 ) -> anyhow::Result<MonthEnds> {
     let mut conn = pool.acquire().await?;
     let loaded: Option<NaiveDate> = sqlx::query_scalar(MONTH_ENDS_THROUGH)
@@ -119,6 +138,7 @@ pub(super) async fn stage_month_ends(
     let sent = async {
         for part in date_buckets(date) {
             let rows = month_end_rows_of(warehouse, date, part, |_, end| is_new(end)).await?;
+            bucket_done();
             ends.extend(rows.iter().map(|row| row.month_end));
             out.rows += copy.send(&[month_ends_batch(&rows)?]).await?;
         }

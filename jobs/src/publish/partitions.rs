@@ -64,6 +64,7 @@ pub(super) async fn stage_dated(
     pool: &PgPool,
     dated: Dated,
     date: NaiveDate,
+    progress: &Arc<Progress>,
 ) -> anyhow::Result<u64> {
     let mut conn = pool.acquire().await?;
     let stage = dated.stage(date);
@@ -105,6 +106,7 @@ pub(super) async fn stage_dated(
                     date_column: Some(("as_of", date)),
                     sorted_by: &[],
                 },
+                progress,
             )
         }))
         .await
