@@ -569,7 +569,7 @@ fn schemas() -> Value {
             "plan_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["swp", "stp"]},
             "scheme_code": {"type": "integer"}, "target_scheme_code": {"type": ["integer", "null"]}, "amount": {"type": "string"},
             "plan_day": {"type": "integer"}, "start_date": {"type": "string", "format": "date"}, "end_date": {"type": ["string", "null"], "format": "date"},
-            "status": {"type": "string", "enum": ["active", "paused", "cancelled", "stopped"]},
+            "status": {"type": "string", "enum": ["active", "paused", "cancelled", "stopped", "completed"], "description": "completed: past the end date and its last NAV date (shown, never set)"},
             "stopped_reason": {"type": ["string", "null"], "description": "insufficient_units or nothing_held: the instalment the holding could not pay"},
             "created_at": {"type": "string", "format": "date-time"},
             "next_instalment": {"type": ["object", "null"], "properties": {"due_date": {"type": "string", "format": "date"}, "nav_date": {"type": "string", "format": "date"}}}}},
@@ -599,7 +599,7 @@ fn schemas() -> Value {
         "Sip": {"type": "object", "required": ["sip_id", "user_id", "scheme_code", "amount", "sip_day", "start_date", "status"], "properties": {
             "sip_id": {"type": "integer"}, "user_id": {"type": "integer"}, "scheme_code": {"type": "integer"}, "amount": {"type": "string"},
             "sip_day": {"type": "integer"}, "start_date": {"type": "string", "format": "date"}, "end_date": {"type": ["string", "null"], "format": "date"},
-            "step_up_pct": {"type": "string"}, "status": {"type": "string", "enum": ["active", "paused", "cancelled"]},
+            "step_up_pct": {"type": "string"}, "status": {"type": "string", "enum": ["active", "paused", "cancelled", "completed"], "description": "completed: past the end date and its last NAV date (shown, never set)"},
             "paused_until": {"type": ["string", "null"], "format": "date"}}},
         "ScheduledSip": {"allOf": [{"$ref": "#/components/schemas/Sip"}, {"type": "object", "properties": {
             "effective_from": {"type": ["string", "null"], "format": "date"},

@@ -79,15 +79,20 @@ const INSERT_GAIN: &str = "INSERT INTO realized_gains (order_id, seq, user_id, s
        $12::numeric / 100, $13::numeric / 100, $14, $15::numeric / 100000000, $16::numeric / 100, \
        $17::numeric / 100, $18::numeric / 100, $19::numeric / 100, $20::numeric / 100)";
 
-/// The plans that may have instalments for a run: live at some point of the catch-up window
-/// before it (the rule in Rust decides which instalments).
-const PLANS_OF_DATE: &str = "SELECT plan_id, user_id, kind, scheme_code, target_scheme_code, \
-       (amount * 100)::bigint AS amount_paise, plan_day, start_date, end_date, active_since, \
-       inactive_since \
-     FROM plans \
-     WHERE active_since <= $1 AND (inactive_since IS NULL OR inactive_since > $2) \
-       AND start_date <= $3 AND (end_date IS NULL OR end_date >= $4) \
-     ORDER BY plan_id";
+/// The plans that may have instalments for a run, with their spans live at some point of
+/// the catch-up window before it (the rule in Rust decides which instalments). Every span,
+/// not the latest: a caught-up night places what it would have placed on time, whatever
+/// pause and resume came in between (`plan_spans`, migration 0034).
+const PLANS_OF_DATE: &str = "SELECT p.plan_id, p.user_id, p.kind, p.scheme_code, \
+       p.target_scheme_code, (p.amount * 100)::bigint AS amount_paise, p.plan_day, \
+       p.start_date, p.end_date, \
+       array_agg(s.active_since ORDER BY s.active_since) AS live_since, \
+       array_agg(s.inactive_since ORDER BY s.active_since) AS live_until \
+     FROM plans p JOIN plan_spans s ON s.plan_id = p.plan_id \
+     WHERE s.active_since <= $1 AND (s.inactive_since IS NULL OR s.inactive_since > $2) \
+       AND p.start_date <= $3 AND (p.end_date IS NULL OR p.end_date >= $4) \
+     GROUP BY p.plan_id \
+     ORDER BY p.plan_id";
 
 /// The run's plan instalments as orders, each received at the start of its due day (India
 /// time) and fixed at its NAV date's cut-off; one already placed is skipped (a re-run adds
@@ -363,12 +368,20 @@ async fn place_plan_instalments(
             plan_day: u32::try_from(row.try_get::<i16, _>("plan_day")?).unwrap_or(0),
             start_date: row.try_get("start_date")?,
             end_date: row.try_get("end_date")?,
-            active_since: to_ist(row.try_get("active_since")?),
-            inactive_since: row
-                .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>("inactive_since")?
-                .map(to_ist),
         };
-        for instalment in schedule.instalments_to_place(calendar, date) {
+        let since: Vec<chrono::DateTime<chrono::Utc>> = row.try_get("live_since")?;
+        let until: Vec<Option<chrono::DateTime<chrono::Utc>>> = row.try_get("live_until")?;
+        let live = plans::LiveSpans(
+            since
+                .into_iter()
+                .zip(until)
+                .map(|(since, until)| plans::LiveSpan {
+                    since: to_ist(since),
+                    until: until.map(to_ist),
+                })
+                .collect(),
+        );
+        for instalment in schedule.instalments_to_place(calendar, date, &live) {
             let received_at = instalment
                 .due_date
                 .and_time(chrono::NaiveTime::MIN)

@@ -413,6 +413,22 @@ pub fn applicable_date(calendar: &BusinessCalendar, due: NaiveDate) -> NaiveDate
     calendar.roll_forward(due)
 }
 
+/// The status the API shows for a mandate that [`has_run_its_course`] (never stored).
+pub const COMPLETED: &str = "completed";
+
+/// Whether a mandate (a SIP, an SWP or an STP) ending on `end_date` has run its course by
+/// `today`: its last possible instalment, due on or before the end date, was taken by the
+/// batch of its NAV date — the end date rolled to a business day, at the latest — and that
+/// day is over. Such a mandate is shown `completed` whatever its stored status, and no
+/// longer counts among a person's open ones.
+pub fn has_run_its_course(
+    calendar: &BusinessCalendar,
+    end_date: Option<NaiveDate>,
+    today: NaiveDate,
+) -> bool {
+    end_date.is_some_and(|end| applicable_date(calendar, end) < today)
+}
+
 /// Everything one run needs for one bucket of SIPs.
 #[derive(Debug)]
 pub struct ExecutionInputs<'a> {
@@ -697,6 +713,22 @@ mod tests {
             status: SipStatus::Active,
             paused_until: None,
         }
+    }
+
+    /// Ending on Saturday 12 December 2026: the last instalment can be bought on Monday the
+    /// 14th (and on Tuesday the 15th were the Monday a holiday), so the mandate has run its
+    /// course from the day after.
+    #[test]
+    fn a_mandate_has_run_its_course_the_day_after_its_end_dates_nav_date() {
+        let calendar = BusinessCalendar::with_holidays([]);
+        let end = Some(d("2026-12-12"));
+        assert!(!has_run_its_course(&calendar, end, d("2026-12-12")));
+        assert!(!has_run_its_course(&calendar, end, d("2026-12-14")));
+        assert!(has_run_its_course(&calendar, end, d("2026-12-15")));
+        let holiday = BusinessCalendar::with_holidays([d("2026-12-14")]);
+        assert!(!has_run_its_course(&holiday, end, d("2026-12-15")));
+        assert!(has_run_its_course(&holiday, end, d("2026-12-16")));
+        assert!(!has_run_its_course(&calendar, None, d("2099-01-01")));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use pipeline::orders::plans::{PlanInstalment, PlanKind, PlanSchedule};
+use pipeline::sip::{has_run_its_course, COMPLETED};
 
 use super::extract::{
     locked_open_mandates, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef,
@@ -55,7 +56,7 @@ const OPEN_PLANS: &str = "SELECT count(*) FROM plans WHERE user_id = $1 \
 
 const PLAN_COLUMNS: &str = "plan_id, user_id, kind, scheme_code, target_scheme_code, \
      amount::text AS amount, plan_day::integer AS plan_day, start_date, end_date, status, \
-     stopped_reason, created_at, active_since, inactive_since";
+     stopped_reason, created_at";
 
 const PLAN_STATUS: &str = "SELECT status FROM plans WHERE plan_id = $1 AND user_id = $2";
 
@@ -77,8 +78,6 @@ struct PlanRow {
     status: String,
     stopped_reason: Option<String>,
     created_at: DateTime<Utc>,
-    active_since: DateTime<Utc>,
-    inactive_since: Option<DateTime<Utc>>,
 }
 
 /// A plan as the API shows it, with the next instalment it places while active.
@@ -118,15 +117,20 @@ fn shown(state: &Shared, row: PlanRow, now: DateTime<Utc>) -> Plan {
         plan_day: u32::try_from(row.plan_day).unwrap_or(0),
         start_date: row.start_date,
         end_date: row.end_date,
-        active_since: row.active_since.with_timezone(&ist).naive_local(),
-        inactive_since: row
-            .inactive_since
-            .map(|t| t.with_timezone(&ist).naive_local()),
     };
     let next_instalment = (row.status == "active")
         .then(|| schedule.next_instalment(&state.calendar, now.with_timezone(&ist).naive_local()))
         .flatten()
         .map(|PlanInstalment { due_date, nav_date }| NextInstalment { due_date, nav_date });
+    // Past its end date and its last NAV date, a plan that was never cancelled or stopped has
+    // run its course; the stored status stays as last set.
+    let status = if matches!(row.status.as_str(), "active" | "paused")
+        && has_run_its_course(&state.calendar, row.end_date, serving::clock::date_ist(now))
+    {
+        COMPLETED.to_string()
+    } else {
+        row.status
+    };
     Plan {
         plan_id: row.plan_id,
         user_id: row.user_id,
@@ -137,7 +141,7 @@ fn shown(state: &Shared, row: PlanRow, now: DateTime<Utc>) -> Plan {
         plan_day: row.plan_day,
         start_date: row.start_date,
         end_date: row.end_date,
-        status: row.status,
+        status,
         stopped_reason: row.stopped_reason,
         created_at: row.created_at,
         next_instalment,

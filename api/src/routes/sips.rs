@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use pipeline::money::Paise;
-use pipeline::sip::{applicable_date, Mandate, SipStatus};
+use pipeline::sip::{applicable_date, has_run_its_course, Mandate, SipStatus, COMPLETED};
 
 use super::extract::{
     locked_open_mandates, refused_change, ApiJson, ApiPath, ApiQuery, Authed, UserRef,
@@ -100,6 +100,18 @@ struct Sip {
 }
 
 impl Sip {
+    /// The status a person reads: `completed` once the SIP has run its course. The stored
+    /// status stays as the person last set it (the batch reads the end date itself).
+    fn seen_by_person(mut self, state: &Shared) -> Self {
+        let today = serving::clock::date_ist(state.clock.now());
+        if self.status != SipStatus::Cancelled.as_str()
+            && has_run_its_course(&state.calendar, self.end_date, today)
+        {
+            self.status = COMPLETED.to_string();
+        }
+        self
+    }
+
     /// The mandate as the batch will see it, for computing its schedule.
     fn mandate(&self) -> Option<Mandate> {
         let paise = |text: &str| {
@@ -161,7 +173,7 @@ fn schedule(state: &Shared, sip: Sip, change: LatestChange) -> ScheduledSip {
         })
     });
     ScheduledSip {
-        sip,
+        sip: sip.seen_by_person(state),
         effective_from: change.effective_from,
         next_instalment,
     }
@@ -293,6 +305,7 @@ async fn list_sips(
     )
     .await?;
     let next_after = next_cursor(sips.iter().map(|s| s.sip_id), limit);
+    let sips = sips.into_iter().map(|s| s.seen_by_person(&state)).collect();
     Ok(json_value(&SipList { sips, next_after }))
 }
 

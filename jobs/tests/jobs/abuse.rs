@@ -589,6 +589,32 @@ async fn finished_mandates_leave_the_quota() {
         .post("/v1/users/me/sips", &token, sip("2027-06-05", 999, None))
         .await;
     assert_eq!(status, StatusCode::CREATED, "after the fifty ended: {body}");
+    // And the person reads them as completed, the new one as active.
+    let statuses = |list: &Value, key: &str| -> Vec<String> {
+        list[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, sips) = api.get("/v1/users/me/sips", Some(&token)).await;
+    let mut expected = vec!["completed".to_string(); 50];
+    expected.push("active".into());
+    assert_eq!(statuses(&sips, "sips"), expected, "{sips}");
+    let first = sips["sips"][0]["sip_id"].as_i64().unwrap();
+    let (_, one) = api
+        .get(&format!("/v1/users/me/sips/{first}"), Some(&token))
+        .await;
+    assert_eq!(one["status"], "completed", "{one}");
+    assert_eq!(one["next_instalment"], Value::Null, "{one}");
+    // Thursday 20 May, their last day: still active, until that day's NAV is in.
+    let api_on_the_day = Api::start_at(&pg.url, "2027-05-20T22:00:00+05:30").await;
+    let (_, one) = api_on_the_day
+        .get(&format!("/v1/users/me/sips/{first}"), Some(&token))
+        .await;
+    assert_eq!(one["status"], "active", "{one}");
+    drop(api_on_the_day);
 
     // Plans: twenty ended on 20 May, still marked active, and one stopped for want of units.
     // Resuming the stopped one passes the quota; with twenty still running it would not.
@@ -629,6 +655,10 @@ async fn finished_mandates_leave_the_quota() {
         StatusCode::OK,
         "resumed past twenty ended plans: {body}"
     );
+    let (_, plans) = api.get("/v1/users/me/plans", Some(&token)).await;
+    let mut expected = vec!["completed".to_string(); 20];
+    expected.push("active".into());
+    assert_eq!(statuses(&plans, "plans"), expected, "{plans}");
     sqlx::query("UPDATE plans SET end_date = NULL WHERE plan_id <> $1")
         .bind(stopped)
         .execute(&pool)

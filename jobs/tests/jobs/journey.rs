@@ -1281,4 +1281,71 @@ async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_th
         executed_instalments, 4,
         "June's two, July's SWP, August's STP"
     );
+
+    // Every span in which a plan was live is kept: the STP's from its creation to the June
+    // pause, and from the July resume to the cancellation (the pause and resume at once on
+    // 4 August reopened it: no cut-off fell inside).
+    let spans: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT to_char(active_since AT TIME ZONE 'Asia/Kolkata', 'YYYY-MM-DD HH24:MI'), \
+                to_char(inactive_since AT TIME ZONE 'Asia/Kolkata', 'YYYY-MM-DD HH24:MI') \
+           FROM plan_spans WHERE plan_id = $1 ORDER BY active_since",
+    )
+    .bind(stp_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        spans,
+        [
+            ("2026-06-03 10:00".into(), Some("2026-06-05 10:00".into())),
+            ("2026-07-07 10:00".into(), Some("2026-08-05 10:00".into())),
+        ]
+    );
+
+    // A night that never ran, caught up after a pause and resume. A ₹200 SWP due Monday 10
+    // August; that night does not run; the person pauses it at 17:00 (after the day's
+    // cut-off) and resumes it the next day at 16:00 (after that day's: a cut-off fell inside
+    // the pause, so it is live again only from then). The operator then runs the night of
+    // the 10th: the plan was live at the 10th's cut-off, so the instalment is placed and
+    // executed as it would have been on time.
+    let (status, small) = api
+        .post(
+            "/v1/users/me/plans",
+            &token,
+            json!({ "kind": "swp", "scheme_code": scheme_code, "amount": "200", "plan_day": 10 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{small}");
+    let small_id = small["plan_id"].as_i64().unwrap();
+    assert_eq!(
+        small["next_instalment"],
+        json!({ "due_date": "2026-08-10", "nav_date": "2026-08-10" })
+    );
+    for (at, action) in [
+        ("2026-08-10T17:00:00+05:30", "pause"),
+        ("2026-08-11T16:00:00+05:30", "resume"),
+    ] {
+        let api = Api::start_at(&pg.url, at).await;
+        let (status, changed) = api
+            .post(
+                &format!("/v1/users/me/plans/{small_id}/{action}"),
+                &token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{action}: {changed}");
+        if action == "resume" {
+            assert_eq!(
+                changed["next_instalment"],
+                json!({ "due_date": "2026-09-10", "nav_date": "2026-09-10" })
+            );
+        }
+    }
+    night.run("2026-08-10").await;
+    let (_, orders) = api.get("/v1/users/me/orders", Some(&token)).await;
+    let caught_up = orders_of_plan(&orders, small_id);
+    assert_eq!(caught_up.len(), 1, "{orders}");
+    assert_eq!(caught_up[0]["plan_due_date"], "2026-08-10");
+    assert_eq!(caught_up[0]["nav_date"], "2026-08-10");
+    assert_eq!(caught_up[0]["status"], "executed", "{}", caught_up[0]);
 }

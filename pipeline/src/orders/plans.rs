@@ -11,6 +11,9 @@
 //! [`CATCH_UP_DAYS`] whose run never placed them — of the plans *live at that NAV date's
 //! cut-off* (15:00 IST). A pause, resume or cancellation made after a cut-off changes nothing
 //! about that date, so running it again places the same orders whatever happened since.
+//! Every span in which a plan was live is kept ([`LiveSpans`], `plan_spans` in PostgreSQL),
+//! so a night that never ran is caught up as it would have run, even after a pause and
+//! resume made since.
 
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime};
 
@@ -55,17 +58,42 @@ impl PlanKind {
     }
 }
 
-/// A plan's schedule and the span in which it is live, instants in India time.
+/// A plan's schedule: which days of which months fall due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanSchedule {
     /// 1–28, so every month has the day.
     pub plan_day: u32,
     pub start_date: NaiveDate,
     pub end_date: Option<NaiveDate>,
-    /// Created, or last resumed.
-    pub active_since: NaiveDateTime,
-    /// Paused, cancelled or stopped; `None` while active.
-    pub inactive_since: Option<NaiveDateTime>,
+}
+
+/// One span in which a plan was live, instants in India time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveSpan {
+    /// Created, or resumed.
+    pub since: NaiveDateTime,
+    /// Paused, cancelled or stopped; `None` while it lasts.
+    pub until: Option<NaiveDateTime>,
+}
+
+/// Every span in which a plan was live. The latest alone is not enough: a night that never
+/// ran is caught up later, and a pause and resume made in between must not take away an
+/// instalment whose cut-off fell before the pause.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveSpans(pub Vec<LiveSpan>);
+
+impl LiveSpans {
+    /// Live from `since`, never paused since.
+    pub fn since(since: NaiveDateTime) -> Self {
+        Self(vec![LiveSpan { since, until: None }])
+    }
+
+    /// Whether the plan was live at an India-time instant.
+    pub fn live_at(&self, at: NaiveDateTime) -> bool {
+        self.0
+            .iter()
+            .any(|span| span.since <= at && span.until.is_none_or(|until| at < until))
+    }
 }
 
 /// One instalment to place: the day it falls due and the date of the NAV it gets.
@@ -76,11 +104,6 @@ pub struct PlanInstalment {
 }
 
 impl PlanSchedule {
-    /// Whether the plan is live at an India-time instant.
-    pub fn live_at(&self, at: NaiveDateTime) -> bool {
-        self.active_since <= at && self.inactive_since.is_none_or(|until| at < until)
-    }
-
     /// The plan day of each month in `[from, to]`, within the start and end dates.
     pub fn due_dates(&self, from: NaiveDate, to: NaiveDate) -> Vec<NaiveDate> {
         let mut dates = Vec::new();
@@ -108,12 +131,14 @@ impl PlanSchedule {
 
     /// The instalments the run of `run_date` places: due dates within [`CATCH_UP_DAYS`]
     /// before it whose NAV date (the due date rolled to a business day) is on or before
-    /// `run_date`, and at whose NAV date's cut-off the plan was live. Placing is idempotent per (plan, due
-    /// date), so an instalment an earlier run placed is not placed again.
+    /// `run_date`, and at whose NAV date's cut-off the plan was live (in any of its spans).
+    /// Placing is idempotent per (plan, due date), so an instalment an earlier run placed is
+    /// not placed again.
     pub fn instalments_to_place(
         &self,
         calendar: &BusinessCalendar,
         run_date: NaiveDate,
+        live: &LiveSpans,
     ) -> Vec<PlanInstalment> {
         let Some(from) = run_date.checked_sub_days(Days::new(CATCH_UP_DAYS)) else {
             return Vec::new();
@@ -124,7 +149,7 @@ impl PlanSchedule {
                 due_date,
                 nav_date: applicable_date(calendar, due_date),
             })
-            .filter(|i| i.nav_date <= run_date && self.live_at(i.nav_date.and_time(CUT_OFF)))
+            .filter(|i| i.nav_date <= run_date && live.live_at(i.nav_date.and_time(CUT_OFF)))
             .collect()
     }
 
@@ -179,9 +204,23 @@ mod tests {
             plan_day: day,
             start_date: d(2026, 6, 3),
             end_date: None,
-            active_since: at(d(2026, 6, 3), 10, 0),
-            inactive_since: None,
         }
+    }
+
+    fn created() -> LiveSpans {
+        LiveSpans::since(at(d(2026, 6, 3), 10, 0))
+    }
+
+    fn placed_while(
+        p: &PlanSchedule,
+        cal: &BusinessCalendar,
+        run: NaiveDate,
+        live: &LiveSpans,
+    ) -> Vec<(NaiveDate, NaiveDate)> {
+        p.instalments_to_place(cal, run, live)
+            .into_iter()
+            .map(|i| (i.due_date, i.nav_date))
+            .collect()
     }
 
     fn placed(
@@ -189,10 +228,7 @@ mod tests {
         cal: &BusinessCalendar,
         run: NaiveDate,
     ) -> Vec<(NaiveDate, NaiveDate)> {
-        p.instalments_to_place(cal, run)
-            .into_iter()
-            .map(|i| (i.due_date, i.nav_date))
-            .collect()
+        placed_while(p, cal, run, &created())
     }
 
     /// Saturday 4 July 2026 rolls to Monday 6 July: the Saturday's and Sunday's runs place
@@ -238,9 +274,9 @@ mod tests {
     #[test]
     fn a_plan_created_after_the_cut_off_starts_next_month() {
         let cal = BusinessCalendar::with_holidays([]);
-        let mut p = plan(3);
-        p.active_since = at(d(2026, 6, 3), 16, 0);
-        assert!(placed(&p, &cal, d(2026, 6, 3)).is_empty());
+        let p = plan(3);
+        let late = LiveSpans::since(at(d(2026, 6, 3), 16, 0));
+        assert!(placed_while(&p, &cal, d(2026, 6, 3), &late).is_empty());
         assert_eq!(
             p.next_instalment(&cal, at(d(2026, 6, 3), 16, 0)),
             Some(PlanInstalment {
@@ -248,9 +284,9 @@ mod tests {
                 nav_date: d(2026, 7, 3)
             })
         );
-        p.active_since = at(d(2026, 6, 3), 14, 59);
+        let early = LiveSpans::since(at(d(2026, 6, 3), 14, 59));
         assert_eq!(
-            placed(&p, &cal, d(2026, 6, 3)),
+            placed_while(&p, &cal, d(2026, 6, 3), &early),
             vec![(d(2026, 6, 3), d(2026, 6, 3))]
         );
     }
@@ -262,21 +298,52 @@ mod tests {
     #[test]
     fn a_pause_skips_the_instalments_whose_cut_off_falls_inside_it() {
         let cal = BusinessCalendar::with_holidays([]);
-        let mut p = plan(4);
-        p.inactive_since = Some(at(d(2026, 7, 10), 9, 0));
-        assert!(!placed(&p, &cal, d(2026, 8, 4))
+        let p = plan(4);
+        let mut live = created();
+        live.0[0].until = Some(at(d(2026, 7, 10), 9, 0));
+        assert!(!placed_while(&p, &cal, d(2026, 8, 4), &live)
             .iter()
             .any(|(due, _)| due.month() == 8));
-        // Resumed: live from the resume on.
-        p.active_since = at(d(2026, 8, 5), 16, 0);
-        p.inactive_since = None;
-        assert!(!placed(&p, &cal, d(2026, 8, 4))
+        // Resumed: live again from the resume on.
+        live.0.push(LiveSpan {
+            since: at(d(2026, 8, 5), 16, 0),
+            until: None,
+        });
+        assert!(!placed_while(&p, &cal, d(2026, 8, 4), &live)
             .iter()
             .any(|(due, _)| due.month() == 8));
         assert_eq!(
-            placed(&p, &cal, d(2026, 9, 4)),
+            placed_while(&p, &cal, d(2026, 9, 4), &live),
             vec![(d(2026, 9, 4), d(2026, 9, 4))]
         );
+    }
+
+    /// The night of Monday 10 August never ran. The plan was paused at 17:00 that day (after
+    /// its cut-off) and resumed at 16:00 on the 11th (after that day's): when the night of the
+    /// 10th is caught up on the 12th, the plan was live at the 10th's cut-off in its first
+    /// span, so the instalment is placed as the night would have placed it. The 11th's
+    /// cut-off fell inside the pause: nothing due that day would be.
+    #[test]
+    fn a_night_caught_up_after_a_pause_and_resume_places_what_it_would_have() {
+        let cal = BusinessCalendar::with_holidays([]);
+        let live = LiveSpans(vec![
+            LiveSpan {
+                since: at(d(2026, 8, 5), 10, 0),
+                until: Some(at(d(2026, 8, 10), 17, 0)),
+            },
+            LiveSpan {
+                since: at(d(2026, 8, 11), 16, 0),
+                until: None,
+            },
+        ]);
+        assert_eq!(
+            placed_while(&plan(10), &cal, d(2026, 8, 10), &live),
+            vec![(d(2026, 8, 10), d(2026, 8, 10))]
+        );
+        assert!(placed_while(&plan(11), &cal, d(2026, 8, 11), &live).is_empty());
+        // The latest span alone loses the 10th's.
+        let latest = LiveSpans(vec![live.0[1]]);
+        assert!(placed_while(&plan(10), &cal, d(2026, 8, 10), &latest).is_empty());
     }
 
     #[test]
