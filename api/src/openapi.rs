@@ -3,6 +3,9 @@
 //! every status code a route can answer, parameter constraints equal to the validation, and
 //! links from the operations that create SIPs and alerts to those that read and change them.
 
+use pipeline::orders::plans::{PlanKind, PlanStatus};
+use pipeline::orders::{OrderKind, OrderStatus};
+use pipeline::sip::{SipStatus, COMPLETED};
 use serde_json::{json, Value};
 
 /// The schema of a query or path parameter, by the name the routes use for it.
@@ -521,6 +524,21 @@ const PERCENT: &str = "^(100(\\.0{1,20})?|(0|[1-9][0-9]?)(\\.[0-9]{1,20})?)$";
 const THRESHOLD: &str = "^([1-9][0-9]{0,13}(\\.[0-9]{1,4}0{0,16})?|0\\.[0-9]{0,3}[1-9]0{0,16})$";
 
 fn schemas() -> Value {
+    // The names of kinds and statuses come from the types that validate and store them.
+    let order_kinds: Vec<&str> = OrderKind::ALL.iter().map(|k| k.as_str()).collect();
+    let order_statuses: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let plan_kinds: Vec<&str> = PlanKind::ALL.iter().map(|k| k.as_str()).collect();
+    // `completed` is shown, never stored: a mandate past its end date (`has_run_its_course`).
+    let plan_statuses: Vec<&str> = PlanStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain([COMPLETED])
+        .collect();
+    let sip_statuses: Vec<&str> = SipStatus::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .chain([COMPLETED])
+        .collect();
     // One notification's deliveries (its own value: the schema document nests deeper than
     // `json!` expands in one go).
     let deliveries = json!({"type": "array", "description": "one per channel it goes to", "items": {"type": "object", "required": ["channel", "status", "attempts"], "properties": {
@@ -536,17 +554,17 @@ fn schemas() -> Value {
             "sip_day": {"type": "integer", "minimum": 1, "maximum": 28}, "start_date": {"type": "string", "format": "date", "description": "today (IST) or later"},
             "end_date": {"type": "string", "format": "date", "description": "not before start_date"}, "step_up_pct": {"type": "string", "pattern": PERCENT, "example": "10"}}},
         "NewOrder": {"type": "object", "additionalProperties": false, "required": ["kind", "scheme_code"], "properties": {
-            "kind": {"type": "string", "enum": ["purchase", "redemption", "switch"]},
+            "kind": {"type": "string", "enum": order_kinds},
             "scheme_code": {"type": "integer", "format": "int64"},
             "target_scheme_code": {"type": "integer", "format": "int64", "description": "a switch's target, same fund house"},
             "amount": {"type": "string", "pattern": ORDER_AMOUNT, "description": "rupees, at most 2 places: a purchase's amount (at least ₹100, at most ₹1,00,00,000), or the value to redeem", "example": "5000.00"},
             "units": {"type": "string", "pattern": UNITS, "description": "units to redeem or switch, at most 4 places", "example": "12.5"},
             "all": {"type": "boolean", "description": "redeem or switch everything held"}}},
         "Order": {"type": "object", "required": ["order_id", "user_id", "kind", "scheme_code", "status", "received_at", "nav_date", "cancel_before"], "properties": {
-            "order_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["purchase", "redemption", "switch"]},
+            "order_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": order_kinds},
             "scheme_code": {"type": "integer"}, "target_scheme_code": {"type": ["integer", "null"]},
             "amount": {"type": ["string", "null"]}, "units": {"type": ["string", "null"]}, "redeem_all": {"type": "boolean"},
-            "status": {"type": "string", "enum": ["received", "executed", "failed", "cancelled"]},
+            "status": {"type": "string", "enum": order_statuses},
             "received_at": {"type": "string", "format": "date-time"}, "nav_date": {"type": "string", "format": "date"},
             "cancel_before": {"type": "string", "format": "date-time"},
             "executed_nav": {"type": ["string", "null"]}, "executed_units": {"type": ["string", "null"]},
@@ -558,7 +576,7 @@ fn schemas() -> Value {
             "plan_id": {"type": ["integer", "null"], "description": "the SWP or STP this order is an instalment of"},
             "plan_due_date": {"type": ["string", "null"], "format": "date"}}},
         "NewPlan": {"type": "object", "additionalProperties": false, "required": ["kind", "scheme_code", "amount", "plan_day"], "properties": {
-            "kind": {"type": "string", "enum": ["swp", "stp"]},
+            "kind": {"type": "string", "enum": plan_kinds},
             "scheme_code": {"type": "integer", "format": "int64", "description": "the scheme redeemed from (held)"},
             "target_scheme_code": {"type": "integer", "format": "int64", "description": "an STP's target, same fund house"},
             "amount": {"type": "string", "pattern": ORDER_AMOUNT, "description": "rupees an instalment, at most 2 places, ₹100 to ₹1,00,00,000", "example": "5000.00"},
@@ -566,10 +584,10 @@ fn schemas() -> Value {
             "start_date": {"type": "string", "format": "date", "description": "today (IST) or later; default today"},
             "end_date": {"type": "string", "format": "date", "description": "not before start_date"}}},
         "Plan": {"type": "object", "required": ["plan_id", "user_id", "kind", "scheme_code", "amount", "plan_day", "start_date", "status", "created_at"], "properties": {
-            "plan_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["swp", "stp"]},
+            "plan_id": {"type": "integer"}, "user_id": {"type": "integer"}, "kind": {"type": "string", "enum": plan_kinds},
             "scheme_code": {"type": "integer"}, "target_scheme_code": {"type": ["integer", "null"]}, "amount": {"type": "string"},
             "plan_day": {"type": "integer"}, "start_date": {"type": "string", "format": "date"}, "end_date": {"type": ["string", "null"], "format": "date"},
-            "status": {"type": "string", "enum": ["active", "paused", "cancelled", "stopped", "completed"], "description": "completed: past the end date and its last NAV date (shown, never set)"},
+            "status": {"type": "string", "enum": plan_statuses, "description": "completed: past the end date and its last NAV date (shown, never set)"},
             "stopped_reason": {"type": ["string", "null"], "description": "insufficient_units or nothing_held: the instalment the holding could not pay"},
             "created_at": {"type": "string", "format": "date-time"},
             "next_instalment": {"type": ["object", "null"], "properties": {"due_date": {"type": "string", "format": "date"}, "nav_date": {"type": "string", "format": "date"}}}}},
@@ -599,7 +617,7 @@ fn schemas() -> Value {
         "Sip": {"type": "object", "required": ["sip_id", "user_id", "scheme_code", "amount", "sip_day", "start_date", "status"], "properties": {
             "sip_id": {"type": "integer"}, "user_id": {"type": "integer"}, "scheme_code": {"type": "integer"}, "amount": {"type": "string"},
             "sip_day": {"type": "integer"}, "start_date": {"type": "string", "format": "date"}, "end_date": {"type": ["string", "null"], "format": "date"},
-            "step_up_pct": {"type": "string"}, "status": {"type": "string", "enum": ["active", "paused", "cancelled", "completed"], "description": "completed: past the end date and its last NAV date (shown, never set)"},
+            "step_up_pct": {"type": "string"}, "status": {"type": "string", "enum": sip_statuses, "description": "completed: past the end date and its last NAV date (shown, never set)"},
             "paused_until": {"type": ["string", "null"], "format": "date"}}},
         "ScheduledSip": {"allOf": [{"$ref": "#/components/schemas/Sip"}, {"type": "object", "properties": {
             "effective_from": {"type": ["string", "null"], "format": "date"},

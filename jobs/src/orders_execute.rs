@@ -39,7 +39,8 @@ use pipeline::orders::execute::{self, RedeemBy};
 use pipeline::orders::lots::{Lot, LotBook};
 use pipeline::orders::plans::{self, PlanKind};
 use pipeline::orders::{
-    fmv, payout_date, ExitLoad, OrderLeg, OrderOutcome, RealizedGain, SchemeTerms, TaxClass,
+    fmv, payout_date, ExitLoad, OrderKind, OrderLeg, OrderOutcome, RealizedGain, SchemeTerms,
+    TaxClass,
 };
 use pipeline::sip::{InstalmentStatus, Investment, NavLookup};
 use sqlx::{PgPool, Row};
@@ -181,7 +182,7 @@ struct PlacedOrder {
     user_id: i64,
     /// The date of the NAV it gets (fixed at placement).
     nav_date: NaiveDate,
-    kind: String,
+    kind: OrderKind,
     scheme_code: i64,
     target_scheme_code: Option<i64>,
     amount: Option<Paise>,
@@ -390,7 +391,7 @@ async fn place_plan_instalments(
                 .map(|t| t.with_timezone(&chrono::Utc))
                 .ok_or_else(|| anyhow::anyhow!("no instant for {}", instalment.due_date))?;
             wanted.user_id.push(row.try_get("user_id")?);
-            wanted.kind.push(kind.order_kind());
+            wanted.kind.push(kind.order_kind().as_str());
             wanted.scheme_code.push(row.try_get("scheme_code")?);
             wanted
                 .target_scheme_code
@@ -490,11 +491,15 @@ async fn placed_orders(
         }
         // Units bought by 31-Jan-2018 are grandfathered at that day's NAV (equity only).
         terms.fmv_2018_01_31 = fmv::nav_on_31_jan_2018(scheme_code, isin.as_deref());
+        let order_id: i64 = row.try_get("order_id")?;
+        let kind: String = row.try_get("kind")?;
+        let kind = OrderKind::parse(&kind)
+            .ok_or_else(|| anyhow::anyhow!("orders.kind of order {order_id}: {kind}"))?;
         orders.push(PlacedOrder {
-            order_id: row.try_get("order_id")?,
+            order_id,
             user_id: row.try_get("user_id")?,
             nav_date: row.try_get("nav_date")?,
-            kind: row.try_get("kind")?,
+            kind,
             scheme_code,
             target_scheme_code: row.try_get("target_scheme_code")?,
             amount: row.try_get::<Option<i64>, _>("amount_paise")?.map(Paise),
@@ -677,11 +682,7 @@ fn execute_one(
         payout_date: None,
         failure: None,
     };
-    let main_leg = match order.kind.as_str() {
-        "purchase" => OrderLeg::Purchase,
-        "switch" => OrderLeg::SwitchOut,
-        _ => OrderLeg::Redemption,
-    };
+    let main_leg = order.kind.first_leg();
     let failed = |reason: &str| {
         let mut leg = blank(main_leg, order.scheme_code);
         leg.executed = false;

@@ -66,6 +66,8 @@ pub enum SipStatus {
 }
 
 impl SipStatus {
+    pub const ALL: [SipStatus; 3] = [SipStatus::Active, SipStatus::Paused, SipStatus::Cancelled];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             SipStatus::Active => "active",
@@ -75,12 +77,7 @@ impl SipStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(SipStatus::Active),
-            "paused" => Some(SipStatus::Paused),
-            "cancelled" => Some(SipStatus::Cancelled),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 

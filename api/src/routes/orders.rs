@@ -25,7 +25,9 @@ use serde_json::Value;
 use pipeline::money::{Nav, Paise, Units};
 use pipeline::orders::lots::{RealizedLot, Term};
 use pipeline::orders::statement::{capital_gains_csv, totals, GainsRow};
-use pipeline::orders::{applicable_nav_date, NavRule, Side, TaxClass, CUT_OFF, LIQUID_CUT_OFF};
+use pipeline::orders::{
+    applicable_nav_date, NavRule, OrderKind, OrderStatus, Side, TaxClass, CUT_OFF, LIQUID_CUT_OFF,
+};
 
 use super::extract::{locked_count, ApiJson, ApiPath, ApiQuery, Authed, UserRef};
 use super::idempotency::{claim_or_replay, idempotency_key, store_response};
@@ -246,19 +248,16 @@ async fn place_order(
     let mut errors: Vec<(String, String)> = Vec::new();
     // The person's row is locked first: two orders at once see each other's units taken.
     let open_orders = locked_count(&mut tx, user_id, OPEN_ORDERS).await?;
-    let side = match order.kind.as_deref() {
-        Some("purchase") => Some(Side::Purchase),
-        Some("redemption") | Some("switch") => Some(Side::Redemption),
-        _ => {
-            fail(
-                &mut errors,
-                "kind",
-                "required, one of purchase, redemption, switch",
-            );
-            None
-        }
-    };
-    let switch = order.kind.as_deref() == Some("switch");
+    let kind = order.kind.as_deref().and_then(OrderKind::parse);
+    if kind.is_none() {
+        fail(
+            &mut errors,
+            "kind",
+            &format!("required, one of {}", OrderKind::listed()),
+        );
+    }
+    let side = kind.map(OrderKind::side);
+    let switch = kind == Some(OrderKind::Switch);
     let amount = order.amount.as_ref().map(|a| positive(a, 2));
     let units = order.units.as_ref().map(|u| positive(u, 4));
     let all = order.all.unwrap_or(false);
@@ -446,7 +445,7 @@ async fn place_order(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {ORDER_COLUMNS}"
         )))
         .bind(user_id)
-        .bind(order.kind.as_deref())
+        .bind(kind.map(OrderKind::as_str))
         .bind(order.scheme_code)
         .bind(order.target_scheme_code)
         .bind(amount.flatten())
@@ -533,7 +532,7 @@ async fn cancel_order(
     let Some((status, before)) = found else {
         return Err(Problem::not_found("no such order"));
     };
-    if status != "received" {
+    if status != OrderStatus::Received.as_str() {
         return Err(Problem::conflict(format!("the order is {status}")));
     }
     if now >= before {

@@ -21,7 +21,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use pipeline::orders::plans::{PlanInstalment, PlanKind, PlanSchedule};
+use pipeline::orders::plans::{PlanInstalment, PlanKind, PlanSchedule, PlanStatus};
 use pipeline::sip::{has_run_its_course, COMPLETED};
 
 use super::extract::{
@@ -124,13 +124,16 @@ fn shown(state: &Shared, row: PlanRow, now: DateTime<Utc>) -> Plan {
         .map(|PlanInstalment { due_date, nav_date }| NextInstalment { due_date, nav_date });
     // Past its end date and its last NAV date, a plan that was never cancelled or stopped has
     // run its course; the stored status stays as last set.
-    let status = if matches!(row.status.as_str(), "active" | "paused")
-        && has_run_its_course(&state.calendar, row.end_date, serving::clock::date_ist(now))
-    {
-        COMPLETED.to_string()
-    } else {
-        row.status
-    };
+    let status =
+        if matches!(
+            PlanStatus::parse(&row.status),
+            Some(PlanStatus::Active | PlanStatus::Paused)
+        ) && has_run_its_course(&state.calendar, row.end_date, serving::clock::date_ist(now))
+        {
+            COMPLETED.to_string()
+        } else {
+            row.status
+        };
     Plan {
         plan_id: row.plan_id,
         user_id: row.user_id,
@@ -401,7 +404,7 @@ async fn change_plan(
             .bind(user_id)
             .fetch_optional(&mut *tx)
             .await?;
-        if status.as_deref() == Some("stopped") && open >= MAX_OPEN_PLANS {
+        if status.as_deref() == Some(PlanStatus::Stopped.as_str()) && open >= MAX_OPEN_PLANS {
             return Err(Problem::conflict(format!(
                 "at most {MAX_OPEN_PLANS} active or paused SWPs and STPs per user: cancel one first"
             )));

@@ -182,6 +182,44 @@ async fn the_sql_contract_matches_the_serving_crate() {
         .map(|s| s.as_str())
         .collect();
     assert_eq!(allowed, expected, "{check}");
+    // The kinds and statuses of orders and plans the API validates, the job executes and the
+    // OpenAPI document lists are the ones the tables allow.
+    use pipeline::orders::plans::{PlanKind, PlanStatus};
+    use pipeline::orders::{OrderKind, OrderStatus};
+    for (constraint, expected) in [
+        (
+            "orders_kind_check",
+            OrderKind::ALL.map(OrderKind::as_str).to_vec(),
+        ),
+        (
+            "orders_status_check",
+            OrderStatus::ALL.map(OrderStatus::as_str).to_vec(),
+        ),
+        (
+            "plans_kind_check",
+            PlanKind::ALL.map(PlanKind::as_str).to_vec(),
+        ),
+        (
+            "plans_status_check",
+            PlanStatus::ALL.map(PlanStatus::as_str).to_vec(),
+        ),
+        (
+            "sips_status_check",
+            pipeline::sip::SipStatus::ALL
+                .map(pipeline::sip::SipStatus::as_str)
+                .to_vec(),
+        ),
+    ] {
+        let check: String = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = $1",
+        )
+        .bind(constraint)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{constraint}: {e}"));
+        let allowed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();
+        assert_eq!(allowed, expected, "{constraint}: {check}");
+    }
     // "Open-ended" is one rule: SQL's `sipline_open_ended` agrees with `Scheme::is_open_ended`.
     for scheme_type in [
         None,

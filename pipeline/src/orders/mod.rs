@@ -321,6 +321,97 @@ impl SchemeTerms {
     }
 }
 
+/// What an order asks (`orders.kind`, the API's `kind`): one place for the names, so the
+/// route that validates, the job that executes, the OpenAPI document and the table's CHECK
+/// (tested against it) cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderKind {
+    /// A lumpsum purchase, by amount.
+    Purchase,
+    /// A redemption by amount, by units, or of everything held.
+    Redemption,
+    /// A redemption whose proceeds buy another scheme of the same fund house.
+    Switch,
+}
+
+impl OrderKind {
+    pub const ALL: [OrderKind; 3] = [
+        OrderKind::Purchase,
+        OrderKind::Redemption,
+        OrderKind::Switch,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Purchase => "purchase",
+            OrderKind::Redemption => "redemption",
+            OrderKind::Switch => "switch",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The names as a person reads them in an error: "purchase, redemption or switch".
+    pub fn listed() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.join(""),
+        }
+    }
+
+    /// Which way the money moves first: a switch starts with its redemption.
+    pub const fn side(self) -> Side {
+        match self {
+            OrderKind::Purchase => Side::Purchase,
+            OrderKind::Redemption | OrderKind::Switch => Side::Redemption,
+        }
+    }
+
+    /// The leg executed first (a switch's second leg, its switch-in, follows from it).
+    pub const fn first_leg(self) -> OrderLeg {
+        match self {
+            OrderKind::Purchase => OrderLeg::Purchase,
+            OrderKind::Redemption => OrderLeg::Redemption,
+            OrderKind::Switch => OrderLeg::SwitchOut,
+        }
+    }
+}
+
+/// Where an order stands (`orders.status`): received until its cut-off, then executed or
+/// failed; cancelled by the person before the cut-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderStatus {
+    Received,
+    Executed,
+    Failed,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Received,
+        OrderStatus::Executed,
+        OrderStatus::Failed,
+        OrderStatus::Cancelled,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Received => "received",
+            OrderStatus::Executed => "executed",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// Which part of an order a warehouse `orders` row records: a switch is two legs, a
 /// redemption out of one scheme and a purchase into the other, under one order id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -406,6 +497,22 @@ mod tests {
 
     fn at(y: i32, m: u32, day: u32, h: u32, min: u32) -> NaiveDateTime {
         d(y, m, day).and_hms_opt(h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn order_kinds_and_statuses_read_back_what_they_write() {
+        for kind in OrderKind::ALL {
+            assert_eq!(OrderKind::parse(kind.as_str()), Some(kind));
+        }
+        for status in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(OrderKind::parse("swp"), None);
+        assert_eq!(OrderStatus::parse("pending"), None);
+        assert_eq!(OrderKind::listed(), "purchase, redemption or switch");
+        assert_eq!(OrderKind::Switch.side(), Side::Redemption);
+        assert_eq!(OrderKind::Switch.first_leg(), OrderLeg::SwitchOut);
+        assert_eq!(OrderKind::Purchase.first_leg(), OrderLeg::Purchase);
     }
 
     /// NSE's list has 2026-12-25 (Friday, Christmas).

@@ -17,7 +17,7 @@
 
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime};
 
-use super::CUT_OFF;
+use super::{OrderKind, CUT_OFF};
 use crate::calendar::BusinessCalendar;
 use crate::sip::applicable_date;
 
@@ -50,11 +50,43 @@ impl PlanKind {
     }
 
     /// The kind of order each instalment becomes (`orders.kind`).
-    pub const fn order_kind(self) -> &'static str {
+    pub const fn order_kind(self) -> OrderKind {
         match self {
-            PlanKind::Withdrawal => "redemption",
-            PlanKind::Transfer => "switch",
+            PlanKind::Withdrawal => OrderKind::Redemption,
+            PlanKind::Transfer => OrderKind::Switch,
         }
+    }
+}
+
+/// Where a plan stands (`plans.status`): live while active; paused and resumed by the person;
+/// stopped when its source ran dry (resumable after a top-up); cancelled for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlanStatus {
+    Active,
+    Paused,
+    Cancelled,
+    Stopped,
+}
+
+impl PlanStatus {
+    pub const ALL: [PlanStatus; 4] = [
+        PlanStatus::Active,
+        PlanStatus::Paused,
+        PlanStatus::Cancelled,
+        PlanStatus::Stopped,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Active => "active",
+            PlanStatus::Paused => "paused",
+            PlanStatus::Cancelled => "cancelled",
+            PlanStatus::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -383,8 +415,11 @@ mod tests {
         assert_eq!(PlanKind::parse("swp"), Some(PlanKind::Withdrawal));
         assert_eq!(
             PlanKind::parse("stp").map(PlanKind::order_kind),
-            Some("switch")
+            Some(OrderKind::Switch)
         );
+        for status in PlanStatus::ALL {
+            assert_eq!(PlanStatus::parse(status.as_str()), Some(status));
+        }
         assert_eq!(PlanKind::parse("sip"), None);
         use crate::orders::execute::OrderFailure;
         assert!(stops_the_plan(OrderFailure::NothingHeld.reason()));
