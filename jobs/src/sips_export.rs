@@ -18,9 +18,9 @@ use std::fmt;
 use anyhow::Context;
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
-use pipeline::money::Paise;
 use pipeline::sip::{Mandate, SipStatus};
 use pipeline::user::UserRow;
+use serving::mandates::MandateRow;
 use sqlx::{PgPool, Row};
 use warehouse::{bucket_of, Part, Warehouse, BUCKETS};
 
@@ -30,7 +30,7 @@ use crate::plumbing::exit::JobFailure;
 // first change is effective after D do not exist yet as of D.
 const SELECT_SIPS_AS_OF: &str = "SELECT sip_id, user_id, scheme_code, amount_paise, sip_day, start_date, end_date, step_up_bps, status, paused_until \
      FROM (SELECT DISTINCT ON (sip_id) sip_id, user_id, scheme_code, (amount * 100)::bigint AS amount_paise, \
-             sip_day::integer AS sip_day, start_date, end_date, (step_up_pct * 100)::bigint AS step_up_bps, status, paused_until \
+             sip_day, start_date, end_date, (step_up_pct * 100)::bigint AS step_up_bps, status, paused_until \
            FROM sip_changes WHERE effective_from <= $1 ORDER BY sip_id, change_id DESC) AS as_of";
 
 /// Whether D's cut-off has passed: the batch date a change made now ($2, the job's clock)
@@ -84,9 +84,11 @@ pub async fn export(
         .into());
     }
     let mut buckets: Vec<Vec<Mandate>> = (0..BUCKETS).map(|_| Vec::new()).collect();
-    let mut rows = sqlx::query(SELECT_SIPS_AS_OF).bind(date).fetch(pool);
+    let mut rows = sqlx::query_as::<_, MandateRow>(SELECT_SIPS_AS_OF)
+        .bind(date)
+        .fetch(pool);
     while let Some(row) = rows.try_next().await? {
-        let mandate = mandate_from_row(&row)?;
+        let mandate = Mandate::try_from(row)?;
         buckets[bucket_of(mandate.user_id) as usize].push(mandate);
     }
     drop(rows);
@@ -128,23 +130,4 @@ pub async fn export(
         .try_collect::<()>()
         .await?;
     Ok(summary)
-}
-
-fn mandate_from_row(row: &sqlx::postgres::PgRow) -> anyhow::Result<Mandate> {
-    let sip_id: i64 = row.try_get("sip_id")?;
-    let status: String = row.try_get("status")?;
-    let sip_day: i32 = row.try_get("sip_day")?;
-    Ok(Mandate {
-        sip_id,
-        user_id: row.try_get("user_id")?,
-        scheme_code: row.try_get("scheme_code")?,
-        amount: Paise(row.try_get("amount_paise")?),
-        sip_day: u32::try_from(sip_day).with_context(|| format!("sip {sip_id}: sip_day"))?,
-        start_date: row.try_get("start_date")?,
-        end_date: row.try_get("end_date")?,
-        step_up_bps: row.try_get("step_up_bps")?,
-        status: SipStatus::parse(&status)
-            .with_context(|| format!("sip {sip_id}: unknown status {status:?}"))?,
-        paused_until: row.try_get("paused_until")?,
-    })
 }

@@ -8,6 +8,7 @@
 
 pub mod callbacks;
 pub mod clock;
+pub mod mandates;
 pub mod secret;
 pub mod signing;
 pub mod unsubscribe;

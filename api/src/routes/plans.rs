@@ -118,7 +118,7 @@ fn shown(state: &Shared, row: PlanRow, now: DateTime<Utc>) -> Plan {
         start_date: row.start_date,
         end_date: row.end_date,
     };
-    let next_instalment = (row.status == "active")
+    let next_instalment = (row.status == PlanStatus::Active.as_str())
         .then(|| schedule.next_instalment(&state.calendar, now.with_timezone(&ist).naive_local()))
         .flatten()
         .map(|PlanInstalment { due_date, nav_date }| NextInstalment { due_date, nav_date });

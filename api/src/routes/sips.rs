@@ -20,7 +20,6 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use pipeline::money::Paise;
 use pipeline::sip::{applicable_date, has_run_its_course, Mandate, SipStatus, COMPLETED};
 
 use super::extract::{
@@ -30,6 +29,7 @@ use super::idempotency::{claim_or_replay, idempotency_key, store_response};
 use super::{json_body, json_value, next_cursor, timed, IdPage};
 use crate::problem::Problem;
 use crate::Shared;
+use serving::mandates::MandateRow;
 
 pub fn routes() -> Router<Shared> {
     Router::new()
@@ -54,9 +54,11 @@ const MAX_OPEN_SIPS: i64 = 50;
 const OPEN_SIPS: &str = "SELECT count(*) FROM sips WHERE user_id = $1 \
      AND status IN ('active', 'paused') AND (end_date IS NULL OR end_date >= $2)";
 
+/// What a SIP shows, and its terms scaled as the batch reads them (`MandateRow`).
 const SIP_COLUMNS: &str =
     "sip_id, user_id, scheme_code, amount::text AS amount, sip_day, start_date, end_date, \
-     step_up_pct::text AS step_up_pct, status, paused_until";
+     step_up_pct::text AS step_up_pct, status, paused_until, \
+     (amount * 100)::bigint AS amount_paise, (step_up_pct * 100)::bigint AS step_up_bps";
 
 const SCHEME_SIP_RULES: &str = "SELECT sipline_open_ended(scheme_type) AS open, \
             sip_min_amount::text AS min, sip_max_amount::text AS max \
@@ -97,6 +99,10 @@ struct Sip {
     step_up_pct: String,
     status: String,
     paused_until: Option<NaiveDate>,
+    /// The same SIP as the batch reads it: one conversion, shared with `sips export`.
+    #[sqlx(flatten)]
+    #[serde(skip)]
+    terms: MandateRow,
 }
 
 impl Sip {
@@ -114,22 +120,7 @@ impl Sip {
 
     /// The mandate as the batch will see it, for computing its schedule.
     fn mandate(&self) -> Option<Mandate> {
-        let paise = |text: &str| {
-            let value = Decimal::from_str(text).ok()? * Decimal::from(100);
-            value.trunc().to_string().parse::<i64>().ok()
-        };
-        Some(Mandate {
-            sip_id: self.sip_id,
-            user_id: self.user_id,
-            scheme_code: self.scheme_code,
-            amount: Paise(paise(&self.amount)?),
-            sip_day: u32::try_from(self.sip_day).ok()?,
-            start_date: self.start_date,
-            end_date: self.end_date,
-            step_up_bps: paise(&self.step_up_pct)?,
-            status: SipStatus::parse(&self.status)?,
-            paused_until: self.paused_until,
-        })
+        Mandate::try_from(self.terms.clone()).ok()
     }
 }
 
@@ -193,6 +184,7 @@ struct SipWithChange {
 const LIVE_SIPS: &str =
     "SELECT s.sip_id, s.user_id, s.scheme_code, s.amount::text AS amount, s.sip_day, \
        s.start_date, s.end_date, s.step_up_pct::text AS step_up_pct, s.status, s.paused_until, \
+       (s.amount * 100)::bigint AS amount_paise, (s.step_up_pct * 100)::bigint AS step_up_bps, \
        (SELECT CASE WHEN isfinite(c.effective_from) THEN c.effective_from END FROM sip_changes c \
           WHERE c.sip_id = s.sip_id ORDER BY c.change_id DESC LIMIT 1) AS effective_from, \
        sipline_batch_date($2) AS batch_date \

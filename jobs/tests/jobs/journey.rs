@@ -1349,3 +1349,109 @@ async fn a_person_draws_a_monthly_income_moves_money_monthly_and_is_told_when_th
     assert_eq!(caught_up[0]["nav_date"], "2026-08-10");
     assert_eq!(caught_up[0]["status"], "executed", "{}", caught_up[0]);
 }
+
+/// The whole record (issue 37 §7): a person who started a SIP fourteen months ago reads every
+/// instalment, page by page, over REST and through the GraphQL subgraph — after the nightly
+/// chain (housekeeping included, with its defaults) ran on each instalment's night. The SIP
+/// day is the 6th: a Saturday in December 2025 and June 2026 and a Sunday in September 2026,
+/// bought on the Monday after (worked out from a calendar, not from sipline's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_reads_fourteen_months_of_instalments_page_by_page() {
+    let pg = Postgres::start().await;
+    let (night, _received) = Night::start(&pg.url).await;
+    night.run("2025-10-01").await;
+    let api = Api::start_at(&pg.url, "2025-10-01T10:00:00+05:30").await;
+    let (token, scheme_code) = signed_in_with_a_fund(&api, "auth0|journey-history").await;
+    let (status, sip) = api
+        .post(
+            "/v1/users/me/sips",
+            &token,
+            json!({ "scheme_code": scheme_code, "amount": "1000", "sip_day": 6 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sip}");
+    assert_eq!(sip["next_instalment"]["due_date"], "2025-10-06", "{sip}");
+    let nights = [
+        ("2025-10-06", "2025-10-06"),
+        ("2025-11-06", "2025-11-06"),
+        ("2025-12-06", "2025-12-08"),
+        ("2026-01-06", "2026-01-06"),
+        ("2026-02-06", "2026-02-06"),
+        ("2026-03-06", "2026-03-06"),
+        ("2026-04-06", "2026-04-06"),
+        ("2026-05-06", "2026-05-06"),
+        ("2026-06-06", "2026-06-08"),
+        ("2026-07-06", "2026-07-06"),
+        ("2026-08-06", "2026-08-06"),
+        ("2026-09-06", "2026-09-07"),
+        ("2026-10-06", "2026-10-06"),
+        ("2026-11-06", "2026-11-06"),
+    ];
+    for (_, nav_date) in nights {
+        night.run(nav_date).await;
+    }
+    // Newest first, as both read them.
+    let expected: Vec<(String, String)> = nights
+        .iter()
+        .rev()
+        .map(|(due, nav)| (due.to_string(), nav.to_string()))
+        .collect();
+
+    let api = Api::start_at(&pg.url, "2026-11-30T10:00:00+05:30").await;
+    let mut read = Vec::new();
+    let mut pages = 0;
+    let mut before: Option<String> = None;
+    loop {
+        let path = match &before {
+            None => "/v1/users/me/investments?limit=5".to_string(),
+            Some(cursor) => format!("/v1/users/me/investments?limit=5&before={cursor}"),
+        };
+        let (status, page) = api.get(&path, Some(&token)).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for row in page["investments"].as_array().unwrap() {
+            assert_eq!(row["status"], "executed", "{row}");
+            assert_eq!(row["amount"], "1000.00", "{row}");
+            read.push((
+                row["due_date"].as_str().unwrap().to_string(),
+                row["nav_date"].as_str().unwrap().to_string(),
+            ));
+        }
+        match page["next_before"].as_str() {
+            Some(cursor) => before = Some(cursor.to_string()),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not end: {page}");
+    }
+    assert_eq!(
+        read, expected,
+        "every instalment since the first, over REST"
+    );
+    assert_eq!(pages, 3);
+
+    let query = "query($before: String) { me { investments(first: 5, before: $before) { \
+                   investments { dueDate navDate status } nextBefore } } }";
+    let mut read = Vec::new();
+    let mut before = Value::Null;
+    for _ in 0..10 {
+        let (_, answer) =
+            crate::graphql::graphql(&api, Some(&token), query, json!({ "before": before })).await;
+        assert!(answer["errors"].is_null(), "{answer}");
+        let page = &answer["data"]["me"]["investments"];
+        for row in page["investments"].as_array().unwrap() {
+            assert_eq!(row["status"], "executed", "{row}");
+            read.push((
+                row["dueDate"].as_str().unwrap().to_string(),
+                row["navDate"].as_str().unwrap().to_string(),
+            ));
+        }
+        before = page["nextBefore"].clone();
+        if before.is_null() {
+            break;
+        }
+    }
+    assert_eq!(
+        read, expected,
+        "every instalment since the first, over GraphQL"
+    );
+}
