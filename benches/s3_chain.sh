@@ -5,7 +5,8 @@
 # then for each of two business days: `sip execute` and `portfolio value` as two shards in
 # parallel (`--shard 0/2`, `--shard 1/2`, as the sharded DAG runs them), and a `sql` query of
 # the day's valuation. Prints wall and CPU (user + system, the children's) per step, and
-# checks that both warehouses answer the query the same.
+# checks that both warehouses answer the query the same. The S3 server's own CPU is printed at
+# the end (on top of the S3 steps').
 #
 #   PYTHON=~/.cache/sipline-s3-venv/bin/python benches/s3_chain.sh
 #
@@ -77,3 +78,5 @@ done
 cmp -s "$work/answer-local.csv" "$work/answer-s3.csv" || { echo "the answers differ" >&2; diff "$work/answer-local.csv" "$work/answer-s3.csv" >&2; exit 1; }
 echo "same answer from both: $(tr '\n' ' ' <"$work/answer-s3.csv")"
 du -sh "$work/local" | sed 's/^/local folder: /'
+# The S3 steps' CPU above is sipline's; the server's own is on top of it.
+echo "moto server CPU over the run: $(ps -o times= -p "$server_pid" | tr -d ' ') s"

@@ -1366,7 +1366,8 @@ async fn a_person_reads_fourteen_months_of_instalments_page_by_page() {
         .post(
             "/v1/users/me/sips",
             &token,
-            json!({ "scheme_code": scheme_code, "amount": "1000", "sip_day": 6 }),
+            json!({ "scheme_code": scheme_code, "amount": "1000", "sip_day": 6,
+                    "start_date": "2025-10-01" }),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sip}");
