@@ -255,7 +255,7 @@ pub struct ChannelArgs {
     #[arg(long, env = "SIPLINE_DLT_ENTITY_ID")]
     pub dlt_entity_id: Option<String>,
     /// The DLT template ID registered for each kind: kind=id,kind=id (a kind without one is
-    /// not sent: operators drop it).
+    /// not sent: operators drop it); nav_alert_digest=id for a day's NAV alerts in one SMS.
     #[arg(long, env = "SIPLINE_DLT_TEMPLATES")]
     pub dlt_templates: Option<String>,
     /// The API's delivery-report route as Exotel reaches it

@@ -55,7 +55,23 @@ impl SignedCallbacks {
     }
 }
 
-/// `kind=template_id,kind=template_id`, as `--dlt-templates` takes them.
+/// The DLT template name of a NAV alert's daily digest (several alerts of one person and day
+/// in one message, keyed `nav_alert_digest:…`). DLT scrubbing matches a message's text against
+/// the template registered under its ID, and the digest's text is not a single alert's, so it
+/// is registered on its own: `nav_alert_digest=ID` in `--dlt-templates`.
+pub const DIGEST_TEMPLATE: &str = "nav_alert_digest";
+
+/// The template a message goes out under: its kind's, or the digest's.
+fn template_name<'a>(kind: &'a str, event_key: &str) -> &'a str {
+    if kind == "nav_alert" && event_key.starts_with("nav_alert_digest:") {
+        DIGEST_TEMPLATE
+    } else {
+        kind
+    }
+}
+
+/// `kind=template_id,kind=template_id`, as `--dlt-templates` takes them (a kind, or
+/// [`DIGEST_TEMPLATE`]).
 pub fn parse_templates(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut templates = BTreeMap::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -63,7 +79,7 @@ pub fn parse_templates(text: &str) -> Result<BTreeMap<String, String>, String> {
             .split_once('=')
             .ok_or_else(|| format!("{pair:?}: expected kind=template_id"))?;
         let (kind, id) = (kind.trim(), id.trim());
-        if !serving::unsubscribe::KINDS.contains(&kind) {
+        if !serving::unsubscribe::KINDS.contains(&kind) && kind != DIGEST_TEMPLATE {
             return Err(format!("{kind:?}: not a notification kind"));
         }
         // DLT template IDs are 19 digits; any run of digits is accepted, nothing else.
@@ -87,10 +103,10 @@ impl Dispatcher {
             .phone
             .as_deref()
             .ok_or_else(|| Failure::permanent("the user has no phone number"))?;
-        let template = exotel.dlt_templates.get(&delivery.kind).ok_or_else(|| {
+        let name = template_name(&delivery.kind, &delivery.event_key);
+        let template = exotel.dlt_templates.get(name).ok_or_else(|| {
             Failure::permanent(format!(
-                "no DLT template ID registered for {} (--dlt-templates): operators drop it",
-                delivery.kind
+                "no DLT template ID registered for {name} (--dlt-templates): operators drop it"
             ))
         })?;
         let sms = self.rendered_sms(delivery)?;
@@ -161,9 +177,26 @@ mod tests {
                 .unwrap();
         assert_eq!(parsed["sip_executed"], "1107161234567890123");
         assert_eq!(parsed.len(), 2);
+        let parsed =
+            parse_templates("nav_alert=1107160000000000001,nav_alert_digest=1107160000000000002")
+                .unwrap();
+        assert_eq!(parsed[DIGEST_TEMPLATE], "1107160000000000002");
+        assert_eq!(
+            template_name("nav_alert", "nav_alert:5:2026-12-07"),
+            "nav_alert"
+        );
+        assert_eq!(
+            template_name("nav_alert", "nav_alert_digest:1:2026-12-07:5"),
+            DIGEST_TEMPLATE
+        );
+        assert_eq!(
+            template_name("sip_executed", "sip:1:2026-12-05:executed"),
+            "sip_executed"
+        );
         for bad in [
             "sip_executed",
             "nope=123",
+            "nav_alert_digests=123",
             "sip_executed=12a",
             "sip_executed=1,sip_executed=2",
         ] {

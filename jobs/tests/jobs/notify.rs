@@ -952,6 +952,125 @@ async fn sms_go_through_exotel_with_dlt_fields_and_delivery_reports_change_their
     }
 }
 
+/// A day's NAV alerts in one message (the digest) go out under their own DLT template: DLT
+/// matches a message against the text registered under its template ID, and the digest's text
+/// is not a single alert's. A digest without one registered is dead, saying which is missing;
+/// a single alert still goes out under the kind's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nav_alert_digest_goes_out_under_its_own_dlt_template() {
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 1).await;
+    sqlx::query(
+        "INSERT INTO schemes (scheme_code, scheme_name, unit_decimals) \
+         VALUES (122639, 'Parag Parikh Flexi Cap Fund - Direct Plan - Growth', 3)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, channels, phone) \
+         VALUES (1, '{sms}', '+919812345678')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let digest = |date: &str| {
+        format!(
+            "('nav_alert_digest:1:{date}:5', 1, 'nav_alert', '{{\"nav_date\": \"{date}\", \"alerts\": [\
+               {{\"alert_id\": 5, \"scheme_code\": 122639, \"nav\": \"84.2512\", \"condition\": \"below\", \"threshold\": \"85\"}}, \
+               {{\"alert_id\": 6, \"scheme_code\": 118989, \"nav\": \"41.1000\", \"condition\": \"above\", \"threshold\": \"40\"}}]}}')"
+        )
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES {}, \
+           ('nav_alert:7:2026-12-07', 1, 'nav_alert', '{{\"scheme_code\": 122639, \"nav_date\": \"2026-12-07\", \
+             \"nav\": \"84.2512\", \"condition\": \"below\", \"threshold\": \"85\"}}')",
+        digest("2026-12-07")
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (provider, provider_url) = exotel().await;
+    let dispatch = |templates: &'static str| {
+        let url = pg.url.clone();
+        let provider_url = provider_url.clone();
+        async move {
+            crate::support::sipline_async_env(
+                &[
+                    "notify",
+                    "dispatch",
+                    "--database-url",
+                    &url,
+                    "--exotel-url",
+                    &provider_url,
+                    "--exotel-sid",
+                    "sipline1",
+                    "--exotel-api-key",
+                    "exotel-key",
+                    "--sms-sender",
+                    "SIPLNE",
+                    "--dlt-entity-id",
+                    "1101234567890123456",
+                    "--dlt-templates",
+                    templates,
+                    "--webhook-secret",
+                    SECRET,
+                    "--retry-base-ms",
+                    "1",
+                ],
+                &[("SIPLINE_EXOTEL_API_TOKEN", "exotel-token-not-for-logs")],
+            )
+            .await
+            .assert_ok();
+        }
+    };
+    dispatch("nav_alert=1107160000000000001,nav_alert_digest=1107160000000000002").await;
+    let sent = provider.sent.lock().unwrap().clone();
+    let by_key = |key: &str| {
+        sent.iter()
+            .find(|s| s["CustomField"] == format!("{key}/sms"))
+            .unwrap_or_else(|| panic!("{key} not sent: {sent:?}"))
+            .clone()
+    };
+    let digest_sms = by_key("nav_alert_digest:1:2026-12-07:5");
+    assert_eq!(digest_sms["DltTemplateId"], "1107160000000000002");
+    assert!(
+        digest_sms["Body"].contains("2 of your alerts"),
+        "{digest_sms:?}"
+    );
+    assert_eq!(
+        by_key("nav_alert:7:2026-12-07")["DltTemplateId"],
+        "1107160000000000001"
+    );
+
+    // The next day's digest, with only the single alert's template registered: not sent.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO notifications (event_key, user_id, kind, payload) VALUES {}",
+        digest("2026-12-08")
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    dispatch("nav_alert=1107160000000000001").await;
+    assert_eq!(provider.sent.lock().unwrap().len(), 2, "nothing more sent");
+    let (status, error): (String, Option<String>) = sqlx::query_as(
+        "SELECT d.status, d.last_error FROM notification_deliveries d \
+         JOIN notifications n USING (notification_id) \
+         WHERE n.event_key = 'nav_alert_digest:1:2026-12-08:5'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(status, "dead");
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .contains("no DLT template ID registered for nav_alert_digest"),
+        "{error:?}"
+    );
+}
+
 /// The public half of a test key, from `api/tests/fixtures/jwks.json`.
 fn fixture_jwk(kid: &str) -> serde_json::Value {
     let jwks: serde_json::Value = serde_json::from_str(
