@@ -45,13 +45,16 @@ measure() {
 import resource, subprocess, sys, time
 label, cmd = sys.argv[1], sys.argv[2:]
 start = time.perf_counter()
-if cmd[0] == "--shards":
-    cmd = cmd[1:]
-    procs = [subprocess.Popen(cmd + ["--shard", f"{i}/2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    codes = [(p.wait(), p.stderr.read()) for p in procs]
-else:
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    codes = [(p.returncode, p.stderr)]
+import tempfile
+# stderr to files, not pipes: a shard with much to say must not block on a full pipe.
+runs = [cmd[1:] + ["--shard", f"{i}/2"] for i in range(2)] if cmd[0] == "--shards" else [cmd]
+logs = [tempfile.TemporaryFile(mode="w+") for _ in runs]
+procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=log) for c, log in zip(runs, logs)]
+codes = []
+for p, log in zip(procs, logs):
+    code = p.wait()
+    log.seek(0)
+    codes.append((code, log.read()))
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 for code, err in codes:

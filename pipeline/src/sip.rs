@@ -414,10 +414,14 @@ pub fn applicable_date(calendar: &BusinessCalendar, due: NaiveDate) -> NaiveDate
 pub const COMPLETED: &str = "completed";
 
 /// Whether a mandate (a SIP, an SWP or an STP) ending on `end_date` has run its course by
-/// `today`: its last possible instalment, due on or before the end date, was taken by the
-/// batch of its NAV date — the end date rolled to a business day, at the latest — and that
-/// day is over. Such a mandate is shown `completed` whatever its stored status, and no
-/// longer counts among a person's open ones.
+/// `today`: no instalment falls due any more, and the last possible one, due on or before the
+/// end date, belonged to the batch of its NAV date — the end date rolled to a business day,
+/// at the latest — and that day is over. Such a mandate is shown `completed` (a stored
+/// active or paused status; cancelled and stopped stay as they are). That last instalment
+/// may still be settling: waiting for a late NAV, or placed by a night caught up late; its
+/// outcome shows in the person's investments and orders (and a plan whose last instalment
+/// the source cannot pay still becomes `stopped`). The quota of open mandates stops counting
+/// one earlier, the day after its end date.
 pub fn has_run_its_course(
     calendar: &BusinessCalendar,
     end_date: Option<NaiveDate>,

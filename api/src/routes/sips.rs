@@ -215,7 +215,12 @@ pub(super) async fn upcoming_instalment(
             .fetch_all(&state.pool),
     )
     .await?;
-    let live = sips.len();
+    // Those shown completed fall due no more.
+    let today = serving::clock::date_ist(now);
+    let live = sips
+        .iter()
+        .filter(|row| !has_run_its_course(&state.calendar, row.sip.end_date, today))
+        .count();
     let next = sips
         .into_iter()
         .filter_map(|row| {
