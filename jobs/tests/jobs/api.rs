@@ -1052,5 +1052,4 @@ async fn api_serves_published_data_to_its_owner_only_and_follows_publishes() {
         .expect("stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}");
-    let _ = std::fs::remove_dir_all(&warehouse);
 }

@@ -48,9 +48,11 @@ pub(crate) fn universe(warehouse: &Path) {
 }
 
 /// `universe` published on FIRST with its users and mandates: a store the API serves. The
-/// warehouse folder is kept (returned) for later publishes.
-pub(crate) async fn published_universe(url: &str) -> std::path::PathBuf {
-    let warehouse = tempfile::tempdir().unwrap().keep();
+/// warehouse folder is returned for later publishes, and removed when the test drops it
+/// (each is ~150 MB: kept, they filled /tmp run after run).
+pub(crate) async fn published_universe(url: &str) -> PublishedUniverse {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = dir.path().to_path_buf();
     {
         let warehouse = warehouse.clone();
         tokio::task::spawn_blocking(move || universe(&warehouse))
@@ -60,7 +62,24 @@ pub(crate) async fn published_universe(url: &str) -> std::path::PathBuf {
     publish(url, &warehouse, FIRST, &["--mandates"])
         .await
         .assert_ok();
-    warehouse
+    PublishedUniverse {
+        _dir: dir,
+        warehouse,
+    }
+}
+
+/// A published universe's warehouse folder, read as a path; removed on drop.
+pub(crate) struct PublishedUniverse {
+    _dir: tempfile::TempDir,
+    warehouse: std::path::PathBuf,
+}
+
+impl std::ops::Deref for PublishedUniverse {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.warehouse
+    }
 }
 
 pub(crate) async fn publish(
