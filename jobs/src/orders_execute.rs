@@ -558,12 +558,7 @@ async fn lot_books(
                 InstalmentStatus::Executed => {
                     lots.entry(key).or_default().insert(
                         id,
-                        Lot {
-                            date: nav_date,
-                            units,
-                            nav,
-                            stamp_duty: row.stamp_duty,
-                        },
+                        Lot::from_debit(nav_date, units, nav, row.stamp_duty, row.amount),
                     );
                 }
                 // A returned debit takes its allotment back out.
@@ -592,12 +587,8 @@ async fn lot_books(
                 let Some(nav) = leg.nav else { continue };
                 lots.entry(key).or_default().insert(
                     (leg.nav_date, 1, leg.order_id, leg.nav_date),
-                    Lot {
-                        date: leg.nav_date,
-                        units: leg.units,
-                        nav,
-                        stamp_duty: leg.stamp_duty,
-                    },
+                    // A purchase leg's amount is its debit.
+                    Lot::from_debit(leg.nav_date, leg.units, nav, leg.stamp_duty, leg.amount),
                 );
             } else {
                 *redeemed.entry(key).or_default() += leg.units.0;

@@ -107,8 +107,9 @@ impl Warehouse {
 
     /// The executed order legs of `bucket` run on or before `through` (issue 36), as
     /// valuation counts them: a purchase or switch-in adds its units at its debit, a
-    /// redemption or switch-out takes its units out at what they had cost, so holdings and
-    /// invested (the cost of the units still held) come out right. Orders are few beside
+    /// redemption or switch-out takes its units out at what they were paid (cost and
+    /// `Lot::residue`), so holdings and invested (what the units still held were paid) come
+    /// out right. Orders are few beside
     /// SIP instalments, so every run reads them all rather than checkpointing them.
     ///
     /// With them, XIRR's adjustments: for each sale, its net proceeds less the cost it took

@@ -699,13 +699,23 @@ async fn a_person_buys_tops_up_redeems_half_and_reads_the_capital_gains_statemen
         "{sold}"
     );
 
-    // The portfolio: the cost of what is still held (the other half of the first lot, and
-    // the top-up).
+    // The portfolio: what is still held was paid (the other half of the first lot, and the
+    // top-up). The half sold took out its purchase value, its share of the duty, and its
+    // share of what the ₹9,999.50 paid beyond the units' value (units are allotted rounded
+    // down): a sale of every unit would leave nothing invested.
+    let lot_value = ((i128::from(units) * i128::from(nav) + 5_000_000_000) / 10_000_000_000) as i64;
+    let residue = 999_950 - lot_value;
+    // At most one unit step (0.001) at the NAV, in paise, and the paisa's rounding.
+    assert!(
+        (0..=nav / 1_000_000_000 + 1).contains(&residue),
+        "{residue}"
+    );
+    let residue_share = (residue * half * 2 + units) / (2 * units);
     let (_, portfolio) = api.get("/v1/users/me/portfolio", Some(&token)).await;
     assert_eq!(portfolio["as_of"], "2026-06-03");
     assert_eq!(
         scaled(&portfolio["invested"], 2),
-        1_500_000 - (gross + duty_share),
+        1_500_000 - (gross + duty_share + residue_share),
         "{portfolio}"
     );
 

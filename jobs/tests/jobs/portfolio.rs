@@ -309,3 +309,111 @@ fn valuing_before_execution_is_a_missing_upstream() {
     );
     assert!(!dir.path().join("portfolio_snapshots").exists());
 }
+
+/// A person sells everything they held of a scheme (issue 36): nothing of it stays invested,
+/// to the paisa. Units are allotted rounded down, so each instalment paid up to a unit step's
+/// worth that bought no unit; that residue leaves "invested" with the units (a sale of every
+/// unit takes out all that was paid) but stays out of the capital gain. Before, the residues
+/// stayed behind on a holding of no units, and daily valuation refused the bucket (its
+/// invested no longer summed to the holdings' cost): one redemption of everything stopped a
+/// night's valuation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holding_sold_to_the_last_unit_holds_nothing_invested() {
+    use crate::publish::{published_universe, SECOND};
+    use crate::support::{sipline_async, Postgres};
+
+    let pg = Postgres::start().await;
+    let warehouse = published_universe(&pg.url).await;
+    let w = warehouse.to_str().unwrap();
+    let pool = pg.pool().await;
+    // Every user redeems everything of their first SIP's scheme, before SECOND's cut-off.
+    let placed = sqlx::query(
+        "INSERT INTO orders (user_id, kind, scheme_code, redeem_all, received_at, nav_date, \
+           executes_on, cancel_before) \
+         SELECT DISTINCT ON (user_id) user_id, 'redemption', scheme_code, true, \
+           TIMESTAMPTZ '2025-03-04 04:00:00+00', DATE '2025-03-04', DATE '2025-03-04', \
+           TIMESTAMPTZ '2025-03-04 09:30:00+00' \
+         FROM sips ORDER BY user_id, sip_id",
+    )
+    .execute(&pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert!(placed > 100, "{placed}");
+    sipline_async(&[
+        "--now",
+        "2025-03-04T20:00:00+05:30",
+        "orders",
+        "execute",
+        "--date",
+        SECOND,
+        "--warehouse",
+        w,
+        "--database-url",
+        &pg.url,
+    ])
+    .await
+    .assert_ok();
+    sipline_async(&["portfolio", "value", "--date", SECOND, "--warehouse", w])
+        .await
+        .assert_ok();
+
+    // The schemes sold out: in SQL apart from the batch, what their executed instalments
+    // were debited, and what their lots' units were worth at purchase plus duty (the cost of
+    // acquisition). The sales took out the first; the gains were taken against the second.
+    let sold = "sold AS (SELECT user_id, scheme_code, cost, units FROM orders \
+                 WHERE leg = 'redemption' AND status = 'executed')";
+    let checks = csv(
+        &warehouse,
+        &format!(
+            "WITH {sold}, \
+               paid AS (SELECT i.user_id, i.scheme_code, sum(i.amount) AS debited, \
+                          sum(i.units) AS units, \
+                          sum(CAST(round(i.units * i.nav, 2) AS DECIMAL(20, 2)) + i.stamp_duty) AS acquired \
+                        FROM investments i JOIN sold USING (user_id, scheme_code) \
+                        WHERE i.status = 'executed' GROUP BY 1, 2), \
+               gains AS (SELECT user_id, scheme_code, sum(cost) AS cost FROM realized_gains \
+                         GROUP BY 1, 2) \
+             SELECT count(*) AS sales, \
+               sum(CASE WHEN s.cost = p.debited THEN 1 ELSE 0 END) AS took_all_paid, \
+               sum(CASE WHEN s.units = p.units THEN 1 ELSE 0 END) AS took_all_units, \
+               sum(CASE WHEN g.cost = p.acquired THEN 1 ELSE 0 END) AS gains_at_cost, \
+               sum(CASE WHEN p.debited > p.acquired THEN 1 ELSE 0 END) AS with_residue \
+             FROM sold s JOIN paid p USING (user_id, scheme_code) \
+               JOIN gains g USING (user_id, scheme_code)"
+        ),
+    );
+    let row: Vec<i64> = checks
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (sales, took_all_paid, took_all_units, gains_at_cost, with_residue) =
+        (row[0], row[1], row[2], row[3], row[4]);
+    assert!(sales > 100, "{checks}");
+    assert_eq!(
+        (took_all_paid, took_all_units, gains_at_cost),
+        (sales, sales, sales),
+        "{checks}"
+    );
+    // Residues were there to leave behind: the case the old rule broke on.
+    assert!(with_residue > sales / 2, "{checks}");
+
+    // Valued: no line for a scheme sold out, and each user's invested is their lines'.
+    let leftovers = csv(
+        &warehouse,
+        &format!(
+            "WITH {sold}, \
+               lines AS (SELECT user_id, sum(invested) AS invested FROM portfolio_lines \
+                         WHERE as_of = DATE '{SECOND}' GROUP BY user_id) \
+             SELECT (SELECT count(*) FROM portfolio_lines l JOIN sold USING (user_id, scheme_code) \
+                     WHERE l.as_of = DATE '{SECOND}') AS sold_lines, \
+                    (SELECT count(*) FROM portfolio_snapshots s LEFT JOIN lines l USING (user_id) \
+                     WHERE s.as_of = DATE '{SECOND}' \
+                       AND s.invested <> coalesce(l.invested, 0)) AS unbalanced"
+        ),
+    );
+    assert_eq!(leftovers.lines().nth(1), Some("0,0"), "{leftovers}");
+}

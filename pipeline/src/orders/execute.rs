@@ -73,12 +73,7 @@ pub fn purchase(
     if units.0 <= 0 {
         return Err(OrderFailure::TooSmall { nav });
     }
-    book.buy(Lot {
-        date: nav_date,
-        units,
-        nav,
-        stamp_duty: duty,
-    });
+    book.buy(Lot::from_debit(nav_date, units, nav, duty, amount));
     Ok(Allotment {
         amount,
         stamp_duty: duty,

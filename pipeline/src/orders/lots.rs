@@ -31,6 +31,37 @@ pub struct Lot {
     pub units: Units,
     pub nav: Nav,
     pub stamp_duty: Paise,
+    /// What the debit paid beyond the purchase value and the stamp duty: units are allotted
+    /// rounded down, so up to one unit step's worth bought nothing. It is not a cost of
+    /// acquisition (the gains leave it out), but it is part of what the person put in, so it
+    /// leaves "invested" with the units it came with: a holding sold to the last unit holds
+    /// no cost.
+    pub residue: Paise,
+}
+
+impl Lot {
+    /// The lot a debit of `debit` bought: `units` at `nav` with `stamp_duty`, the rest of
+    /// the debit its residue.
+    pub fn from_debit(
+        date: NaiveDate,
+        units: Units,
+        nav: Nav,
+        stamp_duty: Paise,
+        debit: Paise,
+    ) -> Lot {
+        Lot {
+            date,
+            units,
+            nav,
+            stamp_duty,
+            residue: Paise(debit.0 - value_of(units.0, nav).0 - stamp_duty.0),
+        }
+    }
+
+    /// What the person paid for the lot: purchase value, stamp duty and residue.
+    pub fn debit(&self) -> Paise {
+        Paise(value_of(self.units.0, self.nav).0 + self.stamp_duty.0 + self.residue.0)
+    }
 }
 
 /// Short- or long-term, as the Income-tax Act classes the gain.
@@ -78,8 +109,8 @@ pub struct SaleTotals {
     pub stt: Paise,
     /// What reaches the bank: gross − exit load − STT.
     pub net_proceeds: Paise,
-    /// The cost of the units sold (purchase value + stamp duty, before grandfathering): what
-    /// leaves "invested".
+    /// What the units sold were paid (purchase value + stamp duty, before grandfathering, and
+    /// their share of their lots' residue): what leaves "invested".
     pub cost: Paise,
 }
 
@@ -149,7 +180,8 @@ impl LotBook {
         open
     }
 
-    /// The cost (purchase value + stamp duty) of the units still held: "invested".
+    /// What the units still held were paid (purchase value, stamp duty and their share of
+    /// the residue): "invested".
     pub fn cost_held(&self) -> Paise {
         let mut skip = self.redeemed.0;
         let mut cost = 0;
@@ -161,6 +193,7 @@ impl LotBook {
             let (all, gone) = (lot.units.0, taken);
             cost += value_of(all, lot.nav).0 - value_of(gone, lot.nav).0;
             cost += piece_duty(lot, all) - piece_duty(lot, gone);
+            cost += piece_residue(lot, all) - piece_residue(lot, gone);
         }
         Paise(cost)
     }
@@ -249,7 +282,9 @@ impl LotBook {
                 fy: fy.clone(),
             });
             totals.exit_load.0 += exit_load.0;
-            totals.cost.0 += actual_cost;
+            // The residue leaves with the units, not into the gain.
+            totals.cost.0 +=
+                actual_cost + piece_residue(lot, before + take) - piece_residue(lot, before);
             gross_before.0 += gross.0;
             sold += take;
         }
@@ -295,6 +330,11 @@ fn value_of(units: i64, nav: Nav) -> Paise {
 /// The stamp duty of the first `consumed` units of `lot`.
 fn piece_duty(lot: &Lot, consumed: i64) -> i64 {
     share(lot.stamp_duty, consumed, lot.units.0)
+}
+
+/// The residue of the first `consumed` units of `lot`.
+fn piece_residue(lot: &Lot, consumed: i64) -> i64 {
+    share(lot.residue, consumed, lot.units.0)
 }
 
 /// `whole` × `part` / `of`, to the paisa; zero when `of` is zero.
@@ -347,18 +387,21 @@ mod tests {
             units: Units(1_000_000),
             nav: nav("10"),
             stamp_duty: Paise(5),
+            residue: Paise(0),
         });
         book.buy(Lot {
             date: d(2025, 1, 10),
             units: Units(1_000_000),
             nav: nav("12"),
             stamp_duty: Paise(6),
+            residue: Paise(0),
         });
         book.buy(Lot {
             date: d(2026, 1, 10),
             units: Units(1_000_000),
             nav: nav("15"),
             stamp_duty: Paise(8),
+            residue: Paise(0),
         });
         let terms = equity(one_percent_for_a_year(), None);
         let (pieces, totals) = book
@@ -408,6 +451,7 @@ mod tests {
             units: Units(1_000_000),
             nav: nav("20"),
             stamp_duty: Paise(0),
+            residue: Paise(0),
         };
         // Bought at 20, NAV 30 on 31-Jan-2018, sold at 40: cost = max(2,000, min(3,000,
         // 4,000)) = 3,000; gain 1,000.
@@ -458,6 +502,7 @@ mod tests {
             units: Units(30_000),
             nav: nav("10.33333333"),
             stamp_duty: Paise(1),
+            residue: Paise(0),
         };
         let mut book = LotBook::new(vec![lot], Units(0));
         let terms = SchemeTerms {
@@ -480,12 +525,45 @@ mod tests {
     }
 
     #[test]
+    fn what_a_lot_was_paid_leaves_invested_with_its_units_and_the_gain_leaves_the_residue_out() {
+        // ₹1,000 debited: duty 5 paise, ₹999.95 at NAV 35.1234 buys 28.469 units (₹999.93 at
+        // that NAV, to the paisa); the remaining 2 paise bought no unit.
+        let lot = Lot::from_debit(
+            d(2025, 1, 1),
+            Units(284_690),
+            nav("35.1234"),
+            Paise(5),
+            Paise(100_000),
+        );
+        assert_eq!(lot.residue, Paise(2));
+        assert_eq!(lot.debit(), Paise(100_000));
+        let mut book = LotBook::new(vec![lot], Units(0));
+        assert_eq!(book.cost_held(), Paise(100_000));
+        let terms = equity(ExitLoad::none(), None);
+        let mut left_invested = 0;
+        let mut gains_cost = 0;
+        for units in [100_000, 100_000, 84_690] {
+            let (p, totals) = book
+                .redeem(Units(units), d(2025, 3, 1), nav("40"), &terms)
+                .unwrap();
+            left_invested += totals.cost.0;
+            gains_cost += p.iter().map(|piece| piece.cost.0).sum::<i64>();
+        }
+        // Sold to the last unit: all that was paid has left invested, nothing is held, and
+        // the gains were taken against purchase value and duty only.
+        assert_eq!(left_invested, 100_000);
+        assert_eq!(book.cost_held(), Paise(0));
+        assert_eq!(gains_cost, 99_998);
+    }
+
+    #[test]
     fn redeeming_more_than_is_held_changes_nothing() {
         let lot = Lot {
             date: d(2025, 1, 1),
             units: Units(10_000),
             nav: nav("10"),
             stamp_duty: Paise(0),
+            residue: Paise(0),
         };
         let mut book = LotBook::new(vec![lot], Units(0));
         let terms = equity(ExitLoad::none(), None);

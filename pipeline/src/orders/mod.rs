@@ -451,8 +451,9 @@ impl OrderLeg {
 
 /// A row of the warehouse's `orders`: one executed leg of an order, or the order's failure
 /// (`units` and the money zero, `failure` set). `amount` is the debit of a purchase leg and
-/// the gross value of a redemption leg; `cost` is what the units sold had cost (stamp duty
-/// included), which leaves "invested"; `gain` the sum of the realised pieces' gains.
+/// the gross value of a redemption leg; `cost` is what the units sold were paid (stamp duty
+/// and their lots' residue included), which leaves "invested"; `gain` the sum of the realised
+/// pieces' gains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderOutcome {
     pub order_id: i64,
