@@ -595,6 +595,8 @@ pub struct OrdersExecuteArgs {
     pub warehouse: WarehouseArgs,
     #[command(flatten)]
     pub calendar: CalendarArgs,
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 #[derive(Debug, Subcommand)]

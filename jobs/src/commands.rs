@@ -403,8 +403,15 @@ async fn execute_orders(
     let warehouse = Warehouse::open(&args.warehouse.warehouse)?;
     let calendar = args.calendar.calendar()?;
     let pool = connect(&required(database_url, "orders execute")?).await?;
-    let summary =
-        orders_execute::execute_orders(&warehouse, &pool, args.date, &calendar, clock).await?;
+    let summary = orders_execute::execute_orders(
+        &warehouse,
+        &pool,
+        args.date,
+        &calendar,
+        clock,
+        args.parallel.get(),
+    )
+    .await?;
     println!("{summary} elapsed_ms={}", started.elapsed().as_millis());
     Ok(RowCounts::new(summary.orders, summary.executed))
 }

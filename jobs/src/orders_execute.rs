@@ -30,9 +30,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
 use pipeline::money::{Nav, Paise, Units};
 use pipeline::orders::execute::{self, RedeemBy};
@@ -236,6 +238,7 @@ pub async fn execute_orders(
     date: NaiveDate,
     calendar: &BusinessCalendar,
     clock: serving::Clock,
+    parallelism: usize,
 ) -> anyhow::Result<OrdersSummary> {
     // Orders of D can be placed or cancelled until its cut-off: before it, they are not fixed.
     let cut_off = date
@@ -271,11 +274,12 @@ pub async fn execute_orders(
         .into_iter()
         .filter(|d| *d >= earliest && *d <= date)
         .collect();
-    let prices = Prices {
-        navs: &navs,
-        nav_dates: &nav_dates,
+    let prices = Arc::new(Prices {
+        navs,
+        nav_dates,
         run_date: date,
-    };
+        calendar: calendar.clone(),
+    });
     let mut by_bucket: BTreeMap<u32, Vec<PlacedOrder>> = BTreeMap::new();
     for order in orders {
         by_bucket
@@ -283,39 +287,21 @@ pub async fn execute_orders(
             .or_default()
             .push(order);
     }
+    // Buckets in parallel (reading a bucket's lots decodes its whole instalment history),
+    // their results in bucket order, so PostgreSQL gets the same statements whatever finishes
+    // first.
+    let executed: Vec<(Vec<OrderOutcome>, Vec<RealizedGain>)> = futures::stream::iter(by_bucket)
+        .map(|(bucket, orders)| {
+            let (warehouse, prices) = (warehouse.clone(), Arc::clone(&prices));
+            tokio::spawn(async move { execute_bucket(&warehouse, &prices, bucket, &orders).await })
+        })
+        .buffered(parallelism.max(1))
+        .map(|joined| joined.context("an orders bucket's task panicked")?)
+        .try_collect()
+        .await?;
     let mut outcomes_all = Vec::new();
     let mut gains_all = Vec::new();
-    for (bucket, orders) in &by_bucket {
-        let part = Part::dated_bucket(date, *bucket);
-        if calendar.is_business_day(date)
-            && !warehouse.is_published(Table::Investments, part).await?
-        {
-            return Err(JobFailure::MissingUpstream(format!(
-                "`sip execute --date {date}` has not published bucket {bucket}: orders of {date} \
-                 wait for the day's instalments"
-            ))
-            .into());
-        }
-        let wanted: HashSet<(i64, i64)> = orders
-            .iter()
-            .flat_map(|o| {
-                [Some(o.scheme_code), o.target_scheme_code]
-                    .into_iter()
-                    .flatten()
-                    .map(move |s| (o.user_id, s))
-            })
-            .collect();
-        let mut books = lot_books(warehouse, *bucket, date, &wanted).await?;
-        let mut outcomes = Vec::new();
-        let mut gains = Vec::new();
-        for order in orders {
-            let (legs, pieces) = execute_one(order, &prices, &mut books, calendar);
-            outcomes.extend(legs);
-            gains.extend(pieces);
-        }
-        // The gains first, the orders last: the `orders` marker says the bucket's run is whole.
-        warehouse.write_rows(part, &gains).await?;
-        warehouse.write_rows(part, &outcomes).await?;
+    for (outcomes, gains) in executed {
         summary.buckets += 1;
         outcomes_all.extend(outcomes);
         gains_all.extend(gains);
@@ -332,6 +318,49 @@ pub async fn execute_orders(
     summary.waiting = summary.orders - settled.len() as u64;
     summary.realized_lots = gains_all.len() as u64;
     Ok(summary)
+}
+
+/// One bucket's orders, in the order placed, against its people's lots: writes the bucket's
+/// `realized_gains` then `orders` (its commit point) and returns what it wrote. On a business
+/// day the bucket's instalments of the day come first (`sip execute`): they are lots too.
+async fn execute_bucket(
+    warehouse: &Warehouse,
+    prices: &Prices,
+    bucket: u32,
+    orders: &[PlacedOrder],
+) -> anyhow::Result<(Vec<OrderOutcome>, Vec<RealizedGain>)> {
+    let date = prices.run_date;
+    let part = Part::dated_bucket(date, bucket);
+    if prices.calendar.is_business_day(date)
+        && !warehouse.is_published(Table::Investments, part).await?
+    {
+        return Err(JobFailure::MissingUpstream(format!(
+            "`sip execute --date {date}` has not published bucket {bucket}: orders of {date} \
+             wait for the day's instalments"
+        ))
+        .into());
+    }
+    let wanted: HashSet<(i64, i64)> = orders
+        .iter()
+        .flat_map(|o| {
+            [Some(o.scheme_code), o.target_scheme_code]
+                .into_iter()
+                .flatten()
+                .map(move |s| (o.user_id, s))
+        })
+        .collect();
+    let mut books = lot_books(warehouse, bucket, date, &wanted).await?;
+    let mut outcomes = Vec::new();
+    let mut gains = Vec::new();
+    for order in orders {
+        let (legs, pieces) = execute_one(order, prices, &mut books, &prices.calendar);
+        outcomes.extend(legs);
+        gains.extend(pieces);
+    }
+    // The gains first, the orders last: the `orders` marker says the bucket's run is whole.
+    warehouse.write_rows(part, &gains).await?;
+    warehouse.write_rows(part, &outcomes).await?;
+    Ok((outcomes, gains))
 }
 
 /// Places the SWP and STP instalments the run of `date` takes: one order each, in one
@@ -609,17 +638,18 @@ async fn lot_books(
 }
 
 /// The NAVs a run prices orders with.
-struct Prices<'a> {
-    navs: &'a NavLookup,
+struct Prices {
+    navs: NavLookup,
     /// Dates with a NAV file, from the earliest order's NAV date to the run's.
-    nav_dates: &'a [NaiveDate],
+    nav_dates: Vec<NaiveDate>,
     run_date: NaiveDate,
+    calendar: BusinessCalendar,
 }
 
 /// Days an order waits for its scheme's NAV before it fails `no_nav`.
 const NO_NAV_AFTER_DAYS: i64 = 30;
 
-impl Prices<'_> {
+impl Prices {
     /// The date whose NAV an order of NAV date `date` gets: itself, or, when it was a
     /// business day without any NAV file and a later file exists (a market holiday nobody
     /// listed), the next NAV date.
@@ -649,7 +679,7 @@ impl Prices<'_> {
 /// it realised; nothing for an order still waiting for its NAV.
 fn execute_one(
     order: &PlacedOrder,
-    prices: &Prices<'_>,
+    prices: &Prices,
     books: &mut HashMap<(i64, i64), LotBook>,
     calendar: &BusinessCalendar,
 ) -> (Vec<OrderOutcome>, Vec<RealizedGain>) {
