@@ -65,31 +65,35 @@ prev=2025-06-25 day=2025-06-26 next=2025-06-27 month_end=2025-06-30
 # The job refuses a date before its cut-off (15:00 IST): the clock of the evening run.
 at() { echo "$1T20:00:00+05:30"; }
 echo "users=$users cpus=$(nproc) warehouse=$wh"
-if [ ! -e "$wh/_bench_ready_$prev" ]; then
-  measure "generate --users $users --months 12" "$bin" generate --users "$users" --months 12 --end-date "$month_end" --warehouse "$wh"
-  measure "sip backfill 2024-07-01..$prev" "$bin" sip backfill --from 2024-07-01 --to "$prev" --simulate-failures 0.02 --warehouse "$wh"
-  measure "portfolio value $prev (daily)" "$bin" portfolio value --date "$prev" --warehouse "$wh"
-  touch "$wh/_bench_ready_$prev"
-fi
+# A fresh universe every time: a kept one has the later days and orders run already.
+rm -rf "$wh"
+measure "generate --users $users --months 12" "$bin" generate --users "$users" --months 12 --end-date "$month_end" --warehouse "$wh"
+measure "sip backfill 2024-07-01..$prev" "$bin" sip backfill --from 2024-07-01 --to "$prev" --simulate-failures 0.02 --warehouse "$wh"
+measure "portfolio value $prev (daily)" "$bin" portfolio value --date "$prev" --warehouse "$wh"
 measure "db migrate" "$bin" db migrate
 measure "publish $prev --mandates (users, SIPs, schemes into PostgreSQL)" "$bin" publish --date "$prev" --warehouse "$wh" --mandates
 
 # The orders, as the API would have stored them after checking them: received in the morning
-# of $day, NAV date $day, cancellable until its cut-off. Who and how much follow from the user
-# id, so a re-run places the same ones. The plans' instalments fall due on $next.
+# of $day, NAV date $day, cancellable until its cut-off (so no liquid or overnight scheme,
+# whose orders follow another rule). Who and how much follow from the user id, so a re-run
+# places the same ones. The plans' instalments fall due on $next. Switches go to one other
+# open-ended scheme of the fund house, so a little fewer than SWITCH_PCT switch.
 "${psql[@]}" -v day="$day" -v next="$next" \
   -v lumpsum="${LUMPSUM_PCT:-1}" -v redeem="${REDEEM_PCT:-0.5}" -v switch="${SWITCH_PCT:-0.2}" -v plan="${PLAN_PCT:-0.3}" <<'SQL'
 TRUNCATE orders, plans, plan_spans, realized_gains CASCADE;
 CREATE TEMP TABLE held AS
   SELECT DISTINCT ON (user_id) user_id, scheme_code, amount
-  FROM sips WHERE status = 'active' ORDER BY user_id, sip_id;
+  FROM sips JOIN schemes USING (scheme_code)
+  WHERE status = 'active' AND coalesce(category, '') !~* 'liquid|overnight'
+  ORDER BY user_id, sip_id;
 -- One other open-ended scheme per fund house, to switch into.
 CREATE TEMP TABLE switch_to AS
   SELECT DISTINCT ON (fund_house) fund_house, scheme_code
-  FROM schemes WHERE scheme_type ILIKE 'Open Ended%' ORDER BY fund_house, scheme_code DESC;
+  FROM schemes WHERE scheme_type ILIKE 'Open Ended%' AND coalesce(category, '') !~* 'liquid|overnight'
+  ORDER BY fund_house, scheme_code DESC;
 -- A share of users, spread over the id range: the id's hash, in hundredths of a percent.
 CREATE TEMP TABLE pick AS
-  SELECT h.*, s.fund_house, abs(hashint8(h.user_id)) % 10000 AS draw
+  SELECT h.*, s.fund_house, abs(hashint8(h.user_id)::bigint) % 10000 AS draw
   FROM held h JOIN schemes s USING (scheme_code);
 \set lumpsum_to (:lumpsum * 100)
 \set redeem_to (:lumpsum_to + :redeem * 100)
@@ -132,7 +136,14 @@ SQL
 measure "sip execute $day (fresh day)" "$bin" sip execute --date "$day" --simulate-failures 0.02 --warehouse "$wh"
 measure "portfolio value $day (daily), before its orders" "$bin" portfolio value --date "$day" --warehouse "$wh"
 measure "orders execute $day" "$bin" --now "$(at "$day")" orders execute --date "$day" --warehouse "$wh"
-measure "orders execute $day again (re-run, same bytes)" "$bin" --now "$(at "$day")" orders execute --date "$day" --warehouse "$wh"
+day_files() { find "$wh/orders" "$wh/realized_gains" -path "*=$day/*" -name "*.parquet" | sort | xargs md5sum; }
+day_files >"$work/first.md5"
+measure "orders execute $day again (a re-run)" "$bin" --now "$(at "$day")" orders execute --date "$day" --warehouse "$wh"
+if cmp -s "$work/first.md5" <(day_files); then
+  echo "    the re-run wrote the same bytes ($(wc -l <"$work/first.md5") files)"
+else
+  echo "    the re-run wrote other bytes" >&2; exit 1
+fi
 measure "portfolio value $day (daily), with its orders" "$bin" portfolio value --date "$day" --warehouse "$wh"
 measure "sip execute $next" "$bin" sip execute --date "$next" --simulate-failures 0.02 --warehouse "$wh"
 measure "orders execute $next (the plans' instalments)" "$bin" --now "$(at "$next")" orders execute --date "$next" --warehouse "$wh"

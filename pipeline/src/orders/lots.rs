@@ -163,16 +163,19 @@ impl LotBook {
         self.redeemed
     }
 
-    /// The lots still held, oldest first, each with the units left in it.
+    /// The lots still held, oldest first, each with the units left in it and what is left of
+    /// its stamp duty and residue (the lot's less its redeemed pieces').
     pub fn open_lots(&self) -> Vec<Lot> {
         let mut skip = self.redeemed.0;
         let mut open = Vec::new();
         for lot in &self.lots {
-            let left = lot.units.0 - skip.min(lot.units.0);
-            skip -= lot.units.0 - left;
-            if left > 0 {
+            let taken = skip.min(lot.units.0);
+            skip -= taken;
+            if taken < lot.units.0 {
                 open.push(Lot {
-                    units: Units(left),
+                    units: Units(lot.units.0 - taken),
+                    stamp_duty: Paise(lot.stamp_duty.0 - piece_duty(lot, taken)),
+                    residue: Paise(lot.residue.0 - piece_residue(lot, taken)),
                     ..*lot
                 });
             }
@@ -540,14 +543,26 @@ mod tests {
         let mut book = LotBook::new(vec![lot], Units(0));
         assert_eq!(book.cost_held(), Paise(100_000));
         let terms = equity(ExitLoad::none(), None);
-        let mut left_invested = 0;
-        let mut gains_cost = 0;
+        let (mut left_invested, mut gains_cost, mut duty_taken) = (0, 0, 0);
         for units in [100_000, 100_000, 84_690] {
             let (p, totals) = book
                 .redeem(Units(units), d(2025, 3, 1), nav("40"), &terms)
                 .unwrap();
             left_invested += totals.cost.0;
             gains_cost += p.iter().map(|piece| piece.cost.0).sum::<i64>();
+            duty_taken += p.iter().map(|piece| piece.stamp_duty.0).sum::<i64>();
+            if let [open] = book.open_lots()[..] {
+                // What is left of the lot keeps what is left of its duty and residue.
+                let residue_taken = left_invested - gains_cost;
+                assert_eq!(
+                    (
+                        open.stamp_duty.0 + duty_taken,
+                        open.residue.0 + residue_taken
+                    ),
+                    (5, 2),
+                    "{open:?}"
+                );
+            }
         }
         // Sold to the last unit: all that was paid has left invested, nothing is held, and
         // the gains were taken against purchase value and duty only.
