@@ -136,7 +136,8 @@ impl LotBook {
         Self { lots, redeemed }
     }
 
-    /// Adds a purchase; purchases come in allotment order.
+    /// Adds a purchase at the end: purchases come in the order runs allot them, which is not
+    /// always their dates' order (see [`LotBook::held_on`]).
     pub fn buy(&mut self, lot: Lot) {
         self.lots.push(lot);
     }
@@ -146,16 +147,18 @@ impl LotBook {
         Units(self.lots.iter().map(|l| l.units.0).sum::<i64>() - self.redeemed.0)
     }
 
-    /// Units held on `date`: those of lots allotted on or before it. A sale dated before a
-    /// later purchase's allotment cannot take that purchase's units.
+    /// Units a sale dated `date` can take: those of the lots up to the first one allotted
+    /// after it. A sale dated before a purchase's allotment cannot take that purchase's units,
+    /// and FIFO takes from the front, so a lot allotted late (in a later run, at an earlier
+    /// NAV date) behind a later-dated one waits for sales dated after that one.
     pub fn held_on(&self, date: NaiveDate) -> Units {
         let bought: i64 = self
             .lots
             .iter()
-            .filter(|l| l.date <= date)
+            .take_while(|l| l.date <= date)
             .map(|l| l.units.0)
             .sum();
-        Units(bought - self.redeemed.0)
+        Units((bought - self.redeemed.0).max(0))
     }
 
     /// Units redeemed so far (the checkpointed figure).
@@ -210,8 +213,8 @@ impl LotBook {
         nav: Nav,
         terms: &SchemeTerms,
     ) -> Result<(Vec<RealizedLot>, SaleTotals), NotEnoughUnits> {
-        // Lots come in allotment order, so those dated on or before the sale are a prefix and
-        // FIFO within the units held on the date never reaches a later one.
+        // FIFO within the units held on the date never reaches a lot dated after the sale:
+        // `held_on` counts only the prefix of lots dated on or before it.
         let held = self.held_on(date);
         if units.0 <= 0 || units.0 > held.0 {
             return Err(NotEnoughUnits {
@@ -609,6 +612,44 @@ mod tests {
         assert!(book
             .redeem(Units(10_001), d(2025, 3, 3), nav("11"), &terms)
             .is_ok());
+    }
+
+    /// A lot allotted late (a later run, at an earlier NAV date) joins behind a later-dated
+    /// lot: FIFO takes the later-dated one first, and a sale dated between the two dates
+    /// cannot reach past it to the late lot.
+    #[test]
+    fn a_lot_allotted_late_waits_behind_the_lots_allotted_before_it() {
+        let lot = |date, units| Lot {
+            date,
+            units: Units(units),
+            nav: nav("10"),
+            stamp_duty: Paise(0),
+            residue: Paise(0),
+        };
+        let mut book = LotBook::default();
+        book.buy(lot(d(2025, 3, 5), 10_000));
+        book.buy(lot(d(2025, 3, 3), 20_000));
+        let terms = equity(ExitLoad::none(), None);
+        assert_eq!(book.held(), Units(30_000));
+        assert_eq!(book.held_on(d(2025, 3, 4)), Units(0));
+        assert_eq!(
+            book.redeem(Units(1), d(2025, 3, 4), nav("11"), &terms)
+                .unwrap_err()
+                .held,
+            Units(0)
+        );
+        let (pieces, _) = book
+            .redeem(Units(15_000), d(2025, 3, 5), nav("11"), &terms)
+            .unwrap();
+        let taken: Vec<_> = pieces.iter().map(|p| (p.purchase_date, p.units)).collect();
+        assert_eq!(
+            taken,
+            [
+                (d(2025, 3, 5), Units(10_000)),
+                (d(2025, 3, 3), Units(5_000))
+            ]
+        );
+        assert_eq!(book.open_lots(), [lot(d(2025, 3, 3), 15_000)]);
     }
 
     #[test]
