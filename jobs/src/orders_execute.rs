@@ -353,7 +353,7 @@ async fn execute_bucket(
     let mut outcomes = Vec::new();
     let mut gains = Vec::new();
     for order in orders {
-        let (legs, pieces) = execute_one(order, prices, &mut books, &prices.calendar);
+        let (legs, pieces) = execute_one(order, prices, &mut books);
         outcomes.extend(legs);
         gains.extend(pieces);
     }
@@ -665,8 +665,8 @@ impl Prices {
     /// The date whose NAV an order of NAV date `date` gets: itself, or, when it was a
     /// business day without any NAV file and a later file exists (a market holiday nobody
     /// listed), the next NAV date.
-    fn settled_date(&self, date: NaiveDate, calendar: &BusinessCalendar) -> NaiveDate {
-        if !calendar.is_business_day(date) || self.nav_dates.contains(&date) {
+    fn settled_date(&self, date: NaiveDate) -> NaiveDate {
+        if !self.calendar.is_business_day(date) || self.nav_dates.contains(&date) {
             return date;
         }
         self.nav_dates
@@ -678,8 +678,8 @@ impl Prices {
 
     /// The scheme's NAV of `date`: exactly, on a business day; on a non-business day (a
     /// liquid purchase's previous calendar day) the latest published on or before it.
-    fn nav(&self, scheme: i64, date: NaiveDate, calendar: &BusinessCalendar) -> Option<Nav> {
-        if calendar.is_business_day(date) {
+    fn nav(&self, scheme: i64, date: NaiveDate) -> Option<Nav> {
+        if self.calendar.is_business_day(date) {
             self.navs.on(scheme, date)
         } else {
             self.navs.on_or_before(scheme, date)
@@ -693,9 +693,9 @@ fn execute_one(
     order: &PlacedOrder,
     prices: &Prices,
     books: &mut HashMap<(i64, i64), LotBook>,
-    calendar: &BusinessCalendar,
 ) -> (Vec<OrderOutcome>, Vec<RealizedGain>) {
-    let date = prices.settled_date(order.nav_date, calendar);
+    let calendar = &prices.calendar;
+    let date = prices.settled_date(order.nav_date);
     let blank = |leg: OrderLeg, scheme_code: i64| OrderOutcome {
         order_id: order.order_id,
         user_id: order.user_id,
@@ -722,7 +722,7 @@ fn execute_one(
         leg.failure = Some(reason.to_string());
         (vec![leg], Vec::new())
     };
-    let nav_on = |scheme: i64| prices.nav(scheme, date, calendar);
+    let nav_on = |scheme: i64| prices.nav(scheme, date);
     let waited_too_long = (prices.run_date - order.nav_date).num_days() > NO_NAV_AFTER_DAYS;
     let Some(nav) = nav_on(order.scheme_code) else {
         return if waited_too_long {
