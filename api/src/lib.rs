@@ -50,9 +50,14 @@ pub struct ServeConfig {
     /// The key unsubscribe links are signed with (the dispatcher's); unset, `/v1/unsubscribe`
     /// answers 404.
     pub unsubscribe_secret: Option<Secret>,
+    /// The key unsubscribe links were signed with before the last rotation: its links still
+    /// work until they expire (`serving::unsubscribe::LINK_DAYS`).
+    pub unsubscribe_previous_secret: Option<Secret>,
     /// The key the dispatcher signs providers' callback URLs with; unset, the callback routes
     /// answer 404.
     pub provider_callback_secret: Option<Secret>,
+    /// The callback key before the last rotation: reports on messages sent before it land.
+    pub provider_callback_previous_secret: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +91,9 @@ pub struct AppState {
     pub clock: serving::Clock,
     pub metrics_token: Option<Secret>,
     pub unsubscribe_secret: Option<Secret>,
+    pub unsubscribe_previous_secret: Option<Secret>,
     pub provider_callback_secret: Option<Secret>,
+    pub provider_callback_previous_secret: Option<Secret>,
     /// The job and publication gauges of the last scrape, and when they were read.
     pub job_gauges: tokio::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
@@ -123,7 +130,9 @@ impl AppState {
             clock: config.clock,
             metrics_token: config.metrics_token.clone(),
             unsubscribe_secret: config.unsubscribe_secret.clone(),
+            unsubscribe_previous_secret: config.unsubscribe_previous_secret.clone(),
             provider_callback_secret: config.provider_callback_secret.clone(),
+            provider_callback_previous_secret: config.provider_callback_previous_secret.clone(),
             job_gauges: tokio::sync::Mutex::new(None),
         })
     }

@@ -33,7 +33,9 @@ async fn spawn_app() -> SocketAddr {
         // Five days after the embedded holiday list ends (2026-12-31), by a set clock.
         metrics_token: None,
         unsubscribe_secret: None,
+        unsubscribe_previous_secret: None,
         provider_callback_secret: None,
+        provider_callback_previous_secret: None,
         clock: serving::Clock::starting_at(
             chrono::DateTime::parse_from_rfc3339("2027-01-05T10:00:00+05:30")
                 .unwrap()

@@ -187,10 +187,26 @@ pub struct ServeArgs {
     /// `/v1/unsubscribe` answers 404.
     #[arg(long, env = "SIPLINE_UNSUBSCRIBE_SECRET", hide_env_values = true)]
     pub unsubscribe_secret: Option<String>,
+    /// To rotate the unsubscribe key: the old key, kept here while the dispatcher signs with
+    /// the new one, so links in messages already sent work until they expire (60 days).
+    #[arg(
+        long,
+        env = "SIPLINE_UNSUBSCRIBE_PREVIOUS_SECRET",
+        hide_env_values = true
+    )]
+    pub unsubscribe_previous_secret: Option<String>,
     /// The key providers' callback URLs are signed with (the dispatcher's
     /// --provider-callback-secret); unset, `/v1/providers/…` answers 404.
     #[arg(long, env = "SIPLINE_PROVIDER_CALLBACK_SECRET", hide_env_values = true)]
     pub provider_callback_secret: Option<String>,
+    /// To rotate the callback key: the old key, so delivery reports on messages sent before
+    /// the dispatcher switched keys still land.
+    #[arg(
+        long,
+        env = "SIPLINE_PROVIDER_CALLBACK_PREVIOUS_SECRET",
+        hide_env_values = true
+    )]
+    pub provider_callback_previous_secret: Option<String>,
     #[command(flatten)]
     pub calendar: CalendarArgs,
 }
@@ -295,6 +311,10 @@ pub struct ChannelArgs {
     /// The HMAC-SHA256 key every webhook body is signed with (`X-Sipline-Signature`).
     #[arg(long, env = "SIPLINE_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: String,
+    /// To rotate the webhook key: the old key. Every body is then signed by both (two `v1=`
+    /// in `X-Sipline-Signature`, the new key's first) until receivers hold the new one.
+    #[arg(long, env = "SIPLINE_WEBHOOK_PREVIOUS_SECRET", hide_env_values = true)]
+    pub webhook_previous_secret: Option<String>,
     /// The SMTP submission server, host:port (channel `email`).
     #[arg(long, env = "SIPLINE_SMTP_RELAY", hide_env_values = true)]
     pub smtp_relay: Option<String>,
@@ -506,6 +526,7 @@ impl ChannelArgs {
             exotel,
             push_webhook_url: self.push_webhook_url.clone(),
             webhook_secret: Secret::new(self.webhook_secret.clone()),
+            webhook_previous_secret: self.webhook_previous_secret.clone().map(Secret::new),
             smtp,
             mail_from: self.mail_from.clone(),
             statement_url: self.statement_url.clone(),

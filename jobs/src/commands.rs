@@ -324,15 +324,40 @@ async fn serve_api(
     if let Err(refusal) = auth.check() {
         anyhow::bail!(exit::JobFailure::BadInput(format!("`serve` {refusal}")));
     }
-    if args
-        .unsubscribe_secret
-        .as_ref()
-        .is_some_and(|s| s.len() < serving::unsubscribe::MIN_SECRET_BYTES)
-    {
-        anyhow::bail!(exit::JobFailure::BadInput(format!(
-            "--unsubscribe-secret: at least {} bytes",
-            serving::unsubscribe::MIN_SECRET_BYTES
-        )));
+    for (flag, key) in [
+        ("--unsubscribe-secret", &args.unsubscribe_secret),
+        (
+            "--unsubscribe-previous-secret",
+            &args.unsubscribe_previous_secret,
+        ),
+    ] {
+        if key
+            .as_ref()
+            .is_some_and(|s| s.len() < serving::unsubscribe::MIN_SECRET_BYTES)
+        {
+            anyhow::bail!(exit::JobFailure::BadInput(format!(
+                "{flag}: at least {} bytes",
+                serving::unsubscribe::MIN_SECRET_BYTES
+            )));
+        }
+    }
+    // A previous key alone would accept only old links and sign nothing new: a slip in a
+    // rotation, said at start rather than found in the 403s.
+    for (previous, current, flag) in [
+        (
+            &args.unsubscribe_previous_secret,
+            &args.unsubscribe_secret,
+            "--unsubscribe-previous-secret needs --unsubscribe-secret (the new key)",
+        ),
+        (
+            &args.provider_callback_previous_secret,
+            &args.provider_callback_secret,
+            "--provider-callback-previous-secret needs --provider-callback-secret (the new key)",
+        ),
+    ] {
+        if previous.is_some() && current.is_none() {
+            anyhow::bail!(exit::JobFailure::BadInput(flag.to_string()));
+        }
     }
     api::serve(api::ServeConfig {
         listen: args.listen,
@@ -352,7 +377,11 @@ async fn serve_api(
         clock,
         metrics_token: args.metrics_token.map(api::Secret::from),
         unsubscribe_secret: args.unsubscribe_secret.map(api::Secret::from),
+        unsubscribe_previous_secret: args.unsubscribe_previous_secret.map(api::Secret::from),
         provider_callback_secret: args.provider_callback_secret.map(api::Secret::from),
+        provider_callback_previous_secret: args
+            .provider_callback_previous_secret
+            .map(api::Secret::from),
     })
     .await?;
     Ok(RowCounts::default())

@@ -17,6 +17,12 @@ pub fn verify(secret: &[u8], delivery_id: i64, sig: &str) -> bool {
     crate::signing::verify_hmac_sha256_hex(secret, &[signed.as_bytes()], sig)
 }
 
+/// Whether any of `keys` (the current one, and the previous one during a rotation) signed
+/// `delivery_id`: a report on an SMS sent before the rotation still lands.
+pub fn verify_with_keys(keys: &[&[u8]], delivery_id: i64, sig: &str) -> bool {
+    keys.iter().any(|key| verify(key, delivery_id, sig))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,6 +36,14 @@ mod tests {
         assert!(!verify(b"callback-secret-0123456789", 43, sig));
         assert!(!verify(b"another-secret-0123456789", 42, sig));
         assert!(!verify(b"callback-secret-0123456789", 42, "zz"));
+        // During a rotation a report signed with either key lands; none other does.
+        let keys: [&[u8]; 2] = [
+            b"the-new-callback-secret-0123",
+            b"callback-secret-0123456789",
+        ];
+        assert!(verify_with_keys(&keys, 42, sig));
+        assert!(!verify_with_keys(&keys[..1], 42, sig));
+        assert!(!verify_with_keys(&keys, 43, sig));
         // hmac.new(b"k", b"sms-status:1", "sha256").hexdigest(), computed with Python.
         assert_eq!(
             query(b"k", 1),

@@ -99,6 +99,23 @@ pub fn verify(secret: &[u8], token: &str, now_unix: i64) -> Result<Unsubscribe, 
     })
 }
 
+/// Checks a token against each of `keys` in turn: the current key and, while a rotation is
+/// under way, the previous one, so a link in a message sent before the rotation keeps working
+/// until it expires. A link none of them signed is refused as such.
+pub fn verify_with_keys(
+    keys: &[&[u8]],
+    token: &str,
+    now_unix: i64,
+) -> Result<Unsubscribe, LinkError> {
+    for key in keys {
+        match verify(key, token, now_unix) {
+            Err(LinkError::BadSignature) => continue,
+            answer => return answer,
+        }
+    }
+    Err(LinkError::BadSignature)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +159,44 @@ mod tests {
         // Signed, but for a kind that is not one: still no use.
         assert_eq!(
             verify(SECRET, &token(SECRET, 1, "nope", 9), 0),
+            Err(LinkError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_link_signed_before_a_rotation_works_until_it_expires() {
+        const OLD: &[u8] = b"the-key-before-rotation-0123";
+        let old = token(OLD, 42, "nav_alert", 1_800_000_000);
+        let new = token(SECRET, 42, "nav_alert", 1_800_000_000);
+        for t in [&old, &new] {
+            assert_eq!(
+                verify_with_keys(&[SECRET, OLD], t, 1_799_999_999).map(|u| u.user_id),
+                Ok(42)
+            );
+            assert_eq!(
+                verify_with_keys(&[SECRET, OLD], t, 1_800_000_001),
+                Err(LinkError::Expired)
+            );
+        }
+        // Once the previous key is dropped, its links are refused; a key nobody holds never
+        // signed anything; no key at all accepts nothing.
+        assert_eq!(
+            verify_with_keys(&[SECRET], &old, 0),
+            Err(LinkError::BadSignature)
+        );
+        let forged = token(
+            b"a-key-nobody-holds-0123456",
+            42,
+            "nav_alert",
+            1_800_000_000,
+        );
+        assert_eq!(
+            verify_with_keys(&[SECRET, OLD], &forged, 0),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(verify_with_keys(&[], &new, 0), Err(LinkError::BadSignature));
+        assert_eq!(
+            verify_with_keys(&[SECRET, OLD], "1.2.3", 0),
             Err(LinkError::Malformed)
         );
     }

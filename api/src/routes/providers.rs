@@ -87,7 +87,15 @@ async fn exotel_sms_status(
     let (Some(delivery), Some(sig)) = (signed.delivery, signed.sig.as_deref()) else {
         return Err(Problem::bad_request("delivery and sig: required"));
     };
-    if !serving::callbacks::verify(secret.expose().as_bytes(), delivery, sig) {
+    let keys: Vec<&[u8]> = [
+        Some(secret),
+        state.provider_callback_previous_secret.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|key| key.expose().as_bytes())
+    .collect();
+    if !serving::callbacks::verify_with_keys(&keys, delivery, sig) {
         return Err(Problem::forbidden(
             "the callback's signature does not match",
         ));

@@ -62,6 +62,20 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={hex}")
 }
 
+/// The signature header while a key is being rotated: one `v1=` per key, the current first
+/// (the scheme Stripe uses for a rolled secret), so a receiver holding either key verifies
+/// the request and can switch keys on its own schedule.
+pub fn signatures(keys: &[&[u8]], timestamp: i64, body: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for key in keys {
+        let hex =
+            serving::signing::hmac_sha256_hex(key, &[timestamp.to_string().as_bytes(), b".", body]);
+        header.push_str(",v1=");
+        header.push_str(&hex);
+    }
+    header
+}
+
 /// A non-2xx webhook answer: the receiver's 4xx are final (the request itself is wrong),
 /// except 408 and 429, which ask to come back later; 5xx are the receiver's own trouble.
 pub(super) fn http_failure(status: reqwest::StatusCode, error: String) -> Failure {
@@ -140,6 +154,19 @@ impl Dispatcher {
         }
     }
 
+    /// The keys webhook bodies are signed with: the current one, then the previous one while
+    /// a rotation is under way.
+    fn webhook_keys(&self) -> Vec<&[u8]> {
+        [
+            Some(&self.config.webhook_secret),
+            self.config.webhook_previous_secret.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|key| key.expose().as_bytes())
+        .collect()
+    }
+
     pub(super) async fn post(&self, url: Option<&str>, delivery: &Claimed) -> Result<(), Failure> {
         let url = url.ok_or_else(|| {
             Failure::permanent(format!("no endpoint configured for {}", delivery.channel))
@@ -158,11 +185,7 @@ impl Dispatcher {
             .header("Idempotency-Key", delivery.idempotency_key())
             .header(
                 "X-Sipline-Signature",
-                signature(
-                    self.config.webhook_secret.expose().as_bytes(),
-                    timestamp,
-                    body.as_bytes(),
-                ),
+                signatures(&self.webhook_keys(), timestamp, body.as_bytes()),
             )
             .body(body)
             .send()
@@ -316,6 +339,20 @@ mod tests {
         assert_eq!(
             signature(b"whsec_test", 1_700_000_000, br#"{"event":"sip.executed"}"#),
             "t=1700000000,v1=046769e9fc968c9cc821e95f583b8959deb550140146221c9f7c3e2a352eeba2"
+        );
+        // During a rotation: the new key's, then the old key's (Python's `hmac` again).
+        assert_eq!(
+            signatures(
+                &[b"Jefe", b"whsec_test"],
+                1_700_000_000,
+                br#"{"event":"sip.executed"}"#
+            ),
+            "t=1700000000,v1=cd32d3a627b0f6d019549e76ad107dea3c64230021ca373cba5e13a2c5afc470,\
+             v1=046769e9fc968c9cc821e95f583b8959deb550140146221c9f7c3e2a352eeba2"
+        );
+        assert_eq!(
+            signatures(&[b"Jefe"], 1_700_000_000, b"{}"),
+            signature(b"Jefe", 1_700_000_000, b"{}")
         );
     }
 }

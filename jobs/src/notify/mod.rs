@@ -55,6 +55,9 @@ pub struct DispatchConfig {
     pub apns: Option<ApnsConfig>,
     /// Signs every webhook body (HMAC-SHA256); receivers verify with the same secret.
     pub webhook_secret: Secret,
+    /// During a rotation, the old key: bodies carry a signature by each until receivers have
+    /// switched and it is dropped.
+    pub webhook_previous_secret: Option<Secret>,
     /// The submission server for channel `email`.
     pub smtp: Option<SmtpConfig>,
     pub mail_from: String,
@@ -205,10 +208,18 @@ impl DispatchConfig {
     /// Fails closed (exit 3): a guessable signing key, or a sender address that could carry
     /// SMTP commands or headers.
     pub fn check(&self) -> anyhow::Result<()> {
-        if self.webhook_secret.len() < MIN_WEBHOOK_SECRET_BYTES {
-            anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
-                "--webhook-secret: at least {MIN_WEBHOOK_SECRET_BYTES} bytes"
-            )));
+        for (flag, key) in [
+            ("--webhook-secret", Some(&self.webhook_secret)),
+            (
+                "--webhook-previous-secret",
+                self.webhook_previous_secret.as_ref(),
+            ),
+        ] {
+            if key.is_some_and(|key| key.len() < MIN_WEBHOOK_SECRET_BYTES) {
+                anyhow::bail!(crate::plumbing::exit::JobFailure::BadInput(format!(
+                    "{flag}: at least {MIN_WEBHOOK_SECRET_BYTES} bytes"
+                )));
+            }
         }
         if let Some(links) = &self.unsubscribe {
             if links.secret.len() < serving::unsubscribe::MIN_SECRET_BYTES {

@@ -1920,3 +1920,148 @@ async fn a_delivery_that_keeps_killing_its_dispatcher_dies_after_its_attempts() 
         run.stderr
     );
 }
+
+/// HMAC-SHA256 hex by `ring`, for links and signatures this test makes itself.
+fn hmac_hex(key: &str, message: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+    ring::hmac::sign(&key, message.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An operator rotates the three signing keys, keeping each old key as the previous one for a
+/// while: an unsubscribe link in an e-mail sent before the rotation still unsubscribes, a
+/// delivery report on an SMS sent before it still lands, and every webhook carries a signature
+/// by each key, so a receiver verifies with whichever it holds. A key that was never one of
+/// them is refused everywhere, and a previous key with no current one is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_without_breaking_what_was_sent_before() {
+    const OLD_LINKS: &str = "unsubscribe-key-before-the-rotation";
+    const NEW_LINKS: &str = "unsubscribe-key-after-the-rotation!";
+    const OLD_CALLBACKS: &str = "callback-key-before-the-rotation";
+    const NEW_CALLBACKS: &str = "callback-key-after-the-rotation!";
+    const OLD_WEBHOOKS: &str = "webhook-key-before-the-rotation!";
+    let pg = Postgres::start().await;
+    let pool = setup(&pg, 2).await;
+    let lone_previous = sipline_async(&[
+        "serve",
+        "--database-url",
+        &pg.url,
+        "--jwt-secret",
+        "jwt-secret-of-at-least-32-bytes-K7w",
+        "--audience",
+        "authenticated",
+        "--unsubscribe-previous-secret",
+        OLD_LINKS,
+    ])
+    .await;
+    assert_eq!(lone_previous.code, 3, "{}", lone_previous.stderr);
+    assert!(
+        lone_previous.stderr.contains("needs --unsubscribe-secret"),
+        "{}",
+        lone_previous.stderr
+    );
+    assert!(!lone_previous.stderr.contains(OLD_LINKS));
+
+    let api = crate::api::Api::start_with(
+        &pg.url,
+        &[
+            "--rate-per-user",
+            "0",
+            "--rate-per-address",
+            "0",
+            "--unsubscribe-secret",
+            NEW_LINKS,
+            "--unsubscribe-previous-secret",
+            OLD_LINKS,
+            "--provider-callback-secret",
+            NEW_CALLBACKS,
+            "--provider-callback-previous-secret",
+            OLD_CALLBACKS,
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let expires = chrono::Utc::now().timestamp() + 86_400;
+    let link = |key: &str, user: i64| {
+        let payload = format!("{user}.nav_alert.{expires}");
+        format!(
+            "{}/v1/unsubscribe?token={payload}.{}",
+            api.base,
+            hmac_hex(key, &payload)
+        )
+    };
+    // A link nobody signed with a key we hold: refused, nothing changed.
+    let forged = http
+        .post(link("a-key-that-was-never-ours-0123", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    // Links signed before (old key) and after (new key) the rotation both unsubscribe.
+    for (key, user) in [(OLD_LINKS, 1), (NEW_LINKS, 2)] {
+        let page = http.get(link(key, user)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{key}");
+        let confirmed = http.post(link(key, user)).send().await.unwrap();
+        assert_eq!(confirmed.status(), StatusCode::OK, "{key}");
+    }
+    let muted: Vec<(i64, Vec<String>)> = sqlx::query_as(
+        "SELECT user_id, muted_kinds FROM notification_preferences ORDER BY user_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        muted,
+        [
+            (1, vec!["nav_alert".to_string()]),
+            (2, vec!["nav_alert".to_string()])
+        ]
+    );
+
+    // A delivery report signed with either callback key passes the signature (and finds no
+    // such SMS here: 404); one signed with another key is refused (403).
+    let report = |key: &str| {
+        let sig = hmac_hex(key, "sms-status:77");
+        http.post(format!(
+            "{}/v1/providers/exotel/sms-status?delivery=77&sig={sig}",
+            api.base
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("SmsSid=abc123&Status=sent")
+        .send()
+    };
+    for (key, status) in [
+        (NEW_CALLBACKS, StatusCode::NOT_FOUND),
+        (OLD_CALLBACKS, StatusCode::NOT_FOUND),
+        ("a-key-that-was-never-ours-0123", StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(report(key).await.unwrap().status(), status, "{key}");
+    }
+
+    // Webhooks during the rotation: one `v1=` per key, the current key's first.
+    let (webhook, url) = receiver().await;
+    add_notifications(&pool, 1, 1, 2).await;
+    dispatch(&pg, &url, &["--webhook-previous-secret", OLD_WEBHOOKS])
+        .await
+        .assert_ok();
+    let requests = webhook.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let (_, headers, body) = &requests[0];
+    let header = headers["x-sipline-signature"].to_str().unwrap();
+    let timestamp = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split(',').next())
+        .unwrap();
+    let signed = format!("{timestamp}.{body}");
+    assert_eq!(
+        header,
+        format!(
+            "t={timestamp},v1={},v1={}",
+            hmac_hex(SECRET, &signed),
+            hmac_hex(OLD_WEBHOOKS, &signed)
+        )
+    );
+}

@@ -16,7 +16,13 @@ const WEBHOOK_SECRET: &str = "webhook-hmac-secret-J4";
 const NAV_SIGNATURE: &str = "navSig-Xp7Y";
 const STANDBY_PASSWORD: &str = "standbyPass-M3t";
 const SENTRY_KEY: &str = "5e17a9c0ffee4b1d8f00dd5e17a9c0de";
-const SECRETS: [&str; 8] = [
+const UNSUBSCRIBE_SECRET: &str = "unsubscribeKey-Wq2-0123456789";
+const UNSUBSCRIBE_PREVIOUS_SECRET: &str = "unsubscribeOld-Hn5-0123456789";
+const CALLBACK_PREVIOUS_SECRET: &str = "callbackOld-Tz8-0123456789";
+const SECRETS: [&str; 11] = [
+    UNSUBSCRIBE_SECRET,
+    UNSUBSCRIBE_PREVIOUS_SECRET,
+    CALLBACK_PREVIOUS_SECRET,
     STANDBY_PASSWORD,
     SENTRY_KEY,
     DB_PASSWORD,
@@ -105,6 +111,15 @@ async fn no_command_shows_a_configured_secret() {
                 format!("postgres://reader:{STANDBY_PASSWORD}@127.0.0.1:9/sipline"),
             )
             .env("SENTRY_DSN", format!("http://{SENTRY_KEY}@127.0.0.1:9/42"))
+            .env("SIPLINE_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+            .env(
+                "SIPLINE_UNSUBSCRIBE_PREVIOUS_SECRET",
+                UNSUBSCRIBE_PREVIOUS_SECRET,
+            )
+            .env(
+                "SIPLINE_PROVIDER_CALLBACK_PREVIOUS_SECRET",
+                CALLBACK_PREVIOUS_SECRET,
+            )
             .output()
             .await
             .unwrap();
@@ -131,6 +146,14 @@ async fn no_command_shows_a_configured_secret() {
             &url,
             "--read-database-url",
             &read_url,
+            "--unsubscribe-secret",
+            UNSUBSCRIBE_SECRET,
+            "--unsubscribe-previous-secret",
+            UNSUBSCRIBE_PREVIOUS_SECRET,
+            "--provider-callback-secret",
+            WEBHOOK_SECRET,
+            "--provider-callback-previous-secret",
+            CALLBACK_PREVIOUS_SECRET,
         ],
         vec![
             "--check-args",
