@@ -549,14 +549,28 @@ async fn placed_orders(
     Ok(orders)
 }
 
-/// A holding's lots keyed by the run that allotted them — its date, then the source (0 the
-/// day's SIP instalments, which `sip execute` allots before `orders execute` runs, 1 an order)
-/// and the SIP or order id and due date — so the order is the one a run's book had when it
-/// appended them, whatever order the files come in. Not the NAV date: a lot can join after a
-/// later-dated one (a liquid purchase at the previous day's NAV, an instalment or order that
-/// waited for a late NAV), and a book rebuilt in NAV-date order would put it before units
-/// earlier runs already sold, moving every later sale's FIFO boundary.
-type LotsInOrder = BTreeMap<(NaiveDate, u8, i64, NaiveDate), Lot>;
+/// Where a lot joined its book within a run: the run's SIP instalments (which `sip execute`
+/// allots before `orders execute` runs; a run catching up missed nights or late NAVs allots
+/// several dates, taken in date order), then its orders in the order they executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum JoinedAs {
+    Instalment {
+        nav_date: NaiveDate,
+        sip_id: i64,
+        due_date: NaiveDate,
+    },
+    Order {
+        order_id: i64,
+    },
+}
+
+/// A holding's lots keyed by the run that allotted them (its date) and how they joined it, so
+/// the order is the one a run's book had when it appended them, whatever order the files come
+/// in. Not the NAV date alone: a lot can join after a later-dated one (a liquid purchase at
+/// the previous day's NAV, an instalment or order that waited for a late NAV), and a book
+/// rebuilt in NAV-date order would put it before units earlier runs already sold, moving every
+/// later sale's FIFO boundary.
+type LotsInOrder = BTreeMap<(NaiveDate, JoinedAs), Lot>;
 
 /// The lot books of `wanted` (user, scheme) pairs of a bucket as of the start of `date`'s
 /// orders: SIP instalments executed up to `date` (reversed ones removed) and order legs
@@ -569,7 +583,7 @@ async fn lot_books(
 ) -> anyhow::Result<HashMap<(i64, i64), LotBook>> {
     let mut lots: HashMap<(i64, i64), LotsInOrder> = HashMap::new();
     // Where each instalment's lot sits, for the reversal that a later run reports.
-    let mut allotted_on: HashMap<(i64, NaiveDate), NaiveDate> = HashMap::new();
+    let mut allotted_as: HashMap<(i64, NaiveDate), (NaiveDate, JoinedAs)> = HashMap::new();
     let mut redeemed: HashMap<(i64, i64), i64> = HashMap::new();
     for exec_date in warehouse.dates(Table::Investments).await? {
         if exec_date > date {
@@ -592,18 +606,26 @@ async fn lot_books(
             let instalment = (row.sip_id, row.due_date);
             match row.status {
                 InstalmentStatus::Executed => {
-                    allotted_on.insert(instalment, exec_date);
+                    let place = (
+                        exec_date,
+                        JoinedAs::Instalment {
+                            nav_date,
+                            sip_id: row.sip_id,
+                            due_date: row.due_date,
+                        },
+                    );
+                    allotted_as.insert(instalment, place);
                     lots.entry(key).or_default().insert(
-                        (exec_date, 0, row.sip_id, row.due_date),
+                        place,
                         Lot::from_debit(nav_date, units, nav, row.stamp_duty, row.amount),
                     );
                 }
                 // A returned debit takes its allotment back out.
                 InstalmentStatus::Reversed => {
-                    if let (Some(allotted), Some(book)) =
-                        (allotted_on.remove(&instalment), lots.get_mut(&key))
+                    if let (Some(place), Some(book)) =
+                        (allotted_as.remove(&instalment), lots.get_mut(&key))
                     {
-                        book.remove(&(allotted, 0, row.sip_id, row.due_date));
+                        book.remove(&place);
                     }
                 }
                 InstalmentStatus::Pending | InstalmentStatus::Failed => {}
@@ -627,7 +649,12 @@ async fn lot_books(
             if leg.leg.buys() {
                 let Some(nav) = leg.nav else { continue };
                 lots.entry(key).or_default().insert(
-                    (exec_date, 1, leg.order_id, leg.nav_date),
+                    (
+                        exec_date,
+                        JoinedAs::Order {
+                            order_id: leg.order_id,
+                        },
+                    ),
                     // A purchase leg's amount is its debit.
                     Lot::from_debit(leg.nav_date, leg.units, nav, leg.stamp_duty, leg.amount),
                 );
@@ -950,17 +977,27 @@ mod tests {
     }
 
     fn instalment(status: InstalmentStatus) -> Investment {
+        instalment_of(1, d(5), 1_000_000, status)
+    }
+
+    /// An instalment of SIP `sip_id` due (and priced) on `due`, of `units` at ₹10.
+    fn instalment_of(
+        sip_id: i64,
+        due: NaiveDate,
+        units: i64,
+        status: InstalmentStatus,
+    ) -> Investment {
         Investment {
-            sip_id: 1,
+            sip_id,
             user_id: 9,
             scheme_code: 100,
-            due_date: d(5),
+            due_date: due,
             status,
-            amount: Paise(100_005),
+            amount: Paise(units / 10 + 5),
             stamp_duty: Paise(5),
-            nav_date: Some(d(5)),
+            nav_date: Some(due),
             nav: Some(ten()),
-            units: Some(Units(1_000_000)),
+            units: Some(Units(units)),
         }
     }
 
@@ -1050,5 +1087,50 @@ mod tests {
         // The instalment's lot is gone, so the 150 units sold all count against the purchase
         // (a return of a lot a sale consumed does not re-run the sale: DESIGN.md's gap).
         assert_eq!(dates, [(d(4), Units(500_000))]);
+    }
+
+    /// A run that catches up missed nights (or late NAVs) allots instalments of several NAV
+    /// dates at once: they join in date order whatever their SIP ids, so a sale dated in
+    /// between reaches the earlier one; a reversal reported by a later run finds its lot by
+    /// SIP and due date, though the lot sits under the run that allotted it.
+    #[tokio::test]
+    async fn a_catching_up_run_allots_in_date_order_and_reversals_find_their_lot() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+        let later = instalment_of(11, d(8), 1_000_000, InstalmentStatus::Executed);
+        let earlier = instalment_of(12, d(5), 2_000_000, InstalmentStatus::Executed);
+        warehouse
+            .write_rows(Part::dated_bucket(d(9), 0), &[later, earlier])
+            .await
+            .unwrap();
+        let wanted = HashSet::from([(9, 100)]);
+        let books = lot_books(&warehouse, 0, d(10), &wanted).await.unwrap();
+        let dates: Vec<_> = books[&(9, 100)]
+            .open_lots()
+            .iter()
+            .map(|l| (l.date, l.units))
+            .collect();
+        assert_eq!(dates, [(d(5), Units(2_000_000)), (d(8), Units(1_000_000))]);
+        assert_eq!(books[&(9, 100)].held_on(d(6)), Units(2_000_000));
+
+        warehouse
+            .write_rows(
+                Part::dated_bucket(d(12), 0),
+                &[instalment_of(
+                    12,
+                    d(5),
+                    2_000_000,
+                    InstalmentStatus::Reversed,
+                )],
+            )
+            .await
+            .unwrap();
+        let books = lot_books(&warehouse, 0, d(13), &wanted).await.unwrap();
+        let dates: Vec<_> = books[&(9, 100)]
+            .open_lots()
+            .iter()
+            .map(|l| (l.date, l.units))
+            .collect();
+        assert_eq!(dates, [(d(8), Units(1_000_000))]);
     }
 }

@@ -1,8 +1,11 @@
 //! Lots, first in first out, and the capital gain on every piece of a lot a redemption takes.
 //!
 //! A holding of one scheme is its purchases in allotment order; a redemption takes units from
-//! the oldest lot that still has some (the Income-tax Act's rule for units held without
-//! identification). So the lots left are "every purchase after the first R units redeemed":
+//! the first allotted lot that still has some (the Income-tax Act's rule for units held
+//! without identification: first in, first out). Allotment order is date order but for a lot
+//! allotted late (a later run, at an earlier NAV date), which stays where it joined: the
+//! figure below must mean the same units in every run. So the lots left are "every purchase
+//! after the first R units redeemed":
 //! [`LotBook`] is the purchases plus one cumulative figure, the units redeemed so far, which is
 //! all the state a sale needs.
 //!
@@ -26,7 +29,7 @@ use crate::money::{div_round_half_up, Nav, Paise, Units, NAV_PER_PAISA};
 /// Units bought at one NAV on one date: a purchase, SIP instalment, switch-in or STP-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lot {
-    /// The allotment (NAV) date: the holding period runs from it.
+    /// The NAV date the units were bought at: the holding period runs from it.
     pub date: NaiveDate,
     pub units: Units,
     pub nav: Nav,
@@ -147,18 +150,27 @@ impl LotBook {
         Units(self.lots.iter().map(|l| l.units.0).sum::<i64>() - self.redeemed.0)
     }
 
-    /// Units a sale dated `date` can take: those of the lots up to the first one allotted
-    /// after it. A sale dated before a purchase's allotment cannot take that purchase's units,
+    /// Units a sale dated `date` can take: the units left in the lots up to the first one
+    /// (with units left) dated after it. A sale dated before a purchase's allotment cannot take that purchase's units,
     /// and FIFO takes from the front, so a lot allotted late (in a later run, at an earlier
     /// NAV date) behind a later-dated one waits for sales dated after that one.
     pub fn held_on(&self, date: NaiveDate) -> Units {
-        let bought: i64 = self
-            .lots
-            .iter()
-            .take_while(|l| l.date <= date)
-            .map(|l| l.units.0)
-            .sum();
-        Units((bought - self.redeemed.0).max(0))
+        let mut skip = self.redeemed.0;
+        let mut held = 0;
+        for lot in &self.lots {
+            let taken = skip.min(lot.units.0);
+            skip -= taken;
+            let open = lot.units.0 - taken;
+            // Lots sold out do not stand in the way, whatever their date.
+            if open == 0 {
+                continue;
+            }
+            if lot.date > date {
+                break;
+            }
+            held += open;
+        }
+        Units(held)
     }
 
     /// Units redeemed so far (the checkpointed figure).
@@ -166,7 +178,7 @@ impl LotBook {
         self.redeemed
     }
 
-    /// The lots still held, oldest first, each with the units left in it and what is left of
+    /// The lots still held, first allotted first, each with the units left in it and what is left of
     /// its stamp duty and residue (the lot's less its redeemed pieces').
     pub fn open_lots(&self) -> Vec<Lot> {
         let mut skip = self.redeemed.0;
@@ -204,7 +216,7 @@ impl LotBook {
         Paise(cost)
     }
 
-    /// Redeems `units` on `date` at `nav`: takes them oldest lot first and returns one
+    /// Redeems `units` on `date` at `nav`: takes them first allotted lot first and returns one
     /// [`RealizedLot`] per lot touched and the sale's totals. Nothing changes on error.
     pub fn redeem(
         &mut self,
@@ -650,6 +662,15 @@ mod tests {
             ]
         );
         assert_eq!(book.open_lots(), [lot(d(2025, 3, 3), 15_000)]);
+        // The later-dated lot is sold out, so it no longer stands in front: a sale dated
+        // between the two dates can take what is left of the late lot.
+        assert_eq!(book.held_on(d(2025, 3, 4)), Units(15_000));
+        assert_eq!(book.held_on(d(2025, 3, 2)), Units(0));
+        let (pieces, _) = book
+            .redeem(Units(15_000), d(2025, 3, 4), nav("11"), &terms)
+            .unwrap();
+        assert_eq!(pieces[0].purchase_date, d(2025, 3, 3));
+        assert_eq!(book.held(), Units(0));
     }
 
     #[test]
