@@ -87,3 +87,8 @@ run "push: FCM HTTP v1" push fcm --fcm-service-account "$work/account.json" --fc
 run "push: APNs over HTTP/2" push apns --apns-key-file api/tests/fixtures/ec.pem --apns-key-id ec-1 \
   --apns-team-id BENCH12345 --apns-topic in.sipline.app --apns-url "http://127.0.0.1:$h2"
 run "email: SMTP to aiosmtpd" email fcm --smtp-relay "127.0.0.1:$smtp" --smtp-tls none
+# DKIM: every message signed with RSA-2048 (rsa-sha256, relaxed/relaxed), PKCS#1 as lettre reads it.
+openssl genrsa -traditional -out "$work/dkim.pem" 2048 2>/dev/null
+run "email: SMTP + DKIM (RSA-2048)" email fcm --smtp-relay "127.0.0.1:$smtp" --smtp-tls none \
+  --mail-from notifications@sipline.example --dkim-domain sipline.example --dkim-selector bench \
+  --dkim-key-file "$work/dkim.pem"
