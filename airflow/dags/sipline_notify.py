@@ -5,7 +5,9 @@ could share the queue safely, but one pass a minute plus a `notify worker` servi
 latency is the usual set-up.
 
 Channel endpoints and the signing secret come from the worker's environment
-(SIPLINE_WEBHOOK_URL, SIPLINE_WEBHOOK_SECRET, SIPLINE_SMTP_RELAY, …; see the README).
+(SIPLINE_WEBHOOK_URL, SIPLINE_WEBHOOK_SECRET, SIPLINE_SMTP_RELAY, …; see the README). Rotating
+a key sets SIPLINE_WEBHOOK_PREVIOUS_SECRET there too, after `serve` holds any new link or callback
+key (README, "Rotating a signing key").
 """
 
 from __future__ import annotations

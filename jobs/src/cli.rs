@@ -526,7 +526,12 @@ impl ChannelArgs {
             exotel,
             push_webhook_url: self.push_webhook_url.clone(),
             webhook_secret: Secret::new(self.webhook_secret.clone()),
-            webhook_previous_secret: self.webhook_previous_secret.clone().map(Secret::new),
+            // Set empty (in an env file) is how an operator drops it: unset.
+            webhook_previous_secret: self
+                .webhook_previous_secret
+                .clone()
+                .filter(|key| !key.is_empty())
+                .map(Secret::new),
             smtp,
             mail_from: self.mail_from.clone(),
             statement_url: self.statement_url.clone(),

@@ -324,11 +324,23 @@ async fn serve_api(
     if let Err(refusal) = auth.check() {
         anyhow::bail!(exit::JobFailure::BadInput(format!("`serve` {refusal}")));
     }
+    // A previous key set empty (`…_PREVIOUS_SECRET=` in an env file) is how an operator
+    // drops it after a rotation: unset, not a key anyone can sign with.
+    let previous = |key: Option<String>| key.filter(|k| !k.is_empty());
+    let unsubscribe_previous_secret = previous(args.unsubscribe_previous_secret);
+    let provider_callback_previous_secret = previous(args.provider_callback_previous_secret);
+    // Every shared signing key has the webhook key's floor: an empty or short one would let
+    // anyone sign links or delivery reports.
     for (flag, key) in [
         ("--unsubscribe-secret", &args.unsubscribe_secret),
         (
             "--unsubscribe-previous-secret",
-            &args.unsubscribe_previous_secret,
+            &unsubscribe_previous_secret,
+        ),
+        ("--provider-callback-secret", &args.provider_callback_secret),
+        (
+            "--provider-callback-previous-secret",
+            &provider_callback_previous_secret,
         ),
     ] {
         if key
@@ -345,12 +357,12 @@ async fn serve_api(
     // rotation, said at start rather than found in the 403s.
     for (previous, current, flag) in [
         (
-            &args.unsubscribe_previous_secret,
+            &unsubscribe_previous_secret,
             &args.unsubscribe_secret,
             "--unsubscribe-previous-secret needs --unsubscribe-secret (the new key)",
         ),
         (
-            &args.provider_callback_previous_secret,
+            &provider_callback_previous_secret,
             &args.provider_callback_secret,
             "--provider-callback-previous-secret needs --provider-callback-secret (the new key)",
         ),
@@ -377,11 +389,9 @@ async fn serve_api(
         clock,
         metrics_token: args.metrics_token.map(api::Secret::from),
         unsubscribe_secret: args.unsubscribe_secret.map(api::Secret::from),
-        unsubscribe_previous_secret: args.unsubscribe_previous_secret.map(api::Secret::from),
+        unsubscribe_previous_secret: unsubscribe_previous_secret.map(api::Secret::from),
         provider_callback_secret: args.provider_callback_secret.map(api::Secret::from),
-        provider_callback_previous_secret: args
-            .provider_callback_previous_secret
-            .map(api::Secret::from),
+        provider_callback_previous_secret: provider_callback_previous_secret.map(api::Secret::from),
     })
     .await?;
     Ok(RowCounts::default())

@@ -57,9 +57,7 @@ pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<std::t
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the timestamp inside the signature
 /// lets receivers refuse replays of old requests.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let hex =
-        serving::signing::hmac_sha256_hex(secret, &[timestamp.to_string().as_bytes(), b".", body]);
-    format!("t={timestamp},v1={hex}")
+    signatures(&[secret], timestamp, body)
 }
 
 /// The signature header while a key is being rotated: one `v1=` per key, the current first

@@ -1945,25 +1945,65 @@ async fn keys_rotate_without_breaking_what_was_sent_before() {
     const OLD_WEBHOOKS: &str = "webhook-key-before-the-rotation!";
     let pg = Postgres::start().await;
     let pool = setup(&pg, 2).await;
-    let lone_previous = sipline_async(&[
-        "serve",
-        "--database-url",
-        &pg.url,
-        "--jwt-secret",
-        "jwt-secret-of-at-least-32-bytes-K7w",
-        "--audience",
-        "authenticated",
-        "--unsubscribe-previous-secret",
-        OLD_LINKS,
-    ])
-    .await;
-    assert_eq!(lone_previous.code, 3, "{}", lone_previous.stderr);
-    assert!(
-        lone_previous.stderr.contains("needs --unsubscribe-secret"),
-        "{}",
-        lone_previous.stderr
-    );
-    assert!(!lone_previous.stderr.contains(OLD_LINKS));
+    // Refused at start, before any connection (the database named does not exist), with
+    // the flag named and no key shown: a previous key without a current one, and a short key.
+    for (keys, says) in [
+        (
+            [
+                "--unsubscribe-previous-secret",
+                OLD_LINKS,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "needs --unsubscribe-secret",
+        ),
+        (
+            [
+                "--provider-callback-previous-secret",
+                OLD_CALLBACKS,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "needs --provider-callback-secret",
+        ),
+        (
+            [
+                "--provider-callback-secret",
+                NEW_CALLBACKS,
+                "--provider-callback-previous-secret",
+                "short",
+            ],
+            "--provider-callback-previous-secret: at least 16 bytes",
+        ),
+        (
+            [
+                "--provider-callback-secret",
+                "short",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "--provider-callback-secret: at least 16 bytes",
+        ),
+    ] {
+        let mut args = vec![
+            "serve",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:9/none",
+            "--jwt-secret",
+            "jwt-secret-of-at-least-32-bytes-K7w",
+            "--audience",
+            "authenticated",
+        ];
+        args.extend(keys);
+        let refused = tokio::time::timeout(Duration::from_secs(60), sipline_async(&args))
+            .await
+            .expect("serve should refuse at start, not run");
+        assert_eq!(refused.code, 3, "{keys:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains(says), "{}", refused.stderr);
+        for key in [OLD_LINKS, OLD_CALLBACKS, NEW_CALLBACKS] {
+            assert!(!refused.stderr.contains(key), "{}", refused.stderr);
+        }
+    }
 
     let api = crate::api::Api::start_with(
         &pg.url,
@@ -2033,12 +2073,19 @@ async fn keys_rotate_without_breaking_what_was_sent_before() {
         .body("SmsSid=abc123&Status=sent")
         .send()
     };
-    for (key, status) in [
-        (NEW_CALLBACKS, StatusCode::NOT_FOUND),
-        (OLD_CALLBACKS, StatusCode::NOT_FOUND),
-        ("a-key-that-was-never-ours-0123", StatusCode::FORBIDDEN),
+    for (key, status, says) in [
+        (NEW_CALLBACKS, StatusCode::NOT_FOUND, "no such SMS"),
+        (OLD_CALLBACKS, StatusCode::NOT_FOUND, "no such SMS"),
+        (
+            "a-key-that-was-never-ours-0123",
+            StatusCode::FORBIDDEN,
+            "signature does not match",
+        ),
     ] {
-        assert_eq!(report(key).await.unwrap().status(), status, "{key}");
+        let answer = report(key).await.unwrap();
+        assert_eq!(answer.status(), status, "{key}");
+        let text = answer.text().await.unwrap();
+        assert!(text.contains(says), "{key}: {text}");
     }
 
     // Webhooks during the rotation: one `v1=` per key, the current key's first.

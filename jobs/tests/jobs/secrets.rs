@@ -19,7 +19,9 @@ const SENTRY_KEY: &str = "5e17a9c0ffee4b1d8f00dd5e17a9c0de";
 const UNSUBSCRIBE_SECRET: &str = "unsubscribeKey-Wq2-0123456789";
 const UNSUBSCRIBE_PREVIOUS_SECRET: &str = "unsubscribeOld-Hn5-0123456789";
 const CALLBACK_PREVIOUS_SECRET: &str = "callbackOld-Tz8-0123456789";
-const SECRETS: [&str; 11] = [
+const WEBHOOK_PREVIOUS_SECRET: &str = "webhookOld-Pk4-0123456789";
+const SECRETS: [&str; 12] = [
+    WEBHOOK_PREVIOUS_SECRET,
     UNSUBSCRIBE_SECRET,
     UNSUBSCRIBE_PREVIOUS_SECRET,
     CALLBACK_PREVIOUS_SECRET,
@@ -120,6 +122,7 @@ async fn no_command_shows_a_configured_secret() {
                 "SIPLINE_PROVIDER_CALLBACK_PREVIOUS_SECRET",
                 CALLBACK_PREVIOUS_SECRET,
             )
+            .env("SIPLINE_WEBHOOK_PREVIOUS_SECRET", WEBHOOK_PREVIOUS_SECRET)
             .output()
             .await
             .unwrap();
@@ -163,6 +166,8 @@ async fn no_command_shows_a_configured_secret() {
             &webhook,
             "--webhook-secret",
             WEBHOOK_SECRET,
+            "--webhook-previous-secret",
+            WEBHOOK_PREVIOUS_SECRET,
             "--database-url",
             &url,
         ],
@@ -235,6 +240,8 @@ async fn no_command_shows_a_configured_secret() {
         &webhook,
         "--webhook-secret",
         WEBHOOK_SECRET,
+        "--webhook-previous-secret",
+        WEBHOOK_PREVIOUS_SECRET,
     ])
     .await;
     run.assert_ok();
