@@ -8,6 +8,7 @@
 # The universe is generated and backfilled by the first binary (the old one), so the second
 # reads what the first wrote: the two must agree on the warehouse's tables.
 set -euo pipefail
+benches=$(cd "$(dirname "$0")" && pwd)
 old=$(realpath "$1")
 new=$(realpath "$2")
 users=${USERS:-1000000}
@@ -16,20 +17,7 @@ prev=2025-06-26 day=2025-06-27 month_end=2025-06-30
 rm -rf "$work"
 mkdir -p "$work"
 
-measure() {  # label, then the command; prints wall seconds and peak RSS
-  local label=$1; shift
-  python3 - "$label" "$@" <<'PY'
-import resource, subprocess, sys, time
-label, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-wall = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-if done.returncode != 0:
-    sys.exit(f"{label}: exit {done.returncode}\n{done.stderr[-2000:]}")
-print(f"{label:<46} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS", flush=True)
-PY
-}
+measure() { python3 "$benches/measure.py" "$@"; }  # label, then the command
 
 # The bytes a step wrote: every data file of the given dates' partitions, path and digest.
 digest() {  # warehouse, dates…

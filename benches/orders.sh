@@ -17,6 +17,7 @@
 # Starts a throwaway PostgreSQL 15 cluster unless DATABASE_URL names an empty database.
 # Needs ~12 GB of disk for 10M users.
 set -euo pipefail
+benches=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$0")/.."
 users=${USERS:-10000000}
 cargo build --profile "${PROFILE:-release}" -q -p jobs
@@ -45,21 +46,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 psql=(psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL")
 
-measure() {
-  local label=$1; shift
-  python3 - "$label" "$@" <<'PY'
-import resource, subprocess, sys, time
-label, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-wall = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-if done.returncode != 0:
-    sys.exit(f"{label}: exit {done.returncode}\n{done.stderr[-2000:]}")
-print(f"{label:<56} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS", flush=True)
-print("    " + done.stdout.strip().splitlines()[-1][:230], flush=True)
-PY
-}
+measure() { python3 "$benches/measure.py" --tail "$@"; }  # label, then the command
 
 prev=2025-06-25 day=2025-06-26 next=2025-06-27 month_end=2025-06-30
 # The job refuses a date before its cut-off (15:00 IST): the clock of the evening run.

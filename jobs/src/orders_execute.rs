@@ -976,6 +976,11 @@ mod tests {
         Nav::from_scaled(1_000_000_000)
     }
 
+    /// A book's open lots as (date, units left).
+    fn open(book: &LotBook) -> Vec<(NaiveDate, Units)> {
+        book.open_lots().iter().map(|l| (l.date, l.units)).collect()
+    }
+
     fn instalment(status: InstalmentStatus) -> Investment {
         instalment_of(1, d(5), 1_000_000, status)
     }
@@ -1079,11 +1084,7 @@ mod tests {
             .await
             .unwrap();
         let after = lot_books(&warehouse, 0, d(8), &wanted).await.unwrap();
-        let dates: Vec<_> = after[&(9, 100)]
-            .open_lots()
-            .iter()
-            .map(|l| (l.date, l.units))
-            .collect();
+        let dates = open(&after[&(9, 100)]);
         // The instalment's lot is gone, so the 150 units sold all count against the purchase
         // (a return of a lot a sale consumed does not re-run the sale: DESIGN.md's gap).
         assert_eq!(dates, [(d(4), Units(500_000))]);
@@ -1105,11 +1106,7 @@ mod tests {
             .unwrap();
         let wanted = HashSet::from([(9, 100)]);
         let books = lot_books(&warehouse, 0, d(10), &wanted).await.unwrap();
-        let dates: Vec<_> = books[&(9, 100)]
-            .open_lots()
-            .iter()
-            .map(|l| (l.date, l.units))
-            .collect();
+        let dates = open(&books[&(9, 100)]);
         assert_eq!(dates, [(d(5), Units(2_000_000)), (d(8), Units(1_000_000))]);
         assert_eq!(books[&(9, 100)].held_on(d(6)), Units(2_000_000));
 
@@ -1126,11 +1123,7 @@ mod tests {
             .await
             .unwrap();
         let books = lot_books(&warehouse, 0, d(13), &wanted).await.unwrap();
-        let dates: Vec<_> = books[&(9, 100)]
-            .open_lots()
-            .iter()
-            .map(|l| (l.date, l.units))
-            .collect();
+        let dates = open(&books[&(9, 100)]);
         assert_eq!(dates, [(d(8), Units(1_000_000))]);
     }
 }
