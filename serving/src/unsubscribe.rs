@@ -93,6 +93,12 @@ pub fn verify(secret: &[u8], token: &str, now_unix: i64) -> Result<Unsubscribe, 
     if now_unix > expires {
         return Err(LinkError::Expired);
     }
+    // No link we sign lives longer than LINK_DAYS (a day's slack for the signer's clock): one
+    // that claims to was signed by someone else holding the key, a key leaked and not yet
+    // dropped, and is refused as such rather than honoured for years.
+    if expires > now_unix.saturating_add((LINK_DAYS + 1) * 86_400) {
+        return Err(LinkError::BadSignature);
+    }
     Ok(Unsubscribe {
         user_id,
         kind: kind.to_string(),
@@ -198,6 +204,21 @@ mod tests {
         assert_eq!(
             verify_with_keys(&[SECRET, OLD], "1.2.3", 0),
             Err(LinkError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_link_that_outlives_any_we_sign_is_refused() {
+        let now = 1_800_000_000;
+        let longest = now + (LINK_DAYS + 1) * 86_400;
+        assert!(verify(SECRET, &token(SECRET, 7, "nav_alert", longest), now).is_ok());
+        assert_eq!(
+            verify(SECRET, &token(SECRET, 7, "nav_alert", longest + 1), now),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            verify(SECRET, &token(SECRET, 7, "nav_alert", i64::MAX), now),
+            Err(LinkError::BadSignature)
         );
     }
 
