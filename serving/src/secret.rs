@@ -27,6 +27,16 @@ impl Secret {
     }
 }
 
+/// The keys a signature is made or checked with while a key is rotated: the current one
+/// first (what new messages are signed with), then the previous one if set, so links and
+/// reports signed before the rotation keep verifying until the previous key is dropped.
+pub fn rotation_keys<'a>(current: &'a Secret, previous: Option<&'a Secret>) -> Vec<&'a [u8]> {
+    std::iter::once(current)
+        .chain(previous)
+        .map(|key| key.expose().as_bytes())
+        .collect()
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Self(value)
@@ -84,5 +94,15 @@ mod tests {
         }
         assert_eq!(secret.expose(), "hunter2-hunter2");
         assert_eq!(secret.len(), 15);
+    }
+
+    #[test]
+    fn rotation_keys_put_the_current_key_first() {
+        let (current, previous) = (Secret::new("new-key"), Secret::new("old-key"));
+        assert_eq!(
+            rotation_keys(&current, Some(&previous)),
+            [b"new-key".as_slice(), b"old-key".as_slice()]
+        );
+        assert_eq!(rotation_keys(&current, None), [b"new-key".as_slice()]);
     }
 }

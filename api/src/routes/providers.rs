@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
+use serving::secret::rotation_keys;
 
 use super::extract::ApiQuery;
 use super::timed;
@@ -87,14 +88,7 @@ async fn exotel_sms_status(
     let (Some(delivery), Some(sig)) = (signed.delivery, signed.sig.as_deref()) else {
         return Err(Problem::bad_request("delivery and sig: required"));
     };
-    let keys: Vec<&[u8]> = [
-        Some(secret),
-        state.provider_callback_previous_secret.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|key| key.expose().as_bytes())
-    .collect();
+    let keys = rotation_keys(secret, state.provider_callback_previous_secret.as_ref());
     if !serving::callbacks::verify_with_keys(&keys, delivery, sig) {
         return Err(Problem::forbidden(
             "the callback's signature does not match",

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
+use serving::secret::rotation_keys;
 use serving::unsubscribe::{verify_with_keys, LinkError, Unsubscribe};
 
 use super::extract::ApiQuery;
@@ -42,11 +43,7 @@ fn checked(state: &Shared, link: &Link) -> Result<Unsubscribe, Problem> {
         .token
         .as_deref()
         .ok_or_else(|| Problem::bad_request("token: required"))?;
-    let keys: Vec<&[u8]> = [Some(secret), state.unsubscribe_previous_secret.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|key| key.expose().as_bytes())
-        .collect();
+    let keys = rotation_keys(secret, state.unsubscribe_previous_secret.as_ref());
     // Not a link's shape: 400. A forged, bent or expired one: 403, with the way out.
     verify_with_keys(&keys, token, state.clock.now().timestamp()).map_err(|e| match e {
         LinkError::Malformed => Problem::bad_request(e.to_string()),

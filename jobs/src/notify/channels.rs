@@ -155,14 +155,10 @@ impl Dispatcher {
     /// The keys webhook bodies are signed with: the current one, then the previous one while
     /// a rotation is under way.
     fn webhook_keys(&self) -> Vec<&[u8]> {
-        [
-            Some(&self.config.webhook_secret),
+        serving::secret::rotation_keys(
+            &self.config.webhook_secret,
             self.config.webhook_previous_secret.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|key| key.expose().as_bytes())
-        .collect()
+        )
     }
 
     pub(super) async fn post(&self, url: Option<&str>, delivery: &Claimed) -> Result<(), Failure> {
