@@ -12,21 +12,7 @@ trap 'rm -rf "$work"' EXIT
 "$bin" nav sample --format amfi --schemes 14000 --date 2024-12-27 --out "$work/NAVAll.txt" >/dev/null
 "$bin" nav sample --format amfi-history --schemes 8500 --date 2024-12-27 --days 34 --out "$work/history.txt" >/dev/null
 
-# Wall time and the child's peak RSS, without needing GNU time installed.
-measure() {
-  local label=$1; shift
-  python3 - "$label" "$@" <<'PY'
-import resource, subprocess, sys, time
-label, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-wall = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-if done.returncode != 0:
-    sys.exit(f"{label}: exit {done.returncode}")
-print(f"{label:<40} {wall:7.3f} s wall  {peak_mib:8.1f} MiB peak RSS")
-PY
-}
+measure() { python3 benches/measure.py "$@"; }  # label, then the command
 
 for file in NAVAll.txt history.txt; do
   printf '%-40s %s bytes, %s lines\n' "$file" "$(stat -c %s "$work/$file")" "$(wc -l < "$work/$file")"

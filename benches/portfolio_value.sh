@@ -14,24 +14,7 @@ bin="${CARGO_TARGET_DIR:-target}/${PROFILE:-release}/sipline"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-measure() {
-  local label=$1; shift
-  python3 - "$label" "$@" <<'PY'
-import resource, subprocess, sys, time
-label, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-wall = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-if done.returncode != 0:
-    sys.exit(f"{label}: exit {done.returncode}")
-print(f"{label:<52} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
-lines = done.stdout.strip().splitlines()
-if lines:
-    print("    " + lines[-1][:240])
-print(f"##{label}={wall:.3f}")
-PY
-}
+measure() { python3 benches/measure.py --tail "$@"; }  # label, then the command
 
 duck_py='import duckdb, sys; duckdb.sql(sys.argv[1]); print("duckdb ok")'
 

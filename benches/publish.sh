@@ -29,27 +29,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 psql=(psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL")
 
-measure() {
-  local label=$1; shift
-  python3 - "$label" "$@" <<'PY'
-import re, resource, subprocess, sys, time
-label, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-wall = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-if done.returncode != 0:
-    sys.exit(f"{label}: exit {done.returncode}\n{done.stderr[-2000:]}")
-print(f"{label:<58} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
-for line in done.stdout.strip().splitlines()[-1:]:
-    print("    " + line[:300])
-for line in done.stderr.splitlines():
-    line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-    if " loaded " in line or "locked for the switch" in line:
-        print("    " + line[line.find("part=") if "part=" in line else -60:][:100])
-print(f"##{label.split(':')[0]}={wall:.3f}")
-PY
-}
+measure() { python3 benches/measure.py --tail --grep ' loaded |locked for the switch' --key "$@"; }  # label, then the command
 
 {
 measure "db migrate" "$bin" db migrate

@@ -13,21 +13,7 @@ work=${WORK:-$(mktemp -d)}
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 wh="$work/wh"
 
-measure() {
-  local label=$1; shift
-  python3 - "$label" "$@" <<'PY'
-import resource, subprocess, sys, time
-label, cmd = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-wall = time.perf_counter() - start
-peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-if done.returncode != 0:
-    sys.exit(f"{label}: exit {done.returncode}")
-print(f"{label:<48} {wall:8.2f} s wall  {peak_mib:8.1f} MiB peak RSS")
-print("    " + done.stdout.strip().splitlines()[-1][:220])
-PY
-}
+measure() { python3 benches/measure.py --tail "$@"; }  # label, then the command
 
 echo "users=$users cpus=$(nproc) warehouse=$wh"
 measure "generate --users $users --months 12" "$bin" generate --users "$users" --months 12 --end-date 2025-06-30 --warehouse "$wh"
