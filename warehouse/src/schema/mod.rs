@@ -114,6 +114,34 @@ fn decimals(
     Ok(Arc::new(array))
 }
 
+/// A money column (`Decimal128(18,2)`) from rupee amounts, each required (`Paise`) or not
+/// (`Option<Paise>`).
+fn money<V: Into<Option<Paise>>>(values: impl Iterator<Item = V>) -> Result<ArrayRef, ArrowError> {
+    decimals(
+        values.map(|v| v.into().map(|p| p.0)),
+        MONEY_PRECISION,
+        MONEY_SCALE,
+    )
+}
+
+/// A units column (`Decimal128(18,4)`).
+fn units<V: Into<Option<Units>>>(values: impl Iterator<Item = V>) -> Result<ArrayRef, ArrowError> {
+    decimals(
+        values.map(|v| v.into().map(|u| u.0)),
+        UNITS_PRECISION,
+        UNITS_SCALE,
+    )
+}
+
+/// A NAV column (`Decimal128(18,8)`).
+fn navs<V: Into<Option<Nav>>>(values: impl Iterator<Item = V>) -> Result<ArrayRef, ArrowError> {
+    decimals(
+        values.map(|v| v.into().map(Nav::scaled)),
+        NAV_PRECISION,
+        NAV_SCALE,
+    )
+}
+
 fn dates(values: impl Iterator<Item = Option<NaiveDate>>) -> ArrayRef {
     Arc::new(values.map(|v| v.map(date_to_days)).collect::<Date32Array>())
 }

@@ -56,10 +56,6 @@ pub fn realized_gains_file_schema() -> SchemaRef {
     ]))
 }
 
-fn money(values: impl Iterator<Item = Paise>) -> Result<ArrayRef, ArrowError> {
-    decimals(values.map(|p| Some(p.0)), MONEY_PRECISION, MONEY_SCALE)
-}
-
 pub fn orders_to_batch(rows: &[OrderOutcome]) -> Result<RecordBatch, ArrowError> {
     RecordBatch::try_new(
         orders_file_schema(),
@@ -73,16 +69,8 @@ pub fn orders_to_batch(rows: &[OrderOutcome]) -> Result<RecordBatch, ArrowError>
                     .map(|r| if r.executed { "executed" } else { "failed" }),
             ),
             dates(rows.iter().map(|r| Some(r.nav_date))),
-            decimals(
-                rows.iter().map(|r| r.nav.map(Nav::scaled)),
-                NAV_PRECISION,
-                NAV_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.units.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
+            navs(rows.iter().map(|r| r.nav))?,
+            units(rows.iter().map(|r| r.units))?,
             money(rows.iter().map(|r| r.amount))?,
             money(rows.iter().map(|r| r.stamp_duty))?,
             money(rows.iter().map(|r| r.exit_load))?,
@@ -147,13 +135,7 @@ pub fn orders_from_batch(batch: &RecordBatch) -> Result<Vec<OrderOutcome>, Schem
 
 pub fn realized_gains_to_batch(rows: &[RealizedGain]) -> Result<RecordBatch, ArrowError> {
     let lots: Vec<&RealizedLot> = rows.iter().map(|r| &r.lot).collect();
-    let navs = |f: fn(&RealizedLot) -> Nav| {
-        decimals(
-            lots.iter().map(|l| Some(f(l).scaled())),
-            NAV_PRECISION,
-            NAV_SCALE,
-        )
-    };
+    let navs_of = |f: fn(&RealizedLot) -> Nav| navs(lots.iter().map(|l| f(l)));
     RecordBatch::try_new(
         realized_gains_file_schema(),
         vec![
@@ -170,16 +152,12 @@ pub fn realized_gains_to_batch(rows: &[RealizedGain]) -> Result<RecordBatch, Arr
             texts(lots.iter().map(|l| l.term.as_str())),
             texts(lots.iter().map(|l| l.fy.as_str())),
             dates(lots.iter().map(|l| Some(l.purchase_date))),
-            navs(|l| l.purchase_nav)?,
-            decimals(
-                lots.iter().map(|l| Some(l.units.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
+            navs_of(|l| l.purchase_nav)?,
+            units(lots.iter().map(|l| l.units))?,
             money(lots.iter().map(|l| l.purchase_value))?,
             money(lots.iter().map(|l| l.stamp_duty))?,
             dates(lots.iter().map(|l| Some(l.sale_date))),
-            navs(|l| l.sale_nav)?,
+            navs_of(|l| l.sale_nav)?,
             money(lots.iter().map(|l| l.gross_sale_value))?,
             money(lots.iter().map(|l| l.exit_load))?,
             money(lots.iter().map(|l| l.stt))?,

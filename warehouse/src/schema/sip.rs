@@ -119,11 +119,7 @@ pub fn sips_to_batch(rows: &[Mandate]) -> Result<RecordBatch, ArrowError> {
             int64s(rows.iter().map(|r| r.sip_id)),
             int64s(rows.iter().map(|r| r.user_id)),
             int64s(rows.iter().map(|r| r.scheme_code)),
-            decimals(
-                rows.iter().map(|r| Some(r.amount.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            money(rows.iter().map(|r| r.amount))?,
             Arc::new(
                 rows.iter()
                     .map(|r| r.sip_day as i32)
@@ -185,27 +181,11 @@ pub fn investments_to_batch(rows: &[Investment]) -> Result<RecordBatch, ArrowErr
             int64s(rows.iter().map(|r| r.scheme_code)),
             dates(rows.iter().map(|r| Some(r.due_date))),
             texts(rows.iter().map(|r| r.status.as_str())),
-            decimals(
-                rows.iter().map(|r| Some(r.amount.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.stamp_duty.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            money(rows.iter().map(|r| r.amount))?,
+            money(rows.iter().map(|r| r.stamp_duty))?,
             dates(rows.iter().map(|r| r.nav_date)),
-            decimals(
-                rows.iter().map(|r| r.nav.map(Nav::scaled)),
-                NAV_PRECISION,
-                NAV_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| r.units.map(|u| u.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
+            navs(rows.iter().map(|r| r.nav))?,
+            units(rows.iter().map(|r| r.units))?,
         ],
     )
 }
@@ -283,22 +263,10 @@ pub fn sip_events_to_batch(rows: &[SipEvent]) -> Result<RecordBatch, ArrowError>
             int64s(rows.iter().map(|r| r.scheme_code)),
             dates(rows.iter().map(|r| Some(r.due_date))),
             texts(rows.iter().map(|r| r.kind.as_str())),
-            decimals(
-                rows.iter().map(|r| Some(r.amount.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            money(rows.iter().map(|r| r.amount))?,
             dates(rows.iter().map(|r| r.nav_date)),
-            decimals(
-                rows.iter().map(|r| r.nav.map(Nav::scaled)),
-                NAV_PRECISION,
-                NAV_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| r.units.map(|u| u.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
+            navs(rows.iter().map(|r| r.nav))?,
+            units(rows.iter().map(|r| r.units))?,
         ],
     )
 }
@@ -309,16 +277,8 @@ pub fn holdings_to_batch(rows: &[Holding]) -> Result<RecordBatch, ArrowError> {
         vec![
             int64s(rows.iter().map(|r| r.user_id)),
             int64s(rows.iter().map(|r| r.scheme_code)),
-            decimals(
-                rows.iter().map(|r| Some(r.units.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.invested.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            units(rows.iter().map(|r| r.units))?,
+            money(rows.iter().map(|r| r.invested))?,
         ],
     )
 }

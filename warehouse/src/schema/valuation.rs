@@ -73,21 +73,9 @@ pub fn portfolio_charts_file_schema() -> SchemaRef {
 fn snapshot_columns(rows: &[PortfolioSnapshot]) -> Result<Vec<ArrayRef>, ArrowError> {
     Ok(vec![
         int64s(rows.iter().map(|r| r.user_id)),
-        decimals(
-            rows.iter().map(|r| Some(r.invested.0)),
-            MONEY_PRECISION,
-            MONEY_SCALE,
-        )?,
-        decimals(
-            rows.iter().map(|r| Some(r.current_value.0)),
-            MONEY_PRECISION,
-            MONEY_SCALE,
-        )?,
-        decimals(
-            rows.iter().map(|r| Some(r.gain.0)),
-            MONEY_PRECISION,
-            MONEY_SCALE,
-        )?,
+        money(rows.iter().map(|r| r.invested))?,
+        money(rows.iter().map(|r| r.current_value))?,
+        money(rows.iter().map(|r| r.gain))?,
         decimals(
             rows.iter().map(|r| r.return_pct),
             RETURN_PRECISION,
@@ -119,38 +107,18 @@ pub fn portfolio_lines_to_batch(rows: &[PortfolioLine]) -> Result<RecordBatch, A
         vec![
             int64s(rows.iter().map(|r| r.user_id)),
             int64s(rows.iter().map(|r| r.scheme_code)),
-            decimals(
-                rows.iter().map(|r| Some(r.units.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.invested.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            units(rows.iter().map(|r| r.units))?,
+            money(rows.iter().map(|r| r.invested))?,
             dates(rows.iter().map(|r| Some(r.nav_date))),
-            decimals(
-                rows.iter().map(|r| Some(r.nav.scaled())),
-                NAV_PRECISION,
-                NAV_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.value.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            navs(rows.iter().map(|r| r.nav))?,
+            money(rows.iter().map(|r| r.value))?,
             decimals(
                 rows.iter().map(|r| Some(r.weight_pct)),
                 WEIGHT_PRECISION,
                 RETURN_PCT_SCALE,
             )?,
             Arc::new(rows.iter().map(|r| r.xirr).collect::<Float64Array>()),
-            decimals(
-                rows.iter().map(|r| Some(r.day_change.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            money(rows.iter().map(|r| r.day_change))?,
         ],
     )
 }
@@ -168,16 +136,8 @@ pub fn portfolio_charts_to_batch(rows: &[ChartPoint]) -> Result<RecordBatch, Arr
                     .collect::<StringArray>(),
             ),
             dates(rows.iter().map(|r| r.period)),
-            decimals(
-                rows.iter().map(|r| Some(r.invested.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.value.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
+            money(rows.iter().map(|r| r.invested))?,
+            money(rows.iter().map(|r| r.value))?,
         ],
     )
 }
@@ -202,16 +162,8 @@ pub fn purchases_to_batch(rows: &[Purchase]) -> Result<RecordBatch, ArrowError> 
             int64s(rows.iter().map(|r| r.user_id)),
             dates(rows.iter().map(|r| Some(r.nav_date))),
             int64s(rows.iter().map(|r| r.scheme_code)),
-            decimals(
-                rows.iter().map(|r| Some(r.amount.0)),
-                MONEY_PRECISION,
-                MONEY_SCALE,
-            )?,
-            decimals(
-                rows.iter().map(|r| Some(r.units.0)),
-                UNITS_PRECISION,
-                UNITS_SCALE,
-            )?,
+            money(rows.iter().map(|r| r.amount))?,
+            units(rows.iter().map(|r| r.units))?,
         ],
     )
 }
