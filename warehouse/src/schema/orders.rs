@@ -135,7 +135,6 @@ pub fn orders_from_batch(batch: &RecordBatch) -> Result<Vec<OrderOutcome>, Schem
 
 pub fn realized_gains_to_batch(rows: &[RealizedGain]) -> Result<RecordBatch, ArrowError> {
     let lots: Vec<&RealizedLot> = rows.iter().map(|r| &r.lot).collect();
-    let navs_of = |f: fn(&RealizedLot) -> Nav| navs(lots.iter().map(|l| f(l)));
     RecordBatch::try_new(
         realized_gains_file_schema(),
         vec![
@@ -152,12 +151,12 @@ pub fn realized_gains_to_batch(rows: &[RealizedGain]) -> Result<RecordBatch, Arr
             texts(lots.iter().map(|l| l.term.as_str())),
             texts(lots.iter().map(|l| l.fy.as_str())),
             dates(lots.iter().map(|l| Some(l.purchase_date))),
-            navs_of(|l| l.purchase_nav)?,
+            navs(lots.iter().map(|l| l.purchase_nav))?,
             units(lots.iter().map(|l| l.units))?,
             money(lots.iter().map(|l| l.purchase_value))?,
             money(lots.iter().map(|l| l.stamp_duty))?,
             dates(lots.iter().map(|l| Some(l.sale_date))),
-            navs_of(|l| l.sale_nav)?,
+            navs(lots.iter().map(|l| l.sale_nav))?,
             money(lots.iter().map(|l| l.gross_sale_value))?,
             money(lots.iter().map(|l| l.exit_load))?,
             money(lots.iter().map(|l| l.stt))?,
