@@ -346,6 +346,10 @@ const OLD_NOTIFICATIONS: &str = "INSERT INTO notifications \
 /// uninterrupted run's; the dispatcher's deliveries may have been attempted more than once
 /// (at least once, by design), and every message the uninterrupted run delivered was
 /// delivered.
+///
+/// Slow (about 140 s in CI, the longest test): seven jobs, each run once whole and then killed
+/// at six moments (`SIPLINE_CRASH_KILLS`) and re-run, the whole serving store compared after
+/// every re-run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_jobs_killed_at_random_moments_then_rerun_leave_what_one_run_leaves() {
     let base = tempfile::tempdir().unwrap();

@@ -47,6 +47,8 @@ fn count(warehouse: &Path, query: &str) -> String {
     csv(warehouse, &format!("SELECT count(*) AS n FROM ({query})"))
 }
 
+/// Slow (about 125 s in CI): a quarter's backfill, two copies of its warehouse, and valuation
+/// run whole, sharded, hourly and re-run, each checked against SQL written apart from the batch.
 #[test]
 fn valuation_agrees_with_sql_hourly_shards_and_reruns() {
     let dir = tempfile::tempdir().unwrap();

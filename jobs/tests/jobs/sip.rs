@@ -218,6 +218,8 @@ fn generate_is_deterministic_and_shaped_as_documented() {
     assert_eq!(weekend, "n\n0\n");
 }
 
+/// Slow (about 100 s in CI): four quarter backfills (one whole, three shards), each paying
+/// every business day's fixed cost of 64 bucket partitions per table.
 #[test]
 fn shards_write_what_one_run_writes() {
     let (one, sharded) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -237,6 +239,8 @@ fn shards_write_what_one_run_writes() {
     assert!(a.keys().any(|p| p.starts_with("investments")));
 }
 
+/// Slow (about 90 s in CI): a quarter's backfill of 3,000 users, then SQL oracles over every
+/// instalment and holding; the backfill's per-day partitions are most of it.
 #[test]
 fn execution_reconciles_and_holdings_roll_forward() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,6 +313,9 @@ fn execution_reconciles_and_holdings_roll_forward() {
     assert_eq!(total, "many\ntrue\n");
 }
 
+/// Slow (about 110 s in CI): a quarter's backfill (62 business days) plus single-day re-runs.
+/// A day's fixed cost, not the 3,000 users, sets the time: each day writes 64 bucket
+/// partitions of four tables, every file fsynced (a 300-user backfill takes two thirds as long).
 #[test]
 fn failures_cancel_after_three_and_reruns_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
