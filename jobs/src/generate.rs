@@ -9,7 +9,7 @@ use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
 use pipeline::generate::{generate_bucket, scheme_master, NavWalk, UniverseSpec};
-use warehouse::{Part, Warehouse};
+use warehouse::{Commit, Part, Warehouse};
 
 use crate::plumbing::progress::Progress;
 use crate::shard::Shard;
@@ -87,10 +87,11 @@ pub async fn generate(
                     tokio::task::spawn_blocking(move || generate_bucket(&spec, bucket)).await?;
                 // Sorted by SIP day, so a day's execution can skip the row groups of other days.
                 sips.sort_unstable_by_key(|s| (s.sip_day, s.sip_id));
-                warehouse.write_rows(Part::bucket(bucket), &users).await?;
-                warehouse
-                    .write_rows(Part::dated_bucket(as_of, bucket), &sips)
-                    .await?;
+                let mut commit = Commit::default();
+                commit
+                    .stage_rows(Part::bucket(bucket), &users)?
+                    .stage_rows(Part::dated_bucket(as_of, bucket), &sips)?;
+                warehouse.commit(commit).await?;
                 progress.add(users.len() as u64);
                 anyhow::Ok((users.len() as u64, sips.len() as u64))
             })

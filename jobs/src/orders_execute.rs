@@ -46,7 +46,7 @@ use pipeline::orders::{
 };
 use pipeline::sip::{InstalmentStatus, Investment, NavLookup};
 use sqlx::{PgPool, Row};
-use warehouse::{bucket_of, Part, Table, Warehouse};
+use warehouse::{bucket_of, Commit, Part, Table, Warehouse};
 
 use crate::plumbing::exit::JobFailure;
 
@@ -358,8 +358,11 @@ async fn execute_bucket(
         gains.extend(pieces);
     }
     // The gains first, the orders last: the `orders` marker says the bucket's run is whole.
-    warehouse.write_rows(part, &gains).await?;
-    warehouse.write_rows(part, &outcomes).await?;
+    let mut commit = Commit::default();
+    commit
+        .stage_rows(part, &gains)?
+        .stage_rows(part, &outcomes)?;
+    warehouse.commit(commit).await?;
     Ok((outcomes, gains))
 }
 

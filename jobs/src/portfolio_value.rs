@@ -27,7 +27,7 @@ use pipeline::valuation::{
     holdings_from_purchases, value_portfolios, SchemeInfo, Valuation, ValuationInputs,
     ValuationMode,
 };
-use warehouse::{Part, Table, Warehouse};
+use warehouse::{Commit, Part, Table, Warehouse};
 
 use crate::plumbing::exit::JobFailure;
 use crate::shard::Shard;
@@ -296,10 +296,13 @@ async fn value_bucket(
     summary.daily_files = daily_files;
     match ctx.options.mode {
         ValuationMode::Daily => {
-            warehouse.write_rows(part, &valuation.charts).await?;
-            warehouse.write_rows(part, &valuation.lines).await?;
-            // Last: its marker says the bucket's valuation for the date is complete.
-            warehouse.write_rows(part, &valuation.snapshots).await?;
+            let mut commit = Commit::default();
+            commit
+                .stage_rows(part, &valuation.charts)?
+                .stage_rows(part, &valuation.lines)?
+                // Last: its marker says the bucket's valuation for the date is complete.
+                .stage_rows(part, &valuation.snapshots)?;
+            warehouse.commit(commit).await?;
         }
         ValuationMode::Hourly => {
             warehouse

@@ -29,13 +29,13 @@ use futures::{StreamExt, TryStreamExt};
 use pipeline::calendar::BusinessCalendar;
 use pipeline::generate::simulated_failures;
 use pipeline::holdings::{roll_forward, Holding};
-use pipeline::nav::SchemeRow;
+use pipeline::nav::{NavRow, SchemeRow};
 use pipeline::sip::{
     execute_instalments, DebitFailure, ExecutionInputs, InstalmentStatus, Investment, Mandate,
     NavLookup, SipEventKind, SipState,
 };
 use pipeline::valuation::Purchase;
-use warehouse::{Part, Table, Warehouse};
+use warehouse::{Commit, Part, Table, Unpublished, Warehouse};
 
 use crate::plumbing::exit::JobFailure;
 use crate::shard::Shard;
@@ -137,7 +137,7 @@ impl fmt::Display for ExecuteSummary {
 struct RunContext {
     date: NaiveDate,
     sips_as_of: NaiveDate,
-    unit_decimals: HashMap<i64, i32>,
+    unit_decimals: Arc<HashMap<i64, i32>>,
     /// Dates with an `investments` / `holdings` directory, ascending. Whether a bucket's
     /// partition is published is checked per bucket, so a listing never walks every file.
     investment_dates: Vec<NaiveDate>,
@@ -148,28 +148,113 @@ struct RunContext {
     calendar: BusinessCalendar,
 }
 
+/// What one date's run read that the next date's run in the same process can take instead of
+/// reading it again — a backfill's fixed cost per day was these reads, not the instalments.
+/// Under a backfill nothing in the warehouse changes but the run's own outputs, which it
+/// holds; a fresh `Reuse` reads everything, as a lone `sip execute` does. The next run gets
+/// exactly what it would have read, so a backfill writes the bytes day-by-day runs write.
+#[derive(Default)]
+pub struct Reuse {
+    /// `navs` partitions by date, and their markers' row counts (the observed calendar's
+    /// input). Dates a run can no longer need are dropped as the run date advances.
+    nav_rows: HashMap<NaiveDate, Arc<Vec<NavRow>>>,
+    nav_counts: HashMap<NaiveDate, Option<u64>>,
+    unit_decimals: Option<Arc<HashMap<i64, i32>>>,
+    /// Each bucket's pending instalments and `sip_state` after the last run, which is what
+    /// the next run would read back from that run's partitions.
+    carried: HashMap<u32, Carried>,
+}
+
+impl Reuse {
+    /// The published rows of the `navs` partition of `day`, from the marker once.
+    async fn nav_count(
+        &mut self,
+        warehouse: &Warehouse,
+        day: NaiveDate,
+    ) -> anyhow::Result<Option<u64>> {
+        if let Some(count) = self.nav_counts.get(&day) {
+            return Ok(*count);
+        }
+        let count = warehouse
+            .published_rows(Table::Navs, Part::date(day))
+            .await?;
+        self.nav_counts.insert(day, count);
+        Ok(count)
+    }
+
+    /// Every NAV dated in `[from, to]`, as [`Warehouse::nav_lookup`] reads them, each
+    /// partition read once per process.
+    async fn nav_lookup(
+        &mut self,
+        warehouse: &Warehouse,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<NavLookup> {
+        self.nav_rows.retain(|day, _| *day >= from);
+        let mut lookup = NavLookup::default();
+        for day in warehouse.dates(Table::Navs).await? {
+            if day < from || day > to {
+                continue;
+            }
+            let rows = match self.nav_rows.get(&day) {
+                Some(rows) => Arc::clone(rows),
+                None => {
+                    let rows = Arc::new(
+                        warehouse
+                            .read_rows::<NavRow>(Part::date(day))
+                            .await?
+                            .unwrap_or_default(),
+                    );
+                    self.nav_rows.insert(day, Arc::clone(&rows));
+                    rows
+                }
+            };
+            for row in rows.iter() {
+                lookup.insert(row.scheme_code, day, row.nav);
+            }
+        }
+        lookup.finish();
+        Ok(lookup)
+    }
+
+    async fn unit_decimals(
+        &mut self,
+        warehouse: &Warehouse,
+    ) -> anyhow::Result<Arc<HashMap<i64, i32>>> {
+        if let Some(decimals) = &self.unit_decimals {
+            return Ok(Arc::clone(decimals));
+        }
+        let schemes = warehouse
+            .read_rows::<SchemeRow>(Part::WHOLE)
+            .await?
+            .ok_or_else(|| {
+                JobFailure::MissingUpstream("no `schemes` table: ingest NAVs first".into())
+            })?;
+        let decimals: Arc<HashMap<i64, i32>> = Arc::new(
+            schemes
+                .iter()
+                .map(|s| (s.scheme.scheme_code, s.unit_decimals))
+                .collect(),
+        );
+        self.unit_decimals = Some(Arc::clone(&decimals));
+        Ok(decimals)
+    }
+}
+
 async fn run_context(
     warehouse: &Warehouse,
     calendar: &BusinessCalendar,
     date: NaiveDate,
+    reuse: &mut Reuse,
 ) -> anyhow::Result<RunContext> {
     let sips_as_of = warehouse
         .sips_snapshot_on_or_before(date)
         .await?
         .ok_or_else(|| JobFailure::no_sips_snapshot(date))?;
-    let schemes = warehouse
-        .read_rows::<SchemeRow>(Part::WHOLE)
-        .await?
-        .ok_or_else(|| {
-            JobFailure::MissingUpstream("no `schemes` table: ingest NAVs first".into())
-        })?;
     Ok(RunContext {
         date,
         sips_as_of,
-        unit_decimals: schemes
-            .iter()
-            .map(|s| (s.scheme.scheme_code, s.unit_decimals))
-            .collect(),
+        unit_decimals: reuse.unit_decimals(warehouse).await?,
         investment_dates: warehouse.dates(Table::Investments).await?,
         holding_dates: warehouse.dates(Table::Holdings).await?,
         later_dates: later_dates(warehouse, date).await?,
@@ -321,7 +406,7 @@ async fn execute_bucket(
     navs: &NavLookup,
     carried: Carried,
     options: ExecuteOptions,
-) -> anyhow::Result<ExecuteSummary> {
+) -> anyhow::Result<(ExecuteSummary, Carried, Unpublished)> {
     let bucket = carried.bucket;
     let date = ctx.date;
     let part = Part::dated_bucket(date, bucket);
@@ -341,6 +426,7 @@ async fn execute_bucket(
             ))
         })?;
 
+    let mut commit = Commit::default();
     let failures = if options.simulate_failures > 0.0 {
         let due = mandates
             .iter()
@@ -352,7 +438,8 @@ async fn execute_bucket(
             .collect::<Vec<_>>();
         let mut report = simulated_failures(options.seed, options.simulate_failures, due);
         report.sort_by_key(|f| (f.sip_id, f.due_date));
-        warehouse.write_rows(part, &report).await?;
+        // Published with the run's outputs: a simulated report is made again by a re-run.
+        commit.stage_rows(part, &report)?;
         report
     } else {
         warehouse
@@ -415,15 +502,29 @@ async fn execute_bucket(
             .with_context(|| format!("bucket {bucket} month-end checkpoint on {date}"))?;
         // Both before `investments`, whose marker says the run is complete: a run that dies
         // here is re-run whole, and valuation reads a compacted month only once published.
-        warehouse.write_rows(part, &purchases).await?;
-        warehouse.write_rows(part, &holdings).await?;
+        commit.stage_rows(part, &purchases)?;
+        commit.stage_rows(part, &holdings)?;
         summary.holdings_checkpoint = true;
     }
-    warehouse.write_rows(part, &out.events).await?;
-    warehouse.write_rows(part, &out.state).await?;
+    commit.stage_rows(part, &out.events)?;
+    commit.stage_rows(part, &out.state)?;
     // Last: its marker is what the next run looks for.
-    warehouse.write_rows(part, &out.investments).await?;
-    Ok(summary)
+    commit.stage_rows(part, &out.investments)?;
+    // Published with every other bucket's at the end of the run: one flush for them all.
+    let unpublished = warehouse.write_unpublished(commit).await?;
+    let next = Carried {
+        bucket,
+        retired: 0,
+        window_start: date + Days::new(1),
+        pending: out
+            .investments
+            .iter()
+            .filter(|i| i.status == InstalmentStatus::Pending)
+            .cloned()
+            .collect(),
+        state: out.state,
+    };
+    Ok((summary, next, unpublished))
 }
 
 /// The earlier runs' allotments that the bank's report for this run returns: every reported
@@ -537,7 +638,19 @@ pub async fn execute(
     date: NaiveDate,
     options: ExecuteOptions,
 ) -> anyhow::Result<ExecuteSummary> {
-    let calendar = &observed_calendar(warehouse, calendar, date).await?;
+    execute_reusing(warehouse, calendar, date, options, &mut Reuse::default()).await
+}
+
+/// [`execute`], taking from `reuse` what an earlier date's run in this process read or wrote,
+/// and leaving there what the next date's run can take.
+async fn execute_reusing(
+    warehouse: &Warehouse,
+    calendar: &BusinessCalendar,
+    date: NaiveDate,
+    options: ExecuteOptions,
+    reuse: &mut Reuse,
+) -> anyhow::Result<ExecuteSummary> {
+    let calendar = &observed_calendar(warehouse, calendar, date, reuse).await?;
     if !calendar.is_business_day(date) {
         // Nothing executes on a day without NAVs; what falls due today is picked up by the
         // next business day's run. A scheduler can run the job every day.
@@ -547,9 +660,19 @@ pub async fn execute(
             ..ExecuteSummary::default()
         });
     }
-    let ctx = Arc::new(run_context(warehouse, calendar, date).await?);
+    let ctx = Arc::new(run_context(warehouse, calendar, date, reuse).await?);
     let buckets: Vec<u32> = options.shard.buckets().collect();
-    let carried: Vec<Carried> = futures::stream::iter(buckets)
+    // A bucket the previous date's run in this process left state for needs no reads: that
+    // run was the bucket's latest, and it ran no later date that a rewind would retire.
+    let mut known: Vec<Carried> = buckets
+        .iter()
+        .filter_map(|bucket| reuse.carried.remove(bucket))
+        .collect();
+    let unknown: Vec<u32> = buckets
+        .into_iter()
+        .filter(|bucket| !known.iter().any(|c| c.bucket == *bucket))
+        .collect();
+    let mut carried: Vec<Carried> = futures::stream::iter(unknown)
         .map(|bucket| {
             let (warehouse, ctx) = (warehouse.clone(), Arc::clone(&ctx));
             async move { carried(&warehouse, &ctx, bucket, options.rewind).await }
@@ -557,14 +680,16 @@ pub async fn execute(
         .buffered(options.parallelism.max(1) * 2)
         .try_collect()
         .await?;
+    carried.append(&mut known);
+    carried.sort_unstable_by_key(|c| c.bucket);
     let earliest = carried
         .iter()
         .flat_map(|c| std::iter::once(c.window_start).chain(c.pending.iter().map(|p| p.due_date)))
         .min()
         .unwrap_or(date);
-    let navs = Arc::new(warehouse.nav_lookup(earliest, date).await?);
+    let navs = Arc::new(reuse.nav_lookup(warehouse, earliest, date).await?);
 
-    let summaries: Vec<ExecuteSummary> = futures::stream::iter(carried)
+    let runs: Vec<(ExecuteSummary, Carried, Unpublished)> = futures::stream::iter(carried)
         .map(|carried| {
             let (warehouse, ctx, navs) = (warehouse.clone(), Arc::clone(&ctx), Arc::clone(&navs));
             tokio::spawn(
@@ -579,9 +704,14 @@ pub async fn execute(
         date: Some(date),
         ..ExecuteSummary::default()
     };
-    for s in &summaries {
-        total.add(s)?;
+    let mut written = Vec::with_capacity(runs.len());
+    for (summary, next, unpublished) in runs {
+        total.add(&summary)?;
+        reuse.carried.insert(next.bucket, next);
+        written.push(unpublished);
     }
+    // Each bucket's `investments` marker last within its commit: it says the run is done.
+    warehouse.publish(written).await?;
     Ok(total)
 }
 
@@ -596,19 +726,18 @@ async fn observed_calendar(
     warehouse: &Warehouse,
     listed: &BusinessCalendar,
     date: NaiveDate,
+    reuse: &mut Reuse,
 ) -> anyhow::Result<BusinessCalendar> {
     // Only the weeks a run can still settle: pending instalments fail `no_nav` after 20
     // business days, so older holidays no longer move money.
     let since = date
         .checked_sub_days(Days::new(OBSERVED_DAYS))
         .unwrap_or(date);
+    reuse.nav_counts.retain(|day, _| *day >= since);
     let mut nav_dates = std::collections::BTreeMap::new();
     for day in warehouse.dates(Table::Navs).await? {
         if day >= since && day <= date {
-            let schemes = warehouse
-                .published_rows(Table::Navs, Part::date(day))
-                .await?
-                .unwrap_or(0);
+            let schemes = reuse.nav_count(warehouse, day).await?.unwrap_or(0);
             nav_dates.insert(day, schemes);
         }
     }
@@ -634,13 +763,14 @@ pub async fn backfill(
     let days: Vec<NaiveDate> = calendar.business_days(from, to).collect();
     let progress = crate::plumbing::progress::Progress::new("days", days.len() as u64);
     let mut total = ExecuteSummary::default();
+    let mut reuse = Reuse::default();
     for (i, day) in days.iter().enumerate() {
         // A rewind applies to the first day; after it no later date is left.
         let options = ExecuteOptions {
             rewind: options.rewind && i == 0,
             ..options
         };
-        let summary = execute(warehouse, calendar, *day, options)
+        let summary = execute_reusing(warehouse, calendar, *day, options, &mut reuse)
             .await
             .with_context(|| format!("sip execute for {day}"))?;
         tracing::info!(%summary, "day done");

@@ -22,7 +22,7 @@ use pipeline::sip::{Mandate, SipStatus};
 use pipeline::user::UserRow;
 use serving::mandates::MandateRow;
 use sqlx::{PgPool, Row};
-use warehouse::{bucket_of, Part, Warehouse, BUCKETS};
+use warehouse::{bucket_of, Commit, Part, Warehouse, BUCKETS};
 
 use crate::plumbing::exit::JobFailure;
 
@@ -120,10 +120,11 @@ pub async fn export(
             sips.sort_unstable_by_key(|s| (s.sip_day, s.sip_id));
             users.sort_unstable_by_key(|u| u.user_id);
             let bucket = u32::try_from(bucket).context("bucket number")?;
-            warehouse
-                .write_rows(Part::dated_bucket(date, bucket), &sips)
-                .await?;
-            warehouse.write_rows(Part::bucket(bucket), &users).await?;
+            let mut commit = Commit::default();
+            commit
+                .stage_rows(Part::dated_bucket(date, bucket), &sips)?
+                .stage_rows(Part::bucket(bucket), &users)?;
+            warehouse.commit(commit).await?;
             anyhow::Ok(())
         })
         .buffer_unordered(parallelism.max(1))

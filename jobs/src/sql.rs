@@ -23,7 +23,7 @@ pub async fn run(
     format: OutputFormat,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    let ctx = warehouse.session_context().await?;
+    let ctx = warehouse.session_context_for(query).await?;
     let frame = ctx.sql(query).await?;
     let mut rows = 0_u64;
     match format {

@@ -13,7 +13,7 @@ use pipeline::sip::{DebitFailure, Investment, Mandate, SipEvent, SipState};
 use pipeline::user::UserRow;
 use pipeline::valuation::{ChartPoint, PortfolioLine, PortfolioSnapshot, Purchase};
 
-use crate::{Part, Table, Warehouse, WarehouseError};
+use crate::{Commit, Part, Table, Warehouse, WarehouseError};
 
 /// A row of one warehouse table, written as a record batch of the table's file schema.
 pub trait TableRow: Sized {
@@ -117,6 +117,18 @@ table_row!(
     PortfolioCharts,
     schema::portfolio_charts_to_batch
 );
+
+impl Commit {
+    /// Stages `rows` as the new contents of a partition of `R`'s table (see [`Commit::stage`]).
+    pub fn stage_rows<R: TableRow>(
+        &mut self,
+        part: Part,
+        rows: &[R],
+    ) -> Result<&mut Self, WarehouseError> {
+        let batch = R::to_batch(rows).map_err(|e| WarehouseError::rows(R::TABLE, part, e))?;
+        Ok(self.stage(R::TABLE, part, &[batch]))
+    }
+}
 
 impl Warehouse {
     /// Replaces a partition of `R`'s table with `rows` (see [`Warehouse::write`]).

@@ -222,3 +222,92 @@ async fn navs_written_at_four_decimals_still_read() {
          +------------+-------------+--------------+"
     );
 }
+
+/// The codec of a partition's file: Snappy below 8,192 rows, zstd from there.
+#[tokio::test]
+async fn small_files_are_snappy_and_large_ones_zstd() {
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    for (d, schemes) in [(26, 8_191), (27, 8_192)] {
+        let navs: Vec<(i64, i64)> = (1..=schemes).map(|code| (code, 10)).collect();
+        warehouse
+            .write(
+                Table::Navs,
+                Part::date(day(d)),
+                &[navs_to_batch(&rows(&navs)).unwrap()],
+            )
+            .await
+            .unwrap();
+    }
+    let codec = |d: u32| {
+        let file = std::fs::File::open(
+            dir.path()
+                .join(format!("navs/nav_date=2024-12-{d}/part-00000.parquet")),
+        )
+        .unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let metadata = reader.metadata();
+        (0..metadata.row_group(0).num_columns())
+            .map(|c| metadata.row_group(0).column(c).compression())
+            .collect::<Vec<_>>()
+    };
+    assert!(codec(26).iter().all(|c| *c == Compression::SNAPPY));
+    assert!(codec(27).iter().all(|c| matches!(c, Compression::ZSTD(_))));
+}
+
+/// A commit's data files stay invisible until published; then every partition is there.
+#[tokio::test]
+async fn unpublished_partitions_are_not_read_until_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let warehouse = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+    let mut commit = warehouse::Commit::default();
+    commit
+        .stage(
+            Table::Navs,
+            Part::date(day(26)),
+            &[navs_to_batch(&rows(&[(1, 10)])).unwrap()],
+        )
+        .stage(
+            Table::Navs,
+            Part::date(day(27)),
+            &[navs_to_batch(&rows(&[(1, 11), (2, 20)])).unwrap()],
+        );
+    let unpublished = warehouse.write_unpublished(commit).await.unwrap();
+    assert_eq!(unpublished.rows(), [1, 2]);
+    for d in [26, 27] {
+        assert!(dir
+            .path()
+            .join(format!("navs/nav_date=2024-12-{d}/part-00000.parquet"))
+            .exists());
+        assert_eq!(
+            warehouse
+                .read(Table::Navs, Part::date(day(d)))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    warehouse.publish(vec![unpublished]).await.unwrap();
+    assert_eq!(
+        warehouse
+            .published_rows(Table::Navs, Part::date(day(27)))
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    let read = warehouse
+        .read(Table::Navs, Part::date(day(26)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(navs_from_batch(&read[0]).unwrap(), rows(&[(1, 10)]));
+    // Nothing but the data file and its marker is left in a partition's folder.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("navs/nav_date=2024-12-27"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["_SUCCESS", "part-00000.parquet"]);
+}
