@@ -752,7 +752,10 @@ async fn observed_calendar(
     Ok(observed.calendar)
 }
 
-/// Runs the execution for each business day in `[from, to]`, in order.
+/// Runs the execution for each business day in `[from, to]`, in order, in one process that
+/// carries what a day read or wrote to the next ([`Reuse`]). It assumes, as any run does,
+/// that no other job writes the warehouse meanwhile: a NAV day re-ingested during a backfill
+/// is seen by the days after the backfill, not by the rest of it.
 pub async fn backfill(
     warehouse: &Warehouse,
     calendar: &BusinessCalendar,

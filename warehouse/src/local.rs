@@ -5,9 +5,10 @@
 //! blocking pool, and two fsyncs per file (the file, then its folder for the rename) cost a
 //! device flush each, about 0.27 ms on these virtual disks. Here a commit's data files are
 //! written in one task, and one `syncfs` flushes every dirty file and folder of the
-//! filesystem at once. Each file is written to `name#suffix` and renamed into place, as the
-//! local store does, so a reader never sees half a file and a killed writer's leftovers are
-//! recognisable (a `#` in the name) and removed by the next write to the folder.
+//! filesystem at once. Each file is written to `name#digits` and renamed into place only when
+//! its commit is published, as the local store names its uploads: a reader never sees half a
+//! file, a run that fails leaves the previous partition whole, and a killed writer's leftovers
+//! are recognisable (a `#` in the name) and removed by the next write to the folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,70 +23,136 @@ pub(crate) struct LocalFile {
     pub bytes: Bytes,
 }
 
-/// A local write that failed, naming the object.
+/// A file written under its temporary name, waiting for [`rename_all`] to put it in place.
+#[derive(Debug)]
+pub(crate) struct Temporary {
+    pub object: String,
+    pub temporary: PathBuf,
+    pub path: PathBuf,
+}
+
+/// A local write that failed, naming the file or folder.
 #[derive(Debug)]
 pub(crate) struct LocalError {
     pub object: String,
     pub source: std::io::Error,
 }
 
-/// Writes each file whole under a temporary name and renames it into place, creating folders
-/// as needed. Nothing is flushed: see [`flush`].
-pub(crate) fn put_all(files: &[LocalFile]) -> Result<(), LocalError> {
+impl LocalError {
+    fn at(object: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let object = object.into();
+        move |source| LocalError { object, source }
+    }
+}
+
+/// Writes each file whole under a temporary name next to where it goes, creating folders as
+/// needed; nothing is renamed into place or flushed yet. On an error the temporaries written
+/// so far are removed.
+pub(crate) fn write_all(files: &[LocalFile]) -> Result<Vec<Temporary>, LocalError> {
+    let mut written = Vec::with_capacity(files.len());
     for file in files {
-        put(&file.path, &file.bytes).map_err(|source| LocalError {
-            object: file.object.clone(),
-            source,
-        })?;
+        match write_temporary(&file.path, &file.bytes) {
+            Ok(temporary) => written.push(Temporary {
+                object: file.object.clone(),
+                temporary,
+                path: file.path.clone(),
+            }),
+            Err(source) => {
+                discard(&written);
+                return Err(LocalError {
+                    object: file.object.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Removes temporaries that will not be put in place (best effort: what is left is removed
+/// by the next write to the folder, see [`remove_leftovers`]).
+pub(crate) fn discard(temporaries: &[Temporary]) {
+    for t in temporaries {
+        let _ = std::fs::remove_file(&t.temporary);
+    }
+}
+
+/// Renames each temporary into place: readers see the old file or the new, never a mix.
+pub(crate) fn rename_all(temporaries: &[Temporary]) -> Result<(), LocalError> {
+    for t in temporaries {
+        std::fs::rename(&t.temporary, &t.path).map_err(LocalError::at(&t.object))?;
     }
     Ok(())
 }
 
-fn put(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes each file under a temporary name and renames it into place.
+pub(crate) fn put_all(files: &[LocalFile]) -> Result<(), LocalError> {
+    let written = write_all(files)?;
+    rename_all(&written).inspect_err(|_| discard(&written))
+}
+
+fn write_temporary(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    // `object_store`'s local store names its uploads `name#N` and lists none of them; the
+    // suffix here is digits only for the same reason, and unique per process and write
+    // (`create_new` settles a clash with another process that has the same id).
     static UPLOADS: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::other("a warehouse file has a name"))?;
-    let mut temporary = name.to_os_string();
-    temporary.push(format!(
-        "#{}-{}",
-        std::process::id(),
-        UPLOADS.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temporary = path.with_file_name(temporary);
-    let mut out = match std::fs::File::create(&temporary) {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(folder) = path.parent() {
-                std::fs::create_dir_all(folder)?;
+    loop {
+        let mut temporary = name.to_os_string();
+        temporary.push(format!(
+            "#{}{:010}",
+            std::process::id(),
+            UPLOADS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let temporary = path.with_file_name(temporary);
+        let create = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)
+        };
+        let mut out = match create() {
+            Ok(out) => out,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(folder) = path.parent() {
+                    std::fs::create_dir_all(folder)?;
+                }
+                create()?
             }
-            std::fs::File::create(&temporary)?
+            Err(e) => return Err(e),
+        };
+        if let Err(e) = out.write_all(bytes) {
+            // A full disk: leave no half-written temporary behind (best effort).
+            let _ = std::fs::remove_file(&temporary);
+            return Err(e);
         }
-        Err(e) => return Err(e),
-    };
-    let written = out
-        .write_all(bytes)
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        // A full disk: leave no half-written temporary behind (best effort).
-        let _ = std::fs::remove_file(&temporary);
+        return Ok(temporary);
     }
-    written
 }
 
 /// Makes `files`, their contents and the renames that put them in their folders, durable.
-pub(crate) fn flush(files: &[&Path]) -> std::io::Result<()> {
+/// An error names the file whose filesystem could not be flushed.
+pub(crate) fn flush(files: &[&Path]) -> Result<(), LocalError> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::fs::MetadataExt;
         // One syncfs per filesystem: a warehouse folder may hold a mount point.
         let mut flushed = Vec::new();
         for file in files {
-            let device = std::fs::metadata(file)?.dev();
+            let at = || {
+                LocalError::at(format!(
+                    "{} (and the files written with it)",
+                    file.display()
+                ))
+            };
+            let device = std::fs::metadata(file).map_err(at())?.dev();
             if flushed.contains(&device) {
                 continue;
             }
-            syncfs(&std::fs::File::open(file)?)?;
+            syncfs(&std::fs::File::open(file).map_err(at())?).map_err(at())?;
             flushed.push(device);
         }
         Ok(())
@@ -93,9 +160,14 @@ pub(crate) fn flush(files: &[&Path]) -> std::io::Result<()> {
     #[cfg(not(target_os = "linux"))]
     {
         for file in files {
-            std::fs::File::open(file)?.sync_all()?;
+            let at = || LocalError::at(file.display().to_string());
+            std::fs::File::open(file)
+                .and_then(|f| f.sync_all())
+                .map_err(at())?;
             if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
+                std::fs::File::open(dir)
+                    .and_then(|f| f.sync_all())
+                    .map_err(at())?;
             }
         }
         Ok(())
@@ -115,15 +187,16 @@ fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
 
 /// Removes what killed writers left in `folders`: files whose name has a `#` (see the module
 /// docs). No reader lists them, but they are half-written bytes that would pile up.
-pub(crate) fn remove_leftovers(folders: &[&Path]) -> std::io::Result<()> {
+pub(crate) fn remove_leftovers(folders: &[&Path]) -> Result<(), LocalError> {
     for folder in folders {
-        for entry in std::fs::read_dir(folder)? {
-            let entry = entry?;
+        let at = || LocalError::at(folder.display().to_string());
+        for entry in std::fs::read_dir(folder).map_err(at())? {
+            let entry = entry.map_err(at())?;
             if entry.file_name().to_string_lossy().contains('#') {
                 match std::fs::remove_file(entry.path()) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(LocalError::at(folder.display().to_string())(e)),
                 }
             }
         }
@@ -166,16 +239,36 @@ mod tests {
     }
 
     #[test]
+    fn a_written_file_replaces_nothing_until_renamed_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        put_all(&[file(dir.path(), "a=1", b"old")]).unwrap();
+        let written = write_all(&[file(dir.path(), "a=1", b"new")]).unwrap();
+        let path = dir.path().join("a=1/part-00000.parquet");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        rename_all(&written).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        // A commit given up leaves the old file and no temporary.
+        let abandoned = write_all(&[file(dir.path(), "a=1", b"newer")]).unwrap();
+        discard(&abandoned);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("a=1")).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
     fn a_killed_writers_leftovers_are_removed_and_a_missing_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         put_all(&[file(dir.path(), "a=1", b"one")]).unwrap();
         let folder = dir.path().join("a=1");
-        std::fs::write(folder.join("part-00000.parquet#7-0"), b"half").unwrap();
+        std::fs::write(folder.join("part-00000.parquet#70"), b"half").unwrap();
         remove_leftovers(&[folder.as_path()]).unwrap();
-        assert!(!folder.join("part-00000.parquet#7-0").exists());
+        assert!(!folder.join("part-00000.parquet#70").exists());
         assert!(folder.join("part-00000.parquet").exists());
         let missing = flush(&[dir.path().join("absent").as_path()]).unwrap_err();
-        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(missing.source.kind(), std::io::ErrorKind::NotFound);
+        assert!(missing.object.contains("absent"), "{}", missing.object);
     }
 
     #[test]

@@ -258,6 +258,7 @@ async fn small_files_are_snappy_and_large_ones_zstd() {
 }
 
 /// A commit's data files stay invisible until published; then every partition is there.
+/// (The local case; an object store puts each data file in place, unmarked.)
 #[tokio::test]
 async fn unpublished_partitions_are_not_read_until_published() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,7 +278,8 @@ async fn unpublished_partitions_are_not_read_until_published() {
     let unpublished = warehouse.write_unpublished(commit).await.unwrap();
     assert_eq!(unpublished.rows(), [1, 2]);
     for d in [26, 27] {
-        assert!(dir
+        // Written under a temporary name: nothing is in place before the commit is published.
+        assert!(!dir
             .path()
             .join(format!("navs/nav_date=2024-12-{d}/part-00000.parquet"))
             .exists());
