@@ -185,6 +185,26 @@ fn syncfs(file: &std::fs::File) -> std::io::Result<()> {
     }
 }
 
+/// The names of the folders in `dir` (none if it does not exist), from one directory read:
+/// a folder's type comes with its entry, so nothing inside it is opened.
+pub(crate) fn folder_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// Removes what killed writers left in `folders`: files whose name has a `#` (see the module
 /// docs). No reader lists them, but they are half-written bytes that would pile up.
 pub(crate) fn remove_leftovers(folders: &[&Path]) -> Result<(), LocalError> {
@@ -215,6 +235,21 @@ mod tests {
             path,
             bytes: Bytes::from_static(bytes),
         }
+    }
+
+    #[test]
+    fn folder_names_lists_folders_only_and_nothing_for_a_missing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        put_all(&[
+            file(dir.path(), "d=2024-07-02", b"x"),
+            file(dir.path(), "d=2024-07-01", b"y"),
+        ])
+        .unwrap();
+        std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
+        let mut names = folder_names(dir.path()).unwrap();
+        names.sort();
+        assert_eq!(names, ["d=2024-07-01", "d=2024-07-02"]);
+        assert!(folder_names(&dir.path().join("none")).unwrap().is_empty());
     }
 
     #[test]
