@@ -159,6 +159,8 @@ pub struct Reuse {
     /// input). Dates a run can no longer need are dropped as the run date advances.
     nav_rows: HashMap<NaiveDate, Arc<Vec<NavRow>>>,
     nav_counts: HashMap<NaiveDate, Option<u64>>,
+    /// The last NAV lookup built and the window `[from, to]` it covers.
+    lookup: Option<((NaiveDate, NaiveDate), Arc<NavLookup>)>,
     unit_decimals: Option<Arc<HashMap<i64, i32>>>,
     /// Each bucket's pending instalments and `sip_state` after the last run, which is what
     /// the next run would read back from that run's partitions.
@@ -183,38 +185,75 @@ impl Reuse {
     }
 
     /// Every NAV dated in `[from, to]`, as [`Warehouse::nav_lookup`] reads them, each
-    /// partition read once per process.
+    /// partition read once per process. When the window only moved forward since the last
+    /// call, the last lookup is moved along (older days dropped, new days added) instead of
+    /// built again: building it was the one serial step of a backfill's day that grew with
+    /// the window (~250,000 NAVs a day for `demo`).
     async fn nav_lookup(
         &mut self,
         warehouse: &Warehouse,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> anyhow::Result<NavLookup> {
+    ) -> anyhow::Result<Arc<NavLookup>> {
         self.nav_rows.retain(|day, _| *day >= from);
-        let mut lookup = NavLookup::default();
-        for day in warehouse.dates(Table::Navs).await? {
-            if day < from || day > to {
-                continue;
+        let moved_along = match self.lookup.as_mut() {
+            Some((span, lookup)) if from >= span.0 && to >= span.1 => {
+                let after = span.1;
+                *span = (from, to);
+                let lookup = Arc::make_mut(lookup);
+                lookup.retain_from(from);
+                Some((after, lookup))
             }
-            let rows = match self.nav_rows.get(&day) {
-                Some(rows) => Arc::clone(rows),
-                None => {
-                    let rows = Arc::new(
-                        warehouse
-                            .read_rows::<NavRow>(Part::date(day))
-                            .await?
-                            .unwrap_or_default(),
-                    );
-                    self.nav_rows.insert(day, Arc::clone(&rows));
-                    rows
+            _ => None,
+        };
+        let days: Vec<NaiveDate> = warehouse
+            .dates(Table::Navs)
+            .await?
+            .into_iter()
+            .filter(|day| *day >= from && *day <= to)
+            .collect();
+        if let Some((after, lookup)) = moved_along {
+            for day in days.into_iter().filter(|day| *day > after) {
+                let rows = Self::nav_rows(&mut self.nav_rows, warehouse, day).await?;
+                for row in rows.iter() {
+                    lookup.push_latest(row.scheme_code, day, row.nav);
                 }
-            };
-            for row in rows.iter() {
-                lookup.insert(row.scheme_code, day, row.nav);
             }
+        } else {
+            let mut lookup = NavLookup::default();
+            for day in days {
+                let rows = Self::nav_rows(&mut self.nav_rows, warehouse, day).await?;
+                for row in rows.iter() {
+                    lookup.insert(row.scheme_code, day, row.nav);
+                }
+            }
+            lookup.finish();
+            self.lookup = Some(((from, to), Arc::new(lookup)));
         }
-        lookup.finish();
-        Ok(lookup)
+        Ok(self
+            .lookup
+            .as_ref()
+            .map(|(_, lookup)| Arc::clone(lookup))
+            .unwrap_or_default())
+    }
+
+    /// The rows of the `navs` partition of `day`, read once.
+    async fn nav_rows(
+        cache: &mut HashMap<NaiveDate, Arc<Vec<NavRow>>>,
+        warehouse: &Warehouse,
+        day: NaiveDate,
+    ) -> anyhow::Result<Arc<Vec<NavRow>>> {
+        if let Some(rows) = cache.get(&day) {
+            return Ok(Arc::clone(rows));
+        }
+        let rows = Arc::new(
+            warehouse
+                .read_rows::<NavRow>(Part::date(day))
+                .await?
+                .unwrap_or_default(),
+        );
+        cache.insert(day, Arc::clone(&rows));
+        Ok(rows)
     }
 
     async fn unit_decimals(
@@ -687,7 +726,7 @@ async fn execute_reusing(
         .flat_map(|c| std::iter::once(c.window_start).chain(c.pending.iter().map(|p| p.due_date)))
         .min()
         .unwrap_or(date);
-    let navs = Arc::new(reuse.nav_lookup(warehouse, earliest, date).await?);
+    let navs = reuse.nav_lookup(warehouse, earliest, date).await?;
 
     let runs: Vec<(ExecuteSummary, Carried, Unpublished)> = futures::stream::iter(carried)
         .map(|carried| {

@@ -347,6 +347,33 @@ impl NavLookup {
         }
     }
 
+    /// Adds a NAV dated on or after every NAV already held for the scheme, keeping the
+    /// lookup as [`NavLookup::finish`] leaves it (of two NAVs one day, the lower, as the sort
+    /// there keeps), so a lookup extended a day at a time answers as one built at once.
+    pub fn push_latest(&mut self, scheme_code: i64, nav_date: NaiveDate, nav: Nav) {
+        let navs = self.by_scheme.entry(scheme_code).or_default();
+        match navs.last_mut() {
+            Some(last) if last.0 == nav_date => last.1 = last.1.min(nav),
+            Some(last) if last.0 > nav_date => {
+                // Not the latest: fall back to the general path for this scheme.
+                navs.push((nav_date, nav));
+                navs.sort_unstable();
+                navs.dedup_by_key(|(date, _)| *date);
+            }
+            _ => navs.push((nav_date, nav)),
+        }
+    }
+
+    /// Drops every NAV dated before `from`, and schemes left with none, as a lookup built
+    /// from `from` on would not have them.
+    pub fn retain_from(&mut self, from: NaiveDate) {
+        self.by_scheme.retain(|_, navs| {
+            let before = navs.partition_point(|(d, _)| *d < from);
+            navs.drain(..before);
+            !navs.is_empty()
+        });
+    }
+
     /// The scheme's NAV dated exactly `date`, if published. An instalment executes only at
     /// the NAV of its applicable date, never at a later one that happens to be there.
     pub fn on(&self, scheme_code: i64, date: NaiveDate) -> Option<Nav> {
@@ -1465,6 +1492,41 @@ mod tests {
         assert_eq!(allot_units(Paise(0), nav, 3), Units(0));
         assert_eq!(allot_units(Paise(-10_000), nav, 3), Units(0));
         assert_eq!(allot_units(Paise(10_000), Nav::from_scaled(0), 3), Units(0));
+    }
+
+    proptest! {
+        /// A lookup moved along day by day (`retain_from`, then `push_latest` for the new
+        /// days) holds what one built at once over the same window holds, whatever the
+        /// windows and however many NAVs a scheme has on one day.
+        #[test]
+        fn a_lookup_moved_day_by_day_equals_one_built_at_once(
+            rows in proptest::collection::vec((0_i64..6, 0_u64..40, 1_i64..50), 0..200),
+            steps in proptest::collection::vec((0_u64..6, 0_u64..4), 1..12),
+        ) {
+            let day = |n: u64| d("2025-01-01") + chrono::Days::new(n);
+            let built = |from: u64, to: u64| {
+                let mut lookup = NavLookup::default();
+                for &(code, n, nav) in rows.iter().filter(|r| r.1 >= from && r.1 <= to) {
+                    lookup.insert(code, day(n), Nav::from_scaled(nav));
+                }
+                lookup.finish();
+                lookup
+            };
+            let (mut from, mut to) = (0, 0);
+            let mut moved = built(from, to);
+            for (grow_from, grow_to) in steps {
+                let (next_from, next_to) = (from + grow_from, to + grow_to);
+                moved.retain_from(day(next_from));
+                // The rows of each new day, in the order a partition lists them.
+                for n in (to + 1).max(next_from)..=next_to {
+                    for &(code, _, nav) in rows.iter().filter(|r| r.1 == n) {
+                        moved.push_latest(code, day(n), Nav::from_scaled(nav));
+                    }
+                }
+                (from, to) = (next_from, next_to);
+                prop_assert_eq!(&moved.by_scheme, &built(from, to).by_scheme);
+            }
+        }
     }
 
     /// NAVs inserted out of order, twice for one date: `finish` sorts and keeps one per date,
