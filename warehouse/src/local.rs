@@ -195,14 +195,33 @@ pub(crate) fn folder_names(dir: &Path) -> std::io::Result<Vec<String>> {
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
+        // An entry removed while listed is not there, as the store's own walk skips it.
+        let Some(entry) = unless_gone(entry)? else {
+            continue;
+        };
+        let Some(kind) = unless_gone(entry.file_type())? else {
+            continue;
+        };
+        // A folder linked from elsewhere (old partitions moved to another disk) is a folder,
+        // as the store's walk and DataFusion see it; a broken link is nothing.
+        let is_dir = kind.is_dir()
+            || (kind.is_symlink() && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir()));
+        if is_dir {
             if let Some(name) = entry.file_name().to_str() {
                 names.push(name.to_string());
             }
         }
     }
     Ok(names)
+}
+
+/// `result`'s value, or none if what it read was removed meanwhile.
+fn unless_gone<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes what killed writers left in `folders`: files whose name has a `#` (see the module
@@ -246,9 +265,13 @@ mod tests {
         ])
         .unwrap();
         std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("d=2024-06-28")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("d=2024-06-27"))
+            .unwrap();
         let mut names = folder_names(dir.path()).unwrap();
         names.sort();
-        assert_eq!(names, ["d=2024-07-01", "d=2024-07-02"]);
+        assert_eq!(names, ["d=2024-06-28", "d=2024-07-01", "d=2024-07-02"]);
         assert!(folder_names(&dir.path().join("none")).unwrap().is_empty());
     }
 

@@ -6,8 +6,10 @@
 //! bucketed partitions reads ~16,000 files of a few kilobytes, each a footer read and a
 //! column read: `demo`'s "instalments by month" made 400,000 `futex` calls for 15,808 files.
 //! A read of a small file from the page cache takes microseconds, less than the hand-off, so
-//! reads here block the calling task for that long instead. Writes, listings, deletes and
-//! reads with conditions go to `LocalFileSystem` unchanged.
+//! reads here block the calling task for that long instead — up to [`IN_PLACE_BYTES`] a call:
+//! a larger read (a 10M-user bucket, a day's NAVs) goes to the blocking pool as before, so a
+//! read from a cold disk never holds one of the few worker threads for long. Writes,
+//! listings, deletes and reads with conditions go to `LocalFileSystem` unchanged.
 
 use std::fmt;
 use std::fs::{File, Metadata};
@@ -30,6 +32,9 @@ use object_store::{
 };
 
 /// See the module docs.
+/// The most bytes one call reads in place; more go through `LocalFileSystem`.
+pub(crate) const IN_PLACE_BYTES: u64 = 1 << 20;
+
 #[derive(Debug)]
 pub(crate) struct LocalStore {
     inner: LocalFileSystem,
@@ -158,6 +163,9 @@ impl ObjectStore for LocalStore {
                 })?,
             None => 0..meta.size,
         };
+        if range.end.saturating_sub(range.start) > IN_PLACE_BYTES {
+            return self.inner.get_opts(location, options).await;
+        }
         let bytes = read_range(&file, &path, range.clone())?;
         Ok(GetResult {
             payload: GetResultPayload::Stream(futures::stream::once(async { Ok(bytes) }).boxed()),
@@ -168,6 +176,10 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let requested: u64 = ranges.iter().map(|r| r.end.saturating_sub(r.start)).sum();
+        if requested > IN_PLACE_BYTES {
+            return self.inner.get_ranges(location, ranges).await;
+        }
         let path = self.inner.path_to_filesystem(location)?;
         let (file, _) = open(&path)?;
         ranges
@@ -251,6 +263,24 @@ mod tests {
         );
         // A range past the end is an error, as it is for LocalFileSystem.
         assert!(ours.get_ranges(&location, &[0..1, 8..12]).await.is_err());
+
+        // Larger than a read in place: the same answers through `LocalFileSystem`.
+        let large: Vec<u8> = (0..IN_PLACE_BYTES + 10).map(|i| (i % 251) as u8).collect();
+        let large_file = dir.path().join("large");
+        std::fs::write(&large_file, &large).unwrap();
+        let large_location = Path::from_filesystem_path(&large_file).unwrap();
+        let (a, b) = (
+            ours.get(&large_location).await.unwrap(),
+            theirs.get(&large_location).await.unwrap(),
+        );
+        assert_eq!(a.meta, b.meta);
+        assert_eq!(a.bytes().await.unwrap(), Bytes::from(large.clone()));
+        assert_eq!(b.bytes().await.unwrap(), Bytes::from(large));
+        let halves = [0..IN_PLACE_BYTES, IN_PLACE_BYTES..IN_PLACE_BYTES + 10];
+        assert_eq!(
+            ours.get_ranges(&large_location, &halves).await.unwrap(),
+            theirs.get_ranges(&large_location, &halves).await.unwrap()
+        );
 
         let missing = Path::from(format!(
             "{}/none",
